@@ -1,0 +1,94 @@
+//! The Set Action names and their numeric codes (the legacy contract's action table).
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// One row of the action table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    pub code: i32,
+    pub canonical_name: &'static str,
+}
+
+/// Every action the remote cluster knows. Codes are documented as 1-6 but no name maps to 6.
+pub const ACTIONS: [Action; 5] = [
+    Action { code: 1, canonical_name: "Trans-Begin" },
+    Action { code: 2, canonical_name: "PE-Enable" },
+    Action { code: 3, canonical_name: "T-Enable" },
+    Action { code: 4, canonical_name: "PE-Finalize" },
+    Action { code: 5, canonical_name: "PE-Direct" },
+];
+
+/// Lowest and highest code a job may carry (the legacy schema documents 1-6).
+pub const MIN_ACTION_CODE: i32 = 1;
+pub const MAX_ACTION_CODE: i32 = 6;
+
+/// Spellings reduced to lowercase letters and digits, with the code they mean. "Tran-Begin" is
+/// a spelling the UI really sends, so it is listed rather than guessed at.
+const SPELLINGS: [(&str, i32); 6] = [
+    ("transbegin", 1),
+    ("tranbegin", 1),
+    ("peenable", 2),
+    ("tenable", 3),
+    ("pefinalize", 4),
+    ("pedirect", 5),
+];
+
+/// Map an action name to its code: case-insensitive, ignoring `-`, `_` and spaces.
+/// An unknown name is an `UnknownAction` error, never a guess.
+pub fn map_action(name: &str) -> Result<Action> {
+    let key: String = name
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | ' ' | '\t'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    SPELLINGS
+        .iter()
+        .find(|(spelling, _)| *spelling == key)
+        .and_then(|(_, code)| ACTIONS.iter().find(|a| a.code == *code))
+        .copied()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::UnknownAction,
+                format!(
+                    "unknown action {name:?}: expected one of Trans-Begin, PE-Enable, T-Enable, \
+                     PE-Finalize, PE-Direct"
+                ),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_seen_maps_to_its_code() {
+        for (name, code) in [
+            ("Trans-Begin", 1),
+            ("Tran-Begin", 1),
+            ("trans-begin", 1),
+            ("tran-begin", 1),
+            ("TRANS_BEGIN", 1),
+            ("trans begin", 1),
+            ("PE-Enable", 2),
+            ("pe-enable", 2),
+            ("T-Enable", 3),
+            ("t_enable", 3),
+            ("PE-Finalize", 4),
+            ("pe finalize", 4),
+            ("PE-Direct", 5),
+            ("pe-direct", 5),
+        ] {
+            assert_eq!(map_action(name).unwrap().code, code, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_refused_not_guessed() {
+        for name in ["", "Trans", "Begin", "Trans-Begins", "PE-Enabled", "6", "action_0", "T-Enable!"] {
+            let err = map_action(name).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::UnknownAction, "{name}");
+            assert!(err.message.contains("unknown action"));
+        }
+    }
+}

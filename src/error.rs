@@ -1,0 +1,93 @@
+//! The core's error type. Every failure carries a kind (which the C ABI turns into a status code)
+//! and a message meant for an operator. Nothing in here knows about FFI.
+
+use std::fmt;
+
+/// What went wrong, coarse enough to act on. The C ABI maps each kind to one stable status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A caller-supplied value is malformed (empty user id, control characters, bad JSON ...).
+    InvalidInput,
+    /// An action name that is not in the action table.
+    UnknownAction,
+    /// A list or string larger than the library accepts.
+    TooLarge,
+    /// The job (or cache entry) asked for does not exist.
+    NotFound,
+    /// Another connection kept the database locked past the busy timeout.
+    Busy,
+    /// The file was written by a newer library (its `user_version` is higher than we know).
+    SchemaTooNew,
+    /// The database file or its directory cannot be opened or created.
+    CantOpen,
+    /// The file or its directory is read-only.
+    ReadOnly,
+    /// The disk or the database's size limit is full.
+    Full,
+    /// The file is a database but damaged.
+    Corrupt,
+    /// The file is not an SQLite database at all.
+    NotADatabase,
+    /// Any other SQLite failure.
+    Database,
+    /// A bug inside the library (a caught panic, a poisoned lock).
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidInput, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::NotFound, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Internal, message)
+    }
+    /// Prefix the message with what was being done, keeping the kind.
+    pub fn context(mut self, what: &str) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        let kind = match e.sqlite_error_code() {
+            Some(C::DatabaseBusy) | Some(C::DatabaseLocked) => ErrorKind::Busy,
+            Some(C::CannotOpen) | Some(C::PermissionDenied) => ErrorKind::CantOpen,
+            Some(C::ReadOnly) => ErrorKind::ReadOnly,
+            Some(C::DiskFull) => ErrorKind::Full,
+            Some(C::DatabaseCorrupt) => ErrorKind::Corrupt,
+            Some(C::NotADatabase) => ErrorKind::NotADatabase,
+            _ => ErrorKind::Database,
+        };
+        Error::new(kind, format!("database error: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::invalid(format!("invalid JSON: {e}"))
+    }
+}

@@ -1,0 +1,121 @@
+//! The audit log over the C ABI. All functions are thread-safe on a shared store handle.
+
+use std::ffi::c_char;
+
+use super::args::{c_json, optional, optional_value, out, required};
+use super::status::TmsStatus;
+use super::store::TmsStore;
+use crate::model::{AuditEntry, AuditFilter};
+
+/// Record one audit row (the legacy `log_action`). `customer_ids` is stored as given (pass a JSON
+/// array such as `["c1", "c2"]` for a list); `customer_ids`, `ip_address`, `error_message` and
+/// `duration_ms` may be NULL; `status` may be NULL for "success", else "success" or "failure".
+/// The timestamp is the current UTC time. On success, when `out_id` is not NULL, `*out_id`
+/// receives the new row's id.
+///
+/// # Safety
+/// Pointers are NULL or valid; `store` is an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_record_audit(
+    store: *const TmsStore,
+    user_id: *const c_char,
+    action_type: *const c_char,
+    customer_ids: *const c_char,
+    ip_address: *const c_char,
+    status: *const c_char,
+    error_message: *const c_char,
+    duration_ms: *const i64,
+    out_id: *mut i64,
+) -> TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let entry = AuditEntry {
+            user_id: unsafe { required(user_id, "user_id") }?,
+            action_type: unsafe { required(action_type, "action_type") }?,
+            customer_ids: unsafe { optional(customer_ids, "customer_ids") }?,
+            ip_address: unsafe { optional(ip_address, "ip_address") }?,
+            status: unsafe { optional(status, "status") }?,
+            error_message: unsafe { optional(error_message, "error_message") }?,
+            duration_ms: unsafe { optional_value(duration_ms) },
+        };
+        let id = store.record_audit(&entry)?;
+        if let Some(out_id) = unsafe { out_id.as_mut() } {
+            *out_id = id;
+        }
+        Ok(())
+    })
+}
+
+/// Audit rows newest first, at most `limit` (0-100000), each filter applied when not NULL.
+/// `customer_id` matches whole IDs only (`c1` does not match `c10`). A JSON array of objects with
+/// every column, `customer_ids` parsed back from JSON where it parses. `*out_json` is owned by
+/// the caller (free with `tms_string_free`).
+///
+/// # Safety
+/// Pointers are NULL or valid; `store` is an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_get_audit_trail(
+    store: *const TmsStore,
+    user_id: *const c_char,
+    action_type: *const c_char,
+    customer_id: *const c_char,
+    limit: i64,
+    out_json: *mut *mut c_char,
+) -> TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let filter = AuditFilter {
+            user_id: unsafe { optional(user_id, "user_id") }?,
+            action_type: unsafe { optional(action_type, "action_type") }?,
+            customer_id: unsafe { optional(customer_id, "customer_id") }?,
+        };
+        let out_json = out(out_json, "out_json")?;
+        *out_json = c_json(&store.audit_trail(&filter, limit)?)?;
+        Ok(())
+    })
+}
+
+/// The distinct action types recorded, sorted, as a JSON array of strings. Caller frees.
+///
+/// # Safety
+/// Pointers are NULL or valid; `store` is an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_get_action_types(store: *const TmsStore, out_json: *mut *mut c_char) -> TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let out_json = out(out_json, "out_json")?;
+        *out_json = c_json(&store.action_types()?)?;
+        Ok(())
+    })
+}
+
+/// `{"total_records","unique_users","unique_actions","successful_actions","failed_actions",
+/// "success_rate_percent"}` as JSON. Caller frees.
+///
+/// # Safety
+/// Pointers are NULL or valid; `store` is an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_get_audit_stats(store: *const TmsStore, out_json: *mut *mut c_char) -> TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let out_json = out(out_json, "out_json")?;
+        *out_json = c_json(&store.audit_stats()?)?;
+        Ok(())
+    })
+}
+
+/// Delete every audit row. When `out_deleted` is not NULL it receives how many were deleted.
+///
+/// # Safety
+/// Pointers are NULL or valid; `store` is an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_clear_audit_logs(store: *const TmsStore, out_deleted: *mut u64) -> TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let n = store.clear_audit_logs()?;
+        if let Some(out) = unsafe { out_deleted.as_mut() } {
+            *out = n;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,16 @@
+//! The C ABI: a thin layer that checks pointers and UTF-8, calls the Rust API, and turns results
+//! into status codes, JSON text and the thread-local last-error message. No logic lives here.
+
+#[macro_use]
+mod boundary;
+mod args;
+mod audit;
+mod cache;
+mod jobs;
+mod status;
+mod store;
+mod util;
+
+pub use boundary::FfiError;
+pub use status::TmsStatus;
+pub use store::TmsStore;

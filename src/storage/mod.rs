@@ -1,0 +1,89 @@
+//! The storage boundary. The store (validation, ids, clocks) talks to an [`Engine`] only through
+//! this trait and its record types, so a second engine can be added without touching the store or
+//! the C ABI. Records reaching an engine are already validated and normalized.
+
+pub mod sqlite;
+
+use crate::error::Result;
+use crate::model::{AuditFilter, AuditRow, AuditStats, CacheStats, JobDetails, JobSummary};
+
+/// A validated job with its id, timestamps and de-duplicated customer IDs.
+#[derive(Debug, Clone)]
+pub struct JobRecord<'a> {
+    pub job_id: &'a str,
+    pub user_id: &'a str,
+    pub batch_id: Option<&'a str>,
+    pub action_code: i32,
+    pub action_name: &'a str,
+    pub cluster_url: Option<&'a str>,
+    pub created_at: &'a str,
+    pub request_payload: Option<&'a str>,
+    pub response_summary: Option<&'a str>,
+    pub status: &'a str,
+    pub cids: &'a [String],
+}
+
+/// A validated change to one job; `None` fields stay as they are.
+#[derive(Debug, Clone)]
+pub struct JobChange<'a> {
+    pub job_id: &'a str,
+    pub status: &'a str,
+    pub http_status: Option<i64>,
+    pub error_message: Option<&'a str>,
+    pub response_summary: Option<&'a str>,
+    pub updated_at: &'a str,
+}
+
+/// A validated audit row with its timestamp.
+#[derive(Debug, Clone)]
+pub struct AuditRecord<'a> {
+    pub user_id: &'a str,
+    pub action_type: &'a str,
+    pub customer_ids: Option<&'a str>,
+    pub timestamp: &'a str,
+    pub ip_address: Option<&'a str>,
+    pub status: &'a str,
+    pub error_message: Option<&'a str>,
+    pub duration_ms: Option<i64>,
+}
+
+/// One cache entry to upsert.
+#[derive(Debug, Clone)]
+pub struct CacheRecord<'a> {
+    pub cid: &'a str,
+    pub app_name: &'a str,
+    pub status_data: &'a str,
+    pub cached_at: &'a str,
+    pub ttl_seconds: i64,
+}
+
+/// Everything the store needs from persistent storage. Implementations are shared by many threads.
+pub trait Engine: Send + Sync {
+    /// Insert the job and all its customers atomically and durably.
+    fn insert_job(&self, job: &JobRecord<'_>) -> Result<()>;
+    /// Apply the change; `false` when no such job exists.
+    fn update_job(&self, change: &JobChange<'_>) -> Result<bool>;
+    fn job(&self, job_id: &str) -> Result<Option<JobDetails>>;
+    /// Newest first, at most `limit`.
+    fn user_jobs(&self, user_id: &str, limit: u32) -> Result<Vec<JobSummary>>;
+    /// The job's IDs sorted; `None` when no such job exists.
+    fn job_customers(&self, job_id: &str) -> Result<Option<Vec<String>>>;
+
+    /// Insert one audit row; returns its id.
+    fn insert_audit(&self, row: &AuditRecord<'_>) -> Result<i64>;
+    /// Newest first, at most `limit`.
+    fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>>;
+    fn action_types(&self) -> Result<Vec<String>>;
+    fn audit_stats(&self) -> Result<AuditStats>;
+    /// Delete every audit row; returns how many.
+    fn clear_audit(&self) -> Result<u64>;
+
+    /// The entry's data if it was cached at or after `fresh_since`.
+    fn cache_get(&self, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>>;
+    fn cache_put(&self, entry: &CacheRecord<'_>) -> Result<()>;
+    /// Delete entries cached before `cutoff`; returns how many.
+    fn cache_delete_older(&self, cutoff: &str) -> Result<u64>;
+    /// Delete entries matching both filters (`None` = any); returns how many.
+    fn cache_invalidate(&self, cid: Option<&str>, app_name: Option<&str>) -> Result<u64>;
+    fn cache_stats(&self) -> Result<CacheStats>;
+}

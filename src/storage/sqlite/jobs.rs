@@ -1,0 +1,124 @@
+//! SQL for the jobs and job_customers tables.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::Result;
+use crate::model::{JobDetails, JobSummary, parse_json_or_text};
+use crate::storage::{JobChange, JobRecord};
+
+pub fn insert(conn: &Connection, job: &JobRecord<'_>) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url,
+                           created_at, request_payload, response_summary, status, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?7)",
+    )?
+    .execute(params![
+        job.job_id,
+        job.user_id,
+        job.batch_id,
+        job.action_code,
+        job.action_name,
+        job.cluster_url,
+        job.created_at,
+        job.request_payload,
+        job.response_summary,
+        job.status,
+    ])?;
+    let mut add = conn.prepare_cached("INSERT INTO job_customers (job_id, cid) VALUES (?1, ?2)")?;
+    for cid in job.cids {
+        add.execute(params![job.job_id, cid])?;
+    }
+    Ok(())
+}
+
+pub fn update(conn: &Connection, change: &JobChange<'_>) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET status = ?2,
+                             http_status = COALESCE(?3, http_status),
+                             error_message = COALESCE(?4, error_message),
+                             response_summary = COALESCE(?5, response_summary),
+                             updated_at = ?6
+             WHERE job_id = ?1",
+        )?
+        .execute(params![
+            change.job_id,
+            change.status,
+            change.http_status,
+            change.error_message,
+            change.response_summary,
+            change.updated_at,
+        ])?;
+    Ok(n > 0)
+}
+
+pub fn details(conn: &Connection, job_id: &str) -> Result<Option<JobDetails>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
+                    request_payload, response_summary, status, http_status, error_message,
+                    updated_at,
+                    (SELECT COUNT(*) FROM job_customers c WHERE c.job_id = j.job_id)
+             FROM jobs j WHERE job_id = ?1",
+        )?
+        .query_row([job_id], |r| {
+            Ok(JobDetails {
+                job_id: r.get(0)?,
+                user_id: r.get(1)?,
+                batch_id: r.get(2)?,
+                action_code: r.get(3)?,
+                action_name: r.get(4)?,
+                cluster_url: r.get(5)?,
+                created_at: r.get(6)?,
+                request_payload: parse_json_or_text(r.get(7)?),
+                response_summary: r.get(8)?,
+                status: r.get(9)?,
+                http_status: r.get(10)?,
+                error_message: r.get(11)?,
+                updated_at: r.get(12)?,
+                customer_count: r.get(13)?,
+            })
+        })
+        .optional()?;
+    Ok(row)
+}
+
+fn summary(r: &Row<'_>) -> rusqlite::Result<JobSummary> {
+    Ok(JobSummary {
+        job_id: r.get(0)?,
+        user_id: r.get(1)?,
+        action_code: r.get(2)?,
+        action_name: r.get(3)?,
+        cluster_url: r.get(4)?,
+        created_at: r.get(5)?,
+        status: r.get(6)?,
+        http_status: r.get(7)?,
+        error_message: r.get(8)?,
+        customer_count: r.get(9)?,
+    })
+}
+
+pub fn for_user(conn: &Connection, user_id: &str, limit: u32) -> Result<Vec<JobSummary>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT job_id, user_id, action_code, action_name, cluster_url, created_at, status,
+                http_status, error_message,
+                (SELECT COUNT(*) FROM job_customers c WHERE c.job_id = j.job_id)
+         FROM jobs j WHERE user_id = ?1
+         ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![user_id, limit], summary)?.collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+pub fn customers(conn: &Connection, job_id: &str) -> Result<Option<Vec<String>>> {
+    let exists: bool = conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM jobs WHERE job_id = ?1)")?
+        .query_row([job_id], |r| r.get(0))?;
+    if !exists {
+        return Ok(None);
+    }
+    let mut stmt =
+        conn.prepare_cached("SELECT cid FROM job_customers WHERE job_id = ?1 ORDER BY cid")?;
+    let cids = stmt.query_map([job_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(Some(cids))
+}

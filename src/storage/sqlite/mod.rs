@@ -1,0 +1,100 @@
+//! The SQLite engine: jobs.db and audit.db, each behind its own connection pool.
+
+mod audit;
+mod cache;
+mod jobs;
+pub mod pool;
+pub mod schema;
+
+use std::path::Path;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::error::Result;
+use crate::model::{AuditFilter, AuditRow, AuditStats, CacheStats, JobDetails, JobSummary};
+use crate::options::StoreOptions;
+use crate::storage::{AuditRecord, CacheRecord, Engine, JobChange, JobRecord};
+use pool::Pool;
+
+pub struct SqliteEngine {
+    jobs: Pool,
+    audit: Pool,
+}
+
+impl SqliteEngine {
+    /// Open (creating when missing) and migrate both files.
+    pub fn open(jobs_path: &Path, audit_path: &Path, options: &StoreOptions) -> Result<Self> {
+        let (jobs, first) = Pool::open(jobs_path, options)?;
+        schema::migrate_jobs(&first)?;
+        jobs.put(first);
+        let (audit, first) = Pool::open(audit_path, options)?;
+        schema::migrate_audit(&first)?;
+        audit.put(first);
+        Ok(SqliteEngine { jobs, audit })
+    }
+}
+
+/// Run `f` in one BEGIN IMMEDIATE transaction: the write lock is taken up front, so a write never
+/// fails half-way on a lock upgrade, and the busy timeout applies to taking it.
+fn write<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let conn = pool.get()?;
+    let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+fn read<T>(pool: &Pool, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let conn = pool.get()?;
+    f(&conn)
+}
+
+impl Engine for SqliteEngine {
+    fn insert_job(&self, job: &JobRecord<'_>) -> Result<()> {
+        write(&self.jobs, |tx| jobs::insert(tx, job))
+    }
+    fn update_job(&self, change: &JobChange<'_>) -> Result<bool> {
+        write(&self.jobs, |tx| jobs::update(tx, change))
+    }
+    fn job(&self, job_id: &str) -> Result<Option<JobDetails>> {
+        read(&self.jobs, |c| jobs::details(c, job_id))
+    }
+    fn user_jobs(&self, user_id: &str, limit: u32) -> Result<Vec<JobSummary>> {
+        read(&self.jobs, |c| jobs::for_user(c, user_id, limit))
+    }
+    fn job_customers(&self, job_id: &str) -> Result<Option<Vec<String>>> {
+        read(&self.jobs, |c| jobs::customers(c, job_id))
+    }
+
+    fn insert_audit(&self, row: &AuditRecord<'_>) -> Result<i64> {
+        write(&self.audit, |tx| audit::insert(tx, row))
+    }
+    fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
+        read(&self.audit, |c| audit::trail(c, filter, limit))
+    }
+    fn action_types(&self) -> Result<Vec<String>> {
+        read(&self.audit, audit::action_types)
+    }
+    fn audit_stats(&self) -> Result<AuditStats> {
+        read(&self.audit, audit::stats)
+    }
+    fn clear_audit(&self) -> Result<u64> {
+        write(&self.audit, |tx| audit::clear(tx))
+    }
+
+    fn cache_get(&self, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>> {
+        read(&self.jobs, |c| cache::get(c, cid, app_name, fresh_since))
+    }
+    fn cache_put(&self, entry: &CacheRecord<'_>) -> Result<()> {
+        write(&self.jobs, |tx| cache::put(tx, entry))
+    }
+    fn cache_delete_older(&self, cutoff: &str) -> Result<u64> {
+        write(&self.jobs, |tx| cache::delete_older(tx, cutoff))
+    }
+    fn cache_invalidate(&self, cid: Option<&str>, app_name: Option<&str>) -> Result<u64> {
+        write(&self.jobs, |tx| cache::invalidate(tx, cid, app_name))
+    }
+    fn cache_stats(&self) -> Result<CacheStats> {
+        read(&self.jobs, cache::stats)
+    }
+}

@@ -1,0 +1,177 @@
+//! Open connections to one database file, shared by the threads of one process.
+//!
+//! A rusqlite `Connection` is Send but not Sync, so each call checks one out for its own use and
+//! puts it back; connections stay open and keep their prepared statements between calls.
+//!
+//! SQLite connections must never be used across `fork()`. Each pool remembers the pid that opened
+//! its connections; when a checkout happens in another process (a forked child), the inherited
+//! connections are abandoned without `sqlite3_close` (closing them in the child could disturb the
+//! parent's locks and WAL state) and fresh ones are opened.
+
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::options::StoreOptions;
+
+pub struct Pool {
+    path: PathBuf,
+    options: StoreOptions,
+    idle: Mutex<Idle>,
+}
+
+struct Idle {
+    pid: u32,
+    connections: Vec<Connection>,
+}
+
+/// A connection checked out of a pool; goes back when dropped.
+pub struct PooledConnection<'a> {
+    pool: &'a Pool,
+    pid: u32,
+    conn: ManuallyDrop<Connection>,
+}
+
+impl Pool {
+    /// A pool for `path`. Opens one connection right away so that a bad path fails here.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<(Pool, Connection)> {
+        let first = open_connection(path, options)?;
+        let pool = Pool {
+            path: path.to_path_buf(),
+            options: options.clone(),
+            idle: Mutex::new(Idle { pid: std::process::id(), connections: Vec::new() }),
+        };
+        Ok((pool, first))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Idle> {
+        // The guarded data is a plain list; a panic elsewhere cannot leave it inconsistent.
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Hand back a connection that was opened outside the pool (the one `open` returned).
+    pub fn put(&self, conn: Connection) {
+        drop(PooledConnection { pool: self, pid: std::process::id(), conn: ManuallyDrop::new(conn) });
+    }
+
+    pub fn get(&self) -> Result<PooledConnection<'_>> {
+        let pid = std::process::id();
+        let reused = {
+            let mut idle = self.lock();
+            if idle.pid != pid {
+                for inherited in idle.connections.drain(..) {
+                    std::mem::forget(inherited);
+                }
+                idle.pid = pid;
+            }
+            idle.connections.pop()
+        };
+        let conn = match reused {
+            Some(c) => c,
+            None => open_connection(&self.path, &self.options)?,
+        };
+        Ok(PooledConnection { pool: self, pid, conn: ManuallyDrop::new(conn) })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let mut idle = self.lock();
+        if idle.pid != std::process::id() {
+            for inherited in idle.connections.drain(..) {
+                std::mem::forget(inherited);
+            }
+        }
+    }
+}
+
+impl Deref for PooledConnection<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Drop for PooledConnection<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `conn` is taken exactly once, here.
+        let conn = unsafe { ManuallyDrop::take(&mut self.conn) };
+        if std::process::id() != self.pid {
+            std::mem::forget(conn); // checked out before a fork: not ours to close
+            return;
+        }
+        // A connection left inside a transaction must not be reused: that is how the legacy app
+        // locked its database for everyone after one failed insert.
+        if !conn.is_autocommit() {
+            return; // dropping closes it and rolls the transaction back
+        }
+        let mut idle = self.pool.lock();
+        if idle.pid == self.pid && idle.connections.len() < self.pool.options.max_idle_connections {
+            idle.connections.push(conn);
+        }
+    }
+}
+
+/// Open one connection with the library's settings, read back where SQLite may refuse them.
+pub fn open_connection(path: &Path, options: &StoreOptions) -> Result<Connection> {
+    check_path(path)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| Error::from(e).context(&format!("cannot open {}", path.display())))?;
+    configure(&conn, options).map_err(|e| e.context(&format!("cannot set up {}", path.display())))?;
+    Ok(conn)
+}
+
+/// SQLite's own message for a missing directory or a directory path is "unable to open database
+/// file"; say which it is.
+fn check_path(path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::invalid("database path is empty"));
+    }
+    if path.is_dir() {
+        return Err(Error::new(
+            ErrorKind::CantOpen,
+            format!("cannot open {}: it is a directory, not a database file", path.display()),
+        ));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::new(
+            ErrorKind::CantOpen,
+            format!("cannot open {}: directory {} does not exist", path.display(), dir.display()),
+        ));
+    }
+    Ok(())
+}
+
+fn configure(conn: &Connection, options: &StoreOptions) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_millis(options.busy_timeout_ms.into()))?;
+    // Fail fast on a file that is not a database, before any pragma writes to it.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::new(
+            ErrorKind::Database,
+            format!("the database refused WAL mode (journal_mode is {mode})"),
+        ));
+    }
+    conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
+    conn.pragma_update(None, "journal_size_limit", options.journal_size_limit_bytes)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    if fk != 1 {
+        return Err(Error::new(ErrorKind::Database, "SQLite refused to enable foreign keys"));
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}

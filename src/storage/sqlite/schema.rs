@@ -1,0 +1,170 @@
+//! The two files' schemas and their versioned migrations (PRAGMA user_version).
+//!
+//! Version 0 is any legacy file (or a new empty one); each migration moves a file one version up
+//! inside one BEGIN IMMEDIATE transaction and keeps every row. A file newer than the library is
+//! refused rather than guessed at.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// One step: brings a file from version `index` to `index + 1`.
+type Migration = fn(&Connection) -> Result<()>;
+
+/// jobs.db: v1 = the legacy layout complete (late columns added, the seed's foreign key to a
+/// `users` table that never existed removed).
+const JOBS_MIGRATIONS: &[Migration] = &[jobs_v1_adopt_legacy];
+/// audit.db: v1 = the legacy layout.
+const AUDIT_MIGRATIONS: &[Migration] = &[audit_v1_adopt_legacy];
+
+pub const JOBS_SCHEMA_VERSION: i64 = JOBS_MIGRATIONS.len() as i64;
+pub const AUDIT_SCHEMA_VERSION: i64 = AUDIT_MIGRATIONS.len() as i64;
+
+pub fn migrate_jobs(conn: &Connection) -> Result<()> {
+    migrate(conn, "jobs", JOBS_MIGRATIONS)
+}
+
+pub fn migrate_audit(conn: &Connection) -> Result<()> {
+    migrate(conn, "audit", AUDIT_MIGRATIONS)
+}
+
+fn user_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+fn migrate(conn: &Connection, which: &str, steps: &[Migration]) -> Result<()> {
+    let target = steps.len() as i64;
+    let refuse_newer = |found: i64| {
+        Error::new(
+            ErrorKind::SchemaTooNew,
+            format!(
+                "the {which} database has schema version {found}, newer than the {target} this \
+                 library knows; use a newer libtms"
+            ),
+        )
+    };
+    let found = user_version(conn)?;
+    if found > target {
+        return Err(refuse_newer(found));
+    }
+    if found == target {
+        return Ok(());
+    }
+    // Rebuilding a table needs foreign keys off, and that pragma is a no-op inside a transaction.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = (|| {
+        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the write lock.
+        let mut version = user_version(&tx)?;
+        if version > target {
+            return Err(refuse_newer(version));
+        }
+        while version < target {
+            steps[version as usize](&tx)?;
+            version += 1;
+        }
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    result.map_err(|e| e.context(&format!("cannot bring the {which} database up to date")))
+}
+
+fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
+    Ok(names)
+}
+
+/// The jobs table as the legacy app's latest code has it (column order included).
+const JOBS_TABLE: &str = "
+    job_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    batch_id TEXT,
+    action_code INTEGER NOT NULL,
+    action_name TEXT NOT NULL,
+    cluster_url TEXT,
+    created_at TEXT NOT NULL,
+    request_payload TEXT,
+    response_summary TEXT,
+    status TEXT DEFAULT 'success',
+    http_status INTEGER,
+    error_message TEXT,
+    updated_at TEXT";
+
+const JOBS_COLUMNS: &str = "job_id, user_id, batch_id, action_code, action_name, cluster_url, \
+    created_at, request_payload, response_summary, status, http_status, error_message, updated_at";
+
+fn jobs_v1_adopt_legacy(conn: &Connection) -> Result<()> {
+    conn.execute_batch(&format!("CREATE TABLE IF NOT EXISTS jobs ({JOBS_TABLE});"))?;
+    let existing = columns(conn, "jobs")?;
+    for (name, decl) in
+        [("http_status", "INTEGER"), ("error_message", "TEXT"), ("updated_at", "TEXT")]
+    {
+        if !existing.iter().any(|c| c == name) {
+            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {decl};"))?;
+        }
+    }
+    // The seed declared jobs.user_id REFERENCES users(user_id), a table that never existed: with
+    // foreign keys on, every insert failed. Rebuild the table without it (SQLite cannot drop a
+    // constraint in place), copying every row.
+    let references_users: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM pragma_foreign_key_list('jobs') WHERE \"table\" = 'users')",
+        [],
+        |r| r.get(0),
+    )?;
+    if references_users {
+        conn.execute_batch(&format!(
+            "CREATE TABLE jobs_rebuilt ({JOBS_TABLE});
+             INSERT INTO jobs_rebuilt ({JOBS_COLUMNS}) SELECT {JOBS_COLUMNS} FROM jobs;
+             DROP TABLE jobs;
+             ALTER TABLE jobs_rebuilt RENAME TO jobs;"
+        ))?;
+    }
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS job_customers (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL,
+            cid TEXT NOT NULL,
+            FOREIGN KEY (job_id) REFERENCES jobs(job_id),
+            UNIQUE(job_id, cid)
+         );
+         CREATE INDEX IF NOT EXISTS idx_jobs_user_id ON jobs(user_id);
+         CREATE INDEX IF NOT EXISTS idx_jobs_created_at ON jobs(created_at);
+         CREATE INDEX IF NOT EXISTS idx_job_customers_job_id ON job_customers(job_id);
+         CREATE TABLE IF NOT EXISTS appstatus_cache (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            cid TEXT NOT NULL,
+            app_name TEXT NOT NULL,
+            status_data TEXT NOT NULL,
+            cached_at TEXT NOT NULL,
+            ttl_seconds INTEGER DEFAULT 1800,
+            UNIQUE(cid, app_name)
+         );
+         CREATE INDEX IF NOT EXISTS idx_appstatus_cache_cid ON appstatus_cache(cid);
+         CREATE INDEX IF NOT EXISTS idx_appstatus_cache_cid_app ON appstatus_cache(cid, app_name);",
+    )?;
+    Ok(())
+}
+
+fn audit_v1_adopt_legacy(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id TEXT NOT NULL,
+            action_type TEXT NOT NULL,
+            customer_ids TEXT,
+            timestamp DATETIME DEFAULT CURRENT_TIMESTAMP,
+            ip_address TEXT,
+            status TEXT,
+            error_message TEXT,
+            duration_ms INTEGER
+         );
+         CREATE INDEX IF NOT EXISTS idx_user_timestamp ON audit_log(user_id, timestamp DESC);
+         CREATE INDEX IF NOT EXISTS idx_action_type ON audit_log(action_type);
+         CREATE INDEX IF NOT EXISTS idx_timestamp ON audit_log(timestamp DESC);
+         CREATE INDEX IF NOT EXISTS idx_customer_search ON audit_log(customer_ids);",
+    )?;
+    Ok(())
+}

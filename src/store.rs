@@ -1,0 +1,282 @@
+//! The store: the library's Rust API. It validates every input, makes ids and timestamps, and
+//! hands finished records to a storage engine. Nothing here knows about FFI or SQL.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::action::{MAX_ACTION_CODE, MIN_ACTION_CODE};
+use crate::clock;
+use crate::customer_ids;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::*;
+use crate::options::StoreOptions;
+use crate::storage::sqlite::SqliteEngine;
+use crate::storage::{AuditRecord, CacheRecord, Engine, JobChange, JobRecord};
+
+/// Longest identifier-like value (user id, action name, status, ip, app name ...), in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest free-text value (payloads, summaries, messages, URLs), in bytes.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024 * 1024;
+/// Largest `limit` a list query accepts.
+pub const MAX_LIMIT: i64 = 100_000;
+/// The legacy default cache lifetime.
+pub const DEFAULT_CACHE_TTL_S: i64 = 1800;
+
+/// Jobs and audit persistence over two database files. Safe to share between threads (`&Store`
+/// is all any operation needs).
+pub struct Store {
+    engine: Box<dyn Engine>,
+}
+
+impl Store {
+    /// Open jobs.db and audit.db (created when missing, migrated when older) with the SQLite engine.
+    pub fn open(jobs_db: impl AsRef<Path>, audit_db: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
+        let engine = SqliteEngine::open(jobs_db.as_ref(), audit_db.as_ref(), options)?;
+        Ok(Store { engine: Box::new(engine) })
+    }
+
+    /// Create a job and all its customers in one transaction. Repeated and padded IDs collapse.
+    pub fn create_job(&self, job: &NewJob<'_>) -> Result<CreatedJob> {
+        let user_id = name("user_id", job.user_id)?;
+        let action_name = name("action_name", job.action_name)?;
+        if !(MIN_ACTION_CODE..=MAX_ACTION_CODE).contains(&job.action_code) {
+            return Err(Error::invalid(format!(
+                "action_code {} is out of range {MIN_ACTION_CODE}-{MAX_ACTION_CODE}",
+                job.action_code
+            )));
+        }
+        let status = job_status(job.status.unwrap_or("IN_PROGRESS"))?;
+        let batch_id = optional(job.batch_id, |v| name("batch_id", v))?;
+        let cluster_url = optional(job.cluster_url, |v| text("cluster_url", v))?;
+        let request_payload = optional(job.request_payload, |v| json("request_payload", v))?;
+        let response_summary = optional(job.response_summary, |v| text("response_summary", v))?;
+        let cids = customer_ids::normalize(&job.cids)?;
+
+        let job_id = crate::uuid::new_v4()?;
+        let created_at = clock::local_iso(SystemTime::now());
+        self.engine.insert_job(&JobRecord {
+            job_id: &job_id,
+            user_id,
+            batch_id,
+            action_code: job.action_code,
+            action_name,
+            cluster_url,
+            created_at: &created_at,
+            request_payload,
+            response_summary,
+            status,
+            cids: &cids,
+        })?;
+        Ok(CreatedJob {
+            job_id,
+            user_id: user_id.to_owned(),
+            action_code: job.action_code,
+            action_name: action_name.to_owned(),
+            customer_count: cids.len(),
+            created_at,
+        })
+    }
+
+    /// Change a job's status and whichever other fields are given; `updated_at` always changes.
+    pub fn update_job(&self, job_id: &str, update: &JobUpdate<'_>) -> Result<()> {
+        let job_id = name("job_id", job_id)?;
+        let changed = self.engine.update_job(&JobChange {
+            job_id,
+            status: job_status(update.status)?,
+            http_status: update.http_status,
+            error_message: optional(update.error_message, |v| text("error_message", v))?,
+            response_summary: optional(update.response_summary, |v| text("response_summary", v))?,
+            updated_at: &clock::local_iso(SystemTime::now()),
+        })?;
+        if changed { Ok(()) } else { Err(no_job(job_id)) }
+    }
+
+    pub fn get_job(&self, job_id: &str) -> Result<JobDetails> {
+        let job_id = name("job_id", job_id)?;
+        self.engine.job(job_id)?.ok_or_else(|| no_job(job_id))
+    }
+
+    /// A user's jobs, newest first, each with its customer count.
+    pub fn get_user_jobs(&self, user_id: &str, limit: i64) -> Result<Vec<JobSummary>> {
+        self.engine.user_jobs(name("user_id", user_id)?, checked_limit(limit)?)
+    }
+
+    /// The job's customer IDs, sorted.
+    pub fn get_job_customers(&self, job_id: &str) -> Result<Vec<String>> {
+        let job_id = name("job_id", job_id)?;
+        self.engine.job_customers(job_id)?.ok_or_else(|| no_job(job_id))
+    }
+
+    /// Write one audit row (the legacy `log_action`); returns its id.
+    pub fn record_audit(&self, entry: &AuditEntry<'_>) -> Result<i64> {
+        let status = entry.status.unwrap_or("success");
+        if !AUDIT_STATUSES.contains(&status) {
+            return Err(Error::invalid(format!(
+                "audit status {status:?} is not one of {AUDIT_STATUSES:?}"
+            )));
+        }
+        if entry.duration_ms.is_some_and(|d| d < 0) {
+            return Err(Error::invalid("duration_ms is negative"));
+        }
+        self.engine.insert_audit(&AuditRecord {
+            user_id: name("user_id", entry.user_id)?,
+            action_type: name("action_type", entry.action_type)?,
+            customer_ids: optional(entry.customer_ids, |v| text("customer_ids", v))?,
+            timestamp: &clock::utc_sql(SystemTime::now()),
+            ip_address: optional(entry.ip_address, |v| name("ip_address", v))?,
+            status,
+            error_message: optional(entry.error_message, |v| text("error_message", v))?,
+            duration_ms: entry.duration_ms,
+        })
+    }
+
+    /// Audit rows newest first, filtered; a customer ID matches whole IDs only.
+    pub fn audit_trail(&self, filter: &AuditFilter<'_>, limit: i64) -> Result<Vec<AuditRow>> {
+        let filter = AuditFilter {
+            user_id: optional(filter.user_id, |v| name("user_id", v))?,
+            action_type: optional(filter.action_type, |v| name("action_type", v))?,
+            customer_id: optional(filter.customer_id, |v| name("customer_id", v))?,
+        };
+        self.engine.audit_trail(&filter, checked_limit(limit)?)
+    }
+
+    pub fn action_types(&self) -> Result<Vec<String>> {
+        self.engine.action_types()
+    }
+
+    pub fn audit_stats(&self) -> Result<AuditStats> {
+        self.engine.audit_stats()
+    }
+
+    /// Delete every audit row; returns how many were deleted.
+    pub fn clear_audit_logs(&self) -> Result<u64> {
+        self.engine.clear_audit()
+    }
+
+    /// The cached status data for (cid, app), or None when missing or older than `ttl_seconds`.
+    pub fn cache_get(&self, cid: &str, app_name: &str, ttl_seconds: i64) -> Result<Option<Value>> {
+        let fresh_since = clock::local_iso_ago(checked_ttl(ttl_seconds)?);
+        let data =
+            self.engine.cache_get(name("cid", cid)?, name("app_name", app_name)?, &fresh_since)?;
+        Ok(data.map(|t| parse_json_or_text(Some(t))))
+    }
+
+    /// Look up many cids at once; repeats in `cids` are looked up once.
+    pub fn cache_get_batch(&self, cids: &[&str], app_name: &str, ttl_seconds: i64) -> Result<CacheBatch> {
+        let fresh_since = clock::local_iso_ago(checked_ttl(ttl_seconds)?);
+        let app_name = name("app_name", app_name)?;
+        let mut batch = CacheBatch::default();
+        for cid in customer_ids::normalize(cids)? {
+            match self.engine.cache_get(&cid, app_name, &fresh_since)? {
+                Some(t) => {
+                    batch.hits.insert(cid, parse_json_or_text(Some(t)));
+                }
+                None => batch.misses.push(cid),
+            }
+        }
+        batch.hit_count = batch.hits.len();
+        batch.miss_count = batch.misses.len();
+        Ok(batch)
+    }
+
+    /// Insert or replace the cached data (JSON text) for (cid, app).
+    pub fn cache_put(&self, cid: &str, app_name: &str, status_json: &str, ttl_seconds: i64) -> Result<()> {
+        self.engine.cache_put(&CacheRecord {
+            cid: name("cid", cid)?,
+            app_name: name("app_name", app_name)?,
+            status_data: json("status_data", status_json)?,
+            cached_at: &clock::local_iso(SystemTime::now()),
+            ttl_seconds: checked_ttl(ttl_seconds)?,
+        })
+    }
+
+    /// Delete entries older than `ttl_seconds`; returns how many.
+    pub fn cache_cleanup(&self, ttl_seconds: i64) -> Result<u64> {
+        self.engine.cache_delete_older(&clock::local_iso_ago(checked_ttl(ttl_seconds)?))
+    }
+
+    /// Delete entries matching cid and/or app (both None: all); returns how many.
+    pub fn cache_invalidate(&self, cid: Option<&str>, app_name: Option<&str>) -> Result<u64> {
+        self.engine.cache_invalidate(
+            optional(cid, |v| name("cid", v))?,
+            optional(app_name, |v| name("app_name", v))?,
+        )
+    }
+
+    pub fn cache_stats(&self) -> Result<CacheStats> {
+        self.engine.cache_stats()
+    }
+}
+
+fn no_job(job_id: &str) -> Error {
+    Error::not_found(format!("no job with id {job_id:?}"))
+}
+
+fn optional<'a>(v: Option<&'a str>, check: impl FnOnce(&'a str) -> Result<&'a str>) -> Result<Option<&'a str>> {
+    v.map(check).transpose()
+}
+
+/// An identifier-like value: not blank, not over [`MAX_NAME_BYTES`], no control characters.
+fn name<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(format!("{field} is empty")));
+    }
+    if value.len() > MAX_NAME_BYTES {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("{field} is {} bytes; at most {MAX_NAME_BYTES} are allowed", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(format!("{field} {value:?} contains a control character")));
+    }
+    Ok(value)
+}
+
+/// Free text: anything up to [`MAX_TEXT_BYTES`] except NUL (which C callers cannot pass anyway).
+fn text<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    if value.len() > MAX_TEXT_BYTES {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("{field} is {} bytes; at most {MAX_TEXT_BYTES} are allowed", value.len()),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(Error::invalid(format!("{field} contains a NUL character")));
+    }
+    Ok(value)
+}
+
+/// Free text that must be JSON (it is parsed back when read).
+fn json<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    let value = text(field, value)?;
+    serde_json::from_str::<serde::de::IgnoredAny>(value)
+        .map_err(|e| Error::invalid(format!("{field} is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+fn job_status(status: &str) -> Result<&str> {
+    if JOB_STATUSES.contains(&status) {
+        Ok(status)
+    } else {
+        Err(Error::invalid(format!("job status {status:?} is not one of {JOB_STATUSES:?}")))
+    }
+}
+
+fn checked_limit(limit: i64) -> Result<u32> {
+    if (0..=MAX_LIMIT).contains(&limit) {
+        Ok(limit as u32)
+    } else {
+        Err(Error::invalid(format!("limit {limit} is out of range 0-{MAX_LIMIT}")))
+    }
+}
+
+fn checked_ttl(ttl: i64) -> Result<i64> {
+    if (0..=10 * 365 * 24 * 3600).contains(&ttl) {
+        Ok(ttl)
+    } else {
+        Err(Error::invalid(format!("ttl_seconds {ttl} is out of range (0 to 10 years)")))
+    }
+}
