@@ -39,25 +39,31 @@ pub enum TmsStatus {
     NotADatabase = 15,
 }
 
+// Not `pub`: cbindgen would export it into the header.
+const ALL: [TmsStatus; 16] = [
+    TmsStatus::Ok,
+    TmsStatus::NullArgument,
+    TmsStatus::InvalidUtf8,
+    TmsStatus::InvalidInput,
+    TmsStatus::UnknownAction,
+    TmsStatus::NotFound,
+    TmsStatus::Busy,
+    TmsStatus::SchemaTooNew,
+    TmsStatus::Database,
+    TmsStatus::Panic,
+    TmsStatus::TooLarge,
+    TmsStatus::CantOpen,
+    TmsStatus::ReadOnly,
+    TmsStatus::Full,
+    TmsStatus::Corrupt,
+    TmsStatus::NotADatabase,
+];
+
 impl TmsStatus {
-    pub const ALL: [TmsStatus; 16] = [
-        TmsStatus::Ok,
-        TmsStatus::NullArgument,
-        TmsStatus::InvalidUtf8,
-        TmsStatus::InvalidInput,
-        TmsStatus::UnknownAction,
-        TmsStatus::NotFound,
-        TmsStatus::Busy,
-        TmsStatus::SchemaTooNew,
-        TmsStatus::Database,
-        TmsStatus::Panic,
-        TmsStatus::TooLarge,
-        TmsStatus::CantOpen,
-        TmsStatus::ReadOnly,
-        TmsStatus::Full,
-        TmsStatus::Corrupt,
-        TmsStatus::NotADatabase,
-    ];
+    /// The status with this numeric value, if any.
+    pub fn from_code(code: i32) -> Option<TmsStatus> {
+        ALL.iter().copied().find(|s| *s as i32 == code)
+    }
 
     /// The name C callers see, NUL-terminated.
     pub fn name(self) -> &'static str {

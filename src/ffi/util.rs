@@ -26,10 +26,7 @@ pub extern "C" fn tms_version() -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn tms_status_name(status: c_int) -> *const c_char {
     ffi_boundary!(fallback = std::ptr::null(), {
-        let name = TmsStatus::ALL
-            .iter()
-            .find(|s| **s as c_int == status)
-            .map_or("TMS_STATUS_UNKNOWN\0", |s| s.name());
+        let name = TmsStatus::from_code(status).map_or("TMS_STATUS_UNKNOWN\0", TmsStatus::name);
         name.as_ptr().cast()
     })
 }
