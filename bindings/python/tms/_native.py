@@ -1,0 +1,135 @@
+"""Loading libtms and declaring its functions for ctypes, once.
+
+The library is found through the TMS_LIB environment variable (a path to libtms.so), else in the
+repository's target/release/. Strings the library returns are declared as c_void_p (not c_char_p,
+which would copy and lose the pointer) so they can be handed back to tms_string_free.
+"""
+
+import ctypes
+import os
+from ctypes import POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint64, c_void_p
+
+from .errors import InvalidInputError, error_for
+
+_REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+
+
+def _library_path():
+    explicit = os.environ.get("TMS_LIB")
+    if explicit:
+        return explicit
+    return os.path.join(_REPO, "target", "release", "libtms.so")
+
+
+def _load():
+    path = _library_path()
+    try:
+        return ctypes.CDLL(path)
+    except OSError as e:
+        raise ImportError(
+            f"cannot load libtms from {path}: {e}. Build it with `cargo build --release` "
+            "in the repository, or point TMS_LIB at libtms.so."
+        ) from e
+
+
+lib = _load()
+
+_P = c_void_p  # opaque TmsStore*
+_S = c_char_p  # const char* in
+_OUT_S = POINTER(c_void_p)  # char** out
+_STRS = POINTER(c_char_p)  # const char* const*
+
+_SIGNATURES = {
+    "tms_version": ([], c_char_p),
+    "tms_status_name": ([c_int], c_char_p),
+    "tms_last_error_message": ([], c_void_p),
+    "tms_string_free": ([c_void_p], None),
+    "tms_store_open": ([_S, _S, _S, POINTER(c_void_p)], c_int),
+    "tms_store_close": ([_P], None),
+    "tms_map_action": ([_S, POINTER(c_int32)], c_int),
+    "tms_parse_customer_ids": ([_S, c_int, _OUT_S], c_int),
+    "tms_create_job": (
+        [_P, _S, c_int32, _S, _STRS, c_size_t, _S, _S, _S, _S, _S, _OUT_S, _OUT_S],
+        c_int,
+    ),
+    "tms_update_job": ([_P, _S, _S, POINTER(c_int64), _S, _S], c_int),
+    "tms_get_job": ([_P, _S, _OUT_S], c_int),
+    "tms_get_user_jobs": ([_P, _S, c_int64, _OUT_S], c_int),
+    "tms_get_job_customers": ([_P, _S, _OUT_S], c_int),
+    "tms_record_audit": ([_P, _S, _S, _S, _S, _S, _S, POINTER(c_int64), POINTER(c_int64)], c_int),
+    "tms_get_audit_trail": ([_P, _S, _S, _S, c_int64, _OUT_S], c_int),
+    "tms_get_action_types": ([_P, _OUT_S], c_int),
+    "tms_get_audit_stats": ([_P, _OUT_S], c_int),
+    "tms_clear_audit_logs": ([_P, POINTER(c_uint64)], c_int),
+    "tms_cache_get": ([_P, _S, _S, c_int64, _OUT_S], c_int),
+    "tms_cache_get_batch": ([_P, _STRS, c_size_t, _S, c_int64, _OUT_S], c_int),
+    "tms_cache_put": ([_P, _S, _S, _S, c_int64], c_int),
+    "tms_cache_cleanup": ([_P, c_int64, POINTER(c_uint64)], c_int),
+    "tms_cache_invalidate": ([_P, _S, _S, POINTER(c_uint64)], c_int),
+    "tms_cache_stats": ([_P, _OUT_S], c_int),
+}
+
+for _name, (_args, _res) in _SIGNATURES.items():
+    _fn = getattr(lib, _name)
+    _fn.argtypes = _args
+    _fn.restype = _res
+
+INPUT_MANUAL = 0
+INPUT_CSV = 1
+
+
+def encode(value, field):
+    """A Python str as the NUL-terminated UTF-8 the library expects; None stays NULL.
+
+    A NUL inside the text would silently cut it short in C, so it is refused here. Lone
+    surrogates are passed through, for the library to refuse as invalid UTF-8.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        data = value
+    else:
+        data = str(value).encode("utf-8", "surrogatepass")
+    if b"\0" in data:
+        raise InvalidInputError(f"{field} contains a NUL character")
+    return data
+
+
+def string_array(values, field):
+    """A list of str as a `const char *const *` array; returns (array, count)."""
+    if isinstance(values, (str, bytes)):
+        raise InvalidInputError(f"{field} must be a list of strings, not a single string")
+    items = [encode(v, f"{field}[{i}]") for i, v in enumerate(values)]
+    return (c_char_p * len(items))(*items), len(items)
+
+
+def take_string(ptr):
+    """Copy a library-owned string into Python and free it."""
+    if not ptr:
+        return None
+    try:
+        return ctypes.string_at(ptr).decode("utf-8")
+    finally:
+        lib.tms_string_free(ptr)
+
+
+def last_error_message():
+    ptr = lib.tms_last_error_message()
+    return take_string(ptr) or "unknown error"
+
+
+def check(status):
+    """Raise the status's own exception, carrying the library's message, unless it is 0."""
+    if status != 0:
+        raise error_for(status, last_error_message())
+
+
+def call_json(fn, *args):
+    """Call a function whose last argument is a `char **out_json`; return the decoded JSON text."""
+    out = c_void_p()
+    try:
+        check(fn(*args, ctypes.byref(out)))
+        return ctypes.string_at(out.value).decode("utf-8")
+    finally:
+        if out.value:
+            lib.tms_string_free(out.value)

@@ -1,0 +1,89 @@
+"""Drop-in replacement for the legacy audit module: same names, parameters, defaults and return
+shapes, on libtms.
+
+AUDIT_DB_PATH is read from TMS_AUDIT_DB at import (default "audit.db"); assigning the attribute
+later switches files. Failures keep the legacy return (None, False, [] or {}) and log the
+library's message through `logging`. Unlike the legacy module, customer_id filters match whole
+IDs ("c1" no longer matches "c10").
+"""
+
+import logging
+import os
+
+from . import _shared, get_action_code
+from .errors import TmsError
+
+AUDIT_DB_PATH = os.environ.get("TMS_AUDIT_DB", "audit.db")
+
+TRACKED_ACTIONS = ["Trans-Begin", "PE-Enable", "T-Enable", "PE-Finalize", "PE-Direct"]
+
+log = logging.getLogger("tms.audit_db")
+
+
+def _failed(what, err):
+    log.error("%s failed: %s", what, err)
+
+
+def initialize_database():
+    """Create or migrate the audit table (opening the store does both)."""
+    _shared.store()
+
+
+def log_action(user_id, action_type, customer_ids=None, ip_address=None, status="success",
+               error_message=None, duration_ms=None):
+    try:
+        return _shared.store().record_audit(user_id, action_type, customer_ids, ip_address,
+                                            status, error_message, duration_ms)
+    except (TmsError, TypeError) as e:
+        _failed("log_action", e)
+        return None
+
+
+def log_user_action(user_id, action_type, customer_ids=None, ip_address=None, status="success",
+                    error_message=None, duration_ms=None):
+    """log_action, warning first when the action is not one of the tracked Set Actions."""
+    if action_type not in TRACKED_ACTIONS and get_action_code(action_type) is None:
+        log.warning("untracked action type %r logged by %r", action_type, user_id)
+    return log_action(user_id, action_type, customer_ids, ip_address, status, error_message,
+                      duration_ms)
+
+
+def get_audit_trail(limit=50, user_id=None, action_type=None, customer_id=None):
+    try:
+        return _shared.store().audit_trail(limit, user_id, action_type, customer_id)
+    except TmsError as e:
+        _failed("get_audit_trail", e)
+        return []
+
+
+def get_user_actions(user_id, limit=50):
+    return get_audit_trail(limit=limit, user_id=user_id)
+
+
+def get_customer_actions(customer_id, limit=50):
+    return get_audit_trail(limit=limit, customer_id=customer_id)
+
+
+def get_action_types():
+    try:
+        return _shared.store().action_types()
+    except TmsError as e:
+        _failed("get_action_types", e)
+        return []
+
+
+def get_audit_stats():
+    try:
+        return _shared.store().audit_stats()
+    except TmsError as e:
+        _failed("get_audit_stats", e)
+        return {}
+
+
+def clear_audit_logs():
+    try:
+        _shared.store().clear_audit_logs()
+        return True
+    except TmsError as e:
+        _failed("clear_audit_logs", e)
+        return False

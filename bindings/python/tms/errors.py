@@ -1,0 +1,109 @@
+"""One exception class per status code of the C ABI (see include/tms.h, enum TmsStatus).
+
+Every class derives from TmsError, which carries the numeric ``status`` and the library's own
+message. Where a standard exception fits, the class also derives from it, so callers may catch
+``ValueError`` or ``LookupError`` as they would elsewhere.
+"""
+
+
+class TmsError(Exception):
+    """A call into libtms failed. ``status`` is the TmsStatus value, ``str(e)`` the message."""
+
+    status = -1
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class NullArgumentError(TmsError, ValueError):
+    status = 1
+
+
+class InvalidUtf8Error(TmsError, ValueError):
+    status = 2
+
+
+class InvalidInputError(TmsError, ValueError):
+    status = 3
+
+
+class UnknownActionError(TmsError, ValueError):
+    status = 4
+
+
+class NotFoundError(TmsError, LookupError):
+    status = 5
+
+
+class BusyError(TmsError):
+    status = 6
+
+
+class SchemaTooNewError(TmsError):
+    status = 7
+
+
+class DatabaseError(TmsError):
+    status = 8
+
+
+class InternalError(TmsError):
+    """A bug inside the library (a caught panic). The store stays usable."""
+
+    status = 9
+
+
+class TooLargeError(TmsError, ValueError):
+    status = 10
+
+
+class CantOpenError(TmsError, OSError):
+    status = 11
+
+
+class ReadOnlyError(TmsError):
+    status = 12
+
+
+class DatabaseFullError(TmsError):
+    status = 13
+
+
+class CorruptError(TmsError):
+    status = 14
+
+
+class NotADatabaseError(TmsError):
+    status = 15
+
+
+BY_STATUS = {
+    cls.status: cls
+    for cls in (
+        NullArgumentError,
+        InvalidUtf8Error,
+        InvalidInputError,
+        UnknownActionError,
+        NotFoundError,
+        BusyError,
+        SchemaTooNewError,
+        DatabaseError,
+        InternalError,
+        TooLargeError,
+        CantOpenError,
+        ReadOnlyError,
+        DatabaseFullError,
+        CorruptError,
+        NotADatabaseError,
+    )
+}
+
+
+def error_for(status, message):
+    """The exception for a status code (an unknown code gives a plain TmsError)."""
+    cls = BY_STATUS.get(status)
+    if cls is None:
+        return TmsError(message, status)
+    return cls(message)

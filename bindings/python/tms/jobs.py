@@ -1,0 +1,132 @@
+"""Drop-in replacement for the legacy jobs module: same names, parameters, defaults and return
+shapes, on libtms. Switch the Flask app with `from tms import jobs` (and `from tms import audit_db`).
+
+DB_PATH is read from TMS_JOBS_DB at import (default "jobs.db"); assigning the attribute later
+switches files, as it did in the legacy module. Failures keep the legacy return (None, False,
+[] or {}) and log the library's message through `logging`.
+"""
+
+import logging
+import os
+
+from . import _shared
+from . import get_action_code  # noqa: F401  (the app's helper lives here too)
+from .errors import NotFoundError, TmsError
+
+DB_PATH = os.environ.get("TMS_JOBS_DB", "jobs.db")
+
+log = logging.getLogger("tms.jobs")
+
+_JOB_DETAIL_KEYS = ("job_id", "user_id", "batch_id", "action_code", "action_name", "cluster_url",
+                    "created_at", "request_payload", "response_summary", "status",
+                    "customer_count")
+_USER_JOB_KEYS = ("job_id", "user_id", "action_code", "action_name", "cluster_url", "created_at",
+                  "status", "http_status", "error_message", "customer_count")
+
+
+def _failed(what, err):
+    log.error("%s failed: %s", what, err)
+
+
+def initialize_jobs_database():
+    """Create or migrate the tables (opening the store does both)."""
+    _shared.store()
+
+
+def create_job(user_id, action_code, action_name, cids, cluster_url=None, batch_id=None,
+               request_payload=None, response_summary=None, status="IN_PROGRESS"):
+    try:
+        return _shared.store().create_job(user_id, action_code, action_name, cids, cluster_url,
+                                          batch_id, request_payload, response_summary, status)
+    except TmsError as e:
+        _failed("create_job", e)
+        return None
+
+
+def update_job(job_id, status, http_status=None, error_message=None, response_summary=None):
+    try:
+        _shared.store().update_job(job_id, status, http_status, error_message, response_summary)
+        return True
+    except TmsError as e:
+        _failed("update_job", e)
+        return False
+
+
+def get_user_jobs(user_id, limit=50):
+    try:
+        rows = _shared.store().get_user_jobs(user_id, limit)
+    except TmsError as e:
+        _failed("get_user_jobs", e)
+        return []
+    return [{k: row[k] for k in _USER_JOB_KEYS} for row in rows]
+
+
+def get_job_customers(job_id):
+    try:
+        return _shared.store().get_job_customers(job_id)
+    except NotFoundError:
+        return []
+    except TmsError as e:
+        _failed("get_job_customers", e)
+        return []
+
+
+def get_job_details(job_id):
+    try:
+        job = _shared.store().get_job(job_id)
+    except NotFoundError:
+        return None
+    except TmsError as e:
+        _failed("get_job_details", e)
+        return None
+    return {k: job[k] for k in _JOB_DETAIL_KEYS}
+
+
+def get_cached_appstatus(cid, app_name="ALL", ttl_seconds=1800):
+    try:
+        return _shared.store().cache_get(cid, app_name, ttl_seconds)
+    except TmsError as e:
+        _failed("get_cached_appstatus", e)
+        return None
+
+
+def cache_appstatus(cid, status_data, app_name="ALL", ttl_seconds=1800):
+    try:
+        _shared.store().cache_put(cid, status_data, app_name, ttl_seconds)
+        return True
+    except (TmsError, TypeError, ValueError) as e:
+        _failed("cache_appstatus", e)
+        return False
+
+
+def cleanup_expired_cache(ttl_seconds=1800):
+    try:
+        return _shared.store().cache_cleanup(ttl_seconds)
+    except TmsError as e:
+        _failed("cleanup_expired_cache", e)
+        return 0
+
+
+def get_cached_appstatus_batch(cids, app_name="ALL", ttl_seconds=1800):
+    try:
+        return _shared.store().cache_get_batch(cids, app_name, ttl_seconds)
+    except TmsError as e:
+        _failed("get_cached_appstatus_batch", e)
+        misses = list(dict.fromkeys(cids))
+        return {"hits": {}, "misses": misses, "hit_count": 0, "miss_count": len(misses)}
+
+
+def invalidate_appstatus_cache(cid=None, app_name=None):
+    try:
+        return _shared.store().cache_invalidate(cid, app_name)
+    except TmsError as e:
+        _failed("invalidate_appstatus_cache", e)
+        return 0
+
+
+def get_cache_stats():
+    try:
+        return _shared.store().cache_stats()
+    except TmsError as e:
+        _failed("get_cache_stats", e)
+        return {"total_entries": 0, "unique_cids": 0, "size_bytes": 0, "size_kb": 0.0}

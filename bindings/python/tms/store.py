@@ -1,0 +1,264 @@
+"""`tms.Store`: the library's store handle as a Python object that raises on failure."""
+
+import ctypes
+import json
+import threading
+from ctypes import c_int64, c_uint64, c_void_p
+
+from . import _native
+from ._native import call_json, check, encode, lib, string_array
+from .errors import InvalidInputError, NotFoundError, TmsError
+
+
+def _json_text(value):
+    """A Python value as JSON text for the library; None stays NULL."""
+    return None if value is None else json.dumps(value)
+
+
+def _summary_text(value):
+    """response_summary is free text; anything else is stored as its JSON text, as legacy did."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _int64_ptr(value, field):
+    """An optional integer passed by pointer (NULL = not given)."""
+    return None if value is None else ctypes.byref(c_int64(_int(value, field)))
+
+
+class Store:
+    """jobs.db and audit.db, opened once and shared by every thread of the process.
+
+    Options are keyword arguments: synchronous ("FULL" or "NORMAL"), busy_timeout_ms,
+    journal_size_limit_bytes, max_idle_connections. Every failure raises the TmsError subclass
+    of its status code with the library's message. Calls run without the GIL, concurrently.
+    """
+
+    def __init__(self, jobs_db, audit_db, **options):
+        handle = c_void_p()
+        check(
+            lib.tms_store_open(
+                encode(jobs_db, "jobs_db"),
+                encode(audit_db, "audit_db"),
+                encode(json.dumps(options), "options") if options else None,
+                ctypes.byref(handle),
+            )
+        )
+        self._handle = handle.value
+        self.jobs_db = jobs_db
+        self.audit_db = audit_db
+        # close() waits for calls in flight: freeing the handle under a running call would be a
+        # use-after-free in C.
+        self._calls = 0
+        self._idle = threading.Condition()
+
+    def _enter(self):
+        with self._idle:
+            if self._handle is None:
+                raise TmsError("the store is closed")
+            self._calls += 1
+            return self._handle
+
+    def _leave(self):
+        with self._idle:
+            self._calls -= 1
+            if self._calls == 0:
+                self._idle.notify_all()
+
+    def _call(self, fn, *args):
+        handle = self._enter()
+        try:
+            check(fn(handle, *args))
+        finally:
+            self._leave()
+
+    def _call_json(self, fn, *args):
+        handle = self._enter()
+        try:
+            return json.loads(call_json(fn, handle, *args))
+        finally:
+            self._leave()
+
+    def close(self):
+        """Release the handle once no call is running. Closing twice is harmless."""
+        with self._idle:
+            while self._calls:
+                self._idle.wait()
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            lib.tms_store_close(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def create_job(self, user_id, action_code, action_name, cids, cluster_url=None,
+                   batch_id=None, request_payload=None, response_summary=None,
+                   status="IN_PROGRESS"):
+        """Create a job and its customers atomically; returns the legacy dict
+        {job_id, user_id, action_code, action_name, customer_count, created_at}.
+        request_payload is any JSON-able value (a dict, normally)."""
+        array, count = string_array(cids, "cids")
+        job_id, job_json = c_void_p(), c_void_p()
+        handle = self._enter()
+        try:
+            status_code = lib.tms_create_job(
+                handle,
+                encode(user_id, "user_id"),
+                _action_code(action_code),
+                encode(action_name, "action_name"),
+                array,
+                count,
+                encode(cluster_url, "cluster_url"),
+                encode(batch_id, "batch_id"),
+                encode(_json_text(request_payload), "request_payload"),
+                encode(_summary_text(response_summary), "response_summary"),
+                encode(status, "status"),
+                ctypes.byref(job_id),
+                ctypes.byref(job_json),
+            )
+        finally:
+            self._leave()
+        _native.take_string(job_id.value)  # the same id is in the JSON
+        check(status_code)
+        return json.loads(_native.take_string(job_json.value))
+
+    def update_job(self, job_id, status, http_status=None, error_message=None,
+                   response_summary=None):
+        """Set status and the given fields; updated_at always changes. NotFoundError if absent."""
+        self._call(
+            lib.tms_update_job,
+            encode(job_id, "job_id"),
+            encode(status, "status"),
+            _int64_ptr(http_status, "http_status"),
+            encode(error_message, "error_message"),
+            encode(_summary_text(response_summary), "response_summary"),
+        )
+
+    def get_job(self, job_id):
+        """Every column of the job plus customer_count; NotFoundError if absent."""
+        return self._call_json(lib.tms_get_job, encode(job_id, "job_id"))
+
+    def get_user_jobs(self, user_id, limit=50):
+        """The user's jobs, newest first, with customer_count."""
+        return self._call_json(lib.tms_get_user_jobs, encode(user_id, "user_id"), _limit(limit))
+
+    def get_job_customers(self, job_id):
+        """The job's customer IDs, sorted; NotFoundError if the job is absent."""
+        return self._call_json(lib.tms_get_job_customers, encode(job_id, "job_id"))
+
+    # --- audit ----------------------------------------------------------------------------
+
+    def record_audit(self, user_id, action_type, customer_ids=None, ip_address=None,
+                     status="success", error_message=None, duration_ms=None):
+        """Write one audit row; returns its id. A list of IDs is stored as a JSON array."""
+        if customer_ids is not None and not isinstance(customer_ids, str):
+            customer_ids = json.dumps(list(customer_ids))
+        row_id = c_int64()
+        self._call(
+            lib.tms_record_audit,
+            encode(user_id, "user_id"),
+            encode(action_type, "action_type"),
+            encode(customer_ids, "customer_ids"),
+            encode(ip_address, "ip_address"),
+            encode(status, "status"),
+            encode(error_message, "error_message"),
+            _int64_ptr(duration_ms, "duration_ms"),
+            ctypes.byref(row_id),
+        )
+        return row_id.value
+
+    def audit_trail(self, limit=50, user_id=None, action_type=None, customer_id=None):
+        """Audit rows newest first; customer_id matches whole IDs only."""
+        return self._call_json(
+            lib.tms_get_audit_trail,
+            encode(user_id, "user_id"),
+            encode(action_type, "action_type"),
+            encode(customer_id, "customer_id"),
+            _limit(limit),
+        )
+
+    def action_types(self):
+        return self._call_json(lib.tms_get_action_types)
+
+    def audit_stats(self):
+        return self._call_json(lib.tms_get_audit_stats)
+
+    def clear_audit_logs(self):
+        """Delete every audit row; returns how many were deleted."""
+        deleted = c_uint64()
+        self._call(lib.tms_clear_audit_logs, ctypes.byref(deleted))
+        return deleted.value
+
+    # --- appstatus cache ------------------------------------------------------------------
+
+    def cache_get(self, cid, app_name="ALL", ttl_seconds=1800):
+        """The cached data, or None when missing or older than ttl_seconds."""
+        try:
+            return self._call_json(
+                lib.tms_cache_get, encode(cid, "cid"), encode(app_name, "app_name"),
+                _int(ttl_seconds, "ttl_seconds"),
+            )
+        except NotFoundError:
+            return None
+
+    def cache_get_batch(self, cids, app_name="ALL", ttl_seconds=1800):
+        array, count = string_array(cids, "cids")
+        return self._call_json(
+            lib.tms_cache_get_batch, array, count, encode(app_name, "app_name"),
+            _int(ttl_seconds, "ttl_seconds"),
+        )
+
+    def cache_put(self, cid, status_data, app_name="ALL", ttl_seconds=1800):
+        """Insert or replace the cached data (any JSON-able value)."""
+        self._call(
+            lib.tms_cache_put, encode(cid, "cid"), encode(app_name, "app_name"),
+            encode(json.dumps(status_data), "status_data"), _int(ttl_seconds, "ttl_seconds"),
+        )
+
+    def cache_cleanup(self, ttl_seconds=1800):
+        deleted = c_uint64()
+        self._call(lib.tms_cache_cleanup, _int(ttl_seconds, "ttl_seconds"), ctypes.byref(deleted))
+        return deleted.value
+
+    def cache_invalidate(self, cid=None, app_name=None):
+        deleted = c_uint64()
+        self._call(
+            lib.tms_cache_invalidate, encode(cid, "cid"), encode(app_name, "app_name"),
+            ctypes.byref(deleted),
+        )
+        return deleted.value
+
+    def cache_stats(self):
+        return self._call_json(lib.tms_cache_stats)
+
+
+def _int(value, field, lo=-(2**63), hi=2**63 - 1):
+    """An integer argument; out-of-range values become the library's range error, not an
+    OverflowError from ctypes."""
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{field} must be an integer, not {value!r}") from None
+    if not lo <= value <= hi:
+        raise InvalidInputError(f"{field} {value} is out of range")
+    return value
+
+
+def _limit(limit):
+    return _int(limit, "limit")
+
+
+def _action_code(code):
+    return _int(code, "action_code", -(2**31), 2**31 - 1)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every test suite, against a freshly built library: Rust (unit, integration, header), C and C++
+# consumers (ASan + UBSan), and the Python binding (pytest in a private venv under target/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== build"
+cargo build --release
+
+echo "== Rust"
+cargo test --release 2>&1 | tee target/rust-tests.log
+rust_passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/rust-tests.log | awk '{s+=$4} END {print s+0}')
+
+echo "== C and C++"
+scripts/test-c.sh
+
+echo "== Python"
+venv=target/py-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c "import pytest, flask" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r bindings/python/requirements-dev.txt
+fi
+TMS_LIB="$PWD/target/release/libtms.so" "$venv/bin/python" -m pytest -q tests/python
+
+echo "== all suites passed (Rust: $rust_passed tests)"

@@ -1,0 +1,151 @@
+"""tms.Store over the real library and real files."""
+
+import json
+import threading
+
+import pytest
+
+import tms
+from conftest import rows
+
+
+def test_a_job_round_trips_with_unique_customers(store, tmp_path):
+    job = store.create_job("alice", 1, "Trans-Begin", ["c2", "c1", "c2", " c1 "],
+                           cluster_url="https://c.example", request_payload={"action": "Trans-Begin"})
+    assert set(job) == {"job_id", "user_id", "action_code", "action_name", "customer_count", "created_at"}
+    assert job["customer_count"] == 2
+    assert store.get_job_customers(job["job_id"]) == ["c1", "c2"]
+    details = store.get_job(job["job_id"])
+    assert details["request_payload"] == {"action": "Trans-Begin"}
+    assert details["status"] == "IN_PROGRESS"
+    store.update_job(job["job_id"], "SUCCESS", http_status=200)
+    listed = store.get_user_jobs("alice")
+    assert [j["status"] for j in listed] == ["SUCCESS"]
+    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM job_customers") == [(2,)]
+
+
+@pytest.mark.parametrize(
+    "call, exc",
+    [
+        (lambda s: s.create_job("", 1, "Trans-Begin", ["c1"]), tms.InvalidInputError),
+        (lambda s: s.create_job("u", 1, "Trans-Begin", ["c1", "c\x01"]), tms.InvalidInputError),
+        (lambda s: s.create_job("u\ud800", 1, "Trans-Begin", ["c1"]), tms.InvalidUtf8Error),
+        (lambda s: s.create_job("u\0x", 1, "Trans-Begin", ["c1"]), tms.InvalidInputError),
+        (lambda s: s.create_job("u", 1, "Trans-Begin", [f"c{i}" for i in range(100_001)]), tms.TooLargeError),
+        (lambda s: s.create_job("u", 7, "Trans-Begin", ["c1"]), tms.InvalidInputError),
+        (lambda s: s.create_job("u", 2**40, "Trans-Begin", ["c1"]), tms.InvalidInputError),
+        (lambda s: s.create_job("u", 1, "Trans-Begin", "c1"), tms.InvalidInputError),
+        (lambda s: s.get_user_jobs("u", -1), tms.InvalidInputError),
+        (lambda s: s.get_user_jobs("u", 2**70), tms.InvalidInputError),
+        (lambda s: s.get_job("missing"), tms.NotFoundError),
+        (lambda s: s.update_job("missing", "FAILED"), tms.NotFoundError),
+        (lambda s: s.record_audit("u", "x", status="ok"), tms.InvalidInputError),
+        (lambda s: s.record_audit("u", "x", duration_ms=-5), tms.InvalidInputError),
+        (lambda s: s.audit_trail(limit=10**6), tms.InvalidInputError),
+    ],
+)
+def test_bad_input_raises_its_own_class_and_writes_nothing(store, tmp_path, call, exc):
+    with pytest.raises(exc) as info:
+        call(store)
+    assert str(info.value)  # the library's message
+    assert isinstance(info.value, tms.TmsError)
+    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") == [(0,)]
+    assert rows(str(tmp_path / "audit.db"), "SELECT COUNT(*) FROM audit_log") == [(0,)]
+
+
+def test_each_status_code_has_its_own_exception_class():
+    classes = tms.errors.BY_STATUS
+    assert sorted(classes) == list(range(1, 16))
+    assert len(set(classes.values())) == 15
+    for code, cls in classes.items():
+        assert cls.status == code
+        assert tms._native.lib.tms_status_name(code).decode().startswith("TMS_STATUS_")
+
+
+def test_unknown_action_and_action_spellings():
+    assert tms.map_action("TRANS_BEGIN") == 1
+    assert tms.get_action_code("Tran-Begin") == 1
+    assert tms.get_action_code("pe finalize") == 4
+    assert tms.get_action_code("Nope") is None
+    with pytest.raises(tms.UnknownActionError, match="unknown action"):
+        tms.map_action("Nope")
+
+
+def test_opening_errors_are_specific(tmp_path):
+    with pytest.raises(tms.CantOpenError, match="does not exist"):
+        tms.Store(str(tmp_path / "no" / "jobs.db"), str(tmp_path / "audit.db"))
+    with pytest.raises(tms.InvalidInputError, match="unknown field"):
+        tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), synchronus="NORMAL")
+    (tmp_path / "junk.db").write_bytes(b"x" * 4096)
+    with pytest.raises(tms.NotADatabaseError):
+        tms.Store(str(tmp_path / "junk.db"), str(tmp_path / "audit.db"))
+    s = tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"))
+    s.close()
+    import sqlite3
+
+    con = sqlite3.connect(str(tmp_path / "jobs.db"))
+    con.execute("PRAGMA user_version = 42")
+    con.close()
+    with pytest.raises(tms.SchemaTooNewError, match="42"):
+        tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"))
+
+
+def test_audit_rows_and_whole_id_matching(store):
+    store.record_audit("ann", "Trans-Begin", ["c1", "c2"], "10.0.0.1", duration_ms=5)
+    store.record_audit("ann", "PE-Enable", "c10", status="failure", error_message="nope")
+    trail = store.audit_trail(customer_id="c1")
+    assert [r["customer_ids"] for r in trail] == [["c1", "c2"]]
+    assert store.audit_stats()["success_rate_percent"] == 50.0
+    assert store.action_types() == ["PE-Enable", "Trans-Begin"]
+    assert store.clear_audit_logs() == 2
+
+
+def test_threads_share_one_store(store, tmp_path):
+    errors = []
+
+    def work(t):
+        try:
+            for i in range(40):
+                store.create_job(f"user{t}", 3, "T-Enable", [f"a{i}", f"b{i}", f"a{i}"])
+                store.record_audit(f"user{t}", "T-Enable", [f"a{i}"])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") == [(240,)]
+    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM job_customers") == [(480,)]
+
+
+def test_close_is_idempotent_and_calls_after_close_raise(tmp_path):
+    s = tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"))
+    s.close()
+    s.close()
+    with pytest.raises(tms.TmsError, match="closed"):
+        s.get_user_jobs("u")
+
+
+def test_the_150_id_csv_fixture(store):
+    from conftest import FIXTURES
+    import os
+
+    with open(os.path.join(FIXTURES, "dummy_batch_150_customers.csv")) as f:
+        ids = tms.parse_customer_ids(f.read(), csv=True)
+    assert len(ids) == 150
+    job = store.create_job("op", 1, "Trans-Begin", ids)
+    assert job["customer_count"] == 150
+    assert store.get_job_customers(job["job_id"]) == sorted(ids)
+
+
+def test_cache_round_trip(store):
+    assert store.cache_get("c1") is None
+    store.cache_put("c1", {"apps": ["a"]})
+    assert store.cache_get("c1") == {"apps": ["a"]}
+    batch = store.cache_get_batch(["c1", "c2"])
+    assert batch == {"hits": {"c1": {"apps": ["a"]}}, "misses": ["c2"], "hit_count": 1, "miss_count": 1}
+    assert store.cache_stats()["total_entries"] == 1
+    assert store.cache_invalidate() == 1
