@@ -12,7 +12,7 @@ cargo test --release 2>&1 | tee target/rust-tests.log
 rust_passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/rust-tests.log | awk '{s+=$4} END {print s+0}')
 
 echo "== C and C++"
-scripts/test-c.sh
+scripts/test-c.sh 2>&1 | tee target/c-tests.log
 
 echo "== Python"
 venv=target/py-venv
@@ -22,6 +22,10 @@ fi
 if ! "$venv/bin/python" -c "import pytest, flask" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r bindings/python/requirements-dev.txt
 fi
-TMS_LIB="$PWD/target/release/libtms.so" "$venv/bin/python" -m pytest -q tests/python
+TMS_LIB="$PWD/target/release/libtms.so" "$venv/bin/python" -m pytest -q tests/python 2>&1 | tee target/py-tests.log
+py_passed=$(grep -Eo '^[0-9]+ passed' target/py-tests.log | tail -1 | awk '{print $1}')
+cabi_passed=$(grep -Eo '^c-abi: [0-9]+ passed' target/c-tests.log | awk '{print $2}')
 
-echo "== all suites passed (Rust: $rust_passed tests)"
+# set -e and pipefail stopped the script at the first failing suite, so reaching here means 0 failed.
+echo "== Rust $rust_passed, C/C++ checks $cabi_passed, Python $py_passed"
+echo "all suites: $((rust_passed + cabi_passed + py_passed)) passed, 0 failed"

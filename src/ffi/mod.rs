@@ -11,6 +11,10 @@ mod status;
 mod store;
 mod util;
 
+pub use audit::*;
 pub use boundary::FfiError;
+pub use cache::*;
+pub use jobs::*;
 pub use status::TmsStatus;
-pub use store::TmsStore;
+pub use store::*;
+pub use util::*;

@@ -1,0 +1,238 @@
+//! The C ABI called as C would call it: NULLs, invalid UTF-8, bad values, outputs untouched on
+//! failure, the last-error message, and files unchanged after a refused call.
+
+mod common;
+
+use std::ffi::{CStr, CString, c_char};
+use std::ptr::{null, null_mut};
+
+use common::*;
+use tms::ffi::*;
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+fn last_error() -> Option<String> {
+    let p = tms_last_error_message();
+    if p.is_null() {
+        return None;
+    }
+    let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+    unsafe { tms_string_free(p) };
+    Some(s)
+}
+
+fn take(p: *mut c_char) -> String {
+    assert!(!p.is_null());
+    let s = unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_owned();
+    unsafe { tms_string_free(p) };
+    s
+}
+
+struct Fixture {
+    dir: TempDir,
+    store: *mut TmsStore,
+}
+
+impl Fixture {
+    fn new(tag: &str) -> Fixture {
+        let dir = TempDir::new(tag);
+        let jobs = c(dir.join("jobs.db").to_str().unwrap());
+        let audit = c(dir.join("audit.db").to_str().unwrap());
+        let mut store = null_mut();
+        let st = unsafe { tms_store_open(jobs.as_ptr(), audit.as_ptr(), null(), &mut store) };
+        assert_eq!(st, TmsStatus::Ok);
+        Fixture { dir, store }
+    }
+    fn snapshot(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        (
+            dump(&self.dir.join("jobs.db"), "jobs"),
+            dump(&self.dir.join("jobs.db"), "job_customers"),
+            dump(&self.dir.join("audit.db"), "audit_log"),
+        )
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        unsafe { tms_store_close(self.store) };
+    }
+}
+
+/// Create a job with the given raw arguments; returns the status and whether outputs were written.
+unsafe fn create(store: *const TmsStore, user: *const c_char, code: i32, name: *const c_char, cids: &[*const c_char]) -> (TmsStatus, bool) {
+    let mut id: *mut c_char = null_mut();
+    let mut json: *mut c_char = null_mut();
+    let st = unsafe {
+        tms_create_job(store, user, code, name, cids.as_ptr(), cids.len(), null(), null(), null(), null(), null(), &mut id, &mut json)
+    };
+    let wrote = !id.is_null() || !json.is_null();
+    unsafe {
+        tms_string_free(id);
+        tms_string_free(json);
+    }
+    (st, wrote)
+}
+
+#[test]
+fn bad_create_job_arguments_get_their_own_codes_and_change_nothing() {
+    let f = Fixture::new("ffi-create");
+    let (user, name, c1) = (c("alice"), c("Trans-Begin"), c("c1"));
+    let bad_utf8 = [0xffu8, 0xfe, 0];
+    let empty = c("");
+    let many: Vec<CString> = (0..=100_000).map(|i| c(&format!("c{i}"))).collect();
+    let many: Vec<*const c_char> = many.iter().map(|s| s.as_ptr()).collect();
+    let before = f.snapshot();
+
+    let cases: Vec<(&str, TmsStatus, (TmsStatus, bool))> = unsafe {
+        vec![
+            ("NULL store", TmsStatus::NullArgument, create(null(), user.as_ptr(), 1, name.as_ptr(), &[c1.as_ptr()])),
+            ("NULL user", TmsStatus::NullArgument, create(f.store, null(), 1, name.as_ptr(), &[c1.as_ptr()])),
+            ("NULL cid", TmsStatus::NullArgument, create(f.store, user.as_ptr(), 1, name.as_ptr(), &[c1.as_ptr(), null()])),
+            ("bad UTF-8", TmsStatus::InvalidUtf8, create(f.store, bad_utf8.as_ptr().cast(), 1, name.as_ptr(), &[c1.as_ptr()])),
+            ("bad UTF-8 cid", TmsStatus::InvalidUtf8, create(f.store, user.as_ptr(), 1, name.as_ptr(), &[bad_utf8.as_ptr().cast()])),
+            ("empty user", TmsStatus::InvalidInput, create(f.store, empty.as_ptr(), 1, name.as_ptr(), &[c1.as_ptr()])),
+            ("code 0", TmsStatus::InvalidInput, create(f.store, user.as_ptr(), 0, name.as_ptr(), &[c1.as_ptr()])),
+            ("100,001 IDs", TmsStatus::TooLarge, create(f.store, user.as_ptr(), 1, name.as_ptr(), &many)),
+        ]
+    };
+    for (label, expected, (got, wrote)) in cases {
+        assert_eq!(got, expected, "{label}");
+        assert!(!wrote, "{label}: outputs written on failure");
+        let msg = last_error().unwrap_or_default();
+        assert!(!msg.is_empty(), "{label}: no message");
+    }
+    assert_eq!(f.snapshot(), before);
+
+    // An unknown action is refused by tms_map_action with its own code, output untouched.
+    let mut code = -7;
+    let bogus = c("Trans-Beginn");
+    assert_eq!(unsafe { tms_map_action(bogus.as_ptr(), &mut code) }, TmsStatus::UnknownAction);
+    assert_eq!(code, -7);
+    assert!(last_error().unwrap().contains("Trans-Beginn"));
+
+    // And a good call succeeds and clears the last error.
+    let (st, wrote) = unsafe { create(f.store, user.as_ptr(), 1, name.as_ptr(), &[c1.as_ptr(), c1.as_ptr()]) };
+    assert_eq!(st, TmsStatus::Ok);
+    assert!(wrote);
+    assert_eq!(last_error(), None);
+    assert_eq!(f.snapshot().1.len(), 1);
+}
+
+#[test]
+fn null_in_every_required_pointer_of_every_function_is_refused() {
+    let f = Fixture::new("ffi-null");
+    let s = f.store as *const TmsStore;
+    let (a, j) = (c("a"), c("{}"));
+    let a = a.as_ptr();
+    let j = j.as_ptr();
+    let mut out_s: *mut c_char = null_mut();
+    let mut out_code = 0i32;
+    let o = &mut out_s as *mut *mut c_char;
+    let cases: Vec<(&str, Box<dyn Fn() -> TmsStatus>)> = unsafe {
+        vec![
+            ("open jobs", Box::new(move || tms_store_open(null(), a, null(), &mut null_mut()))),
+            ("open audit", Box::new(move || tms_store_open(a, null(), null(), &mut null_mut()))),
+            ("open out", Box::new(move || tms_store_open(a, a, null(), null_mut()))),
+            ("map name", Box::new(move || tms_map_action(null(), &mut 0))),
+            ("map out", Box::new(move || tms_map_action(a, null_mut()))),
+            ("parse text", Box::new(move || tms_parse_customer_ids(null(), 0, o))),
+            ("parse out", Box::new(move || tms_parse_customer_ids(a, 0, null_mut()))),
+            ("update store", Box::new(move || tms_update_job(null(), a, a, null(), null(), null()))),
+            ("update id", Box::new(move || tms_update_job(s, null(), a, null(), null(), null()))),
+            ("update status", Box::new(move || tms_update_job(s, a, null(), null(), null(), null()))),
+            ("get_job store", Box::new(move || tms_get_job(null(), a, o))),
+            ("get_job id", Box::new(move || tms_get_job(s, null(), o))),
+            ("get_job out", Box::new(move || tms_get_job(s, a, null_mut()))),
+            ("user_jobs user", Box::new(move || tms_get_user_jobs(s, null(), 5, o))),
+            ("user_jobs out", Box::new(move || tms_get_user_jobs(s, a, 5, null_mut()))),
+            ("customers id", Box::new(move || tms_get_job_customers(s, null(), o))),
+            ("customers out", Box::new(move || tms_get_job_customers(s, a, null_mut()))),
+            ("audit store", Box::new(move || tms_record_audit(null(), a, a, null(), null(), null(), null(), null(), null_mut()))),
+            ("audit user", Box::new(move || tms_record_audit(s, null(), a, null(), null(), null(), null(), null(), null_mut()))),
+            ("audit type", Box::new(move || tms_record_audit(s, a, null(), null(), null(), null(), null(), null(), null_mut()))),
+            ("trail store", Box::new(move || tms_get_audit_trail(null(), null(), null(), null(), 5, o))),
+            ("trail out", Box::new(move || tms_get_audit_trail(s, null(), null(), null(), 5, null_mut()))),
+            ("types out", Box::new(move || tms_get_action_types(s, null_mut()))),
+            ("stats out", Box::new(move || tms_get_audit_stats(s, null_mut()))),
+            ("clear store", Box::new(move || tms_clear_audit_logs(null(), null_mut()))),
+            ("cache_get cid", Box::new(move || tms_cache_get(s, null(), a, 5, o))),
+            ("cache_get app", Box::new(move || tms_cache_get(s, a, null(), 5, o))),
+            ("cache_get out", Box::new(move || tms_cache_get(s, a, a, 5, null_mut()))),
+            ("batch cids", Box::new(move || tms_cache_get_batch(s, null(), 2, a, 5, o))),
+            ("batch app", Box::new(move || tms_cache_get_batch(s, null(), 0, null(), 5, o))),
+            ("put cid", Box::new(move || tms_cache_put(s, null(), a, j, 5))),
+            ("put data", Box::new(move || tms_cache_put(s, a, a, null(), 5))),
+            ("cleanup store", Box::new(move || tms_cache_cleanup(null(), 5, null_mut()))),
+            ("invalidate store", Box::new(move || tms_cache_invalidate(null(), null(), null(), null_mut()))),
+            ("cache stats out", Box::new(move || tms_cache_stats(s, null_mut()))),
+        ]
+    };
+    let before = f.snapshot();
+    for (label, call) in &cases {
+        assert_eq!(call(), TmsStatus::NullArgument, "{label}");
+        assert!(last_error().unwrap().contains("NULL"), "{label}");
+    }
+    assert!(out_s.is_null());
+    assert_eq!(out_code, 0);
+    out_code += 1;
+    let _ = out_code;
+    assert_eq!(f.snapshot(), before);
+    // Releasing NULL is a no-op.
+    unsafe {
+        tms_store_close(null_mut());
+        tms_string_free(null_mut());
+    }
+}
+
+#[test]
+fn outputs_and_json_shapes() {
+    let f = Fixture::new("ffi-json");
+    let (user, name) = (c("bob"), c("PE-Enable"));
+    let cids = [c("x2"), c("x1")];
+    let ptrs: Vec<*const c_char> = cids.iter().map(|s| s.as_ptr()).collect();
+    let (mut id, mut json) = (null_mut(), null_mut());
+    let st = unsafe {
+        tms_create_job(f.store, user.as_ptr(), 2, name.as_ptr(), ptrs.as_ptr(), 2, null(), null(), null(), null(), null(), &mut id, &mut json)
+    };
+    assert_eq!(st, TmsStatus::Ok);
+    let id = take(id);
+    let created: serde_json::Value = serde_json::from_str(&take(json)).unwrap();
+    assert_eq!(created["job_id"], id.as_str());
+    assert_eq!(created["customer_count"], 2);
+
+    let cid = c(&id);
+    let mut out = null_mut();
+    assert_eq!(unsafe { tms_get_job_customers(f.store, cid.as_ptr(), &mut out) }, TmsStatus::Ok);
+    assert_eq!(take(out), r#"["x1","x2"]"#);
+    let http = 502i64;
+    let failed = c("FAILED");
+    assert_eq!(unsafe { tms_update_job(f.store, cid.as_ptr(), failed.as_ptr(), &http, null(), null()) }, TmsStatus::Ok);
+    let mut out = null_mut();
+    assert_eq!(unsafe { tms_get_user_jobs(f.store, user.as_ptr(), 10, &mut out) }, TmsStatus::Ok);
+    let list: serde_json::Value = serde_json::from_str(&take(out)).unwrap();
+    assert_eq!(list[0]["http_status"], 502);
+    let mut out = null_mut();
+    let missing = c("missing");
+    assert_eq!(unsafe { tms_get_job(f.store, missing.as_ptr(), &mut out) }, TmsStatus::NotFound);
+    assert!(out.is_null());
+    assert_eq!(unsafe { CStr::from_ptr(tms_status_name(5)) }.to_str().unwrap(), "TMS_STATUS_NOT_FOUND");
+    assert_eq!(unsafe { CStr::from_ptr(tms_status_name(-1)) }.to_str().unwrap(), "TMS_STATUS_UNKNOWN");
+    assert_eq!(unsafe { CStr::from_ptr(tms_version()) }.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn opening_reports_missing_directories_and_bad_options() {
+    let dir = TempDir::new("ffi-open");
+    let missing = c(dir.join("nope/jobs.db").to_str().unwrap());
+    let audit = c(dir.join("audit.db").to_str().unwrap());
+    let mut store = null_mut();
+    assert_eq!(unsafe { tms_store_open(missing.as_ptr(), audit.as_ptr(), null(), &mut store) }, TmsStatus::CantOpen);
+    assert!(store.is_null());
+    assert!(last_error().unwrap().contains("does not exist"));
+    let jobs = c(dir.join("jobs.db").to_str().unwrap());
+    let bad = c(r#"{"synchronous":"SOMETIMES"}"#);
+    assert_eq!(unsafe { tms_store_open(jobs.as_ptr(), audit.as_ptr(), bad.as_ptr(), &mut store) }, TmsStatus::InvalidInput);
+    assert!(store.is_null());
+}
