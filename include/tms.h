@@ -57,6 +57,8 @@ typedef enum TmsStatus {
   TMS_STATUS_CORRUPT = 14,
   // The file is not an SQLite database.
   TMS_STATUS_NOT_A_DATABASE = 15,
+  // The URL is not under an allowed cluster, or its scheme is not http/https.
+  TMS_STATUS_URL_NOT_ALLOWED = 16,
 } TmsStatus;
 
 // An open job-and-audit store: jobs.db and audit.db.
@@ -66,6 +68,13 @@ typedef enum TmsStatus {
 // the same handle. After `fork()`, the child may keep using the handle: the library notices the
 // new pid and opens fresh connections instead of reusing the parent's.
 typedef struct TmsStore TmsStore;
+
+// Receives Set Action events: `level` as Python's logging numbers it (20 INFO, 30 WARNING),
+// `event` its name (`set_action_start`, `set_action_done`, ...), `line` the legacy log line
+// `YYYY-MM-DD HH:MM:SS | LEVEL    | event | key=value | ...`. Both strings are valid only during
+// the call. It runs on the thread that called `tms_set_action`, possibly on several threads at
+// once, and must not call `tms_store_close` on the store. The bearer token never appears.
+typedef void (*TmsEventCallback)(void *user_data, int32_t level, const char *event, const char *line);
 
 #ifdef __cplusplus
 extern "C" {
@@ -249,6 +258,51 @@ enum TmsStatus tms_get_user_jobs(const struct TmsStore *store,
 enum TmsStatus tms_get_job_customers(const struct TmsStore *store,
                                      const char *job_id,
                                      char **out_json);
+
+// Handle one `/proxy_fetch` request body (`{"url","token","isPost","contentType","postData"}`)
+// for `user_id` and produce what the route answers, in the legacy shapes.
+//
+// For a Set Action (postData with `action` and `cids`) the order is: validate, map the action,
+// de-duplicate the IDs, record the job IN_PROGRESS durably, then send (`Authorization: Bearer`
+// token, never stored or logged); then record the job's outcome and its audit row in one
+// transaction. Other requests are proxied without a job. URLs outside the store's
+// `allowed_clusters` are refused before anything is sent (answer 403, `"error_code":
+// "URL_NOT_ALLOWED"`), and so are unknown actions (400) and jobs that could not be recorded
+// (503/500): every refusal of a Set Action is audited. With an `idempotency_key` (may be
+// NULL), a repeat by the same user returns the first request's answer without sending again.
+//
+// Returns TMS_STATUS_OK whenever there is an answer, refusals included; then `*out_http_status`
+// receives the HTTP status and `*out_body_json` the JSON body (with `job_id` once a job exists),
+// owned by the caller (free with `tms_string_free`). Other statuses mean the arguments
+// themselves were unusable (NULL, invalid UTF-8). Thread-safe; blocks for the remote call.
+//
+// # Safety
+// Pointers are NULL or valid; `store` is an open handle.
+enum TmsStatus tms_set_action(const struct TmsStore *store,
+                              const char *request_json,
+                              const char *user_id,
+                              const char *client_ip,
+                              const char *idempotency_key,
+                              int32_t *out_http_status,
+                              char **out_body_json);
+
+// Mark FAILED every job still IN_PROGRESS longer than the store's `interrupted_after_s`
+// (left by a process that died mid-call), with an error_message saying its outcome is unknown.
+// Opening a store does this too. When `out_count` is not NULL it receives how many were marked.
+//
+// # Safety
+// Pointers are NULL or valid; `store` is an open handle.
+enum TmsStatus tms_recover_interrupted(const struct TmsStore *store, uint64_t *out_count);
+
+// Register (or, with a NULL `callback`, remove) the function that receives Set Action events.
+// With no callback nothing is written anywhere. `user_data` is passed back to every call.
+//
+// # Safety
+// `store` is an open handle; `callback` and `user_data` stay valid until replaced or the store
+// is closed, and may be used from any thread.
+enum TmsStatus tms_store_set_event_callback(const struct TmsStore *store,
+                                            TmsEventCallback callback,
+                                            void *user_data);
 
 // Open a store, creating either file when missing and bringing legacy files up to date in place
 // (every existing row is kept).

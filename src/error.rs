@@ -30,8 +30,32 @@ pub enum ErrorKind {
     NotADatabase,
     /// Any other SQLite failure.
     Database,
+    /// A URL outside the configured clusters, or not http(s).
+    UrlNotAllowed,
     /// A bug inside the library (a caught panic, a poisoned lock).
     Internal,
+}
+
+impl ErrorKind {
+    /// A stable name for answers and logs; the C ABI's status names are `TMS_STATUS_` + this.
+    pub fn code_name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "INVALID_INPUT",
+            ErrorKind::UnknownAction => "UNKNOWN_ACTION",
+            ErrorKind::TooLarge => "TOO_LARGE",
+            ErrorKind::NotFound => "NOT_FOUND",
+            ErrorKind::Busy => "BUSY",
+            ErrorKind::SchemaTooNew => "SCHEMA_TOO_NEW",
+            ErrorKind::CantOpen => "CANT_OPEN",
+            ErrorKind::ReadOnly => "READ_ONLY",
+            ErrorKind::Full => "FULL",
+            ErrorKind::Corrupt => "CORRUPT",
+            ErrorKind::NotADatabase => "NOT_A_DATABASE",
+            ErrorKind::Database => "DATABASE",
+            ErrorKind::UrlNotAllowed => "URL_NOT_ALLOWED",
+            ErrorKind::Internal => "PANIC",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

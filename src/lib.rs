@@ -12,9 +12,10 @@ pub mod customer_ids;
 pub mod error;
 pub mod model;
 pub mod options;
+pub mod set_action;
 pub mod storage;
 pub mod store;
-mod uuid;
+pub(crate) mod uuid;
 
 pub mod ffi;
 

@@ -34,6 +34,18 @@ pub struct StoreOptions {
     pub journal_size_limit_bytes: i64,
     /// Idle connections kept open per database file.
     pub max_idle_connections: usize,
+    /// Base URLs (scheme, host, port and path prefix) Set Action and proxy requests may go to.
+    /// Anything else is refused before a request leaves. Empty: nothing may be called.
+    pub allowed_clusters: Vec<String>,
+    /// Whole-request limit for a remote call, connect included.
+    pub request_timeout_s: u64,
+    /// Limit for opening the connection to a cluster.
+    pub connect_timeout_s: u64,
+    /// Most bytes of a cluster's answer that are read; the rest is cut (and the cut reported).
+    pub max_response_bytes: u64,
+    /// A job still IN_PROGRESS this long after it was last touched was left by a process that
+    /// died mid-call; it is marked FAILED (outcome unknown) when a store opens or on demand.
+    pub interrupted_after_s: u64,
 }
 
 impl Default for StoreOptions {
@@ -43,6 +55,11 @@ impl Default for StoreOptions {
             busy_timeout_ms: 5_000,
             journal_size_limit_bytes: 64 * 1024 * 1024,
             max_idle_connections: 8,
+            allowed_clusters: Vec::new(),
+            request_timeout_s: 35,
+            connect_timeout_s: 10,
+            max_response_bytes: 8 * 1024 * 1024,
+            interrupted_after_s: 600,
         }
     }
 }
@@ -54,7 +71,34 @@ impl StoreOptions {
         if text.is_empty() {
             return Ok(Self::default());
         }
-        serde_json::from_str(text).map_err(|e| Error::invalid(format!("invalid store options: {e}")))
+        let options: StoreOptions = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(format!("invalid store options: {e}")))?;
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// Refuse values that cannot work (a zero timeout, an allowlist entry that is not a URL).
+    pub fn validate(&self) -> Result<()> {
+        if self.request_timeout_s == 0 || self.connect_timeout_s == 0 {
+            return Err(Error::invalid("invalid store options: timeouts must be at least 1 second"));
+        }
+        if self.max_response_bytes == 0 {
+            return Err(Error::invalid("invalid store options: max_response_bytes must be positive"));
+        }
+        if self.interrupted_after_s <= self.request_timeout_s {
+            return Err(Error::invalid(
+                "invalid store options: interrupted_after_s must exceed request_timeout_s, or live \
+                 calls would be marked interrupted",
+            ));
+        }
+        if self.max_idle_connections == 0 {
+            return Err(Error::invalid("invalid store options: max_idle_connections must be positive"));
+        }
+        for base in &self.allowed_clusters {
+            crate::set_action::allowlist::ClusterBase::parse(base)
+                .map_err(|e| e.context("invalid store options: allowed_clusters"))?;
+        }
+        Ok(())
     }
 }
 

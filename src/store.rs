@@ -12,6 +12,9 @@ use crate::customer_ids;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::*;
 use crate::options::StoreOptions;
+use crate::set_action::allowlist::Allowlist;
+use crate::set_action::events::{EventCallback, EventSink};
+use crate::set_action::http::HttpClient;
 use crate::storage::sqlite::SqliteEngine;
 use crate::storage::{AuditRecord, CacheRecord, Engine, JobChange, JobRecord};
 
@@ -27,7 +30,11 @@ pub const DEFAULT_CACHE_TTL_S: i64 = 1800;
 /// Jobs and audit persistence over two database files. Safe to share between threads (`&Store`
 /// is all any operation needs).
 pub struct Store {
-    engine: Box<dyn Engine>,
+    pub(crate) engine: Box<dyn Engine>,
+    pub(crate) options: StoreOptions,
+    pub(crate) allowlist: Allowlist,
+    pub(crate) http: HttpClient,
+    pub(crate) events: EventSink,
 }
 
 impl std::fmt::Debug for Store {
@@ -37,10 +44,25 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Open jobs.db and audit.db (created when missing, migrated when older) with the SQLite engine.
+    /// Open jobs.db and audit.db (created when missing, migrated when older) with the SQLite
+    /// engine, then mark jobs interrupted by a dead process as FAILED.
     pub fn open(jobs_db: impl AsRef<Path>, audit_db: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
+        options.validate()?;
         let engine = SqliteEngine::open(jobs_db.as_ref(), audit_db.as_ref(), options)?;
-        Ok(Store { engine: Box::new(engine) })
+        let store = Store {
+            engine: Box::new(engine),
+            options: options.clone(),
+            allowlist: Allowlist::new(&options.allowed_clusters)?,
+            http: HttpClient::new(options),
+            events: EventSink::default(),
+        };
+        store.recover_interrupted()?;
+        Ok(store)
+    }
+
+    /// Where Set Action events go (nowhere by default).
+    pub fn set_event_callback(&self, callback: Option<EventCallback>) {
+        self.events.set(callback);
     }
 
     /// Create a job and all its customers in one transaction. Repeated and padded IDs collapse.
@@ -225,7 +247,7 @@ fn optional<'a>(v: Option<&'a str>, check: impl FnOnce(&'a str) -> Result<&'a st
 }
 
 /// An identifier-like value: not blank, not over [`MAX_NAME_BYTES`], no control characters.
-fn name<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+pub(crate) fn name<'a>(field: &str, value: &'a str) -> Result<&'a str> {
     if value.trim().is_empty() {
         return Err(Error::invalid(format!("{field} is empty")));
     }

@@ -37,10 +37,12 @@ pub enum TmsStatus {
     Corrupt = 14,
     /// The file is not an SQLite database.
     NotADatabase = 15,
+    /// The URL is not under an allowed cluster, or its scheme is not http/https.
+    UrlNotAllowed = 16,
 }
 
 // Not `pub`: cbindgen would export it into the header.
-const ALL: [TmsStatus; 16] = [
+const ALL: [TmsStatus; 17] = [
     TmsStatus::Ok,
     TmsStatus::NullArgument,
     TmsStatus::InvalidUtf8,
@@ -57,6 +59,7 @@ const ALL: [TmsStatus; 16] = [
     TmsStatus::Full,
     TmsStatus::Corrupt,
     TmsStatus::NotADatabase,
+    TmsStatus::UrlNotAllowed,
 ];
 
 impl TmsStatus {
@@ -84,6 +87,7 @@ impl TmsStatus {
             TmsStatus::Full => "TMS_STATUS_FULL\0",
             TmsStatus::Corrupt => "TMS_STATUS_CORRUPT\0",
             TmsStatus::NotADatabase => "TMS_STATUS_NOT_A_DATABASE\0",
+            TmsStatus::UrlNotAllowed => "TMS_STATUS_URL_NOT_ALLOWED\0",
         }
     }
 }
@@ -103,6 +107,7 @@ impl From<ErrorKind> for TmsStatus {
             ErrorKind::Corrupt => TmsStatus::Corrupt,
             ErrorKind::NotADatabase => TmsStatus::NotADatabase,
             ErrorKind::Database => TmsStatus::Database,
+            ErrorKind::UrlNotAllowed => TmsStatus::UrlNotAllowed,
             ErrorKind::Internal => TmsStatus::Panic,
         }
     }

@@ -57,6 +57,23 @@ pub struct CacheRecord<'a> {
     pub ttl_seconds: i64,
 }
 
+/// A Set Action's idempotency key; keys are scoped to the user who sent them.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyKey<'a> {
+    pub user_id: &'a str,
+    pub key: &'a str,
+}
+
+/// What an earlier request with the same idempotency key left behind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorRequest {
+    pub job_id: String,
+    /// The answer (HTTP status, JSON body) once the first request finished.
+    pub answer: Option<(i64, String)>,
+    pub job_status: Option<String>,
+    pub job_error: Option<String>,
+}
+
 /// Everything the store needs from persistent storage. Implementations are shared by many threads.
 pub trait Engine: Send + Sync {
     /// Insert the job and all its customers atomically and durably.
@@ -86,4 +103,20 @@ pub trait Engine: Send + Sync {
     /// Delete entries matching both filters (`None` = any); returns how many.
     fn cache_invalidate(&self, cid: Option<&str>, app_name: Option<&str>) -> Result<u64>;
     fn cache_stats(&self) -> Result<CacheStats>;
+
+    /// Insert a Set Action's job (and customers, and its idempotency key when given) in one
+    /// durable transaction. When the key was already used, nothing is inserted and the earlier
+    /// request is returned instead.
+    fn insert_set_action_job(&self, job: &JobRecord<'_>, key: Option<IdempotencyKey<'_>>) -> Result<Option<PriorRequest>>;
+    fn prior_request(&self, key: IdempotencyKey<'_>) -> Result<Option<PriorRequest>>;
+    /// Record a Set Action's outcome: the job change, its audit row and (with a key) the answer
+    /// for repeats, in one transaction over both files. Returns the audit row id.
+    fn finish_set_action(
+        &self,
+        change: &JobChange<'_>,
+        audit: &AuditRecord<'_>,
+        answer: Option<(IdempotencyKey<'_>, i64, &str)>,
+    ) -> Result<i64>;
+    /// Mark FAILED, with `message`, every job still IN_PROGRESS and last touched before `cutoff`.
+    fn recover_interrupted(&self, cutoff: &str, message: &str, now: &str) -> Result<u64>;
 }

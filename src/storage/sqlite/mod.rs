@@ -5,6 +5,7 @@ mod cache;
 mod jobs;
 pub mod pool;
 pub mod schema;
+mod set_action;
 
 use std::path::Path;
 
@@ -13,12 +14,17 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::error::Result;
 use crate::model::{AuditFilter, AuditRow, AuditStats, CacheStats, JobDetails, JobSummary};
 use crate::options::StoreOptions;
-use crate::storage::{AuditRecord, CacheRecord, Engine, JobChange, JobRecord};
+use crate::storage::{
+    AuditRecord, CacheRecord, Engine, IdempotencyKey, JobChange, JobRecord, PriorRequest,
+};
 use pool::Pool;
 
 pub struct SqliteEngine {
     jobs: Pool,
     audit: Pool,
+    /// jobs.db with audit.db attached: for the one transaction that records a Set Action's
+    /// outcome in both files. Kept apart so ordinary job writes do not lock audit.db too.
+    both: Pool,
 }
 
 impl SqliteEngine {
@@ -30,7 +36,9 @@ impl SqliteEngine {
         let (audit, first) = Pool::open(audit_path, options)?;
         schema::migrate_audit(&first)?;
         audit.put(first);
-        Ok(SqliteEngine { jobs, audit })
+        let (both, first) = Pool::open_attached(jobs_path, Some(audit_path), options)?;
+        both.put(first);
+        Ok(SqliteEngine { jobs, audit, both })
     }
 }
 
@@ -96,5 +104,41 @@ impl Engine for SqliteEngine {
     }
     fn cache_stats(&self) -> Result<CacheStats> {
         read(&self.jobs, cache::stats)
+    }
+
+    fn insert_set_action_job(&self, job: &JobRecord<'_>, key: Option<IdempotencyKey<'_>>) -> Result<Option<PriorRequest>> {
+        write(&self.jobs, |tx| {
+            if let Some(key) = key {
+                if let Some(prior) = set_action::prior(tx, key)? {
+                    return Ok(Some(prior));
+                }
+            }
+            jobs::insert(tx, job)?;
+            if let Some(key) = key {
+                set_action::insert_key(tx, key, job.job_id, job.created_at)?;
+            }
+            Ok(None)
+        })
+    }
+    fn prior_request(&self, key: IdempotencyKey<'_>) -> Result<Option<PriorRequest>> {
+        read(&self.jobs, |c| set_action::prior(c, key))
+    }
+    fn finish_set_action(
+        &self,
+        change: &JobChange<'_>,
+        audit: &AuditRecord<'_>,
+        answer: Option<(IdempotencyKey<'_>, i64, &str)>,
+    ) -> Result<i64> {
+        write(&self.both, |tx| {
+            jobs::update(tx, change)?;
+            let id = audit::insert(tx, audit)?;
+            if let Some((key, status, body)) = answer {
+                set_action::store_answer(tx, key, status, body)?;
+            }
+            Ok(id)
+        })
+    }
+    fn recover_interrupted(&self, cutoff: &str, message: &str, now: &str) -> Result<u64> {
+        write(&self.jobs, |tx| set_action::recover_interrupted(tx, cutoff, message, now))
     }
 }

@@ -20,6 +20,9 @@ use crate::options::StoreOptions;
 
 pub struct Pool {
     path: PathBuf,
+    /// A second file attached to every connection as schema `audit`, for transactions that
+    /// write both files.
+    attach_audit: Option<PathBuf>,
     options: StoreOptions,
     idle: Mutex<Idle>,
 }
@@ -39,8 +42,14 @@ pub struct PooledConnection<'a> {
 impl Pool {
     /// A pool for `path`. Opens one connection right away so that a bad path fails here.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<(Pool, Connection)> {
-        let first = open_connection(path, options)?;
+        Self::open_attached(path, None, options)
+    }
+
+    /// A pool whose connections also attach `audit` (see [`Pool::attach_audit`]).
+    pub fn open_attached(path: &Path, audit: Option<&Path>, options: &StoreOptions) -> Result<(Pool, Connection)> {
+        let first = open_with(path, audit, options)?;
         let pool = Pool {
+            attach_audit: audit.map(Path::to_path_buf),
             path: path.to_path_buf(),
             options: options.clone(),
             idle: Mutex::new(Idle { pid: std::process::id(), connections: Vec::new() }),
@@ -72,7 +81,7 @@ impl Pool {
         };
         let conn = match reused {
             Some(c) => c,
-            None => open_connection(&self.path, &self.options)?,
+            None => open_with(&self.path, self.attach_audit.as_deref(), &self.options)?,
         };
         Ok(PooledConnection { pool: self, pid, conn: ManuallyDrop::new(conn) })
     }
@@ -118,13 +127,23 @@ impl Drop for PooledConnection<'_> {
 
 /// Open one connection with the library's settings, read back where SQLite may refuse them.
 pub fn open_connection(path: &Path, options: &StoreOptions) -> Result<Connection> {
+    open_with(path, None, options)
+}
+
+fn open_with(path: &Path, audit: Option<&Path>, options: &StoreOptions) -> Result<Connection> {
     check_path(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| Error::from(e).context(&format!("cannot open {}", path.display())))?;
-    configure(&conn, options).map_err(|e| e.context(&format!("cannot set up {}", path.display())))?;
+    configure(&conn, "main", options).map_err(|e| e.context(&format!("cannot set up {}", path.display())))?;
+    if let Some(audit) = audit {
+        let audit_str = audit.to_str().ok_or_else(|| Error::invalid("audit path is not UTF-8"))?;
+        conn.execute("ATTACH DATABASE ?1 AS audit", [audit_str])?;
+        configure(&conn, "audit", options)
+            .map_err(|e| e.context(&format!("cannot set up {}", audit.display())))?;
+    }
     Ok(conn)
 }
 
@@ -153,19 +172,22 @@ fn check_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn configure(conn: &Connection, options: &StoreOptions) -> Result<()> {
+/// Settings for one schema of the connection (`main`, or an attached one). Journal mode,
+/// synchronous and journal_size_limit are per schema in SQLite.
+fn configure(conn: &Connection, schema: &str, options: &StoreOptions) -> Result<()> {
+    let db = Some(schema);
     conn.busy_timeout(std::time::Duration::from_millis(options.busy_timeout_ms.into()))?;
     // Fail fast on a file that is not a database, before any pragma writes to it.
-    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    conn.query_row(&format!("SELECT count(*) FROM {schema}.sqlite_schema"), [], |_| Ok(()))?;
+    let mode: String = conn.pragma_update_and_check(db, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::new(
             ErrorKind::Database,
             format!("the database refused WAL mode (journal_mode is {mode})"),
         ));
     }
-    conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
-    conn.pragma_update(None, "journal_size_limit", options.journal_size_limit_bytes)?;
+    conn.pragma_update(db, "synchronous", options.synchronous.pragma_value())?;
+    conn.pragma_update(db, "journal_size_limit", options.journal_size_limit_bytes)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;

@@ -12,8 +12,9 @@ use crate::error::{Error, ErrorKind, Result};
 type Migration = fn(&Connection) -> Result<()>;
 
 /// jobs.db: v1 = the legacy layout complete (late columns added, the seed's foreign key to a
-/// `users` table that never existed removed).
-const JOBS_MIGRATIONS: &[Migration] = &[jobs_v1_adopt_legacy];
+/// `users` table that never existed removed); v2 = Set Action idempotency keys, and an index of
+/// jobs still in progress for interrupted-job recovery.
+const JOBS_MIGRATIONS: &[Migration] = &[jobs_v1_adopt_legacy, jobs_v2_set_action_requests];
 /// audit.db: v1 = the legacy layout.
 const AUDIT_MIGRATIONS: &[Migration] = &[audit_v1_adopt_legacy];
 
@@ -144,6 +145,23 @@ fn jobs_v1_adopt_legacy(conn: &Connection) -> Result<()> {
          );
          CREATE INDEX IF NOT EXISTS idx_appstatus_cache_cid ON appstatus_cache(cid);
          CREATE INDEX IF NOT EXISTS idx_appstatus_cache_cid_app ON appstatus_cache(cid, app_name);",
+    )?;
+    Ok(())
+}
+
+fn jobs_v2_set_action_requests(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS set_action_requests (
+            user_id TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            job_id TEXT NOT NULL REFERENCES jobs(job_id),
+            answer_http_status INTEGER,
+            answer_body TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (user_id, idempotency_key)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS idx_jobs_in_progress ON jobs(created_at)
+            WHERE status = 'IN_PROGRESS';",
     )?;
     Ok(())
 }

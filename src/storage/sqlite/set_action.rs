@@ -1,0 +1,54 @@
+//! SQL for Set Action bookkeeping: idempotency keys (set_action_requests) and interrupted jobs.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::Result;
+use crate::storage::{IdempotencyKey, PriorRequest};
+
+pub fn prior(conn: &Connection, key: IdempotencyKey<'_>) -> Result<Option<PriorRequest>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT r.job_id, r.answer_http_status, r.answer_body, j.status, j.error_message
+             FROM set_action_requests r LEFT JOIN jobs j ON j.job_id = r.job_id
+             WHERE r.user_id = ?1 AND r.idempotency_key = ?2",
+        )?
+        .query_row(params![key.user_id, key.key], |r| {
+            let status: Option<i64> = r.get(1)?;
+            let body: Option<String> = r.get(2)?;
+            Ok(PriorRequest {
+                job_id: r.get(0)?,
+                answer: status.zip(body),
+                job_status: r.get(3)?,
+                job_error: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn insert_key(conn: &Connection, key: IdempotencyKey<'_>, job_id: &str, now: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO set_action_requests (user_id, idempotency_key, job_id, created_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![key.user_id, key.key, job_id, now])?;
+    Ok(())
+}
+
+pub fn store_answer(conn: &Connection, key: IdempotencyKey<'_>, status: i64, body: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE main.set_action_requests SET answer_http_status = ?3, answer_body = ?4
+         WHERE user_id = ?1 AND idempotency_key = ?2",
+    )?
+    .execute(params![key.user_id, key.key, status, body])?;
+    Ok(())
+}
+
+pub fn recover_interrupted(conn: &Connection, cutoff: &str, message: &str, now: &str) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE jobs SET status = 'FAILED', error_message = ?2, updated_at = ?3
+             WHERE status = 'IN_PROGRESS' AND created_at < ?1
+               AND COALESCE(updated_at, created_at) < ?1",
+        )?
+        .execute(params![cutoff, message, now])? as u64)
+}
