@@ -1,5 +1,6 @@
 # The two commands a newcomer needs:
-#   make demo   runs the main job (a Set Action's bookkeeping) on the default paths in ./data
+#   make demo   runs the main job: the reference Flask app and a stub cluster on loopback, one
+#               Set Action sent through it, then serving for curl (store files in ./data)
 #   make test   runs every test suite: Rust, C, C++, Python
 .PHONY: demo test build header
 
@@ -8,7 +9,7 @@ build:
 
 demo: build
 	@mkdir -p data
-	cd data && python3 ../bindings/python/examples/demo.py
+	@python=$$(scripts/venv.sh) && cd data && "$$python" ../bindings/python/examples/run_demo.py $(DEMO_ARGS)
 
 test:
 	scripts/test.sh

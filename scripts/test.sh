@@ -15,14 +15,8 @@ echo "== C and C++"
 scripts/test-c.sh 2>&1 | tee target/c-tests.log
 
 echo "== Python"
-venv=target/py-venv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-if ! "$venv/bin/python" -c "import pytest, flask" 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r bindings/python/requirements-dev.txt
-fi
-TMS_LIB="$PWD/target/release/libtms.so" "$venv/bin/python" -m pytest -q tests/python 2>&1 | tee target/py-tests.log
+python=$(scripts/venv.sh)
+TMS_LIB="$PWD/target/release/libtms.so" "$python" -m pytest -q tests/python 2>&1 | tee target/py-tests.log
 py_passed=$(grep -Eo '^[0-9]+ passed' target/py-tests.log | tail -1 | awk '{print $1}')
 cabi_passed=$(grep -Eo '^c-abi: [0-9]+ passed' target/c-tests.log | awk '{print $2}')
 

@@ -167,6 +167,13 @@ fn null_in_every_required_pointer_of_every_function_is_refused() {
             ("cleanup store", Box::new(move || tms_cache_cleanup(null(), 5, null_mut()))),
             ("invalidate store", Box::new(move || tms_cache_invalidate(null(), null(), null(), null_mut()))),
             ("cache stats out", Box::new(move || tms_cache_stats(s, null_mut()))),
+            ("set_action store", Box::new(move || tms_set_action(null(), j, a, null(), null(), &mut 0, o))),
+            ("set_action request", Box::new(move || tms_set_action(s, null(), a, null(), null(), &mut 0, o))),
+            ("set_action user", Box::new(move || tms_set_action(s, j, null(), null(), null(), &mut 0, o))),
+            ("set_action status out", Box::new(move || tms_set_action(s, j, a, null(), null(), null_mut(), o))),
+            ("set_action body out", Box::new(move || tms_set_action(s, j, a, null(), null(), &mut 0, null_mut()))),
+            ("recover store", Box::new(move || tms_recover_interrupted(null(), null_mut()))),
+            ("callback store", Box::new(move || tms_store_set_event_callback(null(), None, null_mut()))),
         ]
     };
     let before = f.snapshot();
@@ -235,4 +242,41 @@ fn opening_reports_missing_directories_and_bad_options() {
     let bad = c(r#"{"synchronous":"SOMETIMES"}"#);
     assert_eq!(unsafe { tms_store_open(jobs.as_ptr(), audit.as_ptr(), bad.as_ptr(), &mut store) }, TmsStatus::InvalidInput);
     assert!(store.is_null());
+}
+
+unsafe extern "C" fn count_events(user_data: *mut std::ffi::c_void, level: i32, event: *const c_char, line: *const c_char) {
+    let seen = unsafe { &*(user_data as *const std::sync::Mutex<Vec<(i32, String, String)>>) };
+    let event = unsafe { CStr::from_ptr(event) }.to_string_lossy().into_owned();
+    let line = unsafe { CStr::from_ptr(line) }.to_string_lossy().into_owned();
+    seen.lock().unwrap().push((level, event, line));
+}
+
+#[test]
+fn set_action_refusals_are_answers_and_reach_the_callback() {
+    let f = Fixture::new("ffi-set-action");
+    let seen: std::sync::Mutex<Vec<(i32, String, String)>> = std::sync::Mutex::new(Vec::new());
+    let st = unsafe { tms_store_set_event_callback(f.store, Some(count_events), &seen as *const _ as *mut _) };
+    assert_eq!(st, TmsStatus::Ok);
+    let req = c(r#"{"url":"https://cluster.example/tms/v1/set/action","token":"hidden-token-123","isPost":true,
+        "postData":{"action":"Trans-Begin","cids":["c1","c1"]}}"#);
+    let (user, ip) = (c("alice"), c("10.0.0.1"));
+    let mut status = 0;
+    let mut body = null_mut();
+    let rc = unsafe { tms_set_action(f.store, req.as_ptr(), user.as_ptr(), ip.as_ptr(), null(), &mut status, &mut body) };
+    assert_eq!(rc, TmsStatus::Ok);
+    assert_eq!(status, 403);
+    let body: serde_json::Value = serde_json::from_str(&take(body)).unwrap();
+    assert_eq!(body["error_code"], "URL_NOT_ALLOWED");
+    let (jobs, _, audit) = f.snapshot();
+    assert!(jobs.is_empty());
+    assert_eq!(audit.len(), 1, "the refusal is audited");
+    assert!(audit[0].contains("failure") && !audit[0].contains("hidden-token-123"));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].0, seen[0].1.as_str()), (20, "set_action_done"));
+    assert!(seen[0].2.contains("result=fail") && !seen[0].2.contains("hidden-token-123"));
+    unsafe { tms_store_set_event_callback(f.store, None, null_mut()) };
+    let mut n = 7;
+    assert_eq!(unsafe { tms_recover_interrupted(f.store, &mut n) }, TmsStatus::Ok);
+    assert_eq!(n, 0);
 }

@@ -8,6 +8,7 @@ import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+sys.path.insert(0, os.path.join(ROOT, "bindings", "python", "examples"))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "legacy")
 
 

@@ -7,7 +7,7 @@ which would copy and lose the pointer) so they can be handed back to tms_string_
 
 import ctypes
 import os
-from ctypes import POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint64, c_void_p
+from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint64, c_void_p
 
 from .errors import InvalidInputError, error_for
 
@@ -39,6 +39,9 @@ _S = c_char_p  # const char* in
 _OUT_S = POINTER(c_void_p)  # char** out
 _STRS = POINTER(c_char_p)  # const char* const*
 
+# void (*)(void *user_data, int32_t level, const char *event, const char *line)
+EVENT_CALLBACK = CFUNCTYPE(None, c_void_p, c_int32, c_char_p, c_char_p)
+
 _SIGNATURES = {
     "tms_version": ([], c_char_p),
     "tms_status_name": ([c_int], c_char_p),
@@ -67,6 +70,9 @@ _SIGNATURES = {
     "tms_cache_cleanup": ([_P, c_int64, POINTER(c_uint64)], c_int),
     "tms_cache_invalidate": ([_P, _S, _S, POINTER(c_uint64)], c_int),
     "tms_cache_stats": ([_P, _OUT_S], c_int),
+    "tms_set_action": ([_P, _S, _S, _S, _S, POINTER(c_int32), _OUT_S], c_int),
+    "tms_recover_interrupted": ([_P, POINTER(c_uint64)], c_int),
+    "tms_store_set_event_callback": ([_P, EVENT_CALLBACK, c_void_p], c_int),
 }
 
 for _name, (_args, _res) in _SIGNATURES.items():

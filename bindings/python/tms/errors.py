@@ -79,6 +79,10 @@ class NotADatabaseError(TmsError):
     status = 15
 
 
+class UrlNotAllowedError(TmsError, ValueError):
+    status = 16
+
+
 BY_STATUS = {
     cls.status: cls
     for cls in (
@@ -97,6 +101,7 @@ BY_STATUS = {
         DatabaseFullError,
         CorruptError,
         NotADatabaseError,
+        UrlNotAllowedError,
     )
 }
 

@@ -2,8 +2,9 @@
 
 import ctypes
 import json
+import logging
 import threading
-from ctypes import c_int64, c_uint64, c_void_p
+from ctypes import c_int32, c_int64, c_uint64, c_void_p
 
 from . import _native
 from ._native import call_json, check, encode, lib, string_array
@@ -27,12 +28,29 @@ def _int64_ptr(value, field):
     return None if value is None else ctypes.byref(c_int64(_int(value, field)))
 
 
+EVENT_LOG = logging.getLogger("tms.set_action")
+
+
+def _log_event(_user_data, level, _event, line):
+    """Set Action events from the library, into `logging` (logger "tms.set_action")."""
+    try:
+        EVENT_LOG.log(level, "%s", line.decode("utf-8", "replace"))
+    except Exception:  # never let a logging problem unwind into C
+        pass
+
+
+_EVENT_TRAMPOLINE = _native.EVENT_CALLBACK(_log_event)
+
+
 class Store:
     """jobs.db and audit.db, opened once and shared by every thread of the process.
 
     Options are keyword arguments: synchronous ("FULL" or "NORMAL"), busy_timeout_ms,
-    journal_size_limit_bytes, max_idle_connections. Every failure raises the TmsError subclass
-    of its status code with the library's message. Calls run without the GIL, concurrently.
+    journal_size_limit_bytes, max_idle_connections, allowed_clusters (list of base URLs),
+    request_timeout_s (35), connect_timeout_s (10), max_response_bytes (8 MiB),
+    interrupted_after_s (600). Every failure raises the TmsError subclass of its status code with
+    the library's message. Calls run without the GIL, concurrently. Set Action events go to the
+    logger "tms.set_action".
     """
 
     def __init__(self, jobs_db, audit_db, **options):
@@ -46,6 +64,7 @@ class Store:
             )
         )
         self._handle = handle.value
+        check(lib.tms_store_set_event_callback(self._handle, _EVENT_TRAMPOLINE, None))
         self.jobs_db = jobs_db
         self.audit_db = audit_db
         # close() waits for calls in flight: freeing the handle under a running call would be a
@@ -157,6 +176,30 @@ class Store:
     def get_job_customers(self, job_id):
         """The job's customer IDs, sorted; NotFoundError if the job is absent."""
         return self._call_json(lib.tms_get_job_customers, encode(job_id, "job_id"))
+
+    # --- Set Action -----------------------------------------------------------------------
+
+    def set_action(self, request, user_id, client_ip=None, idempotency_key=None):
+        """Handle one /proxy_fetch request body (a dict or its JSON text) for user_id: record the
+        job, call the cluster, record the outcome and audit row. Returns (http_status, body) as
+        the route should answer; refusals are answers too (4xx/5xx with "error_code")."""
+        text = request if isinstance(request, (str, bytes)) else json.dumps(request)
+        http_status = c_int32()
+        body = self._call_json(
+            lib.tms_set_action,
+            encode(text, "request"),
+            encode(user_id, "user_id"),
+            encode(client_ip, "client_ip"),
+            encode(idempotency_key, "idempotency_key"),
+            ctypes.byref(http_status),
+        )
+        return http_status.value, body
+
+    def recover_interrupted(self):
+        """Mark jobs left IN_PROGRESS by a dead process FAILED; returns how many."""
+        count = c_uint64()
+        self._call(lib.tms_recover_interrupted, ctypes.byref(count))
+        return count.value
 
     # --- audit ----------------------------------------------------------------------------
 

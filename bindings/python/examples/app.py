@@ -1,0 +1,145 @@
+"""The reference dashboard backend: the legacy routes on top of libtms.
+
+`/proxy_fetch` is one call (`Store.set_action`); the jobs and audit routes use the drop-in
+modules `tms.jobs` and `tms.audit_db`, exactly as the legacy app used its own modules, so the
+switch in an existing app is two imports. The logged-in user comes from the Flask session
+(`POST /login`); this reference app also accepts an `X-User` header so curl can stand in for
+the browser.
+"""
+
+import os
+import secrets
+import sys
+
+from flask import Flask, jsonify, request, session
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import tms  # noqa: E402
+from tms import audit_db, jobs  # noqa: E402  (the two-import switch)
+
+MAX_JOBS_LIMIT = 500
+
+
+def create_app(allowed_clusters, store_options=None):
+    """The app on the drop-in modules' paths (jobs.DB_PATH, audit_db.AUDIT_DB_PATH)."""
+    app = Flask(__name__)
+    app.secret_key = os.environ.get("TMS_SECRET_KEY") or secrets.token_hex(16)
+    jobs.initialize_jobs_database()
+    audit_db.initialize_database()
+    store = tms.Store(jobs.DB_PATH, audit_db.AUDIT_DB_PATH,
+                      allowed_clusters=list(allowed_clusters), **(store_options or {}))
+    app.config["TMS_STORE"] = store
+
+    def current_user():
+        return session.get("user_id") or request.headers.get("X-User")
+
+    def client_ip():
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        return forwarded.split(",")[0].strip() or request.remote_addr
+
+    def login_required():
+        if not current_user():
+            return jsonify({"status": "error", "message": "not logged in"}), 401
+        return None
+
+    @app.post("/login")
+    def login():
+        data = request.get_json(silent=True) or request.form
+        user = (data.get("user_id") or data.get("user") or "").strip()
+        if not user:
+            return jsonify({"status": "error", "message": "user_id is required"}), 400
+        session["user_id"] = user
+        return jsonify({"status": "success", "user_id": user})
+
+    @app.post("/logout")
+    def logout():
+        session.clear()
+        return jsonify({"status": "success"})
+
+    @app.post("/proxy_fetch")
+    def proxy_fetch():
+        denied = login_required()
+        if denied:
+            return denied
+        key = request.headers.get("Idempotency-Key")
+        status, body = store.set_action(request.get_data(as_text=True), current_user(),
+                                        client_ip(), key)
+        return jsonify(body), status
+
+    @app.post("/api/jobs/create")
+    def create_job_route():
+        denied = login_required()
+        if denied:
+            return denied
+        data = request.get_json(silent=True) or {}
+        action = data.get("action") or ""
+        code = tms.get_action_code(action)
+        if code is None:
+            return jsonify({"status": "error", "message": f"unknown action {action!r}"}), 400
+        cids = data.get("cids") or []
+        if isinstance(cids, str):
+            try:
+                cids = tms.parse_customer_ids(cids, csv=bool(data.get("csv")))
+            except tms.TmsError as e:
+                return jsonify({"status": "error", "message": str(e)}), 400
+        job = jobs.create_job(current_user(), code, action, cids,
+                              cluster_url=data.get("cluster_url"), batch_id=data.get("batch_id"),
+                              request_payload={"action": action, "cids": cids})
+        if job is None:
+            return jsonify({"status": "error", "message": "the job could not be created"}), 400
+        return jsonify({"status": "success", "job": job}), 201
+
+    @app.get("/api/jobs/mine")
+    def my_jobs():
+        denied = login_required()
+        if denied:
+            return denied
+        try:
+            limit = max(0, min(int(request.args.get("limit", 50)), MAX_JOBS_LIMIT))
+        except ValueError:
+            return jsonify({"status": "error", "message": "limit must be a number"}), 400
+        rows = jobs.get_user_jobs(current_user(), limit)
+        return jsonify({"status": "success", "jobs": rows, "count": len(rows)})
+
+    @app.get("/api/jobs/<job_id>/customers")
+    def job_customers(job_id):
+        denied = login_required()
+        if denied:
+            return denied
+        job = jobs.get_job_details(job_id)
+        if job is None:
+            return jsonify({"status": "error", "message": "job not found"}), 404
+        if job["user_id"] != current_user():
+            return jsonify({"status": "error", "message": "not your job"}), 403
+        cids = jobs.get_job_customers(job_id)
+        return jsonify({"status": "success", "job_id": job_id, "customers": cids, "count": len(cids)})
+
+    @app.get("/api/audit/trail")
+    def audit_trail():
+        denied = login_required()
+        if denied:
+            return denied
+        try:
+            limit = max(0, min(int(request.args.get("limit", 50)), MAX_JOBS_LIMIT))
+        except ValueError:
+            return jsonify({"status": "error", "message": "limit must be a number"}), 400
+        rows = audit_db.get_audit_trail(limit=limit, user_id=request.args.get("user_id"),
+                                        action_type=request.args.get("action_type"),
+                                        customer_id=request.args.get("customer_id"))
+        return jsonify({"status": "success", "records": rows, "count": len(rows)})
+
+    @app.get("/api/audit/stats")
+    def audit_stats():
+        denied = login_required()
+        if denied:
+            return denied
+        return jsonify({"status": "success", "stats": audit_db.get_audit_stats()})
+
+    @app.get("/health")
+    def health():
+        return jsonify({"status": "ok", "library": tms.version(),
+                        "jobs_db": os.path.abspath(jobs.DB_PATH),
+                        "audit_db": os.path.abspath(audit_db.AUDIT_DB_PATH)})
+
+    return app

@@ -1,0 +1,117 @@
+"""A stand-in for a TMS cluster API on loopback, for the demo and the tests.
+
+Paths choose the behaviour, so one server covers every row of the outcome table:
+
+  POST /tms/v1/set/action   200 {"success": true, ...}
+  POST /fail                200 {"success": false, "message": ...}
+  POST /html                200 text/html (not JSON)
+  POST /unauthorized        401 JSON that echoes the Authorization header back
+  POST /error               500 plain text
+  POST /slow                sleeps `slow_seconds`, then 200
+  POST /big                 200 with a JSON body of `big_bytes`
+  POST /redirect            302 to another host
+  GET  /tms/v1/status       200 {"apps": [...]}
+
+Every request is recorded in `server.requests` (method, path, headers with lowercase names, body).
+"""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _reply(self, status, body, content_type="application/json", extra=None):
+        data = body if isinstance(body, bytes) else body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _record(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.requests.append(
+            {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+        )
+        return body
+
+    def do_GET(self):
+        self._record()
+        if self.path.startswith("/tms/v1/status"):
+            self._reply(200, json.dumps({"apps": [{"name": "tms", "status": "READY"}]}))
+        else:
+            self._reply(404, json.dumps({"error": "not found"}))
+
+    def do_POST(self):
+        body = self._record()
+        path = self.path.split("?")[0]
+        if path == "/tms/v1/set/action":
+            try:
+                cids = json.loads(body or b"{}").get("cids", [])
+            except ValueError:
+                cids = []
+            self._reply(200, json.dumps({"success": True, "message": "Action completed",
+                                         "processed": len(cids)}))
+        elif path == "/fail":
+            self._reply(200, json.dumps({"success": False, "message": "those CIDs are not ready"}))
+        elif path == "/html":
+            self._reply(200, "<html><body>gateway page</body></html>", "text/html")
+        elif path == "/unauthorized":
+            echo = self.headers.get("Authorization", "")
+            self._reply(401, json.dumps({"errorCode": "UNAUTHORIZED", "seen": echo}))
+        elif path == "/error":
+            self._reply(500, "Internal Server Error", "text/plain")
+        elif path == "/slow":
+            time.sleep(self.server.slow_seconds)
+            self._reply(200, json.dumps({"success": True}))
+        elif path == "/big":
+            filler = "x" * self.server.big_bytes
+            self._reply(200, json.dumps({"success": True, "filler": filler}))
+        elif path == "/redirect":
+            self._reply(302, "", "text/plain", {"Location": "http://example.invalid/elsewhere"})
+        else:
+            self._reply(404, json.dumps({"error": "not found"}))
+
+
+class StubCluster:
+    """Start with `with StubCluster() as cluster:`; `cluster.base` is its http://127.0.0.1:PORT."""
+
+    def __init__(self, slow_seconds=3.0, big_bytes=64 * 1024):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.requests = []
+        self.server.slow_seconds = slow_seconds
+        self.server.big_bytes = big_bytes
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def requests(self):
+        return self.server.requests
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
