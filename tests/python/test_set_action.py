@@ -329,3 +329,27 @@ def test_events_reach_logging_without_the_token(store, cluster, caplog):
     assert "| set_action_done | user=harish | action=Trans-Begin | job_id=" in lines[1]
     assert "| http_status=401 | elapsed_ms=" in lines[1] and "| result=fail | error=\"API returned status 401" in lines[1]
     assert all(TOKEN not in line for line in lines)
+
+
+def test_https_goes_through_rustls(tmp_path, cluster):
+    """An https cluster that does not speak TLS: rustls fails the handshake, and that is a
+    connection-error answer with the job FAILED (no panic, no missing crypto provider)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.recv(1024)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    base = f"https://127.0.0.1:{port}"
+    with open_store(tmp_path, cluster, allowed_clusters=[base]) as s:
+        status, body = s.set_action({"url": base + "/tms", "isPost": True, "token": TOKEN,
+                                     "postData": {"action": "PE-Direct", "cids": ["c1"]}}, "tls")
+    listener.close()
+    assert status == 500 and body["job_id"]
+    assert job_row(tmp_path, body["job_id"])["status"] == "FAILED"
