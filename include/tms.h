@@ -16,6 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// `tms_debug_hold_write_lock` file: jobs.db.
+#define TMS_DB_JOBS 0
+
+// `tms_debug_hold_write_lock` file: audit.db.
+#define TMS_DB_AUDIT 1
+
 // `tms_parse_customer_ids` format: one ID per line, or comma-separated.
 #define TMS_INPUT_MANUAL 0
 
@@ -328,6 +334,17 @@ enum TmsStatus tms_store_open(const char *jobs_db_path,
 // # Safety
 // `store` is NULL or a handle from `tms_store_open` not yet closed.
 void tms_store_close(struct TmsStore *store);
+
+// Diagnostic: take the write lock of jobs.db (`TMS_DB_JOBS`) or audit.db (`TMS_DB_AUDIT`),
+// hold it for `milliseconds` (at most 60000), and release it having written nothing. Blocks
+// the calling thread; other processes meanwhile get TMS_STATUS_BUSY once their busy timeout
+// passes. For tests of lock interplay; not needed in normal use. Thread-safe.
+//
+// # Safety
+// `store` is NULL or an open handle.
+enum TmsStatus tms_debug_hold_write_lock(const struct TmsStore *store,
+                                         int32_t file,
+                                         uint32_t milliseconds);
 
 // The library version, e.g. "0.1.0". Static: never free it. Thread-safe.
 const char *tms_version(void);

@@ -34,6 +34,9 @@ pub struct StoreOptions {
     pub journal_size_limit_bytes: i64,
     /// Idle connections kept open per database file.
     pub max_idle_connections: usize,
+    /// Cap on each database file's size in pages (`PRAGMA max_page_count`); 0 = SQLite's own
+    /// limit. A write past it fails with TMS_STATUS_FULL and changes nothing.
+    pub max_page_count: u32,
     /// Base URLs (scheme, host, port and path prefix) Set Action and proxy requests may go to.
     /// Anything else is refused before a request leaves. Empty: nothing may be called.
     pub allowed_clusters: Vec<String>,
@@ -55,6 +58,7 @@ impl Default for StoreOptions {
             busy_timeout_ms: 5_000,
             journal_size_limit_bytes: 64 * 1024 * 1024,
             max_idle_connections: 8,
+            max_page_count: 0,
             allowed_clusters: Vec::new(),
             request_timeout_s: 35,
             connect_timeout_s: 10,

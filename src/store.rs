@@ -16,7 +16,7 @@ use crate::set_action::allowlist::Allowlist;
 use crate::set_action::events::{EventCallback, EventSink};
 use crate::set_action::http::HttpClient;
 use crate::storage::sqlite::SqliteEngine;
-use crate::storage::{AuditRecord, CacheRecord, Engine, JobChange, JobRecord};
+use crate::storage::{AuditRecord, CacheRecord, DbFile, Engine, JobChange, JobRecord};
 
 /// Longest identifier-like value (user id, action name, status, ip, app name ...), in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
@@ -235,6 +235,16 @@ impl Store {
 
     pub fn cache_stats(&self) -> Result<CacheStats> {
         self.engine.cache_stats()
+    }
+
+    /// Hold one file's write lock for `millis` ms and release it having written nothing. A
+    /// diagnostic: it lets tests prove that locks survive another SQLite user in the process and
+    /// that a lock held past the busy timeout is reported as busy.
+    pub fn hold_write_lock(&self, file: DbFile, millis: u32) -> Result<()> {
+        if millis > 60_000 {
+            return Err(Error::invalid("hold_write_lock: at most 60000 ms"));
+        }
+        self.engine.hold_write_lock(file, std::time::Duration::from_millis(millis.into()))
     }
 }
 

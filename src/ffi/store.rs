@@ -59,3 +59,34 @@ pub unsafe extern "C" fn tms_store_close(store: *mut TmsStore) {
         }
     })
 }
+
+/// `tms_debug_hold_write_lock` file: jobs.db.
+pub const TMS_DB_JOBS: i32 = 0;
+/// `tms_debug_hold_write_lock` file: audit.db.
+pub const TMS_DB_AUDIT: i32 = 1;
+
+/// Diagnostic: take the write lock of jobs.db (`TMS_DB_JOBS`) or audit.db (`TMS_DB_AUDIT`),
+/// hold it for `milliseconds` (at most 60000), and release it having written nothing. Blocks
+/// the calling thread; other processes meanwhile get TMS_STATUS_BUSY once their busy timeout
+/// passes. For tests of lock interplay; not needed in normal use. Thread-safe.
+///
+/// # Safety
+/// `store` is NULL or an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_debug_hold_write_lock(store: *const TmsStore, file: i32, milliseconds: u32) -> super::TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let file = match file {
+            TMS_DB_JOBS => crate::storage::DbFile::Jobs,
+            TMS_DB_AUDIT => crate::storage::DbFile::Audit,
+            other => {
+                return Err(super::FfiError::new(
+                    super::TmsStatus::InvalidInput,
+                    format!("file {other} is neither TMS_DB_JOBS (0) nor TMS_DB_AUDIT (1)"),
+                ));
+            }
+        };
+        store.hold_write_lock(file, milliseconds)?;
+        Ok(())
+    })
+}

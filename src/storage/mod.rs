@@ -119,4 +119,15 @@ pub trait Engine: Send + Sync {
     ) -> Result<i64>;
     /// Mark FAILED, with `message`, every job still IN_PROGRESS and last touched before `cutoff`.
     fn recover_interrupted(&self, cutoff: &str, message: &str, now: &str) -> Result<u64>;
+
+    /// Hold the write lock of one file for `duration`, then release it writing nothing
+    /// (a diagnostic for lock interplay between processes and SQLite copies).
+    fn hold_write_lock(&self, file: DbFile, duration: std::time::Duration) -> Result<()>;
+}
+
+/// One of the two database files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFile {
+    Jobs,
+    Audit,
 }

@@ -201,6 +201,13 @@ class Store:
         self._call(lib.tms_recover_interrupted, ctypes.byref(count))
         return count.value
 
+    def hold_write_lock(self, file="jobs", milliseconds=1000):
+        """Diagnostic: hold the write lock of "jobs" or "audit" for a while, writing nothing."""
+        which = {"jobs": 0, "audit": 1}.get(file)
+        if which is None:
+            raise InvalidInputError(f"file must be 'jobs' or 'audit', not {file!r}")
+        self._call(lib.tms_debug_hold_write_lock, which, _int(milliseconds, "milliseconds", 0, 2**32 - 1))
+
     # --- audit ----------------------------------------------------------------------------
 
     def record_audit(self, user_id, action_type, customer_ids=None, ip_address=None,

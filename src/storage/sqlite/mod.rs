@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::model::{AuditFilter, AuditRow, AuditStats, CacheStats, JobDetails, JobSummary};
 use crate::options::StoreOptions;
 use crate::storage::{
-    AuditRecord, CacheRecord, Engine, IdempotencyKey, JobChange, JobRecord, PriorRequest,
+    AuditRecord, CacheRecord, DbFile, Engine, IdempotencyKey, JobChange, JobRecord, PriorRequest,
 };
 use pool::Pool;
 
@@ -43,8 +43,16 @@ impl SqliteEngine {
 }
 
 /// Run `f` in one BEGIN IMMEDIATE transaction: the write lock is taken up front, so a write never
-/// fails half-way on a lock upgrade, and the busy timeout applies to taking it.
+/// fails half-way on a lock upgrade, and the busy timeout applies to taking it. Writers of this
+/// process queue on the file's writer mutex first, so SQLite's busy timeout only ever counts
+/// waiting for other processes.
 fn write<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let writer = pool.writer();
+    let _turn = writer.lock().unwrap_or_else(|p| p.into_inner());
+    in_transaction(pool, f)
+}
+
+fn in_transaction<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
     let conn = pool.get()?;
     let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
     let value = f(&tx)?;
@@ -129,7 +137,12 @@ impl Engine for SqliteEngine {
         audit: &AuditRecord<'_>,
         answer: Option<(IdempotencyKey<'_>, i64, &str)>,
     ) -> Result<i64> {
-        write(&self.both, |tx| {
+        // Both files are written: queue behind this process's writers of each, in a fixed order
+        // (jobs, then audit) so two such calls cannot deadlock.
+        let (jobs_writer, audit_writer) = (self.jobs.writer(), self.audit.writer());
+        let _jobs_turn = jobs_writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _audit_turn = audit_writer.lock().unwrap_or_else(|p| p.into_inner());
+        in_transaction(&self.both, |tx| {
             jobs::update(tx, change)?;
             let id = audit::insert(tx, audit)?;
             if let Some((key, status, body)) = answer {
@@ -140,5 +153,16 @@ impl Engine for SqliteEngine {
     }
     fn recover_interrupted(&self, cutoff: &str, message: &str, now: &str) -> Result<u64> {
         write(&self.jobs, |tx| set_action::recover_interrupted(tx, cutoff, message, now))
+    }
+    fn hold_write_lock(&self, file: DbFile, duration: std::time::Duration) -> Result<()> {
+        let pool = match file {
+            DbFile::Jobs => &self.jobs,
+            DbFile::Audit => &self.audit,
+        };
+        let conn = pool.get()?;
+        let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
+        std::thread::sleep(duration);
+        tx.rollback()?;
+        Ok(())
     }
 }

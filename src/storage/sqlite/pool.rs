@@ -11,7 +11,7 @@
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -30,6 +30,23 @@ pub struct Pool {
 struct Idle {
     pid: u32,
     connections: Vec<Connection>,
+    /// Serializes this process's writers before they reach SQLite: waiting on a mutex wakes a
+    /// writer the moment the lock frees, where SQLite's busy handler sleeps and polls. Kept per
+    /// pid: a fork can happen while another thread holds it, and the child must not inherit that.
+    writer: Arc<Mutex<()>>,
+}
+
+impl Idle {
+    /// Forget what a parent process left behind (after fork).
+    fn adopt(&mut self, pid: u32) {
+        if self.pid != pid {
+            for inherited in self.connections.drain(..) {
+                std::mem::forget(inherited);
+            }
+            self.pid = pid;
+            self.writer = Arc::new(Mutex::new(()));
+        }
+    }
 }
 
 /// A connection checked out of a pool; goes back when dropped.
@@ -52,7 +69,11 @@ impl Pool {
             attach_audit: audit.map(Path::to_path_buf),
             path: path.to_path_buf(),
             options: options.clone(),
-            idle: Mutex::new(Idle { pid: std::process::id(), connections: Vec::new() }),
+            idle: Mutex::new(Idle {
+                pid: std::process::id(),
+                connections: Vec::new(),
+                writer: Arc::new(Mutex::new(())),
+            }),
         };
         Ok((pool, first))
     }
@@ -71,12 +92,7 @@ impl Pool {
         let pid = std::process::id();
         let reused = {
             let mut idle = self.lock();
-            if idle.pid != pid {
-                for inherited in idle.connections.drain(..) {
-                    std::mem::forget(inherited);
-                }
-                idle.pid = pid;
-            }
+            idle.adopt(pid);
             idle.connections.pop()
         };
         let conn = match reused {
@@ -84,6 +100,15 @@ impl Pool {
             None => open_with(&self.path, self.attach_audit.as_deref(), &self.options)?,
         };
         Ok(PooledConnection { pool: self, pid, conn: ManuallyDrop::new(conn) })
+    }
+}
+
+impl Pool {
+    /// This process's writer lock for the file (see [`Idle::writer`]).
+    pub fn writer(&self) -> Arc<Mutex<()>> {
+        let mut idle = self.lock();
+        idle.adopt(std::process::id());
+        idle.writer.clone()
     }
 }
 
@@ -136,8 +161,9 @@ fn open_with(path: &Path, audit: Option<&Path>, options: &StoreOptions) -> Resul
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| Error::from(e).context(&format!("cannot open {}", path.display())))?;
-    configure(&conn, "main", options).map_err(|e| e.context(&format!("cannot set up {}", path.display())))?;
+        .map_err(|e| explain_read_only(path, Error::from(e)).context(&format!("cannot open {}", path.display())))?;
+    configure(&conn, "main", options)
+        .map_err(|e| explain_read_only(path, e).context(&format!("cannot set up {}", path.display())))?;
     if let Some(audit) = audit {
         let audit_str = audit.to_str().ok_or_else(|| Error::invalid("audit path is not UTF-8"))?;
         conn.execute("ATTACH DATABASE ?1 AS audit", [audit_str])?;
@@ -174,6 +200,33 @@ fn check_path(path: &Path) -> Result<()> {
 
 /// Settings for one schema of the connection (`main`, or an attached one). Journal mode,
 /// synchronous and journal_size_limit are per schema in SQLite.
+/// SQLite reports a read-only file or directory as "unable to open" or "attempt to write a
+/// readonly database"; when the file system says it is read-only, say that instead.
+fn explain_read_only(path: &Path, err: Error) -> Error {
+    if !matches!(err.kind, ErrorKind::CantOpen | ErrorKind::ReadOnly | ErrorKind::Database) {
+        return err;
+    }
+    let writable = |p: &Path| {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else { return true };
+        // SAFETY: a valid NUL-terminated path; access() only reads it.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if path.exists() && !writable(path) {
+        Error::new(ErrorKind::ReadOnly, format!("{} is read-only ({})", path.display(), err.message))
+    } else if !writable(dir) {
+        Error::new(
+            ErrorKind::ReadOnly,
+            format!("directory {} is read-only: SQLite needs to create its -wal and -shm files there ({})", dir.display(), err.message),
+        )
+    } else {
+        err
+    }
+}
+
 fn configure(conn: &Connection, schema: &str, options: &StoreOptions) -> Result<()> {
     let db = Some(schema);
     conn.busy_timeout(std::time::Duration::from_millis(options.busy_timeout_ms.into()))?;
@@ -188,6 +241,9 @@ fn configure(conn: &Connection, schema: &str, options: &StoreOptions) -> Result<
     }
     conn.pragma_update(db, "synchronous", options.synchronous.pragma_value())?;
     conn.pragma_update(db, "journal_size_limit", options.journal_size_limit_bytes)?;
+    if options.max_page_count > 0 {
+        conn.pragma_update(db, "max_page_count", options.max_page_count)?;
+    }
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;

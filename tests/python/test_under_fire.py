@@ -1,0 +1,359 @@
+"""Proof under fire: threads, processes, fork, one SQLite per process, kill -9, and faults.
+
+Sizes are the CI ones; TMS_STRESS=1 multiplies the crash rounds and process counts.
+"""
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import tms
+from conftest import ROOT, rows
+
+STRESS = os.environ.get("TMS_STRESS") == "1"
+BINDINGS = os.path.join(ROOT, "bindings", "python")
+
+
+def integrity(path):
+    return rows(path, "PRAGMA integrity_check")
+
+
+def python(code, **kwargs):
+    """Run Python code in a fresh process with the binding importable."""
+    env = dict(os.environ, PYTHONPATH=BINDINGS)
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_eight_threads_create_4000_jobs_on_one_store(tmp_path):
+    jobs_db = str(tmp_path / "jobs.db")
+    store = tms.Store(jobs_db, str(tmp_path / "audit.db"))
+    errors = []
+
+    def worker(t):
+        try:
+            for i in range(500):
+                store.create_job(f"t{t}", 1, "Trans-Begin", [f"{t}-{i}-a", f"{t}-{i}-b", f"{t}-{i}-c"])
+        except Exception as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.close()
+    assert errors == []
+    assert rows(jobs_db, "SELECT COUNT(*) FROM jobs") == [(4000,)]
+    assert rows(jobs_db, "SELECT COUNT(*) FROM job_customers") == [(12000,)]
+    assert rows(jobs_db, "SELECT COUNT(*) FROM jobs j WHERE (SELECT COUNT(*) FROM job_customers c WHERE c.job_id = j.job_id) != 3") == [(0,)]
+
+
+WORKER = """
+import sys, threading, tms
+jobs_db, audit_db, proc, per_thread = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+store = tms.Store(jobs_db, audit_db)
+errors = []
+def work(t):
+    try:
+        for i in range(per_thread):
+            job = store.create_job(f"p{proc}t{t}", 2, "PE-Enable", [f"{proc}-{t}-{i}-x", f"{proc}-{t}-{i}-y"])
+            store.record_audit(f"p{proc}t{t}", "PE-Enable", [job["job_id"]])
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("\\n".join(errors))
+sys.exit(1 if errors else 0)
+"""
+
+
+def test_four_processes_of_four_threads(tmp_path):
+    jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
+    tms.Store(jobs_db, audit_db).close()
+    procs_n, per_thread = (8, 250) if STRESS else (4, 60)
+    env = dict(os.environ, PYTHONPATH=BINDINGS)
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, jobs_db, audit_db, str(p), str(per_thread)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in range(procs_n)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, out + err
+        assert "locked" not in out + err
+    total = procs_n * 4 * per_thread
+    assert rows(jobs_db, "SELECT COUNT(*) FROM jobs") == [(total,)]
+    assert rows(jobs_db, "SELECT COUNT(*) FROM job_customers") == [(2 * total,)]
+    assert rows(audit_db, "SELECT COUNT(*) FROM audit_log") == [(total,)]
+    assert integrity(jobs_db) == [("ok",)] and integrity(audit_db) == [("ok",)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_children_forked_after_open_keep_using_the_store(tmp_path):
+    jobs_db = str(tmp_path / "jobs.db")
+    store = tms.Store(jobs_db, str(tmp_path / "audit.db"))
+    store.create_job("parent", 1, "Trans-Begin", ["p0"])  # the pool now holds open connections
+    children = []
+    for c in range(3):
+        pid = os.fork()
+        if pid == 0:  # the gunicorn --preload pattern: the child uses the inherited store
+            code = 0
+            try:
+                for i in range(40):
+                    store.create_job(f"child{c}", 1, "Trans-Begin", [f"c{c}-{i}", f"c{c}-{i}-b"])
+                    store.record_audit(f"child{c}", "Trans-Begin", [f"c{c}-{i}"])
+                store.close()
+            except BaseException:
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's own connections survived the children: it keeps writing.
+    store.create_job("parent", 1, "Trans-Begin", ["p1"])
+    store.close()
+    assert rows(jobs_db, "SELECT COUNT(*) FROM jobs") == [(122,)]
+    assert rows(jobs_db, "SELECT COUNT(*) FROM job_customers") == [(242,)]
+    assert rows(str(tmp_path / "audit.db"), "SELECT COUNT(*) FROM audit_log") == [(120,)]
+    assert integrity(jobs_db) == [("ok",)]
+
+
+PROBE_LOCK = """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], timeout=0)
+try:
+    con.execute("BEGIN IMMEDIATE")
+    print("acquired")
+except sqlite3.OperationalError as e:
+    print("locked" if "locked" in str(e) else f"error: {e}")
+"""
+
+
+def test_the_library_and_python_share_one_sqlite(tmp_path):
+    """While the library holds jobs.db's write lock, Python's own sqlite3 opens and closes the
+    same file in this process. With one SQLite in the process the lock survives and another
+    process is kept out; a library with its own bundled SQLite would lose it (POSIX locks are per
+    process and close() drops them all)."""
+    jobs_db = str(tmp_path / "jobs.db")
+    store = tms.Store(jobs_db, str(tmp_path / "audit.db"))
+    store.create_job("u", 1, "Trans-Begin", ["c1"])
+    holder = threading.Thread(target=store.hold_write_lock, args=("jobs", 3000))
+    holder.start()
+    time.sleep(0.5)
+    con = sqlite3.connect(jobs_db)
+    assert con.execute("SELECT COUNT(*) FROM jobs").fetchone() == (1,)
+    con.close()
+    probe = subprocess.run([sys.executable, "-c", PROBE_LOCK, jobs_db], capture_output=True, text=True, timeout=30)
+    holder.join()
+    store.close()
+    assert probe.stdout.strip() == "locked", probe.stdout + probe.stderr
+
+
+CRASH_WRITER = """
+import sys, tms
+store = tms.Store(sys.argv[1], sys.argv[2])
+i = 0
+while True:
+    cids = [f"{sys.argv[3]}-{i}-{k}" for k in range(5)]
+    job = store.create_job("crash", 4, "PE-Finalize", cids)
+    print("J", job["job_id"], flush=True)
+    aid = store.record_audit("crash", "PE-Finalize", cids, status="success")
+    print("A", aid, flush=True)
+    i += 1
+"""
+
+
+def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path):
+    jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
+    tms.Store(jobs_db, audit_db).close()
+    rng = random.Random(20261128)
+    handed_jobs, handed_audits = [], []
+    env = dict(os.environ, PYTHONPATH=BINDINGS)
+    for round_no in range(60 if STRESS else 20):
+        proc = subprocess.Popen([sys.executable, "-c", CRASH_WRITER, jobs_db, audit_db, str(round_no)],
+                                env=env, stdout=subprocess.PIPE, text=True)
+        first = proc.stdout.readline()  # it is writing now
+        time.sleep(rng.uniform(0.0, 0.3))
+        os.kill(proc.pid, signal.SIGKILL)
+        out = first + proc.stdout.read()
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        for line in out.splitlines(keepends=True):
+            parts = line.split()
+            if not line.endswith("\n") or len(parts) != 2:
+                continue  # cut by the kill: the writer never got to hand this one out
+            kind, value = parts
+            (handed_jobs if kind == "J" else handed_audits).append(value)
+    assert len(handed_jobs) >= 20
+    con = sqlite3.connect(jobs_db)
+    for job_id in handed_jobs:
+        assert con.execute("SELECT COUNT(*) FROM job_customers WHERE job_id = ?", (job_id,)).fetchone() == (5,)
+    # No job without all its customers, acknowledged or not.
+    assert con.execute("SELECT COUNT(*) FROM jobs j WHERE (SELECT COUNT(*) FROM job_customers c "
+                       "WHERE c.job_id = j.job_id) != 5").fetchone() == (0,)
+    con.close()
+    audit_ids = {r[0] for r in rows(audit_db, "SELECT id FROM audit_log")}
+    assert {int(a) for a in handed_audits} <= audit_ids
+    assert integrity(jobs_db) == [("ok",)] and integrity(audit_db) == [("ok",)]
+
+
+# --- faults ----------------------------------------------------------------------------------
+
+
+def test_a_full_database_is_reported_and_keeps_what_was_written(tmp_path):
+    jobs_db = str(tmp_path / "jobs.db")
+    store = tms.Store(jobs_db, str(tmp_path / "audit.db"), max_page_count=40)
+    created = 0
+    with pytest.raises(tms.DatabaseFullError) as info:
+        for i in range(10_000):
+            store.create_job("u", 1, "Trans-Begin", [f"{i}-{k:040d}" for k in range(20)])
+            created += 1
+    assert info.value.status == 13 and "full" in str(info.value)
+    assert created > 0
+    assert len(store.get_user_jobs("u", 100_000)) == created  # still readable, nothing lost
+    store.close()
+    assert rows(jobs_db, "SELECT COUNT(*) FROM job_customers") == [(created * 20,)]
+    assert integrity(jobs_db) == [("ok",)]
+
+
+READ_ONLY_PROBE = """
+import json, sys, tms
+try:
+    s = tms.Store(sys.argv[1], sys.argv[2])
+    s.create_job("u", 1, "Trans-Begin", ["c9"])
+    print(json.dumps(["ok", 0, ""]))
+except tms.TmsError as e:
+    print(json.dumps([type(e).__name__, e.status, str(e)]))
+"""
+
+
+def run_as_unprivileged(args):
+    """Root ignores file permissions, so the probe drops to `nobody` when the suite runs as root
+    (with the system Python: a venv under /root is out of nobody's reach)."""
+    env = dict(os.environ, PYTHONPATH=BINDINGS)
+    preexec, interpreter = None, sys.executable
+    if os.geteuid() == 0:
+        interpreter = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+        def preexec():
+            os.setgid(65534)
+            os.setuid(65534)
+    out = subprocess.run([interpreter, "-c", READ_ONLY_PROBE, *args], env=env, capture_output=True,
+                         text=True, timeout=60, preexec_fn=preexec)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory `nobody` can reach (pytest's tmp_path lives under a 0700 directory)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    d = Path(tempfile.mkdtemp(prefix="tms-ro-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("what", ["file", "directory"])
+def test_read_only_file_or_directory(shared_dir, what):
+    d = shared_dir / "ro"
+    d.mkdir()
+    jobs_db, audit_db = str(d / "jobs.db"), str(d / "audit.db")
+    with tms.Store(jobs_db, audit_db) as s:
+        s.create_job("u", 1, "Trans-Begin", ["c1"])
+    if what == "file":
+        os.chmod(d, 0o777)
+        for name in os.listdir(d):
+            os.chmod(d / name, 0o444)
+    else:
+        for name in os.listdir(d):
+            os.chmod(d / name, 0o666)
+        os.chmod(d, 0o555)
+    try:
+        name, status, message = run_as_unprivileged([jobs_db, audit_db])
+    finally:
+        os.chmod(d, 0o755)
+    assert (name, status) == ("ReadOnlyError", 12), message
+    assert "readonly" in message.replace("-", "")
+    assert rows(jobs_db, "SELECT cid FROM job_customers") == [("c1",)]
+
+
+def test_a_directory_path_and_a_file_that_is_not_a_database(tmp_path):
+    with pytest.raises(tms.CantOpenError) as info:
+        tms.Store(str(tmp_path), str(tmp_path / "audit.db"))
+    assert info.value.status == 11 and "directory" in str(info.value)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"PK\x03\x04 this is a zip file, not a database" * 200)
+    before = junk.read_bytes()
+    with pytest.raises(tms.NotADatabaseError) as info:
+        tms.Store(str(junk), str(tmp_path / "audit.db"))
+    assert info.value.status == 15
+    assert junk.read_bytes() == before
+
+
+def test_a_corrupted_page_is_reported_as_corrupt(tmp_path):
+    jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
+    with tms.Store(jobs_db, audit_db) as s:
+        for i in range(300):
+            s.create_job("u", 1, "Trans-Begin", [f"c{i}"])
+        s.record_audit("u", "Trans-Begin", ["c1"])
+    [(root, page_size)] = rows(jobs_db, "SELECT (SELECT rootpage FROM sqlite_schema WHERE name = 'jobs'), "
+                                        "(SELECT page_size FROM pragma_page_size)")
+    with open(jobs_db, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xde\xad\xbe\xef" * (page_size // 4))
+    with tms.Store(jobs_db, audit_db) as s:
+        with pytest.raises(tms.CorruptError) as info:
+            s.get_user_jobs("u", 500)
+        assert info.value.status == 14
+        assert len(s.audit_trail()) == 1  # the other file is untouched
+
+
+def test_a_lock_held_past_the_busy_timeout_is_busy(tmp_path):
+    jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
+    store = tms.Store(jobs_db, audit_db, busy_timeout_ms=300)
+    store.create_job("u", 1, "Trans-Begin", ["c1"])
+    holder = python(f"""
+        import sqlite3, time
+        con = sqlite3.connect({jobs_db!r})
+        con.execute("BEGIN IMMEDIATE")
+        print("holding", flush=True)
+        time.sleep(3)
+        con.rollback()
+    """)
+    assert holder.stdout.readline().strip() == "holding"
+    start = time.monotonic()
+    with pytest.raises(tms.BusyError) as info:
+        store.create_job("u", 1, "Trans-Begin", ["c2"])
+    waited = time.monotonic() - start
+    assert info.value.status == 6 and "locked" in str(info.value)
+    assert 0.25 < waited < 2.5
+    holder.wait(timeout=30)
+    store.create_job("u", 1, "Trans-Begin", ["c3"])  # usable once the lock is gone
+    store.close()
+    assert rows(jobs_db, "SELECT cid FROM job_customers ORDER BY cid") == [("c1",), ("c3",)]
+
+
+def test_a_schema_newer_than_the_library(tmp_path):
+    jobs_db = str(tmp_path / "jobs.db")
+    tms.Store(jobs_db, str(tmp_path / "audit.db")).close()
+    con = sqlite3.connect(jobs_db)
+    con.execute("PRAGMA user_version = 99")
+    con.close()
+    with pytest.raises(tms.SchemaTooNewError) as info:
+        tms.Store(jobs_db, str(tmp_path / "audit.db"))
+    assert info.value.status == 7
+    assert rows(jobs_db, "PRAGMA user_version") == [(99,)]
