@@ -132,48 +132,54 @@ fn null_in_every_required_pointer_of_every_function_is_refused() {
     let o = &mut out_s as *mut *mut c_char;
     let cases: Vec<(&str, Box<dyn Fn() -> TmsStatus>)> = unsafe {
         vec![
-            ("open jobs", Box::new(move || tms_store_open(null(), a, null(), &mut null_mut()))),
-            ("open audit", Box::new(move || tms_store_open(a, null(), null(), &mut null_mut()))),
-            ("open out", Box::new(move || tms_store_open(a, a, null(), null_mut()))),
-            ("map name", Box::new(move || tms_map_action(null(), &mut 0))),
-            ("map out", Box::new(move || tms_map_action(a, null_mut()))),
-            ("parse text", Box::new(move || tms_parse_customer_ids(null(), 0, o))),
-            ("parse out", Box::new(move || tms_parse_customer_ids(a, 0, null_mut()))),
-            ("update store", Box::new(move || tms_update_job(null(), a, a, null(), null(), null()))),
-            ("update id", Box::new(move || tms_update_job(s, null(), a, null(), null(), null()))),
-            ("update status", Box::new(move || tms_update_job(s, a, null(), null(), null(), null()))),
-            ("get_job store", Box::new(move || tms_get_job(null(), a, o))),
-            ("get_job id", Box::new(move || tms_get_job(s, null(), o))),
-            ("get_job out", Box::new(move || tms_get_job(s, a, null_mut()))),
-            ("user_jobs user", Box::new(move || tms_get_user_jobs(s, null(), 5, o))),
-            ("user_jobs out", Box::new(move || tms_get_user_jobs(s, a, 5, null_mut()))),
-            ("customers id", Box::new(move || tms_get_job_customers(s, null(), o))),
-            ("customers out", Box::new(move || tms_get_job_customers(s, a, null_mut()))),
-            ("audit store", Box::new(move || tms_record_audit(null(), a, a, null(), null(), null(), null(), null(), null_mut()))),
-            ("audit user", Box::new(move || tms_record_audit(s, null(), a, null(), null(), null(), null(), null(), null_mut()))),
-            ("audit type", Box::new(move || tms_record_audit(s, a, null(), null(), null(), null(), null(), null(), null_mut()))),
-            ("trail store", Box::new(move || tms_get_audit_trail(null(), null(), null(), null(), 5, o))),
-            ("trail out", Box::new(move || tms_get_audit_trail(s, null(), null(), null(), 5, null_mut()))),
-            ("types out", Box::new(move || tms_get_action_types(s, null_mut()))),
-            ("stats out", Box::new(move || tms_get_audit_stats(s, null_mut()))),
-            ("clear store", Box::new(move || tms_clear_audit_logs(null(), null_mut()))),
-            ("cache_get cid", Box::new(move || tms_cache_get(s, null(), a, 5, o))),
-            ("cache_get app", Box::new(move || tms_cache_get(s, a, null(), 5, o))),
-            ("cache_get out", Box::new(move || tms_cache_get(s, a, a, 5, null_mut()))),
-            ("batch cids", Box::new(move || tms_cache_get_batch(s, null(), 2, a, 5, o))),
-            ("batch app", Box::new(move || tms_cache_get_batch(s, null(), 0, null(), 5, o))),
-            ("put cid", Box::new(move || tms_cache_put(s, null(), a, j, 5))),
-            ("put data", Box::new(move || tms_cache_put(s, a, a, null(), 5))),
-            ("cleanup store", Box::new(move || tms_cache_cleanup(null(), 5, null_mut()))),
-            ("invalidate store", Box::new(move || tms_cache_invalidate(null(), null(), null(), null_mut()))),
-            ("cache stats out", Box::new(move || tms_cache_stats(s, null_mut()))),
-            ("set_action store", Box::new(move || tms_set_action(null(), j, a, null(), null(), &mut 0, o))),
-            ("set_action request", Box::new(move || tms_set_action(s, null(), a, null(), null(), &mut 0, o))),
-            ("set_action user", Box::new(move || tms_set_action(s, j, null(), null(), null(), &mut 0, o))),
-            ("set_action status out", Box::new(move || tms_set_action(s, j, a, null(), null(), null_mut(), o))),
-            ("set_action body out", Box::new(move || tms_set_action(s, j, a, null(), null(), &mut 0, null_mut()))),
-            ("recover store", Box::new(move || tms_recover_interrupted(null(), null_mut()))),
-            ("callback store", Box::new(move || tms_store_set_event_callback(null(), None, null_mut()))),
+            ("tms_store_open jobs", Box::new(move || tms_store_open(null(), a, null(), &mut null_mut()))),
+            ("tms_store_open audit", Box::new(move || tms_store_open(a, null(), null(), &mut null_mut()))),
+            ("tms_store_open out", Box::new(move || tms_store_open(a, a, null(), null_mut()))),
+            ("tms_map_action name", Box::new(move || tms_map_action(null(), &mut 0))),
+            ("tms_map_action out", Box::new(move || tms_map_action(a, null_mut()))),
+            ("tms_parse_customer_ids text", Box::new(move || tms_parse_customer_ids(null(), 0, o))),
+            ("tms_parse_customer_ids out", Box::new(move || tms_parse_customer_ids(a, 0, null_mut()))),
+            ("tms_create_job store", Box::new(move || tms_create_job(null(), a, 1, a, null(), 0, null(), null(), null(), null(), null(), o, null_mut()))),
+            ("tms_create_job user", Box::new(move || tms_create_job(s, null(), 1, a, null(), 0, null(), null(), null(), null(), null(), o, null_mut()))),
+            ("tms_create_job name", Box::new(move || tms_create_job(s, a, 1, null(), null(), 0, null(), null(), null(), null(), null(), o, null_mut()))),
+            ("tms_create_job cids", Box::new(move || tms_create_job(s, a, 1, a, null(), 1, null(), null(), null(), null(), null(), o, null_mut()))),
+            ("tms_create_job out", Box::new(move || tms_create_job(s, a, 1, a, null(), 0, null(), null(), null(), null(), null(), null_mut(), null_mut()))),
+            ("tms_update_job store", Box::new(move || tms_update_job(null(), a, a, null(), null(), null()))),
+            ("tms_update_job id", Box::new(move || tms_update_job(s, null(), a, null(), null(), null()))),
+            ("tms_update_job status", Box::new(move || tms_update_job(s, a, null(), null(), null(), null()))),
+            ("tms_get_job store", Box::new(move || tms_get_job(null(), a, o))),
+            ("tms_get_job id", Box::new(move || tms_get_job(s, null(), o))),
+            ("tms_get_job out", Box::new(move || tms_get_job(s, a, null_mut()))),
+            ("tms_get_user_jobs user", Box::new(move || tms_get_user_jobs(s, null(), 5, o))),
+            ("tms_get_user_jobs out", Box::new(move || tms_get_user_jobs(s, a, 5, null_mut()))),
+            ("tms_get_job_customers id", Box::new(move || tms_get_job_customers(s, null(), o))),
+            ("tms_get_job_customers out", Box::new(move || tms_get_job_customers(s, a, null_mut()))),
+            ("tms_record_audit store", Box::new(move || tms_record_audit(null(), a, a, null(), null(), null(), null(), null(), null_mut()))),
+            ("tms_record_audit user", Box::new(move || tms_record_audit(s, null(), a, null(), null(), null(), null(), null(), null_mut()))),
+            ("tms_record_audit type", Box::new(move || tms_record_audit(s, a, null(), null(), null(), null(), null(), null(), null_mut()))),
+            ("tms_get_audit_trail store", Box::new(move || tms_get_audit_trail(null(), null(), null(), null(), 5, o))),
+            ("tms_get_audit_trail out", Box::new(move || tms_get_audit_trail(s, null(), null(), null(), 5, null_mut()))),
+            ("tms_get_action_types out", Box::new(move || tms_get_action_types(s, null_mut()))),
+            ("tms_get_audit_stats out", Box::new(move || tms_get_audit_stats(s, null_mut()))),
+            ("tms_clear_audit_logs store", Box::new(move || tms_clear_audit_logs(null(), null_mut()))),
+            ("tms_cache_get cid", Box::new(move || tms_cache_get(s, null(), a, 5, o))),
+            ("tms_cache_get app", Box::new(move || tms_cache_get(s, a, null(), 5, o))),
+            ("tms_cache_get out", Box::new(move || tms_cache_get(s, a, a, 5, null_mut()))),
+            ("tms_cache_get_batch cids", Box::new(move || tms_cache_get_batch(s, null(), 2, a, 5, o))),
+            ("tms_cache_get_batch app", Box::new(move || tms_cache_get_batch(s, null(), 0, null(), 5, o))),
+            ("tms_cache_put cid", Box::new(move || tms_cache_put(s, null(), a, j, 5))),
+            ("tms_cache_put data", Box::new(move || tms_cache_put(s, a, a, null(), 5))),
+            ("tms_cache_cleanup store", Box::new(move || tms_cache_cleanup(null(), 5, null_mut()))),
+            ("tms_cache_invalidate store", Box::new(move || tms_cache_invalidate(null(), null(), null(), null_mut()))),
+            ("tms_cache_stats out", Box::new(move || tms_cache_stats(s, null_mut()))),
+            ("tms_set_action store", Box::new(move || tms_set_action(null(), j, a, null(), null(), &mut 0, o))),
+            ("tms_set_action request", Box::new(move || tms_set_action(s, null(), a, null(), null(), &mut 0, o))),
+            ("tms_set_action user", Box::new(move || tms_set_action(s, j, null(), null(), null(), &mut 0, o))),
+            ("tms_set_action status_out", Box::new(move || tms_set_action(s, j, a, null(), null(), null_mut(), o))),
+            ("tms_set_action body_out", Box::new(move || tms_set_action(s, j, a, null(), null(), &mut 0, null_mut()))),
+            ("tms_recover_interrupted store", Box::new(move || tms_recover_interrupted(null(), null_mut()))),
+            ("tms_store_set_event_callback store", Box::new(move || tms_store_set_event_callback(null(), None, null_mut()))),
+            ("tms_debug_hold_write_lock store", Box::new(move || tms_debug_hold_write_lock(null(), 0, 1))),
         ]
     };
     let before = f.snapshot();
@@ -186,6 +192,26 @@ fn null_in_every_required_pointer_of_every_function_is_refused() {
     out_code += 1;
     let _ = out_code;
     assert_eq!(f.snapshot(), before);
+
+    // The walk covers every exported function that takes a pointer. Those that take none, or
+    // for which NULL is documented as a no-op, are listed here on purpose.
+    let no_pointer_args = ["tms_version", "tms_status_name", "tms_last_error_message", "tms_string_free", "tms_store_close"];
+    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/tms.h")).unwrap();
+    // Declarations are the lines that start with a return type and name a `tms_...(`.
+    let exported: std::collections::BTreeSet<&str> = header
+        .lines()
+        .filter(|l| !l.starts_with("//") && !l.starts_with(' '))
+        .filter_map(|l| {
+            let start = l.find("tms_")?;
+            let end = start + l[start..].find('(')?;
+            Some(&l[start..end])
+        })
+        .collect();
+    assert!(exported.len() >= 28, "{exported:?}");
+    let walked: std::collections::BTreeSet<&str> = cases.iter().map(|(label, _)| label.split(' ').next().unwrap()).collect();
+    for name in &exported {
+        assert!(walked.contains(name) || no_pointer_args.contains(name), "{name} is not walked with NULLs");
+    }
     // Releasing NULL is a no-op.
     unsafe {
         tms_store_close(null_mut());

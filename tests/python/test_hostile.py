@@ -1,0 +1,123 @@
+"""Hostile input through the Python layer and the C ABI beneath it: every Store method, every
+string parameter, a table of nasty values. Each call either works (storing the value verbatim)
+or raises its own TmsError subclass; nothing crashes and the files stay sound."""
+
+import pytest
+
+import tms
+from conftest import rows
+
+BIG = "x" * (10 * 1024 * 1024)
+NASTY = {
+    "empty": "",
+    "invalid utf-8": "bad\ud800utf8",
+    "10 MB": BIG,
+    "sql": "'; DROP TABLE jobs; --",
+    "quotes": "\"double\" 'single' `tick` \\back %percent _under",
+    "control": "a\x01b\x1f",
+    "newline": "line1\nline2",
+    "nul": "a\0b",
+    "unicode": "naïve ✓ 日本 \U0001f600",
+}
+
+# Each Store method with its string parameters; the other arguments are valid.
+CALLS = {
+    "create_job": (lambda s, v, p: s.create_job(**{**dict(user_id="u", action_code=1, action_name="Trans-Begin", cids=["c1"]), p: ([v] if p == "cids" else v)}),
+                   ["user_id", "action_name", "cids", "cluster_url", "batch_id", "response_summary", "status"]),
+    "update_job": (lambda s, v, p: s.update_job(**{**dict(job_id=s.seed_job, status="SUCCESS"), p: v}),
+                   ["job_id", "status", "error_message", "response_summary"]),
+    "get_job": (lambda s, v, p: s.get_job(v), ["job_id"]),
+    "get_user_jobs": (lambda s, v, p: s.get_user_jobs(v), ["user_id"]),
+    "get_job_customers": (lambda s, v, p: s.get_job_customers(v), ["job_id"]),
+    "record_audit": (lambda s, v, p: s.record_audit(**{**dict(user_id="u", action_type="Trans-Begin"), p: v}),
+                     ["user_id", "action_type", "customer_ids", "ip_address", "status", "error_message"]),
+    "audit_trail": (lambda s, v, p: s.audit_trail(**{p: v}), ["user_id", "action_type", "customer_id"]),
+    "cache_get": (lambda s, v, p: s.cache_get(**{**dict(cid="c1"), p: v}), ["cid", "app_name"]),
+    "cache_put": (lambda s, v, p: s.cache_put(**{**dict(cid="c1", status_data={"a": 1}), p: v}), ["cid", "app_name", "status_data"]),
+    "cache_get_batch": (lambda s, v, p: s.cache_get_batch(**{**dict(cids=["c1"]), p: ([v] if p == "cids" else v)}), ["cids", "app_name"]),
+    "cache_invalidate": (lambda s, v, p: s.cache_invalidate(**{p: v}), ["cid", "app_name"]),
+    "set_action": (lambda s, v, p: s.set_action(**{**dict(request={"url": "http://127.0.0.1:9/x"}, user_id="u"), p: v}),
+                   ["request", "user_id", "client_ip", "idempotency_key"]),
+    "map_action": (lambda s, v, p: tms.map_action(v), ["name"]),
+    "parse_customer_ids": (lambda s, v, p: tms.parse_customer_ids(v), ["text"]),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hostile")
+    s = tms.Store(str(d / "jobs.db"), str(d / "audit.db"))
+    s.seed_job = s.create_job("u", 1, "Trans-Begin", ["c1"])["job_id"]
+    s.dir = d
+    yield s
+    s.close()
+    assert rows(str(d / "jobs.db"), "PRAGMA integrity_check") == [("ok",)]
+    assert rows(str(d / "audit.db"), "PRAGMA integrity_check") == [("ok",)]
+
+
+@pytest.mark.parametrize("value_name", list(NASTY))
+@pytest.mark.parametrize("method", list(CALLS))
+def test_every_method_and_string_parameter(hostile_store, method, value_name):
+    call, params = CALLS[method]
+    value = NASTY[value_name]
+    for param in params:
+        try:
+            call(hostile_store, value, param)
+        except tms.TmsError as e:
+            assert e.status > 0 and str(e), (method, param)
+            if value_name == "invalid utf-8":
+                assert isinstance(e, (tms.InvalidUtf8Error, tms.InvalidInputError)), (method, param, e)
+            if value_name == "nul":
+                assert isinstance(e, tms.InvalidInputError), (method, param, e)
+        else:
+            # status_data is any JSON-able value: it reaches the library as JSON text, escaped.
+            if param != "status_data":
+                assert value_name not in ("invalid utf-8", "nul"), f"{method}({param}) accepted {value_name}"
+
+
+def test_sql_metacharacters_are_stored_verbatim(store):
+    user = "o'brien\"; DROP TABLE jobs; --"
+    cids = ["'; DELETE FROM job_customers; --", "c%_\\", "c1"]
+    job = store.create_job(user, 1, "Trans-Begin", cids, batch_id="b' OR '1'='1")
+    assert store.get_job_customers(job["job_id"]) == sorted(cids)
+    assert store.get_job(job["job_id"])["batch_id"] == "b' OR '1'='1"
+    assert store.get_user_jobs(user)[0]["job_id"] == job["job_id"]
+    store.record_audit(user, "Trans-Begin", cids)
+    store.record_audit(user, "Trans-Begin", ["c1x"])
+    # LIKE wildcards and quotes in a filter match only themselves, as whole IDs.
+    assert len(store.audit_trail(customer_id="c%_\\")) == 1
+    assert len(store.audit_trail(customer_id="c%")) == 0
+    assert len(store.audit_trail(customer_id="c1")) == 1
+
+
+def test_free_text_keeps_control_characters_and_large_values(store):
+    job = store.create_job("u", 1, "Trans-Begin", ["c1"])
+    store.update_job(job["job_id"], "FAILED", error_message="multi\nline\ttext", response_summary=BIG)
+    assert store.get_job(job["job_id"])["response_summary"] == BIG
+    with pytest.raises(tms.TooLargeError):
+        store.update_job(job["job_id"], "FAILED", response_summary="y" * (17 * 1024 * 1024))
+    with pytest.raises(tms.InvalidInputError):
+        store.create_job("u\x07", 1, "Trans-Begin", ["c1"])
+
+
+def test_a_million_customer_ids_is_refused_quickly(store, tmp_path):
+    ids = [f"{i:024d}" for i in range(1_000_000)]
+    with pytest.raises(tms.TooLargeError, match="at most 100000"):
+        store.create_job("u", 1, "Trans-Begin", ids)
+    with pytest.raises(tms.TooLargeError):
+        tms.parse_customer_ids("\n".join(ids))
+    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") == [(0,)]
+
+
+@pytest.mark.parametrize("limit", [-1, -(2**63), 100_001, 2**63 - 1, 2**64, "ten", None])
+def test_negative_and_huge_limits(store, limit):
+    with pytest.raises(tms.InvalidInputError):
+        store.get_user_jobs("u", limit)
+    with pytest.raises(tms.InvalidInputError):
+        store.audit_trail(limit=limit)
+
+
+@pytest.mark.parametrize("code", [-1, 0, 7, 2**31, -(2**31) - 1, 2**64])
+def test_bad_action_codes(store, code):
+    with pytest.raises(tms.InvalidInputError):
+        store.create_job("u", code, "Trans-Begin", ["c1"])
