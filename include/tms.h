@@ -131,11 +131,27 @@ enum TmsStatus tms_get_action_types(const struct TmsStore *store, char **out_jso
 // Pointers are NULL or valid; `store` is an open handle.
 enum TmsStatus tms_get_audit_stats(const struct TmsStore *store, char **out_json);
 
-// Delete every audit row. When `out_deleted` is not NULL it receives how many were deleted.
+// Clear the audit log as an explicit, recorded reset: every row is deleted (the append-only
+// triggers are lifted for this transaction only) and one `audit_reset` row, chained to the last
+// row cleared, records it. When `out_deleted` is not NULL it receives how many were deleted.
 //
 // # Safety
 // Pointers are NULL or valid; `store` is an open handle.
 enum TmsStatus tms_clear_audit_logs(const struct TmsStore *store, uint64_t *out_deleted);
+
+// Check the audit log's hash chain. `*out_json` receives `{"ok", "checked", "unchained",
+// "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} | null}`
+// where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows and
+// no key). Rows written before the chain existed are counted as `unchained`, not as tampered.
+// Store `head` elsewhere and pass it back as `anchor_seq`/`anchor_hash` (both NULL: no anchor)
+// to detect a cut tail. Owned by the caller (free with `tms_string_free`). Thread-safe.
+//
+// # Safety
+// Pointers are NULL or valid; `store` is an open handle.
+enum TmsStatus tms_verify_audit(const struct TmsStore *store,
+                                const int64_t *anchor_seq,
+                                const char *anchor_hash,
+                                char **out_json);
 
 // The cached status data of (`cid`, `app_name`) as JSON text, if cached within the last
 // `ttl_seconds`; otherwise TMS_STATUS_NOT_FOUND. `*out_json` is owned by the caller.

@@ -7,6 +7,7 @@
 //! - `ffi`: the C ABI over the Rust API (`include/tms.h` is generated from it by cbindgen).
 
 pub mod action;
+pub mod audit_chain;
 pub mod clock;
 pub mod customer_ids;
 pub mod error;

@@ -165,3 +165,34 @@ pub fn parse_json_or_text(text: Option<String>) -> Value {
 pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
+
+/// The head of the audit chain: its last row's sequence number and hash. A host that stores it
+/// elsewhere can later detect a cut tail by passing it back to `verify_audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// The first place the audit chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainProblem {
+    /// The audit row where the break shows (None when the anchored head itself is gone).
+    pub id: Option<i64>,
+    pub seq: Option<i64>,
+    /// `altered`, `removed`, `inserted`, `cut` or `unverifiable`.
+    pub problem: &'static str,
+    pub detail: String,
+}
+
+/// What `verify_audit` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditVerification {
+    pub ok: bool,
+    /// Chained rows checked before the first problem (or all of them).
+    pub checked: i64,
+    /// Rows written before the chain existed: not tampered, just not covered.
+    pub unchained: i64,
+    pub head: Option<ChainHead>,
+    pub first_problem: Option<ChainProblem>,
+}

@@ -24,6 +24,17 @@ impl Synchronous {
     }
 }
 
+/// A secret option value: deserialized from a string, never shown by `{:?}`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreOptions {
@@ -46,6 +57,9 @@ pub struct StoreOptions {
     pub connect_timeout_s: u64,
     /// Most bytes of a cluster's answer that are read; the rest is cut (and the cut reported).
     pub max_response_bytes: u64,
+    /// Key for the audit chain's HMAC-SHA256. Kept in memory only, never written anywhere;
+    /// without it rows are chained with plain SHA-256.
+    pub audit_hmac_key: Option<Secret>,
     /// A job still IN_PROGRESS this long after it was last touched was left by a process that
     /// died mid-call; it is marked FAILED (outcome unknown) when a store opens or on demand.
     pub interrupted_after_s: u64,
@@ -64,6 +78,7 @@ impl Default for StoreOptions {
             connect_timeout_s: 10,
             max_response_bytes: 8 * 1024 * 1024,
             interrupted_after_s: 600,
+            audit_hmac_key: None,
         }
     }
 }

@@ -178,9 +178,17 @@ impl Store {
         self.engine.audit_stats()
     }
 
-    /// Delete every audit row; returns how many were deleted.
+    /// Clear the audit log as an explicit, recorded reset: every row is deleted and one
+    /// `audit_reset` row, chained to the last row cleared, records it. Returns how many were deleted.
     pub fn clear_audit_logs(&self) -> Result<u64> {
-        self.engine.clear_audit()
+        self.engine.clear_audit(&clock::utc_sql(SystemTime::now()))
+    }
+
+    /// Check the audit log's hash chain: the first row altered, removed or inserted out of chain,
+    /// the rows written before the chain existed (unchained, not tampered), and the chain's head.
+    /// `anchor` is a head (seq, hash) stored elsewhere earlier: if it is gone, the tail was cut.
+    pub fn verify_audit(&self, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
+        self.engine.verify_audit(anchor)
     }
 
     /// The cached status data for (cid, app), or None when missing or older than `ttl_seconds`.

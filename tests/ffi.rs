@@ -179,6 +179,8 @@ fn null_in_every_required_pointer_of_every_function_is_refused() {
             ("tms_set_action body_out", Box::new(move || tms_set_action(s, j, a, null(), null(), &mut 0, null_mut()))),
             ("tms_recover_interrupted store", Box::new(move || tms_recover_interrupted(null(), null_mut()))),
             ("tms_store_set_event_callback store", Box::new(move || tms_store_set_event_callback(null(), None, null_mut()))),
+            ("tms_verify_audit store", Box::new(move || tms_verify_audit(null(), null(), null(), o))),
+            ("tms_verify_audit out", Box::new(move || tms_verify_audit(s, null(), null(), null_mut()))),
             ("tms_debug_hold_write_lock store", Box::new(move || tms_debug_hold_write_lock(null(), 0, 1))),
         ]
     };

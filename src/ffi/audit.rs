@@ -104,7 +104,9 @@ pub unsafe extern "C" fn tms_get_audit_stats(store: *const TmsStore, out_json: *
     })
 }
 
-/// Delete every audit row. When `out_deleted` is not NULL it receives how many were deleted.
+/// Clear the audit log as an explicit, recorded reset: every row is deleted (the append-only
+/// triggers are lifted for this transaction only) and one `audit_reset` row, chained to the last
+/// row cleared, records it. When `out_deleted` is not NULL it receives how many were deleted.
 ///
 /// # Safety
 /// Pointers are NULL or valid; `store` is an open handle.
@@ -116,6 +118,42 @@ pub unsafe extern "C" fn tms_clear_audit_logs(store: *const TmsStore, out_delete
         if let Some(out) = unsafe { out_deleted.as_mut() } {
             *out = n;
         }
+        Ok(())
+    })
+}
+
+/// Check the audit log's hash chain. `*out_json` receives `{"ok", "checked", "unchained",
+/// "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} | null}`
+/// where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows and
+/// no key). Rows written before the chain existed are counted as `unchained`, not as tampered.
+/// Store `head` elsewhere and pass it back as `anchor_seq`/`anchor_hash` (both NULL: no anchor)
+/// to detect a cut tail. Owned by the caller (free with `tms_string_free`). Thread-safe.
+///
+/// # Safety
+/// Pointers are NULL or valid; `store` is an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_verify_audit(
+    store: *const TmsStore,
+    anchor_seq: *const i64,
+    anchor_hash: *const c_char,
+    out_json: *mut *mut c_char,
+) -> TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let seq = unsafe { optional_value(anchor_seq) };
+        let hash = unsafe { optional(anchor_hash, "anchor_hash") }?;
+        let out_json = out(out_json, "out_json")?;
+        let anchor = match (seq, hash) {
+            (Some(s), Some(h)) => Some((s, h)),
+            (None, None) => None,
+            _ => {
+                return Err(super::FfiError::new(
+                    TmsStatus::InvalidInput,
+                    "anchor_seq and anchor_hash go together: pass both or neither",
+                ));
+            }
+        };
+        *out_json = c_json(&store.verify_audit(anchor)?)?;
         Ok(())
     })
 }

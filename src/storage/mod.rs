@@ -5,7 +5,7 @@
 pub mod sqlite;
 
 use crate::error::Result;
-use crate::model::{AuditFilter, AuditRow, AuditStats, CacheStats, JobDetails, JobSummary};
+use crate::model::{AuditFilter, AuditRow, AuditStats, AuditVerification, CacheStats, JobDetails, JobSummary};
 
 /// A validated job with its id, timestamps and de-duplicated customer IDs.
 #[derive(Debug, Clone)]
@@ -92,8 +92,10 @@ pub trait Engine: Send + Sync {
     fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>>;
     fn action_types(&self) -> Result<Vec<String>>;
     fn audit_stats(&self) -> Result<AuditStats>;
-    /// Delete every audit row; returns how many.
-    fn clear_audit(&self) -> Result<u64>;
+    /// Delete every audit row and record the reset (stamped `timestamp`); returns how many.
+    fn clear_audit(&self, timestamp: &str) -> Result<u64>;
+    /// Check the audit hash chain, optionally against a head the host anchored earlier.
+    fn verify_audit(&self, anchor: Option<(i64, &str)>) -> Result<AuditVerification>;
 
     /// The entry's data if it was cached at or after `fresh_since`.
     fn cache_get(&self, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>>;

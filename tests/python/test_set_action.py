@@ -36,6 +36,9 @@ def open_store(tmp_path, cluster, **options):
 def store(tmp_path, cluster):
     s = open_store(tmp_path, cluster)
     yield s
+    # Every audit row the flow wrote (outcomes and refusals) is on the hash chain.
+    check = s.verify_audit()
+    assert check["ok"] and check["unchained"] == 0, check
     s.close()
     # No test may leave a job that was sent but not recorded.
     assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs WHERE status = 'IN_PROGRESS'") == [(0,)]

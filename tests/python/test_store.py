@@ -1,6 +1,7 @@
 """tms.Store over the real library and real files."""
 
 import json
+import os
 import threading
 
 import pytest
@@ -149,3 +150,26 @@ def test_cache_round_trip(store):
     assert batch == {"hits": {"c1": {"apps": ["a"]}}, "misses": ["c2"], "hit_count": 1, "miss_count": 1}
     assert store.cache_stats()["total_entries"] == 1
     assert store.cache_invalidate() == 1
+
+
+def test_audit_chain_through_python(tmp_path):
+    key = "python-hmac-key-42"
+    s = tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), audit_hmac_key=key)
+    for i in range(3):
+        s.record_audit("ann", "Trans-Begin", [f"c{i}"])
+    check = s.verify_audit()
+    assert check["ok"] and check["checked"] == 3 and check["head"]["hash"].startswith("hmac-sha256:")
+    anchor = check["head"]
+    assert s.verify_audit(anchor)["ok"]
+    assert s.clear_audit_logs() == 3
+    cut = s.verify_audit(anchor)  # the anchored row went with the reset
+    assert not cut["ok"] and cut["first_problem"]["problem"] == "cut"
+    s.close()
+    import sqlite3
+
+    con = sqlite3.connect(str(tmp_path / "audit.db"))
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("DELETE FROM audit_log")
+    con.close()
+    for name in os.listdir(tmp_path):
+        assert key.encode() not in (tmp_path / name).read_bytes()

@@ -239,6 +239,14 @@ class Store:
             _limit(limit),
         )
 
+    def verify_audit(self, anchor=None):
+        """Check the audit hash chain. Returns {ok, checked, unchained, head, first_problem}.
+        `anchor` is a head returned earlier ({"seq", "hash"}) to detect a cut tail."""
+        seq = hash_ = None
+        if anchor is not None:
+            seq, hash_ = _int64_ptr(anchor["seq"], "anchor seq"), encode(anchor["hash"], "anchor hash")
+        return self._call_json(lib.tms_verify_audit, seq, hash_)
+
     def action_types(self):
         return self._call_json(lib.tms_get_action_types)
 
@@ -246,7 +254,8 @@ class Store:
         return self._call_json(lib.tms_get_audit_stats)
 
     def clear_audit_logs(self):
-        """Delete every audit row; returns how many were deleted."""
+        """Clear the log as a recorded reset (an `audit_reset` row continues the chain);
+        returns how many rows were deleted."""
         deleted = c_uint64()
         self._call(lib.tms_clear_audit_logs, ctypes.byref(deleted))
         return deleted.value

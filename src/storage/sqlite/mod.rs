@@ -11,8 +11,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use crate::audit_chain::ChainKey;
 use crate::error::Result;
-use crate::model::{AuditFilter, AuditRow, AuditStats, CacheStats, JobDetails, JobSummary};
+use crate::model::{AuditFilter, AuditRow, AuditStats, AuditVerification, CacheStats, JobDetails, JobSummary};
 use crate::options::StoreOptions;
 use crate::storage::{
     AuditRecord, CacheRecord, DbFile, Engine, IdempotencyKey, JobChange, JobRecord, PriorRequest,
@@ -25,6 +26,8 @@ pub struct SqliteEngine {
     /// jobs.db with audit.db attached: for the one transaction that records a Set Action's
     /// outcome in both files. Kept apart so ordinary job writes do not lock audit.db too.
     both: Pool,
+    /// How audit rows are chained (the host's HMAC key, in memory only).
+    chain: ChainKey,
 }
 
 impl SqliteEngine {
@@ -38,7 +41,8 @@ impl SqliteEngine {
         audit.put(first);
         let (both, first) = Pool::open_attached(jobs_path, Some(audit_path), options)?;
         both.put(first);
-        Ok(SqliteEngine { jobs, audit, both })
+        let chain = ChainKey::new(options.audit_hmac_key.as_ref().map(|k| k.0.as_str()));
+        Ok(SqliteEngine { jobs, audit, both, chain })
     }
 }
 
@@ -83,7 +87,7 @@ impl Engine for SqliteEngine {
     }
 
     fn insert_audit(&self, row: &AuditRecord<'_>) -> Result<i64> {
-        write(&self.audit, |tx| audit::insert(tx, row))
+        write(&self.audit, |tx| audit::insert(tx, row, &self.chain))
     }
     fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
         read(&self.audit, |c| audit::trail(c, filter, limit))
@@ -94,8 +98,14 @@ impl Engine for SqliteEngine {
     fn audit_stats(&self) -> Result<AuditStats> {
         read(&self.audit, audit::stats)
     }
-    fn clear_audit(&self) -> Result<u64> {
-        write(&self.audit, |tx| audit::clear(tx))
+    fn clear_audit(&self, timestamp: &str) -> Result<u64> {
+        write(&self.audit, |tx| audit::reset(tx, &self.chain, timestamp))
+    }
+    fn verify_audit(&self, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
+        // One read transaction: the walk sees one consistent snapshot however long it takes.
+        let conn = self.audit.get()?;
+        let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Deferred)?;
+        audit::verify(&tx, &self.chain, anchor)
     }
 
     fn cache_get(&self, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>> {
@@ -144,7 +154,7 @@ impl Engine for SqliteEngine {
         let _audit_turn = audit_writer.lock().unwrap_or_else(|p| p.into_inner());
         in_transaction(&self.both, |tx| {
             jobs::update(tx, change)?;
-            let id = audit::insert(tx, audit)?;
+            let id = audit::insert(tx, audit, &self.chain)?;
             if let Some((key, status, body)) = answer {
                 set_action::store_answer(tx, key, status, body)?;
             }

@@ -15,8 +15,8 @@ type Migration = fn(&Connection) -> Result<()>;
 /// `users` table that never existed removed); v2 = Set Action idempotency keys, and an index of
 /// jobs still in progress for interrupted-job recovery.
 const JOBS_MIGRATIONS: &[Migration] = &[jobs_v1_adopt_legacy, jobs_v2_set_action_requests];
-/// audit.db: v1 = the legacy layout.
-const AUDIT_MIGRATIONS: &[Migration] = &[audit_v1_adopt_legacy];
+/// audit.db: v1 = the legacy layout; v2 = the hash chain and append-only triggers.
+const AUDIT_MIGRATIONS: &[Migration] = &[audit_v1_adopt_legacy, audit_v2_hash_chain];
 
 pub const JOBS_SCHEMA_VERSION: i64 = JOBS_MIGRATIONS.len() as i64;
 pub const AUDIT_SCHEMA_VERSION: i64 = AUDIT_MIGRATIONS.len() as i64;
@@ -184,5 +184,29 @@ fn audit_v1_adopt_legacy(conn: &Connection) -> Result<()> {
          CREATE INDEX IF NOT EXISTS idx_timestamp ON audit_log(timestamp DESC);
          CREATE INDEX IF NOT EXISTS idx_customer_search ON audit_log(customer_ids);",
     )?;
+    Ok(())
+}
+
+/// Rows already present stay unchained (their chain columns NULL); every new row is chained.
+/// The triggers make rows append-only for every writer of the file, the legacy app included;
+/// `clear_audit_logs` lifts them inside its own transaction and records the reset.
+pub const AUDIT_TRIGGERS: &str = "
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be changed'); END;
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: use clear_audit_logs, which records the reset'); END;";
+
+fn audit_v2_hash_chain(conn: &Connection) -> Result<()> {
+    let existing = columns(conn, "audit_log")?;
+    for (name, decl) in [("chain_seq", "INTEGER"), ("chain_prev", "TEXT"), ("chain_hash", "TEXT")] {
+        if !existing.iter().any(|c| c == name) {
+            conn.execute_batch(&format!("ALTER TABLE audit_log ADD COLUMN {name} {decl};"))?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS idx_audit_chain_seq ON audit_log(chain_seq)
+            WHERE chain_seq IS NOT NULL;",
+    )?;
+    conn.execute_batch(AUDIT_TRIGGERS)?;
     Ok(())
 }
