@@ -97,7 +97,19 @@ def test_four_processes_of_four_threads(tmp_path):
     assert integrity(jobs_db) == [("ok",)] and integrity(audit_db) == [("ok",)]
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def db_fds(path):
+    """This process's open descriptors on `path` itself (not its -wal or -shm)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == path:
+                found.add(int(fd))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs fork and /proc")
 def test_children_forked_after_open_keep_using_the_store(tmp_path):
     jobs_db = str(tmp_path / "jobs.db")
     store = tms.Store(jobs_db, str(tmp_path / "audit.db"))
@@ -108,9 +120,15 @@ def test_children_forked_after_open_keep_using_the_store(tmp_path):
         if pid == 0:  # the gunicorn --preload pattern: the child uses the inherited store
             code = 0
             try:
+                inherited = db_fds(jobs_db)
                 for i in range(40):
                     store.create_job(f"child{c}", 1, "Trans-Begin", [f"c{c}-{i}", f"c{c}-{i}-b"])
                     store.record_audit(f"child{c}", "Trans-Begin", [f"c{c}-{i}"])
+                now = db_fds(jobs_db)
+                # The inherited connections were abandoned, not closed (their descriptors are
+                # still open), and the child opened connections of its own.
+                if not inherited or not inherited <= now or len(now) <= len(inherited):
+                    code = 2
                 store.close()
             except BaseException:
                 code = 1
