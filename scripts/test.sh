@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test suite, against a freshly built library: Rust (unit, integration, header), C and C++
-# consumers (ASan + UBSan), and the Python binding (pytest in a private venv under target/).
+# Every test suite, against a freshly built library: Rust (unit, integration, header, fuzz), C and
+# C++ consumers (ASan + UBSan), the Python binding (pytest in a private venv under target/), and
+# the binding under valgrind. TMS_STRESS=1 lengthens the stress tests; TMS_FUZZ_SECONDS the fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +19,11 @@ echo "== Python"
 python=$(scripts/venv.sh)
 TMS_LIB="$PWD/target/release/libtms.so" "$python" -m pytest -q tests/python 2>&1 | tee target/py-tests.log
 py_passed=$(grep -Eo '^[0-9]+ passed' target/py-tests.log | tail -1 | awk '{print $1}')
+
+echo "== Memory: the Python binding under valgrind (no library string leaked)"
+PYTHON="$python" tests/memory/valgrind_python.sh 40
 cabi_passed=$(grep -Eo '^c-abi: [0-9]+ passed' target/c-tests.log | awk '{print $2}')
 
 # set -e and pipefail stopped the script at the first failing suite, so reaching here means 0 failed.
-echo "== Rust $rust_passed, C/C++ checks $cabi_passed, Python $py_passed"
-echo "all suites: $((rust_passed + cabi_passed + py_passed)) passed, 0 failed"
+echo "== Rust $rust_passed, C/C++ checks $cabi_passed, Python $py_passed, memory 1"
+echo "all suites: $((rust_passed + cabi_passed + py_passed + 1)) passed, 0 failed"
