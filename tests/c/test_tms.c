@@ -438,10 +438,21 @@ static void test_audit(const TmsStore *store) {
     CHECK_OK(tms_clear_audit_logs(store, &deleted));
     CHECK(deleted == 2);
 
+    /* Clearing is a recorded reset: only the audit_reset row remains, and the chain holds. */
     json = NULL;
     CHECK_OK(tms_get_audit_stats(store, &json));
-    CHECK(contains(json, "\"total_records\":0"));
+    CHECK(contains(json, "\"total_records\":1"));
     tms_string_free(json);
+    json = NULL;
+    CHECK_OK(tms_get_action_types(store, &json));
+    CHECK_STREQ(json, "[\"audit_reset\"]");
+    tms_string_free(json);
+    json = NULL;
+    CHECK_OK(tms_verify_audit(store, NULL, NULL, &json));
+    CHECK(contains(json, "\"ok\":true"));
+    tms_string_free(json);
+    int64_t seq = 1;
+    CHECK_STATUS(tms_verify_audit(store, &seq, NULL, &json), TMS_STATUS_INVALID_INPUT);
 }
 
 static void test_cache(const TmsStore *store) {
