@@ -2,6 +2,7 @@
 
 mod audit;
 mod cache;
+mod group_commit;
 mod jobs;
 pub mod pool;
 pub mod schema;
@@ -46,14 +47,13 @@ impl SqliteEngine {
     }
 }
 
-/// Run `f` in one BEGIN IMMEDIATE transaction: the write lock is taken up front, so a write never
+/// Run `f` in a BEGIN IMMEDIATE transaction: the write lock is taken up front, so a write never
 /// fails half-way on a lock upgrade, and the busy timeout applies to taking it. Writers of this
-/// process queue on the file's writer mutex first, so SQLite's busy timeout only ever counts
-/// waiting for other processes.
-fn write<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-    let writer = pool.writer();
-    let _turn = writer.lock().unwrap_or_else(|p| p.into_inner());
-    in_transaction(pool, f)
+/// process are batched by group commit (see `group_commit`): they queue in the process first, so
+/// SQLite's busy timeout only ever counts waiting for other processes, and writers arriving
+/// together share one sync.
+fn write<T: Send>(pool: &Pool, f: impl FnOnce(&Connection) -> Result<T> + Send) -> Result<T> {
+    pool.group().submit(pool, f)
 }
 
 fn in_transaction<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::group_commit::GroupCommit;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::StoreOptions;
 
@@ -34,6 +35,8 @@ struct Idle {
     /// writer the moment the lock frees, where SQLite's busy handler sleeps and polls. Kept per
     /// pid: a fork can happen while another thread holds it, and the child must not inherit that.
     writer: Arc<Mutex<()>>,
+    /// This process's commit batcher for the file (per pid, like `writer`).
+    group: Arc<GroupCommit>,
 }
 
 impl Idle {
@@ -45,6 +48,7 @@ impl Idle {
             }
             self.pid = pid;
             self.writer = Arc::new(Mutex::new(()));
+            self.group = Arc::new(GroupCommit::default());
         }
     }
 }
@@ -73,6 +77,7 @@ impl Pool {
                 pid: std::process::id(),
                 connections: Vec::new(),
                 writer: Arc::new(Mutex::new(())),
+                group: Arc::new(GroupCommit::default()),
             }),
         };
         Ok((pool, first))
@@ -109,6 +114,13 @@ impl Pool {
         let mut idle = self.lock();
         idle.adopt(std::process::id());
         idle.writer.clone()
+    }
+
+    /// This process's group-commit batcher for the file.
+    pub fn group(&self) -> Arc<GroupCommit> {
+        let mut idle = self.lock();
+        idle.adopt(std::process::id());
+        idle.group.clone()
     }
 }
 

@@ -1,0 +1,158 @@
+//! Group commit: writers of one process that arrive while a commit is under way are batched into
+//! the next transaction, so several callers' writes are made durable by one sync. Each caller's
+//! work runs inside its own savepoint (a failing caller rolls back only its own changes) and no
+//! caller returns before the transaction holding its work has committed.
+//!
+//! Protocol: a caller queues its work and waits. If no thread is leading, it leads: it takes
+//! everything queued, runs it in one BEGIN IMMEDIATE transaction, commits, marks those callers
+//! done, and repeats until its own work is done; then leadership passes to a waiting caller.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use super::pool::Pool;
+use crate::error::{Error, Result};
+
+/// Most callers' writes in one transaction (bounds the latency of the first of them).
+const MAX_BATCH: usize = 64;
+
+/// Type-erased queued work.
+trait Work {
+    /// Run on the leader's connection; returns whether it succeeded.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// The batch could not commit: report `err` instead of the result.
+    fn fail(&mut self, err: &Error);
+}
+
+struct Slot<F, T> {
+    work: Option<F>,
+    result: Option<Result<T>>,
+}
+
+impl<F: FnOnce(&Connection) -> Result<T>, T> Work for Slot<F, T> {
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = match self.work.take() {
+            Some(work) => catch_unwind(AssertUnwindSafe(|| work(conn)))
+                .unwrap_or_else(|_| Err(Error::internal("internal error (panic) in a queued write"))),
+            None => Err(Error::internal("queued write ran twice")),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+    fn fail(&mut self, err: &Error) {
+        self.result = Some(Err(err.clone()));
+    }
+}
+
+/// A queued caller: its work and its done flag, both on the caller's stack.
+struct Entry {
+    work: *mut (dyn Work + 'static),
+    done: *const AtomicBool,
+}
+// SAFETY: an Entry is only dereferenced by the leader while its caller is blocked waiting for
+// `done`, so the pointees outlive every use; the work itself is Send (enforced in `submit`).
+unsafe impl Send for Entry {}
+
+#[derive(Default)]
+struct State {
+    queue: Vec<Entry>,
+    leading: bool,
+}
+
+#[derive(Default)]
+pub struct GroupCommit {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl GroupCommit {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `work` in a write transaction shared with whoever else is writing now; returns once
+    /// that transaction has committed (or failed).
+    pub fn submit<T: Send>(&self, pool: &Pool, work: impl FnOnce(&Connection) -> Result<T> + Send) -> Result<T> {
+        let mut slot = Slot { work: Some(work), result: None };
+        let done = AtomicBool::new(false);
+        let erased: *mut (dyn Work + '_) = &mut slot;
+        // SAFETY: only the lifetime is erased; this function does not return (so `slot` and
+        // `done` stay alive) until `done` is set, after which no one touches the entry again.
+        let erased: *mut (dyn Work + 'static) = unsafe { std::mem::transmute(erased) };
+        let mut state = self.lock();
+        state.queue.push(Entry { work: erased, done: &done });
+        loop {
+            if done.load(Ordering::Acquire) {
+                break;
+            }
+            if state.leading {
+                state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.leading = true;
+            while !done.load(Ordering::Acquire) {
+                let take = state.queue.len().min(MAX_BATCH);
+                let batch: Vec<Entry> = state.queue.drain(..take).collect();
+                drop(state);
+                run_batch(pool, &batch);
+                state = self.lock();
+                for e in &batch {
+                    // SAFETY: see Entry; the caller is still waiting on this flag.
+                    unsafe { (*e.done).store(true, Ordering::Release) };
+                }
+                self.wake.notify_all();
+            }
+            state.leading = false;
+            self.wake.notify_all();
+        }
+        drop(state);
+        slot.result.unwrap_or_else(|| Err(Error::internal("queued write finished without a result")))
+    }
+}
+
+/// One transaction for the whole batch; each entry in its own savepoint when there are several.
+fn run_batch(pool: &Pool, batch: &[Entry]) {
+    // SAFETY (all derefs below): see Entry.
+    let fail_all = |err: &Error| batch.iter().for_each(|e| unsafe { (*e.work).fail(err) });
+    let writer = pool.writer();
+    let _turn = writer.lock().unwrap_or_else(|p| p.into_inner());
+    let conn = match pool.get() {
+        Ok(c) => c,
+        Err(e) => return fail_all(&e),
+    };
+    let tx = match Transaction::new_unchecked(&conn, TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(&e.into()),
+    };
+    let mut any_ok = false;
+    if let [only] = batch {
+        any_ok = unsafe { (*only.work).run(&tx) };
+    } else {
+        for e in batch {
+            if let Err(err) = tx.execute_batch("SAVEPOINT one_write") {
+                unsafe { (*e.work).fail(&err.into()) };
+                continue;
+            }
+            let ok = unsafe { (*e.work).run(&tx) };
+            let end = if ok { "RELEASE one_write" } else { "ROLLBACK TO one_write; RELEASE one_write" };
+            if let Err(err) = tx.execute_batch(end) {
+                // The transaction is in an unknown state: fail everyone rather than guess.
+                let err: Error = err.into();
+                drop(tx);
+                return fail_all(&err);
+            }
+            any_ok |= ok;
+        }
+    }
+    let finished = if any_ok { tx.commit() } else { tx.rollback() };
+    if let Err(err) = finished {
+        let err: Error = err.into();
+        for e in batch {
+            unsafe { (*e.work).fail(&err) };
+        }
+    }
+}
