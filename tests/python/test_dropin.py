@@ -124,12 +124,14 @@ def test_cache_functions(paths):
 def test_legacy_fixture_files_through_the_dropin_modules(fixture_copy, monkeypatch):
     monkeypatch.setattr(jobs, "DB_PATH", fixture_copy("jobs.db"))
     monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", fixture_copy("audit.db"))
-    before = rows(jobs.DB_PATH, "SELECT * FROM jobs ORDER BY rowid")
+    legacy_columns = ("job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at, "
+                      "request_payload, response_summary, status, http_status, error_message, updated_at")
+    before = rows(jobs.DB_PATH, f"SELECT {legacy_columns} FROM jobs ORDER BY rowid")
     legacy_trail = rows(audit_db.AUDIT_DB_PATH, "SELECT * FROM audit_log ORDER BY id")
     assert len(jobs.get_user_jobs("test_user_001", 500)) > 0
     assert len(audit_db.get_audit_trail(limit=500)) == len(legacy_trail)
     assert jobs.create_job("new", 1, "Trans-Begin", ["x1"]) is not None
-    after = rows(jobs.DB_PATH, "SELECT * FROM jobs ORDER BY rowid")
+    after = rows(jobs.DB_PATH, f"SELECT {legacy_columns} FROM jobs ORDER BY rowid")
     assert after[: len(before)] == before and len(after) == len(before) + 1
 
 

@@ -25,6 +25,8 @@ trait Work {
     fn run(&mut self, conn: &Connection) -> bool;
     /// The batch could not commit: report `err` instead of the result.
     fn fail(&mut self, err: &Error);
+    /// The error this work ended with, if it failed.
+    fn error(&self) -> Option<Error>;
 }
 
 struct Slot<F, T> {
@@ -45,6 +47,12 @@ impl<F: FnOnce(&Connection) -> Result<T>, T> Work for Slot<F, T> {
     }
     fn fail(&mut self, err: &Error) {
         self.result = Some(Err(err.clone()));
+    }
+    fn error(&self) -> Option<Error> {
+        match &self.result {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -129,27 +137,37 @@ fn run_batch(pool: &Pool, batch: &[Entry]) {
         Err(e) => return fail_all(&e.into()),
     };
     let mut any_ok = false;
-    if let [only] = batch {
-        any_ok = unsafe { (*only.work).run(&tx) };
-    } else {
-        for e in batch {
+    let several = batch.len() > 1;
+    for e in batch {
+        if several {
             if let Err(err) = tx.execute_batch("SAVEPOINT one_write") {
                 unsafe { (*e.work).fail(&err.into()) };
                 continue;
             }
-            let ok = unsafe { (*e.work).run(&tx) };
+        }
+        let ok = unsafe { (*e.work).run(&tx) };
+        if !ok && tx.is_autocommit() {
+            // SQLite rolled the whole transaction back by itself (it does on SQLITE_FULL, IOERR,
+            // NOMEM, BUSY): every earlier write of the batch is gone too, so none may report
+            // success.
+            let err = unsafe { (*e.work).error() }.unwrap_or_else(|| Error::internal("transaction rolled back"));
+            return fail_all(&err);
+        }
+        if several {
             let end = if ok { "RELEASE one_write" } else { "ROLLBACK TO one_write; RELEASE one_write" };
             if let Err(err) = tx.execute_batch(end) {
                 // The transaction is in an unknown state: fail everyone rather than guess.
-                let err: Error = err.into();
-                drop(tx);
-                return fail_all(&err);
+                return fail_all(&err.into());
             }
-            any_ok |= ok;
         }
+        any_ok |= ok;
     }
-    let finished = if any_ok { tx.commit() } else { tx.rollback() };
-    if let Err(err) = finished {
+    if !any_ok {
+        // Nothing to keep; each caller already has its own error. (Dropping rolls back.)
+        drop(tx);
+        return;
+    }
+    if let Err(err) = tx.commit() {
         let err: Error = err.into();
         for e in batch {
             unsafe { (*e.work).fail(&err) };

@@ -6,11 +6,16 @@ use crate::error::Result;
 use crate::model::{JobDetails, JobSummary, parse_json_or_text};
 use crate::storage::{JobChange, JobRecord};
 
+/// A job's customer count: stored since schema v3, counted for rows a legacy writer added.
+const COUNT: &str =
+    "COALESCE(j.customer_count, (SELECT COUNT(*) FROM job_customers c WHERE c.job_id = j.job_id))";
+
 pub fn insert(conn: &Connection, job: &JobRecord<'_>) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url,
-                           created_at, request_payload, response_summary, status, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?7)",
+                           created_at, request_payload, response_summary, status, updated_at,
+                           customer_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?7, ?11)",
     )?
     .execute(params![
         job.job_id,
@@ -23,6 +28,7 @@ pub fn insert(conn: &Connection, job: &JobRecord<'_>) -> Result<()> {
         job.request_payload,
         job.response_summary,
         job.status,
+        job.cids.len() as i64,
     ])?;
     let mut add = conn.prepare_cached("INSERT INTO job_customers (job_id, cid) VALUES (?1, ?2)")?;
     for cid in job.cids {
@@ -54,13 +60,12 @@ pub fn update(conn: &Connection, change: &JobChange<'_>) -> Result<bool> {
 
 pub fn details(conn: &Connection, job_id: &str) -> Result<Option<JobDetails>> {
     let row = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
                     request_payload, response_summary, status, http_status, error_message,
-                    updated_at,
-                    (SELECT COUNT(*) FROM job_customers c WHERE c.job_id = j.job_id)
-             FROM jobs j WHERE job_id = ?1",
-        )?
+                    updated_at, {COUNT}
+             FROM jobs j WHERE job_id = ?1"
+        ))?
         .query_row([job_id], |r| {
             Ok(JobDetails {
                 job_id: r.get(0)?,
@@ -99,13 +104,14 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<JobSummary> {
 }
 
 pub fn for_user(conn: &Connection, user_id: &str, limit: u32) -> Result<Vec<JobSummary>> {
-    let mut stmt = conn.prepare_cached(
+    // idx_jobs_user_created yields the rows already in order; the stored count spares a scan
+    // of job_customers per listed job.
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT job_id, user_id, action_code, action_name, cluster_url, created_at, status,
-                http_status, error_message,
-                (SELECT COUNT(*) FROM job_customers c WHERE c.job_id = j.job_id)
+                http_status, error_message, {COUNT}
          FROM jobs j WHERE user_id = ?1
-         ORDER BY created_at DESC, rowid DESC LIMIT ?2",
-    )?;
+         ORDER BY created_at DESC, rowid DESC LIMIT ?2"
+    ))?;
     let rows = stmt.query_map(params![user_id, limit], summary)?.collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }

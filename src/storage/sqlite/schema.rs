@@ -13,8 +13,10 @@ type Migration = fn(&Connection) -> Result<()>;
 
 /// jobs.db: v1 = the legacy layout complete (late columns added, the seed's foreign key to a
 /// `users` table that never existed removed); v2 = Set Action idempotency keys, and an index of
-/// jobs still in progress for interrupted-job recovery.
-const JOBS_MIGRATIONS: &[Migration] = &[jobs_v1_adopt_legacy, jobs_v2_set_action_requests];
+/// jobs still in progress for interrupted-job recovery; v3 = a stored customer_count and an
+/// index that serves "a user's newest jobs" without sorting or counting per call.
+const JOBS_MIGRATIONS: &[Migration] =
+    &[jobs_v1_adopt_legacy, jobs_v2_set_action_requests, jobs_v3_user_job_listing];
 /// audit.db: v1 = the legacy layout; v2 = the hash chain and append-only triggers.
 const AUDIT_MIGRATIONS: &[Migration] = &[audit_v1_adopt_legacy, audit_v2_hash_chain];
 
@@ -163,6 +165,20 @@ fn jobs_v2_set_action_requests(conn: &Connection) -> Result<()> {
          CREATE INDEX IF NOT EXISTS idx_jobs_in_progress ON jobs(created_at)
             WHERE status = 'IN_PROGRESS';",
     )?;
+    Ok(())
+}
+
+fn jobs_v3_user_job_listing(conn: &Connection) -> Result<()> {
+    if !columns(conn, "jobs")?.iter().any(|c| c == "customer_count") {
+        // NULL means "count it": rows written later by a legacy writer that does not know the
+        // column are still listed correctly (see jobs::COUNT).
+        conn.execute_batch(
+            "ALTER TABLE jobs ADD COLUMN customer_count INTEGER;
+             UPDATE jobs SET customer_count =
+                 (SELECT COUNT(*) FROM job_customers c WHERE c.job_id = jobs.job_id);",
+        )?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS idx_jobs_user_created ON jobs(user_id, created_at);")?;
     Ok(())
 }
 
