@@ -3,13 +3,15 @@
 //! work runs inside its own savepoint (a failing caller rolls back only its own changes) and no
 //! caller returns before the transaction holding its work has committed.
 //!
-//! Protocol: a caller queues its work and waits. If no thread is leading, it leads: it takes
+//! Protocol: a caller queues its work and parks. If no thread is leading, it leads: it takes
 //! everything queued, runs it in one BEGIN IMMEDIATE transaction, commits, marks those callers
-//! done, and repeats until its own work is done; then leadership passes to a waiting caller.
+//! done and wakes each of them, and repeats until its own work is done (and a few batches more
+//! while others wait); then leadership passes to the first waiting caller.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::Thread;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
@@ -18,6 +20,8 @@ use crate::error::{Error, Result};
 
 /// Most callers' writes in one transaction (bounds the latency of the first of them).
 const MAX_BATCH: usize = 64;
+/// Batches a leader runs for others after its own work is done, before handing over.
+const MAX_EXTRA_BATCHES: usize = 8;
 
 /// Type-erased queued work.
 trait Work {
@@ -56,10 +60,12 @@ impl<F: FnOnce(&Connection) -> Result<T>, T> Work for Slot<F, T> {
     }
 }
 
-/// A queued caller: its work and its done flag, both on the caller's stack.
+/// A queued caller: its work and its done flag, both on the caller's stack, and its thread,
+/// woken alone when its work is done (waking every waiter per batch starves the leader of CPU).
 struct Entry {
     work: *mut (dyn Work + 'static),
     done: *const AtomicBool,
+    thread: Thread,
 }
 // SAFETY: an Entry is only dereferenced by the leader while its caller is blocked waiting for
 // `done`, so the pointees outlive every use; the work itself is Send (enforced in `submit`).
@@ -74,7 +80,6 @@ struct State {
 #[derive(Default)]
 pub struct GroupCommit {
     state: Mutex<State>,
-    wake: Condvar,
 }
 
 impl GroupCommit {
@@ -92,30 +97,42 @@ impl GroupCommit {
         // `done` stay alive) until `done` is set, after which no one touches the entry again.
         let erased: *mut (dyn Work + 'static) = unsafe { std::mem::transmute(erased) };
         let mut state = self.lock();
-        state.queue.push(Entry { work: erased, done: &done });
+        state.queue.push(Entry { work: erased, done: &done, thread: std::thread::current() });
         loop {
             if done.load(Ordering::Acquire) {
                 break;
             }
             if state.leading {
-                state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                // Parked until the leader finishes our batch or hands leadership to us; unpark
+                // before park is not lost, and the loop re-checks after spurious wake-ups.
+                drop(state);
+                std::thread::park();
+                state = self.lock();
                 continue;
             }
             state.leading = true;
-            while !done.load(Ordering::Acquire) {
+            // Lead until our own work is done, then a few batches more while others are queued:
+            // handing over costs a wake-up during which the queue would sit idle.
+            let mut extra_batches = 0;
+            while !done.load(Ordering::Acquire) || (!state.queue.is_empty() && extra_batches < MAX_EXTRA_BATCHES) {
+                if done.load(Ordering::Acquire) {
+                    extra_batches += 1;
+                }
                 let take = state.queue.len().min(MAX_BATCH);
                 let batch: Vec<Entry> = state.queue.drain(..take).collect();
                 drop(state);
                 run_batch(pool, &batch);
-                state = self.lock();
                 for e in &batch {
                     // SAFETY: see Entry; the caller is still waiting on this flag.
                     unsafe { (*e.done).store(true, Ordering::Release) };
+                    e.thread.unpark();
                 }
-                self.wake.notify_all();
+                state = self.lock();
             }
             state.leading = false;
-            self.wake.notify_all();
+            if let Some(next) = state.queue.first() {
+                next.thread.unpark(); // the next waiter leads
+            }
         }
         drop(state);
         slot.result.unwrap_or_else(|| Err(Error::internal("queued write finished without a result")))
@@ -140,7 +157,7 @@ fn run_batch(pool: &Pool, batch: &[Entry]) {
     let several = batch.len() > 1;
     for e in batch {
         if several {
-            if let Err(err) = tx.execute_batch("SAVEPOINT one_write") {
+            if let Err(err) = tx.prepare_cached("SAVEPOINT one_write").and_then(|mut st| st.execute([])) {
                 unsafe { (*e.work).fail(&err.into()) };
                 continue;
             }
@@ -154,8 +171,12 @@ fn run_batch(pool: &Pool, batch: &[Entry]) {
             return fail_all(&err);
         }
         if several {
-            let end = if ok { "RELEASE one_write" } else { "ROLLBACK TO one_write; RELEASE one_write" };
-            if let Err(err) = tx.execute_batch(end) {
+            let end = if ok {
+                tx.prepare_cached("RELEASE one_write").and_then(|mut st| st.execute([]))
+            } else {
+                tx.execute_batch("ROLLBACK TO one_write; RELEASE one_write").map(|_| 0)
+            };
+            if let Err(err) = end {
                 // The transaction is in an unknown state: fail everyone rather than guess.
                 return fail_all(&err.into());
             }
