@@ -1,0 +1,228 @@
+"""Side-by-side benchmark: legacy Python, strong Python, libtms via ctypes, libtms native, and
+the floor (bare rusqlite), on the same schema and machine, in one run. Prints medians, ratios and
+the targets of the speed issue. `--quick` is the CI smoke run (small sizes, targets not judged);
+`--markdown FILE` also writes the tables as Markdown.
+
+Run it with `make bench` (full) or `make bench-smoke`.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+sys.path.insert(0, HERE)
+
+import legacy  # noqa: E402
+import tms  # noqa: E402
+from strong import StrongStore  # noqa: E402
+
+NATIVE = os.path.join(ROOT, "target", "release", "examples", "bench")
+IMPLS = ["legacy", "strong", "ctypes", "native", "floor"]
+
+FULL = {"iters": {3: 300, 150: 100, 27682: 7}, "small_iters": 300, "read_iters": 200,
+        "big_jobs": 100_000, "big_per_job": 50, "memory_calls": 1_000_000, "group_jobs": 4000}
+QUICK = {"iters": {3: 20, 150: 10, 27682: 2}, "small_iters": 20, "read_iters": 20,
+         "big_jobs": 6_000, "big_per_job": 10, "memory_calls": 20_000, "group_jobs": 400}
+
+
+def ids(prefix, n):
+    return [f"{prefix}{i:024x}" for i in range(n)]
+
+
+def median_us(samples):
+    return statistics.median(samples) * 1e6
+
+
+def timed(n, fn):
+    samples = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        samples.append(time.perf_counter() - t)
+    return median_us(samples)
+
+
+def native(what, d, sync, iterations, n_ids=3):
+    out = subprocess.run([NATIVE, what, d, sync, str(iterations), str(n_ids)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{what}: {out.stderr}")
+    return json.loads(out.stdout)
+
+
+def fresh_dir(base, name):
+    d = os.path.join(base, name)
+    os.makedirs(d)
+    tms.Store(os.path.join(d, "jobs.db"), os.path.join(d, "audit.db")).close()  # one schema for all
+    return d
+
+
+def bench_create(base, sync, n_ids, iters):
+    res = {}
+    d = fresh_dir(base, f"legacy-{sync}-{n_ids}")
+    lists = [ids(f"L{i}-", n_ids) for i in range(iters)]
+    res["legacy"] = timed(iters, lambda i: legacy.create_job(os.path.join(d, "jobs.db"), sync, "bench", 1, "Trans-Begin", lists[i]))
+    d = fresh_dir(base, f"strong-{sync}-{n_ids}")
+    s = StrongStore(os.path.join(d, "jobs.db"), os.path.join(d, "audit.db"), sync)
+    res["strong"] = timed(iters, lambda i: s.create_job("bench", 1, "Trans-Begin", lists[i]))
+    d = fresh_dir(base, f"ctypes-{sync}-{n_ids}")
+    store = tms.Store(os.path.join(d, "jobs.db"), os.path.join(d, "audit.db"), synchronous=sync)
+    res["ctypes"] = timed(iters, lambda i: store.create_job("bench", 1, "Trans-Begin", lists[i]))
+    store.close()
+    res["native"] = native("native-create", fresh_dir(base, f"native-{sync}-{n_ids}"), sync, iters, n_ids)["median_us"]
+    res["floor"] = native("floor-create", fresh_dir(base, f"floor-{sync}-{n_ids}"), sync, iters, n_ids)["median_us"]
+    return res
+
+
+def bench_small_writes(base, sync, iters):
+    upd, log = {}, {}
+    d = fresh_dir(base, f"small-legacy-{sync}")
+    jdb, adb = os.path.join(d, "jobs.db"), os.path.join(d, "audit.db")
+    job = legacy.create_job(jdb, sync, "bench", 1, "Trans-Begin", ["c1"])["job_id"]
+    upd["legacy"] = timed(iters, lambda i: legacy.update_job(jdb, sync, job, "SUCCESS", 200))
+    log["legacy"] = timed(iters, lambda i: legacy.log_action(adb, sync, "bench", "Trans-Begin", ["c1", "c2", "c3"]))
+    d = fresh_dir(base, f"small-strong-{sync}")
+    s = StrongStore(os.path.join(d, "jobs.db"), os.path.join(d, "audit.db"), sync)
+    job = s.create_job("bench", 1, "Trans-Begin", ["c1"])["job_id"]
+    upd["strong"] = timed(iters, lambda i: s.update_job(job, "SUCCESS", 200))
+    log["strong"] = timed(iters, lambda i: s.log_action("bench", "Trans-Begin", ["c1", "c2", "c3"]))
+    d = fresh_dir(base, f"small-ctypes-{sync}")
+    store = tms.Store(os.path.join(d, "jobs.db"), os.path.join(d, "audit.db"), synchronous=sync)
+    job = store.create_job("bench", 1, "Trans-Begin", ["c1"])["job_id"]
+    upd["ctypes"] = timed(iters, lambda i: store.update_job(job, "SUCCESS", 200))
+    log["ctypes"] = timed(iters, lambda i: store.record_audit("bench", "Trans-Begin", ["c1", "c2", "c3"]))
+    store.close()
+    upd["native"] = native("native-update", fresh_dir(base, f"small-native-u-{sync}"), sync, iters)["median_us"]
+    log["native"] = native("native-log", fresh_dir(base, f"small-native-l-{sync}"), sync, iters)["median_us"]
+    return upd, log
+
+
+def bench_reads(big, sync, iters):
+    jdb, adb = os.path.join(big, "jobs.db"), os.path.join(big, "audit.db")
+    lst, cust = {}, {}
+    store = tms.Store(jdb, adb, synchronous=sync)
+    job = store.get_user_jobs("user7", 1)[0]["job_id"]
+    lst["legacy"] = timed(max(3, iters // 20), lambda i: legacy.get_user_jobs(jdb, sync, "user7", 50))
+    cust["legacy"] = timed(iters, lambda i: legacy.get_job_customers(jdb, sync, job))
+    s = StrongStore(jdb, adb, sync)
+    lst["strong"] = timed(iters, lambda i: s.get_user_jobs("user7", 50))
+    cust["strong"] = timed(iters, lambda i: s.get_job_customers(job))
+    lst["ctypes"] = timed(iters, lambda i: store.get_user_jobs("user7", 50))
+    cust["ctypes"] = timed(iters, lambda i: store.get_job_customers(job))
+    store.close()
+    lst["native"] = native("native-list", big, sync, iters)["median_us"]
+    cust["native"] = native("native-customers", big, sync, iters)["median_us"]
+    return lst, cust
+
+
+def fmt_us(v):
+    if v is None:
+        return "-"
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.1f} µs"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--markdown")
+    args = ap.parse_args()
+    cfg = QUICK if args.quick else FULL
+    base = tempfile.mkdtemp(prefix="tms-bench-")
+    rows, lines = [], []
+    try:
+        results = {}
+        for sync in ("NORMAL", "FULL"):
+            for n in (3, 150, 27682):
+                results[(f"create_job {n} IDs", sync)] = bench_create(base, sync, n, cfg["iters"][n])
+            upd, log = bench_small_writes(base, sync, cfg["small_iters"])
+            results[("update_job", sync)] = upd
+            results[("log_action", sync)] = log
+        big = os.path.join(base, "big")
+        os.makedirs(big)
+        pop = native("populate", big, "NORMAL", cfg["big_jobs"], cfg["big_per_job"])
+        for sync in ("NORMAL", "FULL"):
+            lst, cust = bench_reads(big, sync, cfg["read_iters"])
+            results[("get_user_jobs(50)", sync)] = lst
+            results[("get_job_customers", sync)] = cust
+        group = native("group-commit", fresh_dir(base, "group"), "FULL", cfg["group_jobs"])
+        group_normal = native("group-commit", fresh_dir(base, "group-normal"), "NORMAL", cfg["group_jobs"])
+        memory = native("memory", fresh_dir(base, "memory"), "NORMAL", cfg["memory_calls"])
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+    header = ["case", "sync"] + IMPLS + ["legacy/ctypes", "ctypes/floor", "ctypes/strong"]
+    for (case, sync), r in results.items():
+        rows.append([case, sync] + [fmt_us(r.get(i)) for i in IMPLS]
+                    + [ratio(r.get("legacy"), r.get("ctypes")), ratio(r.get("ctypes"), r.get("floor")),
+                       ratio(r.get("ctypes"), r.get("strong"))])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    table = [" | ".join(str(x).ljust(w) for x, w in zip(header, widths))]
+    table.append("-+-".join("-" * w for w in widths))
+    table += [" | ".join(str(x).ljust(w) for x, w in zip(row, widths)) for row in rows]
+    print(f"\nmedians per call; store for reads: {pop['jobs']:,} jobs, {pop['customers']:,} customer rows\n")
+    print("\n".join(table))
+
+    def r(case, sync):
+        return results[(case, sync)]
+
+    c3n, c3f = r("create_job 3 IDs", "NORMAL"), r("create_job 3 IDs", "FULL")
+    big_n = r("create_job 27682 IDs", "NORMAL")
+    checks = [
+        ("create_job 3 IDs via ctypes at NORMAL >= 50x faster than legacy",
+         c3n["legacy"] / c3n["ctypes"], lambda x: x >= 50, "{:.1f}x"),
+        ("create_job 3 IDs via ctypes within 1.3x of the floor (NORMAL)",
+         c3n["ctypes"] / c3n["floor"], lambda x: x <= 1.3, "{:.2f}x"),
+        ("create_job 3 IDs via ctypes within 1.3x of the floor (FULL)",
+         c3f["ctypes"] / c3f["floor"], lambda x: x <= 1.3, "{:.2f}x"),
+        ("create_job 27,682 IDs via ctypes within 1.2x of the floor (NORMAL)",
+         big_n["ctypes"] / big_n["floor"], lambda x: x <= 1.2, "{:.2f}x"),
+        ("create_job 27,682 IDs via ctypes no slower than strong Python (NORMAL)",
+         big_n["ctypes"] / big_n["strong"], lambda x: x <= 1.0, "{:.2f}x"),
+        ("get_user_jobs(50) via ctypes under 1 ms",
+         r("get_user_jobs(50)", "NORMAL")["ctypes"] / 1000, lambda x: x < 1.0, "{:.3f} ms"),
+        ("8 threads at FULL >= 3x the single-thread commit rate (group commit)",
+         group["ratio"], lambda x: x >= 3, "{:.2f}x"),
+        (f"resident memory growth over {memory['calls']:,} create_job calls <= 20 MB",
+         memory["growth_mib"], lambda x: x <= 20, "{:.1f} MiB"),
+    ]
+    print("\ntargets" + (" (smoke run: sizes too small to judge)" if args.quick else ""))
+    for name, value, ok, f in checks:
+        verdict = "   " if args.quick else ("met" if ok(value) else "NOT MET")
+        lines.append(f"- {name}: {f.format(value)} {verdict}")
+    lines.append(f"- group commit detail: 1 thread {group['one_thread_per_s']:.0f} jobs/s, 8 threads "
+                 f"{group['eight_threads_per_s']:.0f} jobs/s at FULL; at NORMAL (no sync to share) "
+                 f"1 thread {group_normal['one_thread_per_s']:.0f}/s, 8 threads {group_normal['eight_threads_per_s']:.0f}/s")
+    lines.append(f"- memory detail: RSS {memory['rss_before_kib'] / 1024:.1f} -> {memory['rss_after_kib'] / 1024:.1f} MiB "
+                 f"in {memory['seconds']:.0f} s")
+    print("\n".join(lines))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(render_markdown(header, rows, lines, pop, args.quick))
+        print(f"\nwrote {args.markdown}")
+
+
+def render_markdown(header, rows, lines, pop, quick):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    return (f"<!-- generated by bench/run.py{' --quick' if quick else ''} -->\n"
+            f"Machine: {machine}; Python {platform.python_version()}, SQLite {tms.Store.__module__ and __import__('sqlite3').sqlite_version}.\n"
+            f"Reads ran on {pop['jobs']:,} jobs and {pop['customers']:,} customer rows.\n\n"
+            + "\n".join(out) + "\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
