@@ -29,9 +29,9 @@ from strong import StrongStore  # noqa: E402
 NATIVE = os.path.join(ROOT, "target", "release", "examples", "bench")
 IMPLS = ["legacy", "strong", "ctypes", "native", "floor"]
 
-FULL = {"iters": {3: 300, 150: 100, 27682: 7}, "small_iters": 300, "read_iters": 200,
+FULL = {"iters": {3: 300, 150: 99, 27682: 9}, "small_iters": 300, "read_iters": 200,
         "big_jobs": 100_000, "big_per_job": 50, "memory_calls": 1_000_000, "group_jobs": 4000}
-QUICK = {"iters": {3: 20, 150: 10, 27682: 2}, "small_iters": 20, "read_iters": 20,
+QUICK = {"iters": {3: 21, 150: 9, 27682: 3}, "small_iters": 20, "read_iters": 20,
          "big_jobs": 6_000, "big_per_job": 10, "memory_calls": 20_000, "group_jobs": 400}
 
 
@@ -43,17 +43,21 @@ def median_us(samples):
     return statistics.median(samples) * 1e6
 
 
-def timed(n, fn):
+def timed_samples(n, fn, start=0):
     samples = []
-    for i in range(n):
+    for i in range(start, start + n):
         t = time.perf_counter()
         fn(i)
-        samples.append(time.perf_counter() - t)
-    return median_us(samples)
+        samples.append((time.perf_counter() - t) * 1e6)
+    return samples
 
 
-def native(what, d, sync, iterations, n_ids=3):
-    out = subprocess.run([NATIVE, what, d, sync, str(iterations), str(n_ids)], capture_output=True, text=True)
+def timed(n, fn):
+    return statistics.median(timed_samples(n, fn))
+
+
+def native(what, d, sync, iterations, n_ids=3, tag=""):
+    out = subprocess.run([NATIVE, what, d, sync, str(iterations), str(n_ids), tag], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"{what}: {out.stderr}")
     return json.loads(out.stdout)
@@ -66,21 +70,28 @@ def fresh_dir(base, name):
     return d
 
 
+ROUNDS = 3
+
+
 def bench_create(base, sync, n_ids, iters):
-    res = {}
-    d = fresh_dir(base, f"legacy-{sync}-{n_ids}")
+    """create_job for every implementation, interleaved in ROUNDS rounds so that drift in the
+    machine (I/O bursts, checkpoints, a neighbour's load) falls on all of them alike."""
+    dirs = {impl: fresh_dir(base, f"{impl}-{sync}-{n_ids}") for impl in IMPLS}
     lists = [ids(f"L{i}-", n_ids) for i in range(iters)]
-    res["legacy"] = timed(iters, lambda i: legacy.create_job(os.path.join(d, "jobs.db"), sync, "bench", 1, "Trans-Begin", lists[i]))
-    d = fresh_dir(base, f"strong-{sync}-{n_ids}")
-    s = StrongStore(os.path.join(d, "jobs.db"), os.path.join(d, "audit.db"), sync)
-    res["strong"] = timed(iters, lambda i: s.create_job("bench", 1, "Trans-Begin", lists[i]))
-    d = fresh_dir(base, f"ctypes-{sync}-{n_ids}")
-    store = tms.Store(os.path.join(d, "jobs.db"), os.path.join(d, "audit.db"), synchronous=sync)
-    res["ctypes"] = timed(iters, lambda i: store.create_job("bench", 1, "Trans-Begin", lists[i]))
+    strong = StrongStore(os.path.join(dirs["strong"], "jobs.db"), os.path.join(dirs["strong"], "audit.db"), sync)
+    store = tms.Store(os.path.join(dirs["ctypes"], "jobs.db"), os.path.join(dirs["ctypes"], "audit.db"), synchronous=sync)
+    legacy_db = os.path.join(dirs["legacy"], "jobs.db")
+    samples = {impl: [] for impl in IMPLS}
+    per_round = max(1, iters // ROUNDS)
+    for r in range(ROUNDS):
+        start = r * per_round
+        samples["legacy"] += timed_samples(per_round, lambda i: legacy.create_job(legacy_db, sync, "bench", 1, "Trans-Begin", lists[i % iters]), start)
+        samples["strong"] += timed_samples(per_round, lambda i: strong.create_job("bench", 1, "Trans-Begin", lists[i % iters]), start)
+        samples["ctypes"] += timed_samples(per_round, lambda i: store.create_job("bench", 1, "Trans-Begin", lists[i % iters]), start)
+        samples["native"] += native("native-create", dirs["native"], sync, per_round, n_ids, tag=f"r{r}")["samples_us"]
+        samples["floor"] += native("floor-create", dirs["floor"], sync, per_round, n_ids, tag=f"r{r}")["samples_us"]
     store.close()
-    res["native"] = native("native-create", fresh_dir(base, f"native-{sync}-{n_ids}"), sync, iters, n_ids)["median_us"]
-    res["floor"] = native("floor-create", fresh_dir(base, f"floor-{sync}-{n_ids}"), sync, iters, n_ids)["median_us"]
-    return res
+    return {impl: statistics.median(v) for impl, v in samples.items()}
 
 
 def bench_small_writes(base, sync, iters):

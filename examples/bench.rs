@@ -1,7 +1,7 @@
 //! The Rust side of the benchmark (bench/run.py drives it): the library's native API and the
 //! floor, a bare rusqlite transaction inserting the same rows into the same schema.
 //!
-//! bench <what> <dir> <NORMAL|FULL> <iterations> [ids]
+//! bench <what> <dir> <NORMAL|FULL> <iterations> [ids] [tag]
 //!   native-create | floor-create   create_job with `ids` customer IDs, per call
 //!   native-update | native-log     update_job / record_audit, per call
 //!   native-list | native-customers get_user_jobs(50) / get_job_customers on an existing store
@@ -44,7 +44,7 @@ fn time_each(iterations: usize, mut f: impl FnMut(usize)) -> serde_json::Value {
         f(i);
         samples.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    json!({"median_us": median(samples), "iterations": iterations})
+    json!({"median_us": median(samples.clone()), "iterations": iterations, "samples_us": samples})
 }
 
 fn rss_kib() -> u64 {
@@ -60,11 +60,13 @@ fn main() {
     let sync = args[3].as_str();
     let iterations: usize = args[4].parse().unwrap();
     let n_ids: usize = args.get(5).map_or(3, |s| s.parse().unwrap());
+    // Distinguishes repeated runs on the same files (the benchmark interleaves rounds).
+    let tag = args.get(6).cloned().unwrap_or_default();
 
     let out = match what {
         "native-create" => {
             let store = open(dir, sync);
-            let all: Vec<Vec<String>> = (0..iterations).map(|i| ids(&format!("n{i}-"), n_ids)).collect();
+            let all: Vec<Vec<String>> = (0..iterations).map(|i| ids(&format!("n{tag}{i}-"), n_ids)).collect();
             time_each(iterations, |i| {
                 let cids: Vec<&str> = all[i].iter().map(String::as_str).collect();
                 store.create_job(&NewJob { user_id: "bench", action_code: 1, action_name: "Trans-Begin", cids, ..Default::default() }).unwrap();
@@ -73,15 +75,15 @@ fn main() {
         "floor-create" => {
             // The same rows the library writes, with nothing around them: one prepared
             // statement per table in one BEGIN IMMEDIATE transaction.
-            drop(open(dir, sync)); // the same schema, created by the library
+            drop(open(dir, sync)); // the same schema, created by the library (no-op if present)
             let conn = Connection::open(dir.join("jobs.db")).unwrap();
             conn.pragma_update(None, "journal_mode", "WAL").unwrap();
             conn.pragma_update(None, "synchronous", sync).unwrap();
             conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-            let all: Vec<Vec<String>> = (0..iterations).map(|i| ids(&format!("f{i}-"), n_ids)).collect();
+            let all: Vec<Vec<String>> = (0..iterations).map(|i| ids(&format!("f{tag}{i}-"), n_ids)).collect();
             time_each(iterations, |i| {
                 let tx = conn.unchecked_transaction().unwrap();
-                let job_id = format!("{i:08x}-0000-4000-8000-000000000000");
+                let job_id = format!("{tag}{i:08x}-0000-4000-8000-000000000000");
                 tx.prepare_cached(
                     "INSERT INTO jobs (job_id, user_id, action_code, action_name, created_at, status, updated_at, customer_count)
                      VALUES (?1, 'bench', 1, 'Trans-Begin', '2026-11-28T10:00:00.000000', 'IN_PROGRESS', '2026-11-28T10:00:00.000000', ?2)",

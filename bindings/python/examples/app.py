@@ -7,6 +7,7 @@ switch in an existing app is two imports. The logged-in user comes from the Flas
 the browser.
 """
 
+import functools
 import os
 import secrets
 import sys
@@ -38,10 +39,27 @@ def create_app(allowed_clusters, store_options=None):
         forwarded = request.headers.get("X-Forwarded-For", "")
         return forwarded.split(",")[0].strip() or request.remote_addr
 
-    def login_required():
-        if not current_user():
-            return jsonify({"status": "error", "message": "not logged in"}), 401
-        return None
+    def logged_in(view):
+        @functools.wraps(view)
+        def guarded(*args, **kwargs):
+            if not current_user():
+                return jsonify({"status": "error", "message": "not logged in"}), 401
+            return view(*args, **kwargs)
+        return guarded
+
+    class BadRequest(Exception):
+        pass
+
+    @app.errorhandler(BadRequest)
+    def bad_request(err):
+        return jsonify({"status": "error", "message": str(err)}), 400
+
+    def limit_arg():
+        """?limit=, 50 by default, capped as the legacy routes capped it."""
+        try:
+            return max(0, min(int(request.args.get("limit", 50)), MAX_JOBS_LIMIT))
+        except ValueError:
+            raise BadRequest("limit must be a number") from None
 
     @app.post("/login")
     def login():
@@ -58,20 +76,16 @@ def create_app(allowed_clusters, store_options=None):
         return jsonify({"status": "success"})
 
     @app.post("/proxy_fetch")
+    @logged_in
     def proxy_fetch():
-        denied = login_required()
-        if denied:
-            return denied
         key = request.headers.get("Idempotency-Key")
         status, body = store.set_action(request.get_data(as_text=True), current_user(),
                                         client_ip(), key)
         return jsonify(body), status
 
     @app.post("/api/jobs/create")
+    @logged_in
     def create_job_route():
-        denied = login_required()
-        if denied:
-            return denied
         data = request.get_json(silent=True) or {}
         action = data.get("action") or ""
         code = tms.get_action_code(action)
@@ -91,22 +105,14 @@ def create_app(allowed_clusters, store_options=None):
         return jsonify({"status": "success", "job": job}), 201
 
     @app.get("/api/jobs/mine")
+    @logged_in
     def my_jobs():
-        denied = login_required()
-        if denied:
-            return denied
-        try:
-            limit = max(0, min(int(request.args.get("limit", 50)), MAX_JOBS_LIMIT))
-        except ValueError:
-            return jsonify({"status": "error", "message": "limit must be a number"}), 400
-        rows = jobs.get_user_jobs(current_user(), limit)
+        rows = jobs.get_user_jobs(current_user(), limit_arg())
         return jsonify({"status": "success", "jobs": rows, "count": len(rows)})
 
     @app.get("/api/jobs/<job_id>/customers")
+    @logged_in
     def job_customers(job_id):
-        denied = login_required()
-        if denied:
-            return denied
         job = jobs.get_job_details(job_id)
         if job is None:
             return jsonify({"status": "error", "message": "job not found"}), 404
@@ -116,24 +122,16 @@ def create_app(allowed_clusters, store_options=None):
         return jsonify({"status": "success", "job_id": job_id, "customers": cids, "count": len(cids)})
 
     @app.get("/api/audit/trail")
+    @logged_in
     def audit_trail():
-        denied = login_required()
-        if denied:
-            return denied
-        try:
-            limit = max(0, min(int(request.args.get("limit", 50)), MAX_JOBS_LIMIT))
-        except ValueError:
-            return jsonify({"status": "error", "message": "limit must be a number"}), 400
-        rows = audit_db.get_audit_trail(limit=limit, user_id=request.args.get("user_id"),
+        rows = audit_db.get_audit_trail(limit=limit_arg(), user_id=request.args.get("user_id"),
                                         action_type=request.args.get("action_type"),
                                         customer_id=request.args.get("customer_id"))
         return jsonify({"status": "success", "records": rows, "count": len(rows)})
 
     @app.get("/api/audit/stats")
+    @logged_in
     def audit_stats():
-        denied = login_required()
-        if denied:
-            return denied
         return jsonify({"status": "success", "stats": audit_db.get_audit_stats()})
 
     @app.get("/health")

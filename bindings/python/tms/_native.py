@@ -94,7 +94,9 @@ def encode(value, field):
     """
     if value is None:
         return None
-    if isinstance(value, bytes):
+    if type(value) is str:  # the common case first: this runs for every argument of every call
+        data = value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, bytes):
         data = value
     else:
         data = str(value).encode("utf-8", "surrogatepass")
