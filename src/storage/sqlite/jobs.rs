@@ -103,15 +103,19 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<JobSummary> {
     })
 }
 
-pub fn for_user(conn: &Connection, user_id: &str, limit: u32) -> Result<Vec<JobSummary>> {
+fn user_jobs_sql() -> String {
     // idx_jobs_user_created yields the rows already in order; the stored count spares a scan
     // of job_customers per listed job.
-    let mut stmt = conn.prepare_cached(&format!(
+    format!(
         "SELECT job_id, user_id, action_code, action_name, cluster_url, created_at, status,
                 http_status, error_message, {COUNT}
          FROM jobs j WHERE user_id = ?1
          ORDER BY created_at DESC, rowid DESC LIMIT ?2"
-    ))?;
+    )
+}
+
+pub fn for_user(conn: &Connection, user_id: &str, limit: u32) -> Result<Vec<JobSummary>> {
+    let mut stmt = conn.prepare_cached(&user_jobs_sql())?;
     let rows = stmt.query_map(params![user_id, limit], summary)?.collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
@@ -127,4 +131,29 @@ pub fn customers(conn: &Connection, job_id: &str) -> Result<Option<Vec<String>>>
         conn.prepare_cached("SELECT cid FROM job_customers WHERE job_id = ?1 ORDER BY cid")?;
     let cids = stmt.query_map([job_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     Ok(Some(cids))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Listing a user's newest jobs walks one index in order and reads job_customers only for
+    /// rows whose count is unknown (the COALESCE's subquery is never reached otherwise).
+    #[test]
+    fn listing_a_users_jobs_needs_no_sort_and_no_customer_scan() {
+        let conn = Connection::open_in_memory().unwrap();
+        crate::storage::sqlite::schema::migrate_jobs(&conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", user_jobs_sql()))
+            .unwrap()
+            .query_map(params!["u", 50], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("idx_jobs_user_created"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "sorts per call:\n{plan}");
+        // The only job_customers access is the correlated fallback for NULL counts.
+        assert!(plan.matches("job_customers").count() <= 1, "{plan}");
+    }
 }
