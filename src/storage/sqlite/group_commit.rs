@@ -121,7 +121,12 @@ impl GroupCommit {
                 let take = state.queue.len().min(MAX_BATCH);
                 let batch: Vec<Entry> = state.queue.drain(..take).collect();
                 drop(state);
-                run_batch(pool, &batch);
+                // A panic here must not strand the batch's callers (or leave `leading` set for
+                // ever): report it to each of them as an internal error instead.
+                if catch_unwind(AssertUnwindSafe(|| run_batch(pool, &batch))).is_err() {
+                    let err = Error::internal("internal error (panic) while committing a batch of writes");
+                    batch.iter().for_each(|e| unsafe { (*e.work).fail(&err) });
+                }
                 for e in &batch {
                     // SAFETY: see Entry; the caller is still waiting on this flag.
                     unsafe { (*e.done).store(true, Ordering::Release) };
