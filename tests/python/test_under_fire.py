@@ -114,36 +114,77 @@ def test_children_forked_after_open_keep_using_the_store(tmp_path):
     jobs_db = str(tmp_path / "jobs.db")
     store = tms.Store(jobs_db, str(tmp_path / "audit.db"))
     store.create_job("parent", 1, "Trans-Begin", ["p0"])  # the pool now holds open connections
+    assert db_fds(jobs_db), "the parent should hold connections before forking"
+    go_r, go_w = os.pipe()
     children = []
     for c in range(3):
         pid = os.fork()
         if pid == 0:  # the gunicorn --preload pattern: the child uses the inherited store
             code = 0
             try:
-                inherited = db_fds(jobs_db)
+                os.close(go_w)
+                # SQLite state must not cross fork(): the library closed its connections before
+                # the fork, so the child inherits no descriptor on the file...
+                if db_fds(jobs_db):
+                    code = 2
+                os.read(go_r, 1)  # ...and writes only after the parent closed its own store
                 for i in range(40):
                     store.create_job(f"child{c}", 1, "Trans-Begin", [f"c{c}-{i}", f"c{c}-{i}-b"])
                     store.record_audit(f"child{c}", "Trans-Begin", [f"c{c}-{i}"])
-                now = db_fds(jobs_db)
-                # The inherited connections were abandoned, not closed (their descriptors are
-                # still open), and the child opened connections of its own.
-                if not inherited or not inherited <= now or len(now) <= len(inherited):
-                    code = 2
+                    if i == 0 and not db_fds(jobs_db):
+                        code = 3  # it opened connections of its own
                 store.close()
             except BaseException:
                 code = 1
             os._exit(code)
         children.append(pid)
+    os.close(go_r)
+    # The parent keeps writing, then closes its store while the children still use theirs: a
+    # parent that believed it was the last user would checkpoint and delete the WAL under them.
+    store.create_job("parent", 1, "Trans-Begin", ["p1"])
+    store.close()
+    os.write(go_w, b"go" * 3)
+    os.close(go_w)
     for pid in children:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-    # The parent's own connections survived the children: it keeps writing.
-    store.create_job("parent", 1, "Trans-Begin", ["p1"])
-    store.close()
     assert rows(jobs_db, "SELECT COUNT(*) FROM jobs") == [(122,)]
     assert rows(jobs_db, "SELECT COUNT(*) FROM job_customers") == [(242,)]
     assert rows(str(tmp_path / "audit.db"), "SELECT COUNT(*) FROM audit_log") == [(120,)]
     assert integrity(jobs_db) == [("ok",)]
+
+
+FORK_WHILE_BUSY = """
+import os, sys, threading, tms
+store = tms.Store(sys.argv[1], sys.argv[2])
+started = threading.Event()
+def hold():
+    started.set()
+    store.hold_write_lock("jobs", 1500)  # a connection is checked out during the fork
+t = threading.Thread(target=hold)
+t.start()
+started.wait()
+import time; time.sleep(0.3)
+pid = os.fork()
+if pid == 0:
+    try:
+        store.create_job("child", 1, "Trans-Begin", ["c1"])
+        os._exit(10)
+    except tms.TmsError as e:
+        os._exit(11 if "forked" in str(e) else 12)
+_, status = os.waitpid(pid, 0)
+t.join()
+store.create_job("parent", 1, "Trans-Begin", ["p1"])  # the parent is unaffected
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_fork_while_a_connection_is_in_use_poisons_the_child_copy(tmp_path):
+    out = subprocess.run([sys.executable, "-c", FORK_WHILE_BUSY, str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")],
+                         env=dict(os.environ, PYTHONPATH=BINDINGS), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "11", "the child should refuse the store with a clear error"
+    assert rows(str(tmp_path / "jobs.db"), "SELECT user_id FROM jobs") == [("parent",)]
 
 
 PROBE_LOCK = """

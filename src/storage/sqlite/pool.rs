@@ -3,15 +3,19 @@
 //! A rusqlite `Connection` is Send but not Sync, so each call checks one out for its own use and
 //! puts it back; connections stay open and keep their prepared statements between calls.
 //!
-//! SQLite connections must never be used across `fork()`. Each pool remembers the pid that opened
-//! its connections; when a checkout happens in another process (a forked child), the inherited
-//! connections are abandoned without `sqlite3_close` (closing them in the child could disturb the
-//! parent's locks and WAL state) and fresh ones are opened.
+//! SQLite state must never cross `fork()`. Not only the connections: SQLite keeps per-process
+//! lock bookkeeping for every open file, and a child that inherits it believes it holds locks it
+//! does not (the parent could then checkpoint and delete the WAL under the child's writes). So:
+//! - before a fork (a `pthread_atfork` handler), every pool closes its idle connections, so the
+//!   child inherits no SQLite file state; a pool with a connection in use by another thread at
+//!   that moment cannot be made safe, and refuses all use in the child with a clear error;
+//! - each pool remembers the pid that opened its connections; in a child it opens fresh ones, and
+//!   anything inherited anyway is abandoned without `sqlite3_close`.
 
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -20,6 +24,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::options::StoreOptions;
 
 pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+/// A pool's state, also reachable from the fork handlers through the registry.
+struct Shared {
     path: PathBuf,
     /// A second file attached to every connection as schema `audit`, for transactions that
     /// write both files.
@@ -28,9 +37,55 @@ pub struct Pool {
     idle: Mutex<Idle>,
 }
 
+/// Every live pool of the process, for the fork handlers.
+static REGISTRY: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+static FORK_HANDLERS: Once = Once::new();
+
+fn register(shared: &Arc<Shared>) {
+    FORK_HANDLERS.call_once(|| {
+        // SAFETY: plain function pointers with the C signature pthread_atfork expects.
+        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), None) };
+    });
+    let mut pools = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    pools.retain(|w| w.strong_count() > 0);
+    pools.push(Arc::downgrade(shared));
+}
+
+fn each_pool(f: impl Fn(&Shared)) {
+    let pools = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    for shared in pools.iter().filter_map(Weak::upgrade) {
+        f(&shared);
+    }
+}
+
+/// Runs in the forking thread just before `fork()`: close every idle connection, and note the
+/// pools that have one in use elsewhere.
+extern "C" fn before_fork() {
+    let _ = std::panic::catch_unwind(|| {
+        each_pool(|shared| {
+            let closing = {
+                let mut idle = shared.lock();
+                idle.busy_at_fork = idle.checked_out > 0;
+                std::mem::take(&mut idle.connections)
+            };
+            drop(closing); // sqlite3_close, outside the lock
+        })
+    });
+}
+
+extern "C" fn after_fork_in_parent() {
+    let _ = std::panic::catch_unwind(|| each_pool(|shared| shared.lock().busy_at_fork = false));
+}
+
 struct Idle {
     pid: u32,
     connections: Vec<Connection>,
+    /// Connections of this process currently checked out.
+    checked_out: usize,
+    /// Set by the fork handler when a connection was in use during fork(); a child that sees it
+    /// poisons its copy of the pool.
+    busy_at_fork: bool,
+    poisoned: bool,
     /// Serializes this process's writers before they reach SQLite: waiting on a mutex wakes a
     /// writer the moment the lock frees, where SQLite's busy handler sleeps and polls. Kept per
     /// pid: a fork can happen while another thread holds it, and the child must not inherit that.
@@ -46,6 +101,9 @@ impl Idle {
             for inherited in self.connections.drain(..) {
                 std::mem::forget(inherited);
             }
+            self.poisoned |= self.busy_at_fork;
+            self.busy_at_fork = false;
+            self.checked_out = 0;
             self.pid = pid;
             self.writer = Arc::new(Mutex::new(()));
             self.group = Arc::new(GroupCommit::default());
@@ -69,28 +127,34 @@ impl Pool {
     /// A pool whose connections also attach `audit` (see [`Pool::attach_audit`]).
     pub fn open_attached(path: &Path, audit: Option<&Path>, options: &StoreOptions) -> Result<(Pool, Connection)> {
         let first = open_with(path, audit, options)?;
-        let pool = Pool {
+        let shared = Arc::new(Shared {
             attach_audit: audit.map(Path::to_path_buf),
             path: path.to_path_buf(),
             options: options.clone(),
             idle: Mutex::new(Idle {
                 pid: std::process::id(),
                 connections: Vec::new(),
+                checked_out: 0,
+                busy_at_fork: false,
+                poisoned: false,
                 writer: Arc::new(Mutex::new(())),
                 group: Arc::new(GroupCommit::default()),
             }),
-        };
-        Ok((pool, first))
+        });
+        register(&shared);
+        Ok((Pool { shared }, first))
     }
 
     fn lock(&self) -> MutexGuard<'_, Idle> {
-        // The guarded data is a plain list; a panic elsewhere cannot leave it inconsistent.
-        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.lock()
     }
 
     /// Hand back a connection that was opened outside the pool (the one `open` returned).
     pub fn put(&self, conn: Connection) {
-        drop(PooledConnection { pool: self, pid: std::process::id(), conn: ManuallyDrop::new(conn) });
+        let mut idle = self.lock();
+        if idle.pid == std::process::id() && idle.connections.len() < self.shared.options.max_idle_connections {
+            idle.connections.push(conn);
+        }
     }
 
     pub fn get(&self) -> Result<PooledConnection<'_>> {
@@ -98,13 +162,37 @@ impl Pool {
         let reused = {
             let mut idle = self.lock();
             idle.adopt(pid);
+            if idle.poisoned {
+                return Err(Error::new(
+                    ErrorKind::Database,
+                    format!(
+                        "{} was in use by another thread when this process was forked; SQLite state \
+                         cannot be carried into a child: open a new store in the child",
+                        self.shared.path.display()
+                    ),
+                ));
+            }
+            idle.checked_out += 1;
             idle.connections.pop()
         };
         let conn = match reused {
             Some(c) => c,
-            None => open_with(&self.path, self.attach_audit.as_deref(), &self.options)?,
+            None => match open_with(&self.shared.path, self.shared.attach_audit.as_deref(), &self.shared.options) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.lock().checked_out -= 1;
+                    return Err(e);
+                }
+            },
         };
         Ok(PooledConnection { pool: self, pid, conn: ManuallyDrop::new(conn) })
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Idle> {
+        // The guarded data is plain bookkeeping; a panic elsewhere cannot leave it inconsistent.
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -150,15 +238,19 @@ impl Drop for PooledConnection<'_> {
             std::mem::forget(conn); // checked out before a fork: not ours to close
             return;
         }
+        let mut idle = self.pool.lock();
+        idle.checked_out = idle.checked_out.saturating_sub(1);
         // A connection left inside a transaction must not be reused: that is how the legacy app
         // locked its database for everyone after one failed insert.
-        if !conn.is_autocommit() {
-            return; // dropping closes it and rolls the transaction back
-        }
-        let mut idle = self.pool.lock();
-        if idle.pid == self.pid && idle.connections.len() < self.pool.options.max_idle_connections {
+        if conn.is_autocommit()
+            && idle.pid == self.pid
+            && idle.connections.len() < self.pool.shared.options.max_idle_connections
+        {
             idle.connections.push(conn);
+            return;
         }
+        drop(idle);
+        drop(conn); // closes it (and rolls back an open transaction)
     }
 }
 
