@@ -320,8 +320,9 @@ enum TmsStatus tms_recover_interrupted(const struct TmsStore *store, uint64_t *o
 // With no callback nothing is written anywhere. `user_data` is passed back to every call.
 //
 // # Safety
-// `store` is an open handle; `callback` and `user_data` stay valid until replaced or the store
-// is closed, and may be used from any thread.
+// `store` is an open handle; `callback` and `user_data` stay valid until the store is closed
+// (a call already under way on another thread may still use the old pair just after it is
+// replaced), and may be used from any thread.
 enum TmsStatus tms_store_set_event_callback(const struct TmsStore *store,
                                             TmsEventCallback callback,
                                             void *user_data);

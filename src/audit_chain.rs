@@ -11,6 +11,8 @@ pub const GENESIS: &str = "genesis";
 /// action_type of the row `clear_audit_logs` leaves: it records the reset and continues the
 /// chain from the last row that was cleared.
 pub const RESET_ACTION: &str = "audit_reset";
+/// user_id of that row.
+pub const RESET_USER: &str = "system";
 
 /// The fields of an audit row that its hash covers.
 #[derive(Debug, Clone, Copy)]

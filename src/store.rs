@@ -56,7 +56,13 @@ impl Store {
             http: HttpClient::new(options),
             events: EventSink::default(),
         };
-        store.recover_interrupted()?;
+        // Best effort: another process holding the lock now will recover them, or a later call.
+        match store.recover_interrupted() {
+            Err(e) if e.kind == ErrorKind::Busy => {}
+            other => {
+                other?;
+            }
+        }
         Ok(store)
     }
 
@@ -143,6 +149,12 @@ impl Store {
         if !AUDIT_STATUSES.contains(&status) {
             return Err(Error::invalid(format!(
                 "audit status {status:?} is not one of {AUDIT_STATUSES:?}"
+            )));
+        }
+        if entry.action_type == crate::audit_chain::RESET_ACTION {
+            return Err(Error::invalid(format!(
+                "action_type {:?} is reserved for the reset clear_audit_logs records",
+                crate::audit_chain::RESET_ACTION
             )));
         }
         if entry.duration_ms.is_some_and(|d| d < 0) {

@@ -164,3 +164,19 @@ fn hmac_chains_need_the_key_which_is_never_stored() {
         assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "key found on disk");
     }
 }
+
+#[test]
+fn a_forged_reset_row_does_not_restart_the_chain() {
+    let dir = TempDir::new("chain-forged-reset");
+    let store = open_fresh(&dir);
+    // The reset action type is reserved for clear_audit_logs.
+    let err = store.record_audit(&AuditEntry { user_id: "mallory", action_type: "audit_reset", ..Default::default() }).unwrap_err();
+    assert_eq!(err.kind, tms::ErrorKind::InvalidInput);
+    log_n(&store, 4);
+    // Someone with the file deletes the first rows and relabels the next as a reset.
+    let conn = attacker(&dir);
+    conn.execute("DELETE FROM audit_log WHERE chain_seq <= 2", []).unwrap();
+    conn.execute("UPDATE audit_log SET action_type = 'audit_reset' WHERE chain_seq = 3", []).unwrap();
+    let (problem_kind, _) = problem(&store, None);
+    assert!(problem_kind == "removed" || problem_kind == "altered", "{problem_kind}");
+}

@@ -385,3 +385,16 @@ fn many_threads_share_one_store() {
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM job_customers"), 400);
     assert_eq!(store.audit_stats().unwrap().total_records, 200);
 }
+
+#[test]
+fn columns_added_by_hand_survive_the_v0_rebuild() {
+    let dir = TempDir::new("v0-extra");
+    let jobs = copy_fixture(&dir, "jobs_v0_user_fk.db", "jobs.db");
+    let conn = inspect(&jobs);
+    conn.execute_batch("ALTER TABLE jobs ADD COLUMN \"ticket ref\" TEXT; UPDATE jobs SET \"ticket ref\" = 'T-' || rowid;").unwrap();
+    drop(conn);
+    drop(Store::open(&jobs, dir.join("audit.db"), &StoreOptions::default()).unwrap());
+    let conn = inspect(&jobs);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM jobs WHERE \"ticket ref\" LIKE 'T-%'"), 15);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM pragma_foreign_key_list('jobs')"), 0);
+}

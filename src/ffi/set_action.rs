@@ -88,8 +88,9 @@ pub unsafe extern "C" fn tms_recover_interrupted(store: *const TmsStore, out_cou
 /// With no callback nothing is written anywhere. `user_data` is passed back to every call.
 ///
 /// # Safety
-/// `store` is an open handle; `callback` and `user_data` stay valid until replaced or the store
-/// is closed, and may be used from any thread.
+/// `store` is an open handle; `callback` and `user_data` stay valid until the store is closed
+/// (a call already under way on another thread may still use the old pair just after it is
+/// replaced), and may be used from any thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tms_store_set_event_callback(
     store: *const TmsStore,

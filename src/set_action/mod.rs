@@ -39,13 +39,59 @@ pub const INTERRUPTED_MESSAGE: &str = "interrupted: the process handling this Se
 /// Audit action_type of refused requests that are not Set Actions.
 const PROXY_ACTION: &str = "proxy_fetch";
 
-/// Replace the bearer token wherever it appears in text that will be stored or logged (an
-/// upstream error page may echo the Authorization header back).
-fn redact(text: &str, token: Option<&str>) -> String {
+/// The spellings of the token an upstream answer may echo: as sent, and JSON-escaped.
+fn token_forms(token: Option<&str>) -> Vec<String> {
     match token {
-        Some(t) if t.len() >= 4 => text.replace(t, "[REDACTED]"),
-        _ => text.to_owned(),
+        Some(t) if t.len() >= 4 => {
+            let mut forms = vec![t.to_owned()];
+            let escaped = t.replace('/', "\\/");
+            if escaped != t {
+                forms.push(escaped);
+            }
+            forms
+        }
+        _ => Vec::new(),
     }
+}
+
+/// Replace the bearer token wherever it appears in text that will be stored or logged.
+fn redact(text: &str, token: Option<&str>) -> String {
+    token_forms(token).iter().fold(text.to_owned(), |acc, form| acc.replace(form.as_str(), "[REDACTED]"))
+}
+
+/// Redact the upstream answer itself, before anything quotes or cuts it: an error page may echo
+/// the Authorization header, and a token split by a 200-character cut would escape `redact`.
+fn redact_upstream(up: Upstream, token: Option<&str>) -> Upstream {
+    let forms = token_forms(token);
+    if forms.is_empty() {
+        return up;
+    }
+    match up {
+        Upstream::Answer { status, body, cut } => {
+            let mut body = body;
+            for form in &forms {
+                body = replace_bytes(&body, form.as_bytes(), b"[REDACTED]");
+            }
+            Upstream::Answer { status, body, cut }
+        }
+        Upstream::Failed(text) => Upstream::Failed(redact(&text, token)),
+        Upstream::Timeout => Upstream::Timeout,
+    }
+}
+
+fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The answer to a request refused before anything was sent.
@@ -164,7 +210,7 @@ impl Store {
             self.audit_refusal(caller, PROXY_ACTION, None, &e, req.token.as_deref());
             return refusal(&e, None);
         }
-        let up = self.http.send(req);
+        let up = redact_upstream(self.http.send(req), req.token.as_deref());
         let v = classify(&up, None, self.options.request_timeout_s, self.options.max_response_bytes);
         SetActionAnswer { http_status: v.answer_status, body: v.answer, job_id: None }
     }
@@ -221,7 +267,7 @@ impl Store {
         }
 
         // 2. The remote call, and what its answer means.
-        let up = self.http.send(req);
+        let up = redact_upstream(self.http.send(req), token);
         let v = classify(&up, Some(&job_id), self.options.request_timeout_s, self.options.max_response_bytes);
 
         // 3. The job's outcome and its audit row together (and the answer for repeats).
@@ -313,5 +359,24 @@ impl Store {
                 Err(e) => return refusal(&e, Some(&prior.job_id)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_redacted_before_the_body_is_cut_or_quoted() {
+        let token = "eyJ0eXAi/long.token/value";
+        // The echo straddles the 200-character quote limit, and appears JSON-escaped too.
+        let body = format!(r#"{}"seen":"Bearer {token}","again":"{}""#, "x".repeat(190), token.replace('/', "\\/"));
+        let up = redact_upstream(Upstream::Answer { status: 401, body: body.into_bytes(), cut: false }, Some(token));
+        let v = classify(&up, Some("J"), 35, 1 << 20);
+        let all = format!("{:?}{}", v.error_message, v.answer);
+        assert!(!all.contains("eyJ0eXAi"), "{all}");
+        let Upstream::Answer { body, .. } = up else { panic!() };
+        let body = String::from_utf8(body).unwrap();
+        assert!(!body.contains("long.token") && body.matches("[REDACTED]").count() == 2, "{body}");
     }
 }

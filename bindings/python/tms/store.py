@@ -54,6 +54,11 @@ class Store:
     """
 
     def __init__(self, jobs_db, audit_db, **options):
+        # close() waits for calls in flight: freeing the handle under a running call would be a
+        # use-after-free in C. Set first, so __del__ works whatever fails below.
+        self._calls = 0
+        self._idle = threading.Condition(threading.Lock())  # a plain lock: cheaper than the RLock default
+        self._handle = None
         handle = c_void_p()
         check(
             lib.tms_store_open(
@@ -64,13 +69,13 @@ class Store:
             )
         )
         self._handle = handle.value
-        check(lib.tms_store_set_event_callback(self._handle, _EVENT_TRAMPOLINE, None))
         self.jobs_db = jobs_db
         self.audit_db = audit_db
-        # close() waits for calls in flight: freeing the handle under a running call would be a
-        # use-after-free in C.
-        self._calls = 0
-        self._idle = threading.Condition(threading.Lock())  # a plain lock: cheaper than the RLock default
+        try:
+            check(lib.tms_store_set_event_callback(self._handle, _EVENT_TRAMPOLINE, None))
+        except BaseException:
+            self.close()
+            raise
 
     def _enter(self):
         with self._idle:

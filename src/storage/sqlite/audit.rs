@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::schema::AUDIT_TRIGGERS;
-use crate::audit_chain::{ChainFields, ChainKey, GENESIS, RESET_ACTION};
+use crate::audit_chain::{ChainFields, ChainKey, GENESIS, RESET_ACTION, RESET_USER};
 use crate::error::Result;
 use crate::model::{
     AuditFilter, AuditRow, AuditStats, AuditVerification, ChainHead, ChainProblem, parse_json_or_text, round2,
@@ -143,7 +143,7 @@ pub fn reset(conn: &Connection, key: &ChainKey, timestamp: &str) -> Result<u64> 
     insert_after(
         conn,
         &AuditRecord {
-            user_id: "system",
+            user_id: RESET_USER,
             action_type: RESET_ACTION,
             customer_ids: None,
             timestamp,
@@ -189,7 +189,9 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
         };
         let action_type: String = r.get(2)?;
         let found = match &last {
-            None if (seq == 1 && prev == GENESIS) || action_type == RESET_ACTION => None,
+            // A chain starts at its genesis, or at a reset row (which only clear_audit_logs
+            // writes: record_audit refuses the action type).
+            None if (seq == 1 && prev == GENESIS) || (action_type == RESET_ACTION && r.get::<_, String>(1)? == RESET_USER) => None,
             None => Some(problem(id, Some(seq), "removed", format!("the chain starts at seq {seq}: earlier rows are missing"))),
             Some(h) if seq > h.seq + 1 => Some(problem(id, Some(seq), "removed", format!("rows with seq {} to {} are missing", h.seq + 1, seq - 1))),
             Some(h) if seq != h.seq + 1 || prev != h.hash => {

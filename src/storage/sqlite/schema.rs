@@ -118,9 +118,22 @@ fn jobs_v1_adopt_legacy(conn: &Connection) -> Result<()> {
         |r| r.get(0),
     )?;
     if references_users {
+        // Columns someone added by hand are carried over too, with their declared types.
+        let mut extra_decl = String::new();
+        let mut copied = JOBS_COLUMNS.to_owned();
+        let mut stmt = conn.prepare("SELECT name, type FROM pragma_table_info('jobs')")?;
+        let cols: Vec<(String, String)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        for (name, decl) in cols {
+            if !JOBS_COLUMNS.split(", ").any(|known| known.trim() == name) {
+                let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+                extra_decl.push_str(&format!(",\n    {quoted} {decl}"));
+                copied.push_str(&format!(", {quoted}"));
+            }
+        }
         conn.execute_batch(&format!(
-            "CREATE TABLE jobs_rebuilt ({JOBS_TABLE});
-             INSERT INTO jobs_rebuilt ({JOBS_COLUMNS}) SELECT {JOBS_COLUMNS} FROM jobs;
+            "CREATE TABLE jobs_rebuilt ({JOBS_TABLE}{extra_decl});
+             INSERT INTO jobs_rebuilt ({copied}) SELECT {copied} FROM jobs;
              DROP TABLE jobs;
              ALTER TABLE jobs_rebuilt RENAME TO jobs;"
         ))?;
