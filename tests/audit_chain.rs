@@ -180,3 +180,39 @@ fn a_forged_reset_row_does_not_restart_the_chain() {
     let (problem_kind, _) = problem(&store, None);
     assert!(problem_kind == "removed" || problem_kind == "altered", "{problem_kind}");
 }
+
+/// A crash between the two files' commits of a Set Action's outcome leaves its audit row only
+/// in jobs.db's outbox; recovery (at open, or on demand) copies it into audit.db exactly once.
+#[test]
+fn an_outcome_whose_audit_row_missed_audit_db_is_completed_by_recovery() {
+    let dir = TempDir::new("chain-outbox");
+    let store = open_fresh(&dir);
+    let job = store
+        .create_job(&tms::model::NewJob { user_id: "op", action_code: 1, action_name: "Trans-Begin", cids: vec!["c1"], ..Default::default() })
+        .unwrap();
+    log_n(&store, 1); // audit row id 1
+    drop(store);
+    let record = r#"{"user_id":"op","action_type":"Trans-Begin","customer_ids":"[\"c1\"]","timestamp":"2026-11-28 10:00:00","ip_address":"10.0.0.1","status":"success","error_message":null,"duration_ms":12}"#;
+    let conn = inspect(&dir.join("jobs.db"));
+    // As if jobs.db committed and the process died before audit.db did: the id it was given
+    // (2) never reached audit.db.
+    conn.execute("INSERT INTO pending_audit (job_id, audit_id, record) VALUES (?1, 2, ?2)", [&job.job_id, record]).unwrap();
+    drop(conn);
+
+    let store = open_fresh(&dir);
+    let trail = store.audit_trail(&Default::default(), 10).unwrap();
+    assert_eq!(trail.len(), 2);
+    let replayed = trail.iter().find(|r| r.user_id == "op").expect("the outbox row reached audit.db");
+    assert_eq!((replayed.ip_address.as_deref(), replayed.duration_ms), (Some("10.0.0.1"), Some(12)));
+    assert_eq!(count(&inspect(&dir.join("jobs.db")), "SELECT COUNT(*) FROM pending_audit"), 0);
+    assert!(store.verify_audit(None).unwrap().ok);
+
+    // An entry whose row did reach audit.db (the clean-up was what failed) is only cleared.
+    let conn = inspect(&dir.join("jobs.db"));
+    let id = replayed.id;
+    conn.execute("INSERT INTO pending_audit (job_id, audit_id, record) VALUES (?1, ?2, ?3)", rusqlite::params![job.job_id, id, record]).unwrap();
+    drop(conn);
+    assert_eq!(store.recover_interrupted().unwrap(), 0);
+    assert_eq!(store.audit_trail(&Default::default(), 10).unwrap().len(), 2);
+    assert_eq!(count(&inspect(&dir.join("jobs.db")), "SELECT COUNT(*) FROM pending_audit"), 0);
+}

@@ -169,7 +169,9 @@ impl Store {
     }
 
     /// Mark jobs interrupted by a dead process as FAILED (outcome unknown); returns how many.
+    /// Also completes any Set Action whose audit row a crash kept out of audit.db.
     pub fn recover_interrupted(&self) -> Result<u64> {
+        self.engine.replay_pending_audit()?;
         let cutoff = clock::local_iso_ago(self.options.interrupted_after_s as i64);
         let now = clock::local_iso(SystemTime::now());
         self.engine.recover_interrupted(&cutoff, INTERRUPTED_MESSAGE, &now)

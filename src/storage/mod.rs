@@ -119,6 +119,9 @@ pub trait Engine: Send + Sync {
         audit: &AuditRecord<'_>,
         answer: Option<(IdempotencyKey<'_>, i64, &str)>,
     ) -> Result<i64>;
+    /// Copy into audit.db every Set Action audit row a crash kept out of it (see the outbox in
+    /// the SQLite schema); returns how many were copied.
+    fn replay_pending_audit(&self) -> Result<u64>;
     /// Mark FAILED, with `message`, every job still IN_PROGRESS and last touched before `cutoff`.
     fn recover_interrupted(&self, cutoff: &str, message: &str, now: &str) -> Result<u64>;
 

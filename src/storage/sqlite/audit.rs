@@ -22,6 +22,21 @@ fn head(conn: &Connection) -> Result<Option<ChainHead>> {
         .optional()?)
 }
 
+/// Whether row `id` holds exactly this record (an outbox entry that did reach audit.db).
+pub fn holds(conn: &Connection, id: i64, row: &AuditRecord<'_>) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM audit.audit_log WHERE id = ?1 AND user_id = ?2
+                AND action_type = ?3 AND customer_ids IS ?4 AND timestamp IS ?5
+                AND ip_address IS ?6 AND status IS ?7 AND error_message IS ?8 AND duration_ms IS ?9)",
+        )?
+        .query_row(
+            params![id, row.user_id, row.action_type, row.customer_ids, row.timestamp, row.ip_address,
+                    row.status, row.error_message, row.duration_ms],
+            |r| r.get(0),
+        )?)
+}
+
 /// Append one row to the chain; returns its id. Must run inside a write transaction.
 pub fn insert(conn: &Connection, row: &AuditRecord<'_>, key: &ChainKey) -> Result<i64> {
     insert_after(conn, row, key, head(conn)?)

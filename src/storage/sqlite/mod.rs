@@ -152,13 +152,36 @@ impl Engine for SqliteEngine {
         let (jobs_writer, audit_writer) = (self.jobs.writer(), self.audit.writer());
         let _jobs_turn = jobs_writer.lock().unwrap_or_else(|p| p.into_inner());
         let _audit_turn = audit_writer.lock().unwrap_or_else(|p| p.into_inner());
-        in_transaction(&self.both, |tx| {
+        let id = in_transaction(&self.both, |tx| {
             jobs::update(tx, change)?;
             let id = audit::insert(tx, audit, &self.chain)?;
             if let Some((key, status, body)) = answer {
                 set_action::store_answer(tx, key, status, body)?;
             }
+            // The audit row again, in jobs.db: see schema::jobs_v4_pending_audit.
+            set_action::add_pending(tx, change.job_id, id, &set_action::audit_record_json(audit))?;
             Ok(id)
+        })?;
+        // Both files are committed now; the outbox entry has done its job. If this fails, the
+        // next recovery finds the row already in audit.db and just clears the entry.
+        let _ = in_transaction(&self.both, |tx| set_action::clear_pending(tx, change.job_id));
+        Ok(id)
+    }
+    fn replay_pending_audit(&self) -> Result<u64> {
+        let (jobs_writer, audit_writer) = (self.jobs.writer(), self.audit.writer());
+        let _jobs_turn = jobs_writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _audit_turn = audit_writer.lock().unwrap_or_else(|p| p.into_inner());
+        in_transaction(&self.both, |tx| {
+            let mut copied = 0;
+            for (job_id, audit_id, record) in set_action::all_pending(tx)? {
+                let pending: set_action::PendingAudit = serde_json::from_str(&record)?;
+                if !audit::holds(tx, audit_id, &pending.record())? {
+                    audit::insert(tx, &pending.record(), &self.chain)?;
+                    copied += 1;
+                }
+                set_action::clear_pending(tx, &job_id)?;
+            }
+            Ok(copied)
         })
     }
     fn recover_interrupted(&self, cutoff: &str, message: &str, now: &str) -> Result<u64> {

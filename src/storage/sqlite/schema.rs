@@ -14,9 +14,14 @@ type Migration = fn(&Connection) -> Result<()>;
 /// jobs.db: v1 = the legacy layout complete (late columns added, the seed's foreign key to a
 /// `users` table that never existed removed); v2 = Set Action idempotency keys, and an index of
 /// jobs still in progress for interrupted-job recovery; v3 = a stored customer_count and an
-/// index that serves "a user's newest jobs" without sorting or counting per call.
-const JOBS_MIGRATIONS: &[Migration] =
-    &[jobs_v1_adopt_legacy, jobs_v2_set_action_requests, jobs_v3_user_job_listing];
+/// index that serves "a user's newest jobs" without sorting or counting per call; v4 = the
+/// outbox that makes a Set Action's audit row survive a crash between the two files' commits.
+const JOBS_MIGRATIONS: &[Migration] = &[
+    jobs_v1_adopt_legacy,
+    jobs_v2_set_action_requests,
+    jobs_v3_user_job_listing,
+    jobs_v4_pending_audit,
+];
 /// audit.db: v1 = the legacy layout; v2 = the hash chain and append-only triggers.
 const AUDIT_MIGRATIONS: &[Migration] = &[audit_v1_adopt_legacy, audit_v2_hash_chain];
 
@@ -192,6 +197,21 @@ fn jobs_v3_user_job_listing(conn: &Connection) -> Result<()> {
         )?;
     }
     conn.execute_batch("CREATE INDEX IF NOT EXISTS idx_jobs_user_created ON jobs(user_id, created_at);")?;
+    Ok(())
+}
+
+/// SQLite commits a transaction over attached WAL databases file by file (jobs.db first), so a
+/// crash in between could keep the job's outcome and lose its audit row. The outcome's
+/// transaction also writes the audit row here, in jobs.db; recovery copies any row audit.db
+/// lacks and clears the entry.
+fn jobs_v4_pending_audit(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS pending_audit (
+            job_id TEXT PRIMARY KEY REFERENCES jobs(job_id),
+            audit_id INTEGER NOT NULL,
+            record TEXT NOT NULL
+         );",
+    )?;
     Ok(())
 }
 

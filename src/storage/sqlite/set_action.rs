@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
-use crate::storage::{IdempotencyKey, PriorRequest};
+use crate::storage::{AuditRecord, IdempotencyKey, PriorRequest};
 
 pub fn prior(conn: &Connection, key: IdempotencyKey<'_>) -> Result<Option<PriorRequest>> {
     Ok(conn
@@ -51,4 +51,59 @@ pub fn recover_interrupted(conn: &Connection, cutoff: &str, message: &str, now: 
                AND COALESCE(updated_at, created_at) < ?1",
         )?
         .execute(params![cutoff, message, now])? as u64)
+}
+
+/// An audit row as the outbox keeps it (JSON text of its fields).
+pub fn audit_record_json(row: &AuditRecord<'_>) -> String {
+    serde_json::json!({
+        "user_id": row.user_id, "action_type": row.action_type, "customer_ids": row.customer_ids,
+        "timestamp": row.timestamp, "ip_address": row.ip_address, "status": row.status,
+        "error_message": row.error_message, "duration_ms": row.duration_ms,
+    })
+    .to_string()
+}
+
+/// The owned fields of an outbox entry.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PendingAudit {
+    pub user_id: String,
+    pub action_type: String,
+    pub customer_ids: Option<String>,
+    pub timestamp: String,
+    pub ip_address: Option<String>,
+    pub status: String,
+    pub error_message: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+impl PendingAudit {
+    pub fn record(&self) -> AuditRecord<'_> {
+        AuditRecord {
+            user_id: &self.user_id,
+            action_type: &self.action_type,
+            customer_ids: self.customer_ids.as_deref(),
+            timestamp: &self.timestamp,
+            ip_address: self.ip_address.as_deref(),
+            status: &self.status,
+            error_message: self.error_message.as_deref(),
+            duration_ms: self.duration_ms,
+        }
+    }
+}
+
+pub fn add_pending(conn: &Connection, job_id: &str, audit_id: i64, record: &str) -> Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO main.pending_audit (job_id, audit_id, record) VALUES (?1, ?2, ?3)")?
+        .execute(params![job_id, audit_id, record])?;
+    Ok(())
+}
+
+pub fn clear_pending(conn: &Connection, job_id: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM main.pending_audit WHERE job_id = ?1")?.execute([job_id])?;
+    Ok(())
+}
+
+pub fn all_pending(conn: &Connection) -> Result<Vec<(String, i64, String)>> {
+    let mut stmt = conn.prepare("SELECT job_id, audit_id, record FROM main.pending_audit")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }
