@@ -216,8 +216,10 @@ impl Store {
         let fresh_since = clock::local_iso_ago(checked_ttl(ttl_seconds)?);
         let app_name = name("app_name", app_name)?;
         let mut batch = CacheBatch::default();
-        for cid in customer_ids::normalize(cids)? {
-            match self.engine.cache_get(&cid, app_name, &fresh_since)? {
+        let cids = customer_ids::normalize(cids)?;
+        let found = self.engine.cache_get_many(&cids, app_name, &fresh_since)?;
+        for (cid, data) in cids.into_iter().zip(found) {
+            match data {
                 Some(t) => {
                     batch.hits.insert(cid, parse_json_or_text(Some(t)));
                 }

@@ -99,6 +99,9 @@ pub trait Engine: Send + Sync {
 
     /// The entry's data if it was cached at or after `fresh_since`.
     fn cache_get(&self, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>>;
+    /// `cache_get` for many cids in one read (one connection, one snapshot); the data or None
+    /// for each cid, in order.
+    fn cache_get_many(&self, cids: &[String], app_name: &str, fresh_since: &str) -> Result<Vec<Option<String>>>;
     fn cache_put(&self, entry: &CacheRecord<'_>) -> Result<()>;
     /// Delete entries cached before `cutoff`; returns how many.
     fn cache_delete_older(&self, cutoff: &str) -> Result<u64>;

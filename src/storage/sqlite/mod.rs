@@ -111,6 +111,11 @@ impl Engine for SqliteEngine {
     fn cache_get(&self, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>> {
         read(&self.jobs, |c| cache::get(c, cid, app_name, fresh_since))
     }
+    fn cache_get_many(&self, cids: &[String], app_name: &str, fresh_since: &str) -> Result<Vec<Option<String>>> {
+        let conn = self.jobs.get()?;
+        let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Deferred)?;
+        cids.iter().map(|cid| cache::get(&tx, cid, app_name, fresh_since)).collect()
+    }
     fn cache_put(&self, entry: &CacheRecord<'_>) -> Result<()> {
         write(&self.jobs, |tx| cache::put(tx, entry))
     }
