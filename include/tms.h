@@ -16,6 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Shortest token accepted: below it, replacing the token's text in an answer would also hit
+// ordinary words, and a short token is weak anyway.
+#define MIN_TOKEN_BYTES 8
+
+// Longest token accepted.
+#define MAX_TOKEN_BYTES (8 * 1024)
+
 // `tms_debug_hold_write_lock` file: jobs.db.
 #define TMS_DB_JOBS 0
 
@@ -65,6 +72,14 @@ typedef enum TmsStatus {
   TMS_STATUS_NOT_A_DATABASE = 15,
   // The URL is not under an allowed cluster, or its scheme is not http/https.
   TMS_STATUS_URL_NOT_ALLOWED = 16,
+  // A bearer token under 8 bytes: it could not be redacted safely from what is stored, so the
+  // request is refused before anything is sent.
+  TMS_STATUS_TOKEN_TOO_SHORT = 17,
+  // The idempotency key was already used by this user for a different request; nothing was sent.
+  TMS_STATUS_IDEMPOTENCY_KEY_REUSED = 18,
+  // The audit log is chained with an HMAC key and this store was opened without it (or with
+  // another key): it may not append rows the chain's owner could not verify.
+  TMS_STATUS_AUDIT_KEY_MISMATCH = 19,
 } TmsStatus;
 
 // An open job-and-audit store: jobs.db and audit.db.
@@ -82,6 +97,9 @@ typedef struct TmsStore TmsStore;
 // once, and must not call `tms_store_close` on the store. The bearer token never appears.
 typedef void (*TmsEventCallback)(void *user_data, int32_t level, const char *event, const char *line);
 
+// Action types only the library itself writes; every other writer is refused them.
+#define RESERVED_ACTIONS { RESET_ACTION, DIGEST_ACTION, }
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -90,7 +108,9 @@ extern "C" {
 // array such as `["c1", "c2"]` for a list); `customer_ids`, `ip_address`, `error_message` and
 // `duration_ms` may be NULL; `status` may be NULL for "success", else "success" or "failure".
 // The timestamp is the current UTC time. On success, when `out_id` is not NULL, `*out_id`
-// receives the new row's id.
+// receives the new row's id. The action types `audit_reset` and `audit_legacy_digest` are the
+// library's own (TMS_STATUS_INVALID_INPUT). On an HMAC-keyed log a store opened without the
+// key, or with another one, gets TMS_STATUS_AUDIT_KEY_MISMATCH. Thread-safe.
 //
 // # Safety
 // Pointers are NULL or valid; `store` is an open handle.
@@ -134,6 +154,7 @@ enum TmsStatus tms_get_audit_stats(const struct TmsStore *store, char **out_json
 // Clear the audit log as an explicit, recorded reset: every row is deleted (the append-only
 // triggers are lifted for this transaction only) and one `audit_reset` row, chained to the last
 // row cleared, records it. When `out_deleted` is not NULL it receives how many were deleted.
+// TMS_STATUS_AUDIT_KEY_MISMATCH as for `tms_record_audit`. Thread-safe.
 //
 // # Safety
 // Pointers are NULL or valid; `store` is an open handle.
@@ -142,8 +163,10 @@ enum TmsStatus tms_clear_audit_logs(const struct TmsStore *store, uint64_t *out_
 // Check the audit log's hash chain. `*out_json` receives `{"ok", "checked", "unchained",
 // "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} | null}`
 // where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows and
-// no key). Rows written before the chain existed are counted as `unchained`, not as tampered.
-// Store `head` elsewhere and pass it back as `anchor_seq`/`anchor_hash` (both NULL: no anchor)
+// no key). Rows written before the chain began (legacy rows) are counted as `unchained`: the
+// chain's first row commits to their number and a digest of them, so a row added among them
+// (at any id), altered or removed is reported too (`id` null, the detail says so); an unchained
+// row after the chain began is `inserted`. Store `head` elsewhere and pass it back as `anchor_seq`/`anchor_hash` (both NULL: no anchor)
 // to detect a cut tail. Owned by the caller (free with `tms_string_free`). Thread-safe.
 //
 // # Safety
@@ -286,12 +309,20 @@ enum TmsStatus tms_get_job_customers(const struct TmsStore *store,
 //
 // For a Set Action (postData with `action` and `cids`) the order is: validate, map the action,
 // de-duplicate the IDs, record the job IN_PROGRESS durably, then send (`Authorization: Bearer`
-// token, never stored or logged); then record the job's outcome and its audit row in one
-// transaction. Other requests are proxied without a job. URLs outside the store's
-// `allowed_clusters` are refused before anything is sent (answer 403, `"error_code":
-// "URL_NOT_ALLOWED"`), and so are unknown actions (400) and jobs that could not be recorded
-// (503/500): every refusal of a Set Action is audited. With an `idempotency_key` (may be
-// NULL), a repeat by the same user returns the first request's answer without sending again.
+// token, never stored or logged in any escaping); then record the job's outcome (and the
+// answer for repeats) in jobs.db, whatever state audit.db is in, and its audit row through the
+// outbox: into audit.db now, or as soon as it can be written (at the next write, open or
+// `tms_recover_interrupted`), exactly once. Other requests are proxied without a job.
+//
+// Refused before anything is sent, with `"error_code"` in the answer: a malformed request or
+// an action name breaking the identifier rules (400 INVALID_INPUT / TOO_LARGE), an unknown
+// action (400 UNKNOWN_ACTION), a token under 8 bytes (400 TOKEN_TOO_SHORT), a URL outside
+// `allowed_clusters` or breaking the path rule (403 URL_NOT_ALLOWED), an idempotency key the
+// user already used for a different request (422 IDEMPOTENCY_KEY_REUSED), a read-only store
+// (503 READ_ONLY), an audit chain keyed with another HMAC key (500 AUDIT_KEY_MISMATCH), and a
+// job that could not be recorded (503/500). Refusals of a Set Action are audited (bounded:
+// at most 1000 IDs, caller values quoted in part). With an `idempotency_key` (may be NULL), a
+// repeat of the same request by the same user returns the first answer without sending again.
 //
 // Returns TMS_STATUS_OK whenever there is an answer, refusals included; then `*out_http_status`
 // receives the HTTP status and `*out_body_json` the JSON body (with `job_id` once a job exists),
@@ -308,9 +339,13 @@ enum TmsStatus tms_set_action(const struct TmsStore *store,
                               int32_t *out_http_status,
                               char **out_body_json);
 
-// Mark FAILED every job still IN_PROGRESS longer than the store's `interrupted_after_s`
-// (left by a process that died mid-call), with an error_message saying its outcome is unknown.
-// Opening a store does this too. When `out_count` is not NULL it receives how many were marked.
+// Mark FAILED every job still IN_PROGRESS that the library last wrote more than the store's
+// `interrupted_after_s` ago (left by a process that died mid-call), with an error_message saying
+// its outcome is unknown. The age is measured on the library's own UTC clock, the same for
+// processes in any time zone; a job a legacy writer left IN_PROGRESS is timed from the first
+// recovery that sees it. A later outcome of such a job replaces this verdict entirely. Also
+// delivers audit rows still waiting in the outbox (best effort). Opening a store does both.
+// When `out_count` is not NULL it receives how many jobs were marked. Thread-safe.
 //
 // # Safety
 // Pointers are NULL or valid; `store` is an open handle.
@@ -328,15 +363,35 @@ enum TmsStatus tms_store_set_event_callback(const struct TmsStore *store,
                                             void *user_data);
 
 // Open a store, creating either file when missing and bringing legacy files up to date in place
-// (every existing row is kept).
+// (every existing row is kept). Then, best effort, mark jobs interrupted by a dead process and
+// deliver audit rows waiting in the outbox.
 //
-// `options_json` may be NULL or a JSON object with any of: `"synchronous"` (`"FULL"`, the
-// default, or `"NORMAL"`), `"busy_timeout_ms"` (5000), `"journal_size_limit_bytes"` (67108864),
-// `"max_idle_connections"` (8). Unknown keys are refused with TMS_STATUS_INVALID_INPUT.
+// `options_json` may be NULL or a JSON object with any of these keys (default; accepted range):
+//  - `"synchronous"`: `"FULL"` (default) or `"NORMAL"` (may lose the last commits on power loss);
+//  - `"busy_timeout_ms"`: wait for another process's lock (5000; 0 to 600000);
+//  - `"journal_size_limit_bytes"`: WAL size kept after a checkpoint (67108864; -1 to 2^40);
+//  - `"max_idle_connections"`: per file (8; 1 to 256);
+//  - `"max_page_count"`: size cap per file in pages, 0 = none (0; 0 to 4294967294);
+//  - `"allowed_clusters"`: base URLs Set Actions may call (`[]`, nothing; at most 256);
+//  - `"request_timeout_s"`: whole remote call (35; 1 to 3600);
+//  - `"connect_timeout_s"`: connecting to a cluster (10; 1 to 3600);
+//  - `"max_response_bytes"`: most of an answer read (8388608; 1 to 2^30);
+//  - `"interrupted_after_s"`: a job IN_PROGRESS this long is marked interrupted (600; more than
+//    request_timeout_s, at most 2592000);
+//  - `"audit_hmac_key"`: key of the audit chain's HMAC-SHA256, kept in memory only (none; 16 to
+//    4096 bytes);
+//  - `"ca_bundle"`: path of a PEM file of CA certificates trusted for https clusters on top of
+//    the system's trust store (none).
+// Unknown keys and values out of range give TMS_STATUS_INVALID_INPUT.
+//
+// A file or directory that cannot be written is opened read-only: every read works, every
+// write (and every Set Action, before anything is sent) gives TMS_STATUS_READ_ONLY. A
+// read-only file must already be at this library's schema version.
 //
 // On success `*out_store` receives a new handle, owned by the caller and released with
 // `tms_store_close`. On failure `*out_store` is left untouched. A missing directory gives
-// TMS_STATUS_CANT_OPEN; a file written by a newer library gives TMS_STATUS_SCHEMA_TOO_NEW.
+// TMS_STATUS_CANT_OPEN; a file written by a newer library gives TMS_STATUS_SCHEMA_TOO_NEW and
+// is left unchanged. Thread-safe (each call opens its own store).
 //
 // # Safety
 // String arguments are NULL or NUL-terminated; `out_store` is NULL or writable.

@@ -34,13 +34,11 @@ const SPELLINGS: [(&str, i32); 6] = [
 ];
 
 /// Map an action name to its code: case-insensitive, ignoring `-`, `_` and spaces.
-/// An unknown name is an `UnknownAction` error, never a guess.
+/// An unknown name is an `UnknownAction` error, never a guess; its message quotes at most the
+/// start of the name (see [`crate::error::shown`]).
 pub fn map_action(name: &str) -> Result<Action> {
-    let key: String = name
-        .chars()
-        .filter(|c| !matches!(c, '-' | '_' | ' ' | '\t'))
-        .flat_map(char::to_lowercase)
-        .collect();
+    let key: String =
+        name.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).flat_map(char::to_lowercase).collect();
     SPELLINGS
         .iter()
         .find(|(spelling, _)| *spelling == key)
@@ -50,8 +48,9 @@ pub fn map_action(name: &str) -> Result<Action> {
             Error::new(
                 ErrorKind::UnknownAction,
                 format!(
-                    "unknown action {name:?}: expected one of Trans-Begin, PE-Enable, T-Enable, \
-                     PE-Finalize, PE-Direct"
+                    "unknown action {}: expected one of Trans-Begin, PE-Enable, T-Enable, \
+                     PE-Finalize, PE-Direct",
+                    crate::error::shown(name)
                 ),
             )
         })
@@ -85,7 +84,7 @@ mod tests {
 
     #[test]
     fn unknown_names_are_refused_not_guessed() {
-        for name in ["", "Trans", "Begin", "Trans-Begins", "PE-Enabled", "6", "action_0", "T-Enable!"] {
+        for name in ["", "Trans", "Begin", "Trans-Begins", "PE-Enabled", "6", "action_0", "T-Enable!", "Trans\t-Begin"] {
             let err = map_action(name).unwrap_err();
             assert_eq!(err.kind, ErrorKind::UnknownAction, "{name}");
             assert!(err.message.contains("unknown action"));

@@ -11,8 +11,20 @@ pub const MAX_ID_BYTES: usize = 128;
 /// Most distinct IDs one request may carry. Production holds 27,682 customers in all.
 pub const MAX_IDS: usize = 100_000;
 
-/// Header cells that mark the first CSV row as a header rather than an ID (compared case-insensitively).
-const CSV_HEADERS: [&str; 4] = ["customer_id", "cust_id", "id", "customer"];
+/// Header cells that mark the first CSV row as a header rather than an ID, as operators spell
+/// them (`customer_id`, `Customer ID`, `CustomerId`, `cust-id`, `CID`, ...): compared after
+/// lowercasing and dropping spaces, `_`, `-` and `.`.
+const CSV_HEADERS: [&str; 10] =
+    ["customerid", "customerids", "custid", "id", "ids", "customer", "customers", "cid", "cids", "customerno"];
+
+fn is_header(cell: &str) -> bool {
+    let key: String = cell
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    CSV_HEADERS.contains(&key.as_str())
+}
 
 /// How the text given to [`parse`] is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +40,7 @@ pub fn parse(text: &str, format: InputFormat) -> Result<Vec<String>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match format {
         InputFormat::Manual => normalize(text.split(['\n', ',']).map(|s| s.trim_end_matches('\r'))),
-        InputFormat::Csv => {
-            let mut first_cells = text.lines().map(first_csv_cell).peekable();
-            if let Some(first) = first_cells.peek() {
-                let first = first.trim();
-                if CSV_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(first)) {
-                    first_cells.next();
-                }
-            }
-            normalize(first_cells)
-        }
+        InputFormat::Csv => normalize(first_csv_column(text)?),
     }
 }
 
@@ -74,40 +77,36 @@ pub fn validate(id: &str) -> Result<()> {
         return Err(Error::invalid("customer ID is empty"));
     }
     if id.len() > MAX_ID_BYTES {
-        let head: String = id.chars().take(40).collect();
         return Err(Error::invalid(format!(
-            "customer ID \"{head}...\" is {} bytes; at most {MAX_ID_BYTES} are allowed",
+            "customer ID {} is {} bytes; at most {MAX_ID_BYTES} are allowed",
+            crate::error::shown(id),
             id.len()
         )));
     }
     if id.chars().any(char::is_control) {
-        return Err(Error::invalid(format!("customer ID {id:?} contains a control character")));
+        return Err(Error::invalid(format!("customer ID {} contains a control character", crate::error::shown(id))));
     }
     Ok(())
 }
 
-/// The first cell of one CSV row, with RFC 4180 quoting undone ("a""b" -> a"b).
-fn first_csv_cell(line: &str) -> String {
-    let line = line.trim_end_matches('\r').trim_start();
-    if let Some(rest) = line.strip_prefix('"') {
-        let mut cell = String::new();
-        let mut chars = rest.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cell.push('"');
-                } else {
-                    break;
-                }
-            } else {
-                cell.push(c);
-            }
+/// The first column of a CSV text (RFC 4180: quoted fields may hold commas, quotes and line
+/// breaks), without a header row. Rows may have any number of fields.
+fn first_csv_column(text: &str) -> Result<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut cells = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| Error::invalid(format!("the CSV text cannot be read: {e}")))?;
+        let first = record.get(0).unwrap_or("");
+        if i == 0 && is_header(first) {
+            continue;
         }
-        cell
-    } else {
-        line.split(',').next().unwrap_or("").to_owned()
+        if cells.len() > 2 * MAX_IDS {
+            // Far past what normalize accepts, repeats included: stop reading.
+            return Err(Error::new(ErrorKind::TooLarge, format!("too many customer IDs: at most {MAX_IDS} distinct IDs per request")));
+        }
+        cells.push(first.to_owned());
     }
+    Ok(cells)
 }
 
 #[cfg(test)]
@@ -128,6 +127,21 @@ mod tests {
         assert_eq!(ids, ["x0", "x1"]);
         let ids = parse("\u{feff}ID\r\n\"q\"\"1\"\r\n", InputFormat::Csv).unwrap();
         assert_eq!(ids, ["q\"1"]);
+    }
+
+    #[test]
+    fn csv_follows_rfc_4180_and_the_header_spellings_operators_use() {
+        for header in ["cid", "CID", "Customer ID", "CustomerId", "customer-id", "Cust_ID", "ids", "customer_id"] {
+            let ids = parse(&format!("{header},note\nc1,x\nc2,y\n"), InputFormat::Csv).unwrap();
+            assert_eq!(ids, ["c1", "c2"], "{header}");
+        }
+        // Quoted fields with commas, quotes and a line break in a later column.
+        let text = "id,note\r\n\"c1\",\"a, b\"\r\nc2,\"multi\nline, note\"\r\n\"c\"\"3\",z\r\n";
+        assert_eq!(parse(text, InputFormat::Csv).unwrap(), ["c1", "c2", "c\"3"]);
+        // A quoted first cell holding a comma is one ID, not two.
+        assert_eq!(parse("\"a,b\",x\n", InputFormat::Csv).unwrap(), ["a,b"]);
+        // A first cell that is an ID is kept.
+        assert_eq!(parse("948ef156c19511f08f342664b3b9825e\n", InputFormat::Csv).unwrap().len(), 1);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::fmt;
 
 /// What went wrong, coarse enough to act on. The C ABI maps each kind to one stable status code.
+/// New kinds may be added (as new status codes are), so match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// A caller-supplied value is malformed (empty user id, control characters, bad JSON ...).
     InvalidInput,
@@ -34,6 +36,12 @@ pub enum ErrorKind {
     UrlNotAllowed,
     /// A bug inside the library (a caught panic, a poisoned lock).
     Internal,
+    /// A bearer token too short to be redacted safely from what the cluster answers.
+    TokenTooShort,
+    /// An idempotency key already used by the same user for a different request.
+    IdempotencyKeyReused,
+    /// The audit chain is HMAC-keyed and this store has no key, or another one.
+    AuditKeyMismatch,
 }
 
 impl ErrorKind {
@@ -54,6 +62,9 @@ impl ErrorKind {
             ErrorKind::Database => "DATABASE",
             ErrorKind::UrlNotAllowed => "URL_NOT_ALLOWED",
             ErrorKind::Internal => "PANIC",
+            ErrorKind::TokenTooShort => "TOKEN_TOO_SHORT",
+            ErrorKind::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorKind::AuditKeyMismatch => "AUDIT_KEY_MISMATCH",
         }
     }
 }
@@ -113,5 +124,33 @@ impl From<rusqlite::Error> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::invalid(format!("invalid JSON: {e}"))
+    }
+}
+
+/// Longest piece of a caller's value that an error message quotes.
+const SHOWN_CHARS: usize = 64;
+
+/// A caller's value as an error message shows it: quoted with control characters escaped, and
+/// cut to 64 characters (with its size) so that a huge or hostile value cannot flood answers,
+/// logs or the audit log.
+pub fn shown(value: &str) -> String {
+    if value.chars().count() <= SHOWN_CHARS {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(SHOWN_CHARS).collect();
+        format!("{head:?}... ({} bytes)", value.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_values_are_quoted_escaped_and_bounded() {
+        assert_eq!(shown("a\tb"), "\"a\\tb\"");
+        let long = "x".repeat(10 * 1024 * 1024);
+        let s = shown(&long);
+        assert!(s.len() < 100 && s.ends_with("(10485760 bytes)"), "{s}");
     }
 }

@@ -1,5 +1,7 @@
-//! How a store is opened. Every option has a safe default; hosts pass only what they change
-//! (the C ABI and Python take them as a JSON object / keyword arguments with these names).
+//! How a store is opened. Every option has a safe default and a documented range; hosts pass
+//! only what they change (the C ABI and Python take them as a JSON object / keyword arguments
+//! with these names). A value outside its range is refused at open with `InvalidInput`, so no
+//! arithmetic on an accepted value can overflow later.
 
 use serde::Deserialize;
 
@@ -38,31 +40,42 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreOptions {
+    /// `"FULL"` (default) or `"NORMAL"`.
     pub synchronous: Synchronous,
-    /// How long a statement waits for another connection's lock before giving up.
-    pub busy_timeout_ms: u32,
-    /// Size the WAL file is truncated back to after a checkpoint.
+    /// How long a statement waits for another process's lock before giving up, in ms.
+    /// 0 to 600000 (10 minutes); default 5000.
+    pub busy_timeout_ms: u64,
+    /// Size the WAL file is truncated back to after a checkpoint, in bytes. -1 (never truncate)
+    /// to 2^40; default 64 MiB.
     pub journal_size_limit_bytes: i64,
-    /// Idle connections kept open per database file.
-    pub max_idle_connections: usize,
+    /// Idle connections kept open per database file. 1 to 256; default 8.
+    pub max_idle_connections: u64,
     /// Cap on each database file's size in pages (`PRAGMA max_page_count`); 0 = SQLite's own
-    /// limit. A write past it fails with TMS_STATUS_FULL and changes nothing.
-    pub max_page_count: u32,
+    /// limit. 0 to 4294967294; default 0. A write past it fails with TMS_STATUS_FULL and changes
+    /// nothing.
+    pub max_page_count: u64,
     /// Base URLs (scheme, host, port and path prefix) Set Action and proxy requests may go to.
-    /// Anything else is refused before a request leaves. Empty: nothing may be called.
+    /// Anything else is refused before a request leaves. At most 256 entries; default empty:
+    /// nothing may be called.
     pub allowed_clusters: Vec<String>,
-    /// Whole-request limit for a remote call, connect included.
+    /// Whole-request limit for a remote call, connect included, in seconds. 1 to 3600; default 35.
     pub request_timeout_s: u64,
-    /// Limit for opening the connection to a cluster.
+    /// Limit for opening the connection to a cluster, in seconds. 1 to 3600; default 10.
     pub connect_timeout_s: u64,
     /// Most bytes of a cluster's answer that are read; the rest is cut (and the cut reported).
+    /// 1 to 1 GiB; default 8 MiB.
     pub max_response_bytes: u64,
-    /// Key for the audit chain's HMAC-SHA256. Kept in memory only, never written anywhere;
-    /// without it rows are chained with plain SHA-256.
+    /// Key for the audit chain's HMAC-SHA256, 16 to 4096 bytes. Kept in memory only, never
+    /// written anywhere; without it rows are chained with plain SHA-256. A chain written with a
+    /// key refuses appends from a store opened without it (or with another key).
     pub audit_hmac_key: Option<Secret>,
-    /// A job still IN_PROGRESS this long after it was last touched was left by a process that
-    /// died mid-call; it is marked FAILED (outcome unknown) when a store opens or on demand.
+    /// A job still IN_PROGRESS this long after the library last wrote it was left by a process
+    /// that died mid-call; it is marked FAILED (outcome unknown) when a store opens or on demand.
+    /// Must exceed request_timeout_s; at most 30 days (2592000); default 600.
     pub interrupted_after_s: u64,
+    /// A PEM file of extra CA certificates trusted for https clusters, on top of the system's
+    /// trust store (an internal CA). Default none.
+    pub ca_bundle: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -79,12 +92,29 @@ impl Default for StoreOptions {
             max_response_bytes: 8 * 1024 * 1024,
             interrupted_after_s: 600,
             audit_hmac_key: None,
+            ca_bundle: None,
         }
     }
 }
 
+/// One option's accepted range, checked by [`StoreOptions::validate`].
+fn in_range<T: PartialOrd + std::fmt::Display>(name: &str, value: T, lo: T, hi: T) -> Result<()> {
+    if value < lo || value > hi {
+        return Err(Error::invalid(format!(
+            "invalid store options: {name} = {value} is out of range {lo} to {hi}"
+        )));
+    }
+    Ok(())
+}
+
+/// Most entries in `allowed_clusters`.
+const MAX_CLUSTERS: usize = 256;
+/// Shortest and longest accepted HMAC key, in bytes.
+const HMAC_KEY_BYTES: (usize, usize) = (16, 4096);
+
 impl StoreOptions {
-    /// Parse a JSON object of options; absent keys keep their defaults, unknown keys are refused.
+    /// Parse a JSON object of options; absent keys keep their defaults, unknown keys are refused,
+    /// and every value is checked against its range.
     pub fn from_json(text: &str) -> Result<Self> {
         let text = text.trim();
         if text.is_empty() {
@@ -96,28 +126,51 @@ impl StoreOptions {
         Ok(options)
     }
 
-    /// Refuse values that cannot work (a zero timeout, an allowlist entry that is not a URL).
+    /// Refuse values outside their documented range, and combinations that cannot work.
     pub fn validate(&self) -> Result<()> {
-        if self.request_timeout_s == 0 || self.connect_timeout_s == 0 {
-            return Err(Error::invalid("invalid store options: timeouts must be at least 1 second"));
-        }
-        if self.max_response_bytes == 0 {
-            return Err(Error::invalid("invalid store options: max_response_bytes must be positive"));
-        }
+        in_range("busy_timeout_ms", self.busy_timeout_ms, 0, 600_000)?;
+        in_range("journal_size_limit_bytes", self.journal_size_limit_bytes, -1, 1 << 40)?;
+        in_range("max_idle_connections", self.max_idle_connections, 1, 256)?;
+        in_range("max_page_count", self.max_page_count, 0, 4_294_967_294)?;
+        in_range("request_timeout_s", self.request_timeout_s, 1, 3_600)?;
+        in_range("connect_timeout_s", self.connect_timeout_s, 1, 3_600)?;
+        in_range("max_response_bytes", self.max_response_bytes, 1, 1 << 30)?;
+        in_range("interrupted_after_s", self.interrupted_after_s, 2, 30 * 24 * 3_600)?;
         if self.interrupted_after_s <= self.request_timeout_s {
             return Err(Error::invalid(
                 "invalid store options: interrupted_after_s must exceed request_timeout_s, or live \
                  calls would be marked interrupted",
             ));
         }
-        if self.max_idle_connections == 0 {
-            return Err(Error::invalid("invalid store options: max_idle_connections must be positive"));
+        if let Some(key) = &self.audit_hmac_key {
+            let (lo, hi) = HMAC_KEY_BYTES;
+            if key.0.len() < lo || key.0.len() > hi {
+                return Err(Error::invalid(format!(
+                    "invalid store options: audit_hmac_key is {} bytes; it must be {lo} to {hi}",
+                    key.0.len()
+                )));
+            }
+        }
+        if self.allowed_clusters.len() > MAX_CLUSTERS {
+            return Err(Error::invalid(format!(
+                "invalid store options: allowed_clusters has {} entries; at most {MAX_CLUSTERS}",
+                self.allowed_clusters.len()
+            )));
         }
         for base in &self.allowed_clusters {
             crate::set_action::allowlist::ClusterBase::parse(base)
                 .map_err(|e| e.context("invalid store options: allowed_clusters"))?;
         }
+        if let Some(path) = &self.ca_bundle {
+            crate::set_action::http::read_ca_bundle(path)
+                .map_err(|e| e.context("invalid store options: ca_bundle"))?;
+        }
         Ok(())
+    }
+
+    /// The busy timeout as a Duration (in range by `validate`).
+    pub fn busy_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.busy_timeout_ms)
     }
 }
 
@@ -133,5 +186,43 @@ mod tests {
         assert!(StoreOptions::from_json(r#"{"synchronus":"NORMAL"}"#).is_err());
         assert!(StoreOptions::from_json(r#"{"synchronous":"OFF"}"#).is_err());
         assert_eq!(StoreOptions::from_json("").unwrap(), StoreOptions::default());
+    }
+
+    #[test]
+    fn every_numeric_option_refuses_values_past_its_range() {
+        let huge = u64::MAX.to_string();
+        for (key, bad) in [
+            ("busy_timeout_ms", "600001"),
+            ("busy_timeout_ms", "2147483648"),
+            ("busy_timeout_ms", huge.as_str()),
+            ("journal_size_limit_bytes", "-2"),
+            ("journal_size_limit_bytes", "9223372036854775807"),
+            ("max_idle_connections", "0"),
+            ("max_idle_connections", huge.as_str()),
+            ("max_page_count", "4294967295"),
+            ("request_timeout_s", "0"),
+            ("request_timeout_s", huge.as_str()),
+            ("connect_timeout_s", huge.as_str()),
+            ("connect_timeout_s", "0"),
+            ("max_response_bytes", "0"),
+            ("max_response_bytes", huge.as_str()),
+            ("interrupted_after_s", huge.as_str()),
+            ("interrupted_after_s", "9223372036854775808"),
+            ("interrupted_after_s", "-1"),
+            ("busy_timeout_ms", "1e3"),
+            ("busy_timeout_ms", "18446744073709551616"),
+        ] {
+            let err = StoreOptions::from_json(&format!("{{\"{key}\": {bad}}}")).unwrap_err();
+            assert_eq!(err.kind, crate::ErrorKind::InvalidInput, "{key}={bad}");
+            assert!(err.message.contains(key) || err.message.contains("invalid"), "{key}={bad}: {}", err.message);
+        }
+        assert!(StoreOptions::from_json(r#"{"audit_hmac_key":"short"}"#).is_err());
+        assert!(StoreOptions::from_json(r#"{"request_timeout_s":700,"interrupted_after_s":600}"#).is_err());
+        let edge = StoreOptions::from_json(
+            r#"{"busy_timeout_ms":600000,"request_timeout_s":3600,"connect_timeout_s":3600,
+                "interrupted_after_s":2592000,"max_response_bytes":1073741824,"max_idle_connections":256,
+                "max_page_count":4294967294,"journal_size_limit_bytes":-1}"#,
+        );
+        assert!(edge.is_ok(), "{edge:?}");
     }
 }

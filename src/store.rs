@@ -56,11 +56,14 @@ impl Store {
             http: HttpClient::new(options),
             events: EventSink::default(),
         };
-        // Best effort: another process holding the lock now will recover them, or a later call.
-        match store.recover_interrupted() {
-            Err(e) if e.kind == ErrorKind::Busy => {}
-            other => {
-                other?;
+        // Best effort: a store that cannot write now (busy, read-only, no audit key) leaves this
+        // to another process or a later call.
+        if store.engine.read_only().is_none() {
+            match store.recover_interrupted() {
+                Err(e) if matches!(e.kind, ErrorKind::Busy | ErrorKind::ReadOnly | ErrorKind::Full) => {}
+                other => {
+                    other?;
+                }
             }
         }
         Ok(store)
@@ -151,10 +154,11 @@ impl Store {
                 "audit status {status:?} is not one of {AUDIT_STATUSES:?}"
             )));
         }
-        if entry.action_type == crate::audit_chain::RESET_ACTION {
+        if crate::audit_chain::RESERVED_ACTIONS.contains(&entry.action_type) {
             return Err(Error::invalid(format!(
-                "action_type {:?} is reserved for the reset clear_audit_logs records",
-                crate::audit_chain::RESET_ACTION
+                "action_type {:?} is reserved for the rows the library itself writes (clear_audit_logs \
+                 records its reset)",
+                entry.action_type
             )));
         }
         if entry.duration_ms.is_some_and(|d| d < 0) {
@@ -290,7 +294,7 @@ pub(crate) fn name<'a>(field: &str, value: &'a str) -> Result<&'a str> {
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::invalid(format!("{field} {value:?} contains a control character")));
+        return Err(Error::invalid(format!("{field} {} contains a control character", crate::error::shown(value))));
     }
     Ok(value)
 }

@@ -11,7 +11,9 @@ use crate::model::{AuditEntry, AuditFilter};
 /// array such as `["c1", "c2"]` for a list); `customer_ids`, `ip_address`, `error_message` and
 /// `duration_ms` may be NULL; `status` may be NULL for "success", else "success" or "failure".
 /// The timestamp is the current UTC time. On success, when `out_id` is not NULL, `*out_id`
-/// receives the new row's id.
+/// receives the new row's id. The action types `audit_reset` and `audit_legacy_digest` are the
+/// library's own (TMS_STATUS_INVALID_INPUT). On an HMAC-keyed log a store opened without the
+/// key, or with another one, gets TMS_STATUS_AUDIT_KEY_MISMATCH. Thread-safe.
 ///
 /// # Safety
 /// Pointers are NULL or valid; `store` is an open handle.
@@ -107,6 +109,7 @@ pub unsafe extern "C" fn tms_get_audit_stats(store: *const TmsStore, out_json: *
 /// Clear the audit log as an explicit, recorded reset: every row is deleted (the append-only
 /// triggers are lifted for this transaction only) and one `audit_reset` row, chained to the last
 /// row cleared, records it. When `out_deleted` is not NULL it receives how many were deleted.
+/// TMS_STATUS_AUDIT_KEY_MISMATCH as for `tms_record_audit`. Thread-safe.
 ///
 /// # Safety
 /// Pointers are NULL or valid; `store` is an open handle.
@@ -125,8 +128,10 @@ pub unsafe extern "C" fn tms_clear_audit_logs(store: *const TmsStore, out_delete
 /// Check the audit log's hash chain. `*out_json` receives `{"ok", "checked", "unchained",
 /// "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} | null}`
 /// where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows and
-/// no key). Rows written before the chain existed are counted as `unchained`, not as tampered.
-/// Store `head` elsewhere and pass it back as `anchor_seq`/`anchor_hash` (both NULL: no anchor)
+/// no key). Rows written before the chain began (legacy rows) are counted as `unchained`: the
+/// chain's first row commits to their number and a digest of them, so a row added among them
+/// (at any id), altered or removed is reported too (`id` null, the detail says so); an unchained
+/// row after the chain began is `inserted`. Store `head` elsewhere and pass it back as `anchor_seq`/`anchor_hash` (both NULL: no anchor)
 /// to detect a cut tail. Owned by the caller (free with `tms_string_free`). Thread-safe.
 ///
 /// # Safety

@@ -27,12 +27,20 @@ unsafe impl Sync for UserData {}
 ///
 /// For a Set Action (postData with `action` and `cids`) the order is: validate, map the action,
 /// de-duplicate the IDs, record the job IN_PROGRESS durably, then send (`Authorization: Bearer`
-/// token, never stored or logged); then record the job's outcome and its audit row in one
-/// transaction. Other requests are proxied without a job. URLs outside the store's
-/// `allowed_clusters` are refused before anything is sent (answer 403, `"error_code":
-/// "URL_NOT_ALLOWED"`), and so are unknown actions (400) and jobs that could not be recorded
-/// (503/500): every refusal of a Set Action is audited. With an `idempotency_key` (may be
-/// NULL), a repeat by the same user returns the first request's answer without sending again.
+/// token, never stored or logged in any escaping); then record the job's outcome (and the
+/// answer for repeats) in jobs.db, whatever state audit.db is in, and its audit row through the
+/// outbox: into audit.db now, or as soon as it can be written (at the next write, open or
+/// `tms_recover_interrupted`), exactly once. Other requests are proxied without a job.
+///
+/// Refused before anything is sent, with `"error_code"` in the answer: a malformed request or
+/// an action name breaking the identifier rules (400 INVALID_INPUT / TOO_LARGE), an unknown
+/// action (400 UNKNOWN_ACTION), a token under 8 bytes (400 TOKEN_TOO_SHORT), a URL outside
+/// `allowed_clusters` or breaking the path rule (403 URL_NOT_ALLOWED), an idempotency key the
+/// user already used for a different request (422 IDEMPOTENCY_KEY_REUSED), a read-only store
+/// (503 READ_ONLY), an audit chain keyed with another HMAC key (500 AUDIT_KEY_MISMATCH), and a
+/// job that could not be recorded (503/500). Refusals of a Set Action are audited (bounded:
+/// at most 1000 IDs, caller values quoted in part). With an `idempotency_key` (may be NULL), a
+/// repeat of the same request by the same user returns the first answer without sending again.
 ///
 /// Returns TMS_STATUS_OK whenever there is an answer, refusals included; then `*out_http_status`
 /// receives the HTTP status and `*out_body_json` the JSON body (with `job_id` once a job exists),
@@ -66,9 +74,13 @@ pub unsafe extern "C" fn tms_set_action(
     })
 }
 
-/// Mark FAILED every job still IN_PROGRESS longer than the store's `interrupted_after_s`
-/// (left by a process that died mid-call), with an error_message saying its outcome is unknown.
-/// Opening a store does this too. When `out_count` is not NULL it receives how many were marked.
+/// Mark FAILED every job still IN_PROGRESS that the library last wrote more than the store's
+/// `interrupted_after_s` ago (left by a process that died mid-call), with an error_message saying
+/// its outcome is unknown. The age is measured on the library's own UTC clock, the same for
+/// processes in any time zone; a job a legacy writer left IN_PROGRESS is timed from the first
+/// recovery that sees it. A later outcome of such a job replaces this verdict entirely. Also
+/// delivers audit rows still waiting in the outbox (best effort). Opening a store does both.
+/// When `out_count` is not NULL it receives how many jobs were marked. Thread-safe.
 ///
 /// # Safety
 /// Pointers are NULL or valid; `store` is an open handle.

@@ -39,10 +39,18 @@ pub enum TmsStatus {
     NotADatabase = 15,
     /// The URL is not under an allowed cluster, or its scheme is not http/https.
     UrlNotAllowed = 16,
+    /// A bearer token under 8 bytes: it could not be redacted safely from what is stored, so the
+    /// request is refused before anything is sent.
+    TokenTooShort = 17,
+    /// The idempotency key was already used by this user for a different request; nothing was sent.
+    IdempotencyKeyReused = 18,
+    /// The audit log is chained with an HMAC key and this store was opened without it (or with
+    /// another key): it may not append rows the chain's owner could not verify.
+    AuditKeyMismatch = 19,
 }
 
 // Not `pub`: cbindgen would export it into the header.
-const ALL: [TmsStatus; 17] = [
+const ALL: [TmsStatus; 20] = [
     TmsStatus::Ok,
     TmsStatus::NullArgument,
     TmsStatus::InvalidUtf8,
@@ -60,6 +68,9 @@ const ALL: [TmsStatus; 17] = [
     TmsStatus::Corrupt,
     TmsStatus::NotADatabase,
     TmsStatus::UrlNotAllowed,
+    TmsStatus::TokenTooShort,
+    TmsStatus::IdempotencyKeyReused,
+    TmsStatus::AuditKeyMismatch,
 ];
 
 impl TmsStatus {
@@ -88,6 +99,9 @@ impl TmsStatus {
             TmsStatus::Corrupt => "TMS_STATUS_CORRUPT\0",
             TmsStatus::NotADatabase => "TMS_STATUS_NOT_A_DATABASE\0",
             TmsStatus::UrlNotAllowed => "TMS_STATUS_URL_NOT_ALLOWED\0",
+            TmsStatus::TokenTooShort => "TMS_STATUS_TOKEN_TOO_SHORT\0",
+            TmsStatus::IdempotencyKeyReused => "TMS_STATUS_IDEMPOTENCY_KEY_REUSED\0",
+            TmsStatus::AuditKeyMismatch => "TMS_STATUS_AUDIT_KEY_MISMATCH\0",
         }
     }
 }
@@ -109,6 +123,9 @@ impl From<ErrorKind> for TmsStatus {
             ErrorKind::Database => TmsStatus::Database,
             ErrorKind::UrlNotAllowed => TmsStatus::UrlNotAllowed,
             ErrorKind::Internal => TmsStatus::Panic,
+            ErrorKind::TokenTooShort => TmsStatus::TokenTooShort,
+            ErrorKind::IdempotencyKeyReused => TmsStatus::IdempotencyKeyReused,
+            ErrorKind::AuditKeyMismatch => TmsStatus::AuditKeyMismatch,
         }
     }
 }

@@ -15,15 +15,35 @@ pub struct TmsStore {
 }
 
 /// Open a store, creating either file when missing and bringing legacy files up to date in place
-/// (every existing row is kept).
+/// (every existing row is kept). Then, best effort, mark jobs interrupted by a dead process and
+/// deliver audit rows waiting in the outbox.
 ///
-/// `options_json` may be NULL or a JSON object with any of: `"synchronous"` (`"FULL"`, the
-/// default, or `"NORMAL"`), `"busy_timeout_ms"` (5000), `"journal_size_limit_bytes"` (67108864),
-/// `"max_idle_connections"` (8). Unknown keys are refused with TMS_STATUS_INVALID_INPUT.
+/// `options_json` may be NULL or a JSON object with any of these keys (default; accepted range):
+///  - `"synchronous"`: `"FULL"` (default) or `"NORMAL"` (may lose the last commits on power loss);
+///  - `"busy_timeout_ms"`: wait for another process's lock (5000; 0 to 600000);
+///  - `"journal_size_limit_bytes"`: WAL size kept after a checkpoint (67108864; -1 to 2^40);
+///  - `"max_idle_connections"`: per file (8; 1 to 256);
+///  - `"max_page_count"`: size cap per file in pages, 0 = none (0; 0 to 4294967294);
+///  - `"allowed_clusters"`: base URLs Set Actions may call (`[]`, nothing; at most 256);
+///  - `"request_timeout_s"`: whole remote call (35; 1 to 3600);
+///  - `"connect_timeout_s"`: connecting to a cluster (10; 1 to 3600);
+///  - `"max_response_bytes"`: most of an answer read (8388608; 1 to 2^30);
+///  - `"interrupted_after_s"`: a job IN_PROGRESS this long is marked interrupted (600; more than
+///    request_timeout_s, at most 2592000);
+///  - `"audit_hmac_key"`: key of the audit chain's HMAC-SHA256, kept in memory only (none; 16 to
+///    4096 bytes);
+///  - `"ca_bundle"`: path of a PEM file of CA certificates trusted for https clusters on top of
+///    the system's trust store (none).
+/// Unknown keys and values out of range give TMS_STATUS_INVALID_INPUT.
+///
+/// A file or directory that cannot be written is opened read-only: every read works, every
+/// write (and every Set Action, before anything is sent) gives TMS_STATUS_READ_ONLY. A
+/// read-only file must already be at this library's schema version.
 ///
 /// On success `*out_store` receives a new handle, owned by the caller and released with
 /// `tms_store_close`. On failure `*out_store` is left untouched. A missing directory gives
-/// TMS_STATUS_CANT_OPEN; a file written by a newer library gives TMS_STATUS_SCHEMA_TOO_NEW.
+/// TMS_STATUS_CANT_OPEN; a file written by a newer library gives TMS_STATUS_SCHEMA_TOO_NEW and
+/// is left unchanged. Thread-safe (each call opens its own store).
 ///
 /// # Safety
 /// String arguments are NULL or NUL-terminated; `out_store` is NULL or writable.

@@ -1,9 +1,16 @@
 //! Which URLs the library may call. The dashboard forwards whatever URL the browser sends, so
 //! without a list any operator (or script) could make the server call any host (SSRF).
+//!
+//! The path rule is strict, because the server behind the allowed prefix may normalize a path
+//! differently from us (`..;/` on Java servers, `%5c` on IIS, double decoding): a path may hold
+//! only printable ASCII, no `;` (path parameters), no `\`, no `.` or `..` segment, and no
+//! percent-escape of `.`, `/`, `\`, `%`, `;`, a control character or a non-ASCII byte. Other
+//! escapes (`%20`, `%40`, ...) pass. A query string may hold anything printable ASCII except a
+//! (raw or escaped) control character.
 
 use ureq::http::Uri;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, shown};
 
 /// One allowed cluster: scheme, host and port must match exactly; the path must be the prefix
 /// itself or below it.
@@ -21,31 +28,81 @@ fn not_allowed(message: String) -> Error {
 
 /// The parts of an http(s) URL that decide where a request goes.
 fn split(url: &str) -> Result<(String, String, u16, String)> {
-    let uri: Uri = url.parse().map_err(|e| not_allowed(format!("{url:?} is not a valid URL: {e}")))?;
+    let uri: Uri = url.parse().map_err(|e| not_allowed(format!("{} is not a valid URL: {e}", shown(url))))?;
     let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
     let default_port = match scheme.as_str() {
         "http" => 80,
         "https" => 443,
-        "" => return Err(not_allowed(format!("{url:?} is not an absolute http(s) URL"))),
-        other => return Err(not_allowed(format!("scheme {other:?} is not allowed; only http and https"))),
+        "" => return Err(not_allowed(format!("{} is not an absolute http(s) URL", shown(url)))),
+        other => return Err(not_allowed(format!("scheme {} is not allowed; only http and https", shown(other)))),
     };
-    let authority = uri.authority().ok_or_else(|| not_allowed(format!("{url:?} has no host")))?;
+    let authority = uri.authority().ok_or_else(|| not_allowed(format!("{} has no host", shown(url))))?;
     if authority.as_str().contains('@') {
-        return Err(not_allowed(format!("{url:?} carries credentials in the URL; refused")));
+        return Err(not_allowed(format!("{} carries credentials in the URL; refused", shown(url))));
     }
     let host = authority.host().to_ascii_lowercase();
     if host.is_empty() {
-        return Err(not_allowed(format!("{url:?} has no host")));
+        return Err(not_allowed(format!("{} has no host", shown(url))));
     }
     let path = uri.path().to_owned();
-    let dotted = path.split('/').any(|seg| {
-        let seg = seg.to_ascii_lowercase();
-        seg == "." || seg == ".." || seg.contains("%2e") || seg.contains("%2f") || seg.contains('\\')
-    });
-    if dotted {
-        return Err(not_allowed(format!("{url:?} has a relative or encoded path segment; refused")));
+    if let Err(why) = check_path(&path) {
+        return Err(not_allowed(format!("{} {why}; refused", shown(url))));
+    }
+    if let Some(query) = uri.query() {
+        if let Err(why) = check_query(query) {
+            return Err(not_allowed(format!("{} {why}; refused", shown(url))));
+        }
     }
     Ok((scheme, host, authority.port_u16().unwrap_or(default_port), path))
+}
+
+/// The value of a `%XX` escape at the start of `rest`, if it is one.
+fn escape_value(rest: &[u8]) -> Option<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    match rest {
+        [b'%', h, l, ..] => Some((hex(*h)? * 16 + hex(*l)?) as u8),
+        _ => None,
+    }
+}
+
+fn check_path(path: &str) -> std::result::Result<(), &'static str> {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b if b >= 0x80 => return Err("has a non-ASCII character in its path"),
+            b if b < 0x20 || b == 0x7f => return Err("has a control character in its path"),
+            b';' => return Err("has a `;` parameter in its path"),
+            b'\\' => return Err("has a backslash in its path"),
+            b'%' => match escape_value(&bytes[i..]) {
+                None => return Err("has a malformed %-escape in its path"),
+                Some(b'.' | b'/' | b'\\' | b'%' | b';') => return Err("has an encoded `.`, `/`, `\\`, `%` or `;` in its path"),
+                Some(v) if v < 0x20 || v >= 0x7f => {
+                    return Err("has an encoded control or non-ASCII character in its path");
+                }
+                Some(_) => i += 2,
+            },
+            _ => {}
+        }
+        i += 1;
+    }
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("has a `.` or `..` segment in its path");
+    }
+    Ok(())
+}
+
+fn check_query(query: &str) -> std::result::Result<(), &'static str> {
+    let bytes = query.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b < 0x20 || b >= 0x7f {
+            return Err("has a control or non-ASCII character in its query");
+        }
+        if b == b'%' && escape_value(&bytes[i..]).is_some_and(|v| v < 0x20 || v == 0x7f) {
+            return Err("has an encoded control character in its query");
+        }
+    }
+    Ok(())
 }
 
 impl ClusterBase {
@@ -82,7 +139,8 @@ impl Allowlist {
             Ok(())
         } else {
             Err(not_allowed(format!(
-                "URL {url:?} is not under any allowed cluster (configure allowed_clusters)"
+                "URL {} is not under any allowed cluster (configure allowed_clusters)",
+                shown(url)
             )))
         }
     }
@@ -121,6 +179,41 @@ mod tests {
         ] {
             let err = list.check(bad).unwrap_err();
             assert_eq!(err.kind, ErrorKind::UrlNotAllowed, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_strict_path_rule() {
+        let list = Allowlist::new(&["http://host:8080/tms/".into()]).unwrap();
+        for bad in [
+            "http://host:8080/tms/..;/admin",
+            "http://host:8080/tms/;jsessionid=1/x",
+            "http://host:8080/tms/%5c../admin",
+            "http://host:8080/tms/%5C../admin",
+            "http://host:8080/tms/%252e%252e/admin",
+            "http://host:8080/tms/%2e%2e/admin",
+            "http://host:8080/tms/%2E/admin",
+            "http://host:8080/tms/a%2fb",
+            "http://host:8080/tms/%00/ok",
+            "http://host:8080/tms/%0a/ok",
+            "http://host:8080/tms/%e2%80%a5/admin",
+            "http://host:8080/tms/\u{2025}/admin",
+            "http://host:8080/tms/%zz",
+            "http://host:8080/tms/./x",
+            "http://host:8080/tms/x?a=%00",
+            "http://host:8080/tms/x?a=\u{e9}",
+        ] {
+            let err = list.check(bad).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::UrlNotAllowed, "{bad}");
+        }
+        for ok in [
+            "http://host:8080/tms/v1/set/action",
+            "http://host:8080/tms/v1/status?cid=abc&app=ALL&x=a%20b&q=1,2",
+            "http://host:8080/tms/v1/a%20b/c%40d",
+            "http://host:8080/tms/v1/file.json",
+            "http://host:8080/tms/v1/x?redirect=%2Fhome",
+        ] {
+            assert!(list.check(ok).is_ok(), "{ok}: {:?}", list.check(ok));
         }
     }
 

@@ -1,11 +1,18 @@
 //! The remote call: one shared ureq agent (rustls) per store, bounded in time and in bytes read.
+//!
+//! Trust for https clusters: the system's trust store (where an operator installs an internal
+//! CA; `SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured as by OpenSSL), plus the certificates of the
+//! `ca_bundle` option. A host with no system store falls back to the compiled-in Mozilla roots.
 
 use std::io::Read;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ureq::Agent;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::request::{BodyEncoding, ProxyRequest, form_fields};
+use crate::error::{Error, Result};
 use crate::options::StoreOptions;
 
 /// What came back from the cluster.
@@ -20,30 +27,80 @@ pub enum Upstream {
 }
 
 pub struct HttpClient {
-    agent: Agent,
-    max_response_bytes: u64,
+    options: StoreOptions,
+    /// Built on first use: loading the system trust store costs milliseconds, and many stores
+    /// never call a cluster.
+    agent: OnceLock<std::result::Result<Agent, String>>,
+}
+
+/// The certificates of a PEM file; an unreadable file or one without a certificate is an error.
+pub fn read_ca_bundle(path: &str) -> Result<Vec<Certificate<'static>>> {
+    let pem = std::fs::read(path).map_err(|e| Error::invalid(format!("cannot read {path:?}: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(Error::invalid(format!("{path:?} is not a PEM file: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::invalid(format!("{path:?} holds no PEM certificate")));
+    }
+    Ok(certs)
+}
+
+fn root_certs(options: &StoreOptions) -> std::result::Result<RootCerts, String> {
+    let mut certs: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
+        .certs
+        .iter()
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    let system_found = !certs.is_empty();
+    if let Some(path) = &options.ca_bundle {
+        certs.extend(read_ca_bundle(path).map_err(|e| format!("ca_bundle: {e}"))?);
+    }
+    Ok(if system_found || options.ca_bundle.is_some() { RootCerts::new_with_certs(&certs) } else { RootCerts::WebPki })
 }
 
 impl HttpClient {
     pub fn new(options: &StoreOptions) -> HttpClient {
-        let config = Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(options.request_timeout_s)))
-            .timeout_connect(Some(Duration::from_secs(options.connect_timeout_s)))
-            // Every status is an answer to classify, not an error.
-            .http_status_as_error(false)
-            // A redirect could lead outside the allowlist: hand the 3xx back instead of following.
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .user_agent(concat!("tms-core/", env!("CARGO_PKG_VERSION")))
-            .build();
-        HttpClient { agent: config.into(), max_response_bytes: options.max_response_bytes }
+        HttpClient { options: options.clone(), agent: OnceLock::new() }
     }
 
-    /// Send the request (already checked against the allowlist) and read its answer.
-    pub fn send(&self, req: &ProxyRequest) -> Upstream {
+    fn agent(&self) -> std::result::Result<&Agent, String> {
+        self.agent
+            .get_or_init(|| {
+                let options = &self.options;
+                let tls = TlsConfig::builder().root_certs(root_certs(options)?).build();
+                let config = Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(options.request_timeout_s)))
+                    .timeout_connect(Some(Duration::from_secs(options.connect_timeout_s)))
+                    .tls_config(tls)
+                    // Every status is an answer to classify, not an error.
+                    .http_status_as_error(false)
+                    // A redirect could lead outside the allowlist: hand the 3xx back instead.
+                    .max_redirects(0)
+                    .max_redirects_will_error(false)
+                    .user_agent(concat!("tms-core/", env!("CARGO_PKG_VERSION")))
+                    .build();
+                Ok(config.into())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Send the request (already checked against the allowlist) and read its answer: up to
+    /// `max_response_bytes` plus `extra` bytes, so that whoever cuts it to the limit can first
+    /// see a token that straddles it (see `Redactor::upstream`).
+    pub fn send(&self, req: &ProxyRequest, extra: usize) -> Upstream {
+        let agent = match self.agent() {
+            Ok(a) => a,
+            Err(e) => return Upstream::Failed(format!("cannot set up TLS: {e}")),
+        };
         let bearer = req.token.as_ref().map(|t| format!("Bearer {t}"));
         let result = if req.is_post {
-            let mut builder = self.agent.post(&req.url);
+            let mut builder = agent.post(&req.url);
             if let Some(b) = &bearer {
                 builder = builder.header("Authorization", b);
             }
@@ -56,7 +113,7 @@ impl HttpClient {
                 }
             }
         } else {
-            let mut builder = self.agent.get(&req.url);
+            let mut builder = agent.get(&req.url);
             if let Some(b) = &bearer {
                 builder = builder.header("Authorization", b);
             }
@@ -68,8 +125,9 @@ impl HttpClient {
         };
         let status = response.status().as_u16();
         let mut body = Vec::new();
-        let limit = self.max_response_bytes;
-        let read = response.into_body().into_reader().take(limit + 1).read_to_end(&mut body);
+        // In range by StoreOptions::validate (at most 1 GiB), so no overflow.
+        let take = self.options.max_response_bytes + extra as u64 + 1;
+        let read = response.into_body().into_reader().take(take).read_to_end(&mut body);
         if let Err(e) = read {
             return if is_timeout_io(&e) {
                 Upstream::Timeout
@@ -77,9 +135,7 @@ impl HttpClient {
                 Upstream::Failed(format!("error reading the answer: {e}"))
             };
         }
-        let cut = body.len() as u64 > limit;
-        body.truncate(limit as usize);
-        Upstream::Answer { status, body, cut }
+        Upstream::Answer { status, body, cut: false }
     }
 }
 

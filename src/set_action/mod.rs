@@ -7,6 +7,7 @@ pub mod allowlist;
 pub mod events;
 pub mod http;
 pub mod outcome;
+pub mod redact;
 pub mod request;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -17,11 +18,12 @@ use crate::action::map_action;
 use crate::clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::customer_ids_json;
-use crate::storage::{AuditRecord, IdempotencyKey, JobChange, JobRecord, PriorRequest};
+use crate::storage::{AuditDelivery, AuditRecord, IdempotencyKey, JobOutcome, JobRecord, PriorRequest};
 use crate::store::{Store, name};
 use events::{Event, Level};
 use http::Upstream;
 use outcome::{Verdict, classify};
+use redact::{MAX_TOKEN_BYTES, MIN_TOKEN_BYTES, Redactor};
 use request::ProxyRequest;
 
 /// What the route answers: the HTTP status and JSON body, and the job when one exists.
@@ -36,70 +38,21 @@ pub struct SetActionAnswer {
 pub const INTERRUPTED_MESSAGE: &str = "interrupted: the process handling this Set Action stopped \
     before it recorded the cluster's answer; the outcome is unknown";
 
-/// Audit action_type of refused requests that are not Set Actions.
+/// Audit action_type of refused requests that are not Set Actions of a known action (plain
+/// proxy requests, unknown or malformed action names: the name given is quoted, bounded, in the
+/// error message, never stored as an action type).
 const PROXY_ACTION: &str = "proxy_fetch";
 
-/// The spellings of the token an upstream answer may echo: as sent, and JSON-escaped.
-fn token_forms(token: Option<&str>) -> Vec<String> {
-    match token {
-        Some(t) if t.len() >= 4 => {
-            let mut forms = vec![t.to_owned()];
-            let escaped = t.replace('/', "\\/");
-            if escaped != t {
-                forms.push(escaped);
-            }
-            forms
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// Replace the bearer token wherever it appears in text that will be stored or logged.
-fn redact(text: &str, token: Option<&str>) -> String {
-    token_forms(token).iter().fold(text.to_owned(), |acc, form| acc.replace(form.as_str(), "[REDACTED]"))
-}
-
-/// Redact the upstream answer itself, before anything quotes or cuts it: an error page may echo
-/// the Authorization header, and a token split by a 200-character cut would escape `redact`.
-fn redact_upstream(up: Upstream, token: Option<&str>) -> Upstream {
-    let forms = token_forms(token);
-    if forms.is_empty() {
-        return up;
-    }
-    match up {
-        Upstream::Answer { status, body, cut } => {
-            let mut body = body;
-            for form in &forms {
-                body = replace_bytes(&body, form.as_bytes(), b"[REDACTED]");
-            }
-            Upstream::Answer { status, body, cut }
-        }
-        Upstream::Failed(text) => Upstream::Failed(redact(&text, token)),
-        Upstream::Timeout => Upstream::Timeout,
-    }
-}
-
-fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
-}
+/// Most customer IDs a refusal's audit row lists (the rest are counted in its message).
+const REFUSAL_MAX_IDS: usize = 1_000;
 
 /// The answer to a request refused before anything was sent.
 fn refusal(err: &Error, job_id: Option<&str>) -> SetActionAnswer {
     let status = match err.kind {
-        ErrorKind::InvalidInput | ErrorKind::TooLarge | ErrorKind::UnknownAction => 400,
+        ErrorKind::InvalidInput | ErrorKind::TooLarge | ErrorKind::UnknownAction | ErrorKind::TokenTooShort => 400,
         ErrorKind::UrlNotAllowed => 403,
-        ErrorKind::Busy => 503,
+        ErrorKind::IdempotencyKeyReused => 422,
+        ErrorKind::Busy | ErrorKind::ReadOnly | ErrorKind::Full => 503,
         _ => 500,
     };
     let mut body = json!({
@@ -121,6 +74,24 @@ fn api_base(url: &str) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// A token the library can keep out of what it stores: none, or 8 bytes to 8 KiB.
+fn check_token(token: Option<&str>) -> Result<()> {
+    match token.map(str::len) {
+        Some(n) if n < MIN_TOKEN_BYTES => Err(Error::new(
+            ErrorKind::TokenTooShort,
+            format!(
+                "the bearer token is {n} bytes; at least {MIN_TOKEN_BYTES} are needed: a shorter one \
+                 cannot be redacted safely from what the cluster answers, so nothing was sent"
+            ),
+        )),
+        Some(n) if n > MAX_TOKEN_BYTES => Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("the bearer token is {n} bytes; at most {MAX_TOKEN_BYTES} are allowed"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The caller's identity and the parts of the request every step needs.
 struct Caller<'a> {
     user_id: &'a str,
@@ -131,7 +102,7 @@ struct Caller<'a> {
 
 impl Caller<'_> {
     fn elapsed_ms(&self) -> i64 {
-        self.started.elapsed().as_millis() as i64
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 }
 
@@ -156,6 +127,13 @@ impl Store {
             Ok(parts) => parts,
             Err(e) => return refusal(&e, None),
         };
+        // A store that could not record the outcome refuses before anything is sent.
+        if let Some(e) = self.engine.read_only() {
+            return refusal(&e.context("the store is read-only, so nothing was sent"), None);
+        }
+        if let Err(e) = self.engine.check_audit_key() {
+            return refusal(&e.context("nothing was sent"), None);
+        }
         let caller = Caller {
             user_id,
             client_ip,
@@ -169,19 +147,25 @@ impl Store {
     }
 
     /// Mark jobs interrupted by a dead process as FAILED (outcome unknown); returns how many.
-    /// Also completes any Set Action whose audit row a crash kept out of audit.db.
+    /// Also delivers audit rows still waiting in the outbox (best effort: rows the audit log
+    /// cannot take now wait for the next write or open).
     pub fn recover_interrupted(&self) -> Result<u64> {
-        self.engine.replay_pending_audit()?;
-        let cutoff = clock::local_iso_ago(self.options.interrupted_after_s as i64);
+        let _ = self.engine.deliver_pending_audit();
         let now = clock::local_iso(SystemTime::now());
-        self.engine.recover_interrupted(&cutoff, INTERRUPTED_MESSAGE, &now)
+        self.engine.recover_interrupted(Duration::from_secs(self.options.interrupted_after_s), INTERRUPTED_MESSAGE, &now)
     }
 
-    /// Record a refusal in the audit log (best effort: the answer reports the refusal anyway).
-    fn audit_refusal(&self, caller: &Caller<'_>, action: &str, cids: Option<&[String]>, err: &Error, token: Option<&str>) {
-        let ids = cids.map(customer_ids_json);
-        let message = redact(&err.message, token);
-        let _ = self.engine.insert_audit(&AuditRecord {
+    /// Record a refusal in the audit log (through the outbox, best effort: the answer reports
+    /// the refusal anyway). What it records is bounded: the message quotes caller values only
+    /// in part, and at most [`REFUSAL_MAX_IDS`] IDs are listed.
+    fn audit_refusal(&self, caller: &Caller<'_>, action: &str, cids: Option<&[String]>, err: &Error, redactor: &Redactor) {
+        let listed = cids.map(|c| &c[..c.len().min(REFUSAL_MAX_IDS)]);
+        let ids = listed.map(customer_ids_json);
+        let mut message = redactor.text(&err.message);
+        if let Some(all) = cids.filter(|c| c.len() > REFUSAL_MAX_IDS) {
+            message.push_str(&format!(" ({} customer IDs; the first {REFUSAL_MAX_IDS} are listed)", all.len()));
+        }
+        let _ = self.engine.insert_audit_durably(&AuditRecord {
             user_id: caller.user_id,
             action_type: action,
             customer_ids: ids.as_deref(),
@@ -208,28 +192,37 @@ impl Store {
     }
 
     fn run_proxy(&self, caller: &Caller<'_>, req: &ProxyRequest) -> SetActionAnswer {
-        if let Err(e) = self.allowlist.check(&req.url) {
-            self.audit_refusal(caller, PROXY_ACTION, None, &e, req.token.as_deref());
+        let redactor = Redactor::new(req.token.as_deref());
+        if let Err(e) = check_token(req.token.as_deref()).and_then(|()| self.allowlist.check(&req.url)) {
+            self.audit_refusal(caller, PROXY_ACTION, None, &e, &redactor);
             return refusal(&e, None);
         }
-        let up = redact_upstream(self.http.send(req), req.token.as_deref());
+        let up = self.send(req, &redactor);
         let v = classify(&up, None, self.options.request_timeout_s, self.options.max_response_bytes);
         SetActionAnswer { http_status: v.answer_status, body: v.answer, job_id: None }
     }
 
+    /// Send and read the answer with the token redacted before anything cuts or quotes it.
+    fn send(&self, req: &ProxyRequest, redactor: &Redactor) -> Upstream {
+        redactor.upstream(self.http.send(req, redactor.overlap()), self.options.max_response_bytes)
+    }
+
     fn run_set_action(&self, caller: &Caller<'_>, req: &ProxyRequest, action: &str, cids: &[String]) -> SetActionAnswer {
         let token = req.token.as_deref();
-        let refuse = |e: Error| {
-            self.audit_refusal(caller, action, Some(cids), &e, token);
-            self.done_event(caller, action, None, None, false, Some(&redact(&e.message, token)));
+        let redactor = Redactor::new(token);
+        // Refusals are audited under the action when it is a known one, else as a refused
+        // proxy request: an action type is never a name the library has not vetted.
+        let refuse = |as_type: &str, e: Error| {
+            self.audit_refusal(caller, as_type, Some(cids), &e, &redactor);
+            self.done_event(caller, action, None, None, false, Some(&redactor.text(&e.message)));
             refusal(&e, None)
         };
         let code = match map_action(action) {
             Ok(a) => a.code,
-            Err(e) => return refuse(e),
+            Err(e) => return refuse(PROXY_ACTION, e),
         };
-        if let Err(e) = self.allowlist.check(&req.url) {
-            return refuse(e);
+        if let Err(e) = check_token(token).and_then(|()| self.allowlist.check(&req.url)) {
+            return refuse(action, e);
         }
         self.events.emit(
             Event::new(Level::Info, "set_action_start")
@@ -242,10 +235,10 @@ impl Store {
         // 1. The job, durably, before anything leaves.
         let job_id = match crate::uuid::new_v4() {
             Ok(id) => id,
-            Err(e) => return refuse(e),
+            Err(e) => return refuse(action, e),
         };
         let created_at = clock::local_iso(SystemTime::now());
-        let payload = req.post_data.as_ref().map(Value::to_string);
+        let payload = req.post_data.as_ref().map(|p| redactor.text(&p.to_string()));
         let record = JobRecord {
             job_id: &job_id,
             user_id: caller.user_id,
@@ -259,52 +252,77 @@ impl Store {
             status: "IN_PROGRESS",
             cids,
         };
-        match self.engine.insert_set_action_job(&record, caller.key) {
+        let fingerprint = req.fingerprint();
+        match self.engine.insert_set_action_job(&record, caller.key.map(|k| (k, fingerprint.as_str()))) {
             Ok(None) => {}
-            Ok(Some(prior)) => return self.replay(caller, prior),
+            Ok(Some(prior)) => {
+                if prior.fingerprint.as_deref().is_some_and(|f| f != fingerprint) {
+                    let e = Error::new(
+                        ErrorKind::IdempotencyKeyReused,
+                        format!(
+                            "idempotency key {} was already used by {} for a different request (job {}); \
+                             nothing was sent: use a new key for a new request",
+                            crate::error::shown(caller.key.map_or("", |k| k.key)),
+                            caller.user_id,
+                            prior.job_id
+                        ),
+                    );
+                    return refuse(action, e);
+                }
+                return self.replay(caller, prior);
+            }
             Err(e) => {
                 let e = Error::new(e.kind, format!("the job could not be recorded, so nothing was sent: {}", e.message));
-                return refuse(e);
+                return refuse(action, e);
             }
         }
 
         // 2. The remote call, and what its answer means.
-        let up = redact_upstream(self.http.send(req), token);
+        let up = self.send(req, &redactor);
         let v = classify(&up, Some(&job_id), self.options.request_timeout_s, self.options.max_response_bytes);
 
-        // 3. The job's outcome and its audit row together (and the answer for repeats).
-        let warning = self.record_outcome(caller, action, cids, &job_id, &v, token).err();
+        // 3. The job's outcome (and the answer for repeats) in jobs.db; its audit row follows.
+        let recorded = self.record_outcome(caller, action, cids, &job_id, &v, &redactor);
         let upstream_status = match &up {
-            Upstream::Answer { status, .. } => Some(*status as i64),
+            Upstream::Answer { status, .. } => Some(i64::from(*status)),
             _ => None,
         };
-        let error = v.error_message.as_deref().map(|m| redact(m, token));
+        let error = v.error_message.as_deref().map(|m| redactor.text(m));
         self.done_event(caller, action, Some(&job_id), upstream_status, v.succeeded(), error.as_deref());
         let mut body = v.answer;
-        if let Some(w) = warning {
-            self.events.emit(
-                Event::new(Level::Warning, "set_action_outcome_unrecorded")
+        match recorded {
+            Ok(AuditDelivery::Delivered) => {}
+            Ok(AuditDelivery::Deferred(e)) => self.events.emit(
+                Event::new(Level::Warning, "set_action_audit_deferred")
                     .field("user", caller.user_id)
                     .field("job_id", &job_id)
-                    .error(&w.message),
-            );
-            body["warning"] = Value::from(format!("the outcome could not be recorded: {}", w.message));
+                    .error(&e.message),
+            ),
+            Err(w) => {
+                self.events.emit(
+                    Event::new(Level::Warning, "set_action_outcome_unrecorded")
+                        .field("user", caller.user_id)
+                        .field("job_id", &job_id)
+                        .error(&w.message),
+                );
+                body["warning"] = Value::from(format!("the outcome could not be recorded: {}", w.message));
+            }
         }
         SetActionAnswer { http_status: v.answer_status, body, job_id: Some(job_id) }
     }
 
-    /// Write the job update, audit row and stored answer; a busy database is retried a few times
-    /// (the job is already durable, so the outcome is worth waiting for).
-    fn record_outcome(&self, caller: &Caller<'_>, action: &str, cids: &[String], job_id: &str, v: &Verdict, token: Option<&str>) -> Result<i64> {
-        let error = v.error_message.as_deref().map(|m| redact(m, token));
-        let summary = v.response_summary.as_deref().map(|s| redact(s, token));
-        let answer_text = redact(&v.answer.to_string(), token);
+    /// Write the job's outcome, stored answer and audit row; a busy jobs.db is retried a few
+    /// times (the job is already durable, so the outcome is worth waiting for).
+    fn record_outcome(&self, caller: &Caller<'_>, action: &str, cids: &[String], job_id: &str, v: &Verdict, redactor: &Redactor) -> Result<AuditDelivery> {
+        let error = v.error_message.as_deref().map(|m| redactor.text(m));
+        let summary = v.response_summary.as_deref().map(|s| redactor.text(s));
+        let answer_text = redactor.text(&v.answer.to_string());
         let ids = customer_ids_json(cids);
         let mut attempt = 0;
         loop {
             let now = SystemTime::now();
             let result = self.engine.finish_set_action(
-                &JobChange {
+                &JobOutcome {
                     job_id,
                     status: v.job_status,
                     http_status: v.job_http_status,
@@ -322,7 +340,7 @@ impl Store {
                     error_message: error.as_deref(),
                     duration_ms: Some(caller.elapsed_ms()),
                 },
-                caller.key.map(|k| (k, v.answer_status as i64, answer_text.as_str())),
+                caller.key.map(|k| (k, i64::from(v.answer_status), answer_text.as_str())),
             );
             match result {
                 Err(e) if e.kind == ErrorKind::Busy && attempt < 3 => {
@@ -337,12 +355,16 @@ impl Store {
     /// A repeat of an idempotency key: the first request's answer, without sending again. If the
     /// first is still running (another thread or process), wait for its answer.
     fn replay(&self, caller: &Caller<'_>, mut prior: PriorRequest) -> SetActionAnswer {
-        let key = caller.key.expect("a prior request implies a key");
+        let Some(key) = caller.key else {
+            return refusal(&Error::internal("a prior request without a key"), Some(&prior.job_id));
+        };
+        // Both in range by StoreOptions::validate: no overflow.
         let patience = Duration::from_secs(self.options.request_timeout_s + self.options.connect_timeout_s + 5);
         loop {
             if let Some((status, body)) = &prior.answer {
                 let body = serde_json::from_str(body).unwrap_or_else(|_| json!({"status": "error"}));
-                return SetActionAnswer { http_status: *status as u16, body, job_id: Some(prior.job_id) };
+                let status = u16::try_from(*status).unwrap_or(500);
+                return SetActionAnswer { http_status: status, body, job_id: Some(prior.job_id) };
             }
             if prior.job_status.as_deref() != Some("IN_PROGRESS") {
                 // The first request's process died; the job was marked interrupted.
@@ -371,14 +393,22 @@ mod tests {
     #[test]
     fn a_token_is_redacted_before_the_body_is_cut_or_quoted() {
         let token = "eyJ0eXAi/long.token/value";
+        let r = Redactor::new(Some(token));
         // The echo straddles the 200-character quote limit, and appears JSON-escaped too.
         let body = format!(r#"{}"seen":"Bearer {token}","again":"{}""#, "x".repeat(190), token.replace('/', "\\/"));
-        let up = redact_upstream(Upstream::Answer { status: 401, body: body.into_bytes(), cut: false }, Some(token));
+        let up = r.upstream(Upstream::Answer { status: 401, body: body.into_bytes(), cut: false }, 1 << 20);
         let v = classify(&up, Some("J"), 35, 1 << 20);
         let all = format!("{:?}{}", v.error_message, v.answer);
         assert!(!all.contains("eyJ0eXAi"), "{all}");
         let Upstream::Answer { body, .. } = up else { panic!() };
         let body = String::from_utf8(body).unwrap();
         assert!(!body.contains("long.token") && body.matches("[REDACTED]").count() == 2, "{body}");
+    }
+
+    #[test]
+    fn short_and_huge_tokens_are_refused() {
+        assert_eq!(check_token(Some("1234567")).unwrap_err().kind, ErrorKind::TokenTooShort);
+        assert!(check_token(Some("12345678")).is_ok() && check_token(None).is_ok());
+        assert_eq!(check_token(Some(&"t".repeat(MAX_TOKEN_BYTES + 1))).unwrap_err().kind, ErrorKind::TooLarge);
     }
 }

@@ -39,14 +39,19 @@ fn with_job(mut answer: Value, job_id: Option<&str>) -> Value {
     answer
 }
 
-/// Classify an upstream outcome. `job_id` is added to every answer when a job exists.
+/// A UTF-8 byte order mark some servers put before JSON (Python's `requests` skipped it too).
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Classify an upstream outcome. `job_id` is added to every answer when a job exists. Numbers
+/// in a JSON answer are kept exactly as the cluster wrote them (serde_json's arbitrary
+/// precision), integers beyond 64 bits included.
 pub fn classify(up: &Upstream, job_id: Option<&str>, timeout_s: u64, limit: u64) -> Verdict {
     match up {
         Upstream::Answer { status, body, cut } if matches!(status, 200 | 201) => {
             let parsed: Result<Value, String> = if *cut {
                 Err(format!("the answer is larger than {limit} bytes and was cut"))
             } else {
-                serde_json::from_slice(body).map_err(|e| e.to_string())
+                serde_json::from_slice(body.strip_prefix(BOM).unwrap_or(body)).map_err(|e| e.to_string())
             };
             match parsed {
                 Ok(data) => {
@@ -113,11 +118,12 @@ pub fn classify(up: &Upstream, job_id: Option<&str>, timeout_s: u64, limit: u64)
                 answer: with_job(json!({"status": "error", "message": message, "httpStatus": status}), job_id),
             }
         }
+        // No answer: the summary says so, rather than keep "In progress...".
         Upstream::Timeout => Verdict {
             job_status: "FAILED",
             job_http_status: None,
             error_message: Some(format!("Request timeout after {timeout_s}s")),
-            response_summary: None,
+            response_summary: Some(format!("No answer: request timeout after {timeout_s}s")),
             audit_status: "failure",
             answer_status: 408,
             answer: with_job(json!({"status": "error", "message": "Request timeout", "httpStatus": 408}), job_id),
@@ -126,7 +132,7 @@ pub fn classify(up: &Upstream, job_id: Option<&str>, timeout_s: u64, limit: u64)
             job_status: "FAILED",
             job_http_status: None,
             error_message: Some(text.clone()),
-            response_summary: None,
+            response_summary: Some(format!("No answer: {text}")),
             audit_status: "failure",
             answer_status: 500,
             answer: with_job(json!({"status": "error", "message": text, "httpStatus": 500}), job_id),
@@ -178,5 +184,16 @@ mod tests {
 
         let v = classify(&Upstream::Answer { status: 200, body: b"{\"a\":".to_vec(), cut: true }, Some("J"), 35, 5);
         assert!(v.error_message.unwrap().contains("larger than 5 bytes and was cut"));
+    }
+
+    #[test]
+    fn a_bom_is_skipped_and_numbers_are_kept_exactly() {
+        let body = "\u{feff}{\"success\":true,\"big\":123456789012345678901234567890,\"f\":1.10}";
+        let v = classify(&answer(200, body), Some("J"), 35, 1000);
+        assert_eq!(v.job_status, "SUCCESS");
+        assert_eq!(v.response_summary.as_deref(), Some(r#"{"big":123456789012345678901234567890,"f":1.10,"success":true}"#));
+        assert!(v.answer.to_string().contains("123456789012345678901234567890"));
+        let v = classify(&Upstream::Timeout, Some("J"), 35, 100);
+        assert_eq!(v.response_summary.as_deref(), Some("No answer: request timeout after 35s"));
     }
 }

@@ -107,7 +107,9 @@ pub fn parse(text: &str) -> Result<ProxyRequest> {
     let set_action = match &mut post_data {
         Some(Value::Object(data)) if data.contains_key("action") && data.contains_key("cids") => {
             let action = match data.get("action") {
-                Some(Value::String(a)) => a.clone(),
+                // The identifier rules apply before anything is stored or echoed: no control
+                // characters, at most 256 bytes.
+                Some(Value::String(a)) => crate::store::name("postData.action", a)?.to_owned(),
                 Some(other) => {
                     return Err(Error::invalid(format!("`postData.action` must be a string, not {}", kind(other))));
                 }
@@ -144,6 +146,21 @@ pub fn parse(text: &str) -> Result<ProxyRequest> {
         _ => None,
     };
     Ok(ProxyRequest { url, token, is_post, encoding, post_data, set_action })
+}
+
+impl ProxyRequest {
+    /// What an idempotency key is bound to: where the request goes and what it sends (the
+    /// de-duplicated IDs included), not the token, which a new session may renew. SHA-256 over
+    /// canonical JSON (object keys sorted, numbers as written).
+    pub fn fingerprint(&self) -> String {
+        let encoding = match self.encoding {
+            BodyEncoding::Json => "json",
+            BodyEncoding::Form => "form",
+        };
+        let canonical = serde_json::json!([self.url, self.is_post, encoding, self.post_data]).to_string();
+        let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// postData as form fields, the way Python's `requests` encodes a dict: strings as they are,
@@ -199,6 +216,24 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_action_is_refused_without_being_echoed() {
+        let text = format!(r#"{{"url":"u","postData":{{"action":"{}","cids":["a"]}}}}"#, "A".repeat(10 << 20));
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::TooLarge);
+        assert!(err.message.len() < 200, "{}", err.message);
+    }
+
+    #[test]
+    fn fingerprints_bind_the_request_but_not_the_token() {
+        let a = parse(r#"{"url":"https://c/x","token":"t1","isPost":true,"postData":{"action":"PE-Enable","cids":["a","b"]}}"#).unwrap();
+        let b = parse(r#"{"postData":{"cids":["a","b","a"],"action":"PE-Enable"},"isPost":true,"token":"t2","url":"https://c/x"}"#).unwrap();
+        let c = parse(r#"{"url":"https://c/x","token":"t1","isPost":true,"postData":{"action":"PE-Enable","cids":["a","c"]}}"#).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        assert_eq!(a.fingerprint().len(), 64);
+    }
+
+    #[test]
     fn malformed_requests_name_the_problem() {
         for (text, needle) in [
             ("", "not valid JSON"),
@@ -210,6 +245,7 @@ mod tests {
             (r#"{"url":"u","postData":{"action":"a","cids":[1]}}"#, "`postData.cids[0]`"),
             (r#"{"url":"u","postData":{"action":"a","cids":[]}}"#, "no customer ID"),
             (r#"{"url":"u","token":"a\nb"}"#, "control character"),
+            (r#"{"url":"u","postData":{"action":"Trans\t-Begin","cids":["a"]}}"#, "control character"),
         ] {
             let err = parse(text).unwrap_err();
             assert_eq!(err.kind, ErrorKind::InvalidInput, "{text}");

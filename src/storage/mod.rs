@@ -4,7 +4,7 @@
 
 pub mod sqlite;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{AuditFilter, AuditRow, AuditStats, AuditVerification, CacheStats, JobDetails, JobSummary};
 
 /// A validated job with its id, timestamps and de-duplicated customer IDs.
@@ -72,10 +72,39 @@ pub struct PriorRequest {
     pub answer: Option<(i64, String)>,
     pub job_status: Option<String>,
     pub job_error: Option<String>,
+    /// The fingerprint of the first request (None for keys stored before fingerprints existed).
+    pub fingerprint: Option<String>,
+}
+
+/// A Set Action's outcome: every outcome field is set as given (None stores NULL), so a late
+/// outcome replaces whatever recovery wrote meanwhile.
+#[derive(Debug, Clone)]
+pub struct JobOutcome<'a> {
+    pub job_id: &'a str,
+    pub status: &'a str,
+    pub http_status: Option<i64>,
+    pub error_message: Option<&'a str>,
+    pub response_summary: Option<&'a str>,
+    pub updated_at: &'a str,
+}
+
+/// Where an audit row written through the outbox is now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuditDelivery {
+    /// In the audit log.
+    Delivered,
+    /// Kept in the outbox: the audit log could not be written now (the error says why). It is
+    /// delivered, exactly once, by a later write, `recover_interrupted` or the next open.
+    Deferred(Error),
 }
 
 /// Everything the store needs from persistent storage. Implementations are shared by many threads.
 pub trait Engine: Send + Sync {
+    /// Which of the store's files refuse writes (opened read-only); None when all are writable.
+    fn read_only(&self) -> Option<Error>;
+    /// Ok when this store may append to the audit chain (an HMAC-keyed chain needs its key).
+    fn check_audit_key(&self) -> Result<()>;
+
     /// Insert the job and all its customers atomically and durably.
     fn insert_job(&self, job: &JobRecord<'_>) -> Result<()>;
     /// Apply the change; `false` when no such job exists.
@@ -88,6 +117,9 @@ pub trait Engine: Send + Sync {
 
     /// Insert one audit row; returns its id.
     fn insert_audit(&self, row: &AuditRecord<'_>) -> Result<i64>;
+    /// Record an audit row that must not be lost to a busy or failing audit log: it is kept
+    /// durably first, then delivered (now if possible, else later).
+    fn insert_audit_durably(&self, row: &AuditRecord<'_>) -> Result<AuditDelivery>;
     /// Newest first, at most `limit`.
     fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>>;
     fn action_types(&self) -> Result<Vec<String>>;
@@ -109,24 +141,31 @@ pub trait Engine: Send + Sync {
     fn cache_invalidate(&self, cid: Option<&str>, app_name: Option<&str>) -> Result<u64>;
     fn cache_stats(&self) -> Result<CacheStats>;
 
-    /// Insert a Set Action's job (and customers, and its idempotency key when given) in one
-    /// durable transaction. When the key was already used, nothing is inserted and the earlier
-    /// request is returned instead.
-    fn insert_set_action_job(&self, job: &JobRecord<'_>, key: Option<IdempotencyKey<'_>>) -> Result<Option<PriorRequest>>;
+    /// Insert a Set Action's job (and customers, and its idempotency key with the request's
+    /// fingerprint when given) in one durable transaction. When the key was already used,
+    /// nothing is inserted and the earlier request is returned instead.
+    fn insert_set_action_job(
+        &self,
+        job: &JobRecord<'_>,
+        key: Option<(IdempotencyKey<'_>, &str)>,
+    ) -> Result<Option<PriorRequest>>;
     fn prior_request(&self, key: IdempotencyKey<'_>) -> Result<Option<PriorRequest>>;
-    /// Record a Set Action's outcome: the job change, its audit row and (with a key) the answer
-    /// for repeats, in one transaction over both files. Returns the audit row id.
+    /// Record a Set Action's outcome: the job's outcome and (with a key) the answer for repeats
+    /// commit together, on their own, whatever state the audit log is in; the audit row goes
+    /// with them into the outbox and on to the audit log (see [`AuditDelivery`]).
     fn finish_set_action(
         &self,
-        change: &JobChange<'_>,
+        outcome: &JobOutcome<'_>,
         audit: &AuditRecord<'_>,
         answer: Option<(IdempotencyKey<'_>, i64, &str)>,
-    ) -> Result<i64>;
-    /// Copy into audit.db every Set Action audit row a crash kept out of it (see the outbox in
-    /// the SQLite schema); returns how many were copied.
-    fn replay_pending_audit(&self) -> Result<u64>;
-    /// Mark FAILED, with `message`, every job still IN_PROGRESS and last touched before `cutoff`.
-    fn recover_interrupted(&self, cutoff: &str, message: &str, now: &str) -> Result<u64>;
+    ) -> Result<AuditDelivery>;
+    /// Deliver to the audit log every row still in the outbox, each exactly once; returns how
+    /// many were delivered.
+    fn deliver_pending_audit(&self) -> Result<u64>;
+    /// Mark FAILED, with `message` (and `updated_at` = `now_text`), every job still IN_PROGRESS
+    /// that the library last wrote more than `older_than` ago by the engine's own clock, which
+    /// does not depend on any process's time zone.
+    fn recover_interrupted(&self, older_than: std::time::Duration, message: &str, now_text: &str) -> Result<u64>;
 
     /// Hold the write lock of one file for `duration`, then release it writing nothing
     /// (a diagnostic for lock interplay between processes and SQLite copies).

@@ -42,7 +42,7 @@ def store(tmp_path, cluster):
     s.close()
     # No test may leave a job that was sent but not recorded, nor an audit row only in the outbox.
     assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs WHERE status = 'IN_PROGRESS'") == [(0,)]
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM pending_audit") == [(0,)]
+    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM audit_outbox") == [(0,)]
     # The bearer token is in no file the library wrote (WAL and shm included).
     for name in os.listdir(tmp_path):
         path = tmp_path / name

@@ -83,6 +83,24 @@ class UrlNotAllowedError(TmsError, ValueError):
     status = 16
 
 
+class TokenTooShortError(TmsError, ValueError):
+    """A bearer token under 8 bytes: it could not be redacted safely, so nothing was sent."""
+
+    status = 17
+
+
+class IdempotencyKeyReusedError(TmsError, ValueError):
+    """The idempotency key was already used by this user for a different request."""
+
+    status = 18
+
+
+class AuditKeyMismatchError(TmsError):
+    """The audit log is HMAC-keyed and this store has no key, or another one."""
+
+    status = 19
+
+
 BY_STATUS = {
     cls.status: cls
     for cls in (
@@ -102,6 +120,9 @@ BY_STATUS = {
         CorruptError,
         NotADatabaseError,
         UrlNotAllowedError,
+        TokenTooShortError,
+        IdempotencyKeyReusedError,
+        AuditKeyMismatchError,
     )
 }
 

@@ -1,32 +1,176 @@
-//! SQL for the audit_log table.
+//! SQL for the audit_log table and its hash chain.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Mutex;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::schema::AUDIT_TRIGGERS;
-use crate::audit_chain::{ChainFields, ChainKey, GENESIS, RESET_ACTION, RESET_USER};
-use crate::error::Result;
+use crate::audit_chain::{
+    ChainFields, ChainKey, Check, Commitment, DIGEST_ACTION, GENESIS, LegacyDigest, RESERVED_ACTIONS, RESET_ACTION,
+    RESET_USER, is_keyed,
+};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     AuditFilter, AuditRow, AuditStats, AuditVerification, ChainHead, ChainProblem, parse_json_or_text, round2,
 };
 use crate::storage::AuditRecord;
 
+/// The legacy columns, then the chain's, in the order every query here reads them.
+const COLUMNS: &str = "id, user_id, action_type, customer_ids, timestamp, ip_address, status, \
+    error_message, duration_ms, chain_seq, chain_prev, chain_hash";
+
+/// One stored row, as read for hashing.
+struct StoredRow {
+    id: i64,
+    /// The eight legacy columns after `id`, as stored (any SQLite type).
+    legacy: [SqlValue; 8],
+    seq: Option<i64>,
+    prev: Option<String>,
+    hash: Option<String>,
+}
+
+fn stored_row(r: &Row<'_>) -> rusqlite::Result<StoredRow> {
+    let legacy = [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?];
+    Ok(StoredRow { id: r.get(0)?, legacy, seq: r.get(9)?, prev: r.get(10)?, hash: r.get(11)? })
+}
+
+fn text(v: &SqlValue) -> Option<&str> {
+    match v {
+        SqlValue::Text(t) => Some(t),
+        _ => None,
+    }
+}
+
+impl StoredRow {
+    fn user_id(&self) -> &str {
+        text(&self.legacy[0]).unwrap_or("")
+    }
+    fn action_type(&self) -> &str {
+        text(&self.legacy[1]).unwrap_or("")
+    }
+    /// The library's own rows (resets, digests): reserved types by the system user.
+    fn is_system(&self, action: &str) -> bool {
+        self.action_type() == action && self.user_id() == RESET_USER
+    }
+    fn fields<'a>(&'a self, seq: i64, prev: &'a str) -> ChainFields<'a> {
+        let int = |v: &SqlValue| match v {
+            SqlValue::Integer(i) => Some(*i),
+            _ => None,
+        };
+        ChainFields {
+            seq,
+            prev,
+            user_id: self.user_id(),
+            action_type: self.action_type(),
+            customer_ids: text(&self.legacy[2]),
+            timestamp: text(&self.legacy[3]),
+            ip_address: text(&self.legacy[4]),
+            status: text(&self.legacy[5]),
+            error_message: text(&self.legacy[6]),
+            duration_ms: int(&self.legacy[7]),
+        }
+    }
+    /// Every legacy column as JSON, type preserved, for the legacy digest.
+    fn legacy_json(&self) -> Vec<serde_json::Value> {
+        self.legacy
+            .iter()
+            .map(|v| match v {
+                SqlValue::Null => serde_json::Value::Null,
+                SqlValue::Integer(i) => serde_json::json!(i),
+                SqlValue::Real(f) => serde_json::json!({ "real": f.to_string() }),
+                SqlValue::Text(t) => serde_json::json!(t),
+                SqlValue::Blob(b) => serde_json::json!({ "blob": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
+            })
+            .collect()
+    }
+}
+
 /// The chain's last row, if the chain has begun. Runs inside the writer's transaction, so the
 /// head cannot move before the new row is in.
-fn head(conn: &Connection) -> Result<Option<ChainHead>> {
+fn head(conn: &Connection) -> Result<Option<StoredRow>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT chain_seq, chain_hash FROM audit_log WHERE chain_seq IS NOT NULL
-             ORDER BY chain_seq DESC LIMIT 1",
-        )?
-        .query_row([], |r| Ok(ChainHead { seq: r.get(0)?, hash: r.get(1)? }))
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1"
+        ))?
+        .query_row([], stored_row)
         .optional()?)
 }
 
-/// Whether row `id` holds exactly this record (an outbox entry that did reach audit.db).
+/// The last head this process has checked against its key (so a busy log does not recompute
+/// the head's hash on every append).
+#[derive(Default)]
+pub struct CheckedHead(Mutex<Option<(i64, String)>>);
+
+impl CheckedHead {
+    fn is(&self, seq: i64, hash: &str) -> bool {
+        // try_lock: never block (or deadlock in a forked child) on a cache.
+        self.0.try_lock().ok().is_some_and(|g| g.as_ref().is_some_and(|(s, h)| *s == seq && h == hash))
+    }
+    fn set(&self, seq: i64, hash: String) {
+        if let Ok(mut g) = self.0.try_lock() {
+            *g = Some((seq, hash));
+        }
+    }
+}
+
+/// Refuse to append to a chain this store cannot continue honestly: an HMAC-keyed chain needs
+/// the same key, or the new rows would make verification report the honest log as altered.
+fn check_key(head: &StoredRow, key: &ChainKey, checked: &CheckedHead) -> Result<()> {
+    let (Some(seq), Some(prev), Some(hash)) = (head.seq, head.prev.as_deref(), head.hash.as_deref()) else {
+        return Ok(());
+    };
+    if !is_keyed(hash) || checked.is(seq, hash) {
+        return Ok(());
+    }
+    match key.check(&head.fields(seq, prev), hash) {
+        Check::Matches => {
+            checked.set(seq, hash.to_owned());
+            Ok(())
+        }
+        Check::NeedsKey => Err(Error::new(
+            ErrorKind::AuditKeyMismatch,
+            "the audit log is chained with an HMAC key and this store was opened without \
+             audit_hmac_key: open it with the key to write audit rows",
+        )),
+        Check::Differs => Err(Error::new(
+            ErrorKind::AuditKeyMismatch,
+            format!(
+                "the audit log's last row (seq {seq}) does not match this store's audit_hmac_key: \
+                 it was written with another key (or altered); audit rows are refused"
+            ),
+        )),
+    }
+}
+
+/// Ok when this store's key can continue the chain (see `check_key`); a read.
+pub fn check_head_key(conn: &Connection, key: &ChainKey, checked: &CheckedHead) -> Result<()> {
+    match head(conn)? {
+        Some(h) => check_key(&h, key, checked),
+        None => Ok(()),
+    }
+}
+
+/// The commitment to every unchained row (before the chain begins, that is every row).
+fn legacy_commitment(conn: &Connection, before_id: Option<i64>) -> Result<Commitment> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE chain_hash IS NULL AND (?1 IS NULL OR id < ?1) ORDER BY id"
+    ))?;
+    let mut rows = stmt.query([before_id])?;
+    let mut digest = LegacyDigest::default();
+    while let Some(r) = rows.next()? {
+        let row = stored_row(r)?;
+        digest.add(row.id, &row.legacy_json());
+    }
+    Ok(digest.finish())
+}
+
+/// Whether row `id` holds exactly this record (an outbox entry of schema v4 that did reach
+/// audit.db before the upgrade).
 pub fn holds(conn: &Connection, id: i64, row: &AuditRecord<'_>) -> Result<bool> {
     Ok(conn
         .prepare_cached(
-            "SELECT EXISTS(SELECT 1 FROM audit.audit_log WHERE id = ?1 AND user_id = ?2
+            "SELECT EXISTS(SELECT 1 FROM audit_log WHERE id = ?1 AND user_id = ?2
                 AND action_type = ?3 AND customer_ids IS ?4 AND timestamp IS ?5
                 AND ip_address IS ?6 AND status IS ?7 AND error_message IS ?8 AND duration_ms IS ?9)",
         )?
@@ -37,14 +181,30 @@ pub fn holds(conn: &Connection, id: i64, row: &AuditRecord<'_>) -> Result<bool> 
         )?)
 }
 
-/// Append one row to the chain; returns its id. Must run inside a write transaction.
-pub fn insert(conn: &Connection, row: &AuditRecord<'_>, key: &ChainKey) -> Result<i64> {
-    insert_after(conn, row, key, head(conn)?)
+/// Append one caller's row to the chain; returns its id. Must run inside a write transaction.
+/// The library's own row types are refused here: only `reset` and `commit_legacy_rows` write them.
+pub fn insert(conn: &Connection, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead) -> Result<i64> {
+    if RESERVED_ACTIONS.contains(&row.action_type) {
+        return Err(Error::invalid(format!(
+            "action_type {:?} is reserved for the rows the library itself writes",
+            row.action_type
+        )));
+    }
+    append(conn, row, key, checked)
 }
 
-fn insert_after(conn: &Connection, row: &AuditRecord<'_>, key: &ChainKey, head: Option<ChainHead>) -> Result<i64> {
-    let seq = head.as_ref().map_or(1, |h| h.seq + 1);
-    let prev = head.map_or_else(|| GENESIS.to_owned(), |h| h.hash);
+fn append(conn: &Connection, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead) -> Result<i64> {
+    let (seq, prev) = match head(conn)? {
+        Some(h) => {
+            check_key(&h, key, checked)?;
+            let (Some(seq), Some(hash)) = (h.seq, h.hash) else {
+                return Err(Error::new(ErrorKind::Database, "the audit chain's last row has no hash"));
+            };
+            (seq + 1, hash)
+        }
+        // The chain begins: its first row commits to every row already in the log.
+        None => (1, legacy_commitment(conn, None)?.genesis()),
+    };
     let hash = key.hash(&ChainFields {
         seq,
         prev: &prev,
@@ -75,7 +235,51 @@ fn insert_after(conn: &Connection, row: &AuditRecord<'_>, key: &ChainKey, head: 
         prev,
         hash,
     ])?;
+    checked.set(seq, hash);
     Ok(conn.last_insert_rowid())
+}
+
+/// A chain begun before chains committed to the rows that came before them (schema v2, first
+/// row's prev a plain `genesis`) gets that commitment now, as a digest row: from here on any
+/// change among those rows shows. Does nothing for other chains; returns whether it wrote.
+pub fn commit_legacy_rows(conn: &Connection, key: &ChainKey, checked: &CheckedHead, timestamp: &str) -> Result<bool> {
+    let first: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, chain_prev FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((first_id, prev)) = first else { return Ok(false) };
+    let already: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM audit_log WHERE action_type = ?1 AND user_id = ?2 AND chain_seq IS NOT NULL)",
+        params![DIGEST_ACTION, RESET_USER],
+        |r| r.get(0),
+    )?;
+    if prev != GENESIS || already {
+        return Ok(false);
+    }
+    let commitment = legacy_commitment(conn, Some(first_id))?;
+    if commitment.rows == 0 {
+        return Ok(false);
+    }
+    let note = commitment.text();
+    append(
+        conn,
+        &AuditRecord {
+            user_id: RESET_USER,
+            action_type: DIGEST_ACTION,
+            customer_ids: None,
+            timestamp,
+            ip_address: None,
+            status: "success",
+            error_message: Some(&note),
+            duration_ms: None,
+        },
+        key,
+        checked,
+    )?;
+    Ok(true)
 }
 
 /// customer_ids holds a JSON array of IDs, or one ID (or a comma-separated list) as plain text.
@@ -146,123 +350,181 @@ pub fn stats(conn: &Connection) -> Result<AuditStats> {
 /// Clear the log as an explicit, recorded reset: in one transaction, lift the append-only
 /// trigger, delete every row, restore the trigger, and append a reset row that continues the
 /// chain from the last row cleared. Returns how many rows were deleted.
-pub fn reset(conn: &Connection, key: &ChainKey, timestamp: &str) -> Result<u64> {
+pub fn reset(conn: &Connection, key: &ChainKey, checked: &CheckedHead, timestamp: &str) -> Result<u64> {
     let last = head(conn)?;
+    if let Some(h) = &last {
+        check_key(h, key, checked)?;
+    }
     conn.execute_batch("DROP TRIGGER IF EXISTS audit_log_no_delete;")?;
     let deleted = conn.execute("DELETE FROM audit_log", [])? as u64;
     conn.execute_batch(AUDIT_TRIGGERS)?;
-    let note = match &last {
-        Some(h) => format!("audit log cleared: {deleted} rows removed; the chain continues from seq {}", h.seq),
+    let note = match last.as_ref().and_then(|h| h.seq) {
+        Some(seq) => format!("audit log cleared: {deleted} rows removed; the chain continues from seq {seq}"),
         None => format!("audit log cleared: {deleted} rows removed"),
     };
-    insert_after(
-        conn,
-        &AuditRecord {
-            user_id: RESET_USER,
-            action_type: RESET_ACTION,
-            customer_ids: None,
-            timestamp,
-            ip_address: None,
-            status: "success",
-            error_message: Some(&note),
-            duration_ms: None,
-        },
-        key,
-        last,
+    // The head is gone now: the reset row links to the one read before the delete.
+    let (seq, prev) = match last {
+        Some(StoredRow { seq: Some(seq), hash: Some(hash), .. }) => (seq + 1, hash),
+        _ => (1, Commitment::empty().genesis()),
+    };
+    let row = AuditRecord {
+        user_id: RESET_USER,
+        action_type: RESET_ACTION,
+        customer_ids: None,
+        timestamp,
+        ip_address: None,
+        status: "success",
+        error_message: Some(&note),
+        duration_ms: None,
+    };
+    let hash = key.hash(&ChainFields {
+        seq,
+        prev: &prev,
+        user_id: row.user_id,
+        action_type: row.action_type,
+        customer_ids: None,
+        timestamp: Some(timestamp),
+        ip_address: None,
+        status: Some(row.status),
+        error_message: row.error_message,
+        duration_ms: None,
+    });
+    conn.execute(
+        "INSERT INTO audit_log (user_id, action_type, timestamp, status, error_message, chain_seq, chain_prev, chain_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![row.user_id, row.action_type, timestamp, row.status, row.error_message, seq, prev, hash],
     )?;
+    checked.set(seq, hash);
     Ok(deleted)
 }
 
+fn problem(id: Option<i64>, seq: Option<i64>, problem: &'static str, detail: String) -> ChainProblem {
+    ChainProblem { id, seq, problem, detail }
+}
+
 /// Walk the log in id order and report the first break in the chain (see `AuditVerification`).
+///
+/// Rows before the chain's first row are the legacy rows it committed to (by count and digest,
+/// in its first row's `prev`, or in a later digest row for chains begun before commitments
+/// existed); an unchained row anywhere after the first chained row was inserted out of chain.
 /// `anchor` is a head the host stored earlier: if that row is gone the tail was cut.
 pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
-    let mut stmt = conn.prepare(
-        "SELECT id, user_id, action_type, customer_ids, timestamp, ip_address, status,
-                error_message, duration_ms, chain_seq, chain_prev, chain_hash
-         FROM audit_log ORDER BY id",
-    )?;
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY id"))?;
     let mut rows = stmt.query([])?;
     let mut report = AuditVerification { ok: true, checked: 0, unchained: 0, head: None, first_problem: None };
     let mut last: Option<ChainHead> = None;
-    let problem = |id: i64, seq: Option<i64>, problem: &'static str, detail: String| ChainProblem {
-        id: Some(id),
-        seq,
-        problem,
-        detail,
-    };
+    let mut legacy = LegacyDigest::default();
+    // What the chain committed to about the legacy rows (None until the chain begins).
+    let mut committed: Option<Commitment> = None;
+    let mut found: Option<ChainProblem> = None;
     while let Some(r) = rows.next()? {
-        let id: i64 = r.get(0)?;
-        let seq: Option<i64> = r.get(9)?;
-        let (Some(seq), Some(prev), Some(stored)) = (seq, r.get::<_, Option<String>>(10)?, r.get::<_, Option<String>>(11)?)
-        else {
+        let row = stored_row(r)?;
+        let id = row.id;
+        let Some(stored) = row.hash.clone() else {
             if last.is_none() {
-                report.unchained += 1; // written before the chain existed
+                report.unchained += 1; // written before the chain began: covered by its commitment
+                legacy.add(id, &row.legacy_json());
                 continue;
             }
-            report.first_problem = Some(problem(id, None, "inserted", format!("row {id} has no chain hash but follows chained rows")));
+            found = Some(problem(Some(id), None, "inserted", format!("row {id} has no chain hash but follows chained rows")));
             break;
         };
-        let action_type: String = r.get(2)?;
-        let found = match &last {
-            // A chain starts at its genesis, or at a reset row (which only clear_audit_logs
-            // writes: record_audit refuses the action type).
-            None if (seq == 1 && prev == GENESIS) || (action_type == RESET_ACTION && r.get::<_, String>(1)? == RESET_USER) => None,
-            None => Some(problem(id, Some(seq), "removed", format!("the chain starts at seq {seq}: earlier rows are missing"))),
-            Some(h) if seq > h.seq + 1 => Some(problem(id, Some(seq), "removed", format!("rows with seq {} to {} are missing", h.seq + 1, seq - 1))),
+        let (Some(seq), Some(prev)) = (row.seq, row.prev.clone()) else {
+            found = Some(problem(Some(id), row.seq, "altered", format!("row {id} has a chain hash but no sequence or link")));
+            break;
+        };
+        let out_of_place = match &last {
+            None if seq == 1 => match Commitment::from_genesis(&prev) {
+                Some(c) => {
+                    committed = Some(c);
+                    None
+                }
+                None => Some(problem(Some(id), Some(seq), "altered", format!("row {id} starts the chain with an unreadable commitment"))),
+            },
+            // A chain may also start at a reset row (only clear_audit_logs writes one): every
+            // earlier row, legacy ones included, was deleted by it.
+            None if row.is_system(RESET_ACTION) => {
+                committed = Some(Commitment::empty());
+                None
+            }
+            None => Some(problem(Some(id), Some(seq), "removed", format!("the chain starts at seq {seq}: earlier rows are missing"))),
+            Some(h) if seq > h.seq + 1 => Some(problem(Some(id), Some(seq), "removed", format!("rows with seq {} to {} are missing", h.seq + 1, seq - 1))),
             Some(h) if seq != h.seq + 1 || prev != h.hash => {
-                Some(problem(id, Some(seq), "inserted", format!("row {id} (seq {seq}) does not follow seq {}", h.seq)))
+                Some(problem(Some(id), Some(seq), "inserted", format!("row {id} (seq {seq}) does not follow seq {}", h.seq)))
             }
             Some(_) => None,
         };
-        if found.is_some() {
-            report.first_problem = found;
+        if out_of_place.is_some() {
+            found = out_of_place;
             break;
         }
-        if !key.can_verify(&stored) {
-            report.first_problem = Some(problem(id, Some(seq), "unverifiable", "rows are HMAC-chained: configure audit_hmac_key to verify them".into()));
-            break;
+        match key.check(&row.fields(seq, &prev), &stored) {
+            Check::Matches => {}
+            Check::NeedsKey => {
+                found = Some(problem(Some(id), Some(seq), "unverifiable", "rows are HMAC-chained: configure audit_hmac_key to verify them".into()));
+                break;
+            }
+            Check::Differs => {
+                found = Some(problem(Some(id), Some(seq), "altered", format!("row {id} (seq {seq}) does not match its hash")));
+                break;
+            }
         }
-        let user_id: String = r.get(1)?;
-        let text: Vec<Option<String>> = (3..=7).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
-        let fields = ChainFields {
-            seq,
-            prev: &prev,
-            user_id: &user_id,
-            action_type: &action_type,
-            customer_ids: text[0].as_deref(),
-            timestamp: text[1].as_deref(),
-            ip_address: text[2].as_deref(),
-            status: text[3].as_deref(),
-            error_message: text[4].as_deref(),
-            duration_ms: r.get(8)?,
-        };
-        if key.hash(&fields) != stored {
-            report.first_problem = Some(problem(id, Some(seq), "altered", format!("row {id} (seq {seq}) does not match its hash")));
-            break;
+        if last.is_some() && row.is_system(RESET_ACTION) {
+            committed = Some(Commitment::empty());
+        }
+        if row.is_system(DIGEST_ACTION) {
+            committed = text(&row.legacy[6]).and_then(Commitment::parse);
+            if committed.is_none() {
+                found = Some(problem(Some(id), Some(seq), "altered", format!("digest row {id} holds no readable commitment")));
+                break;
+            }
         }
         report.checked += 1;
         last = Some(ChainHead { seq, hash: stored });
     }
     drop(rows);
-    if report.first_problem.is_none() {
+    if found.is_none() {
+        if let Some(promised) = &committed {
+            let now = legacy.finish();
+            if &now != promised {
+                let kind = match now.rows.cmp(&promised.rows) {
+                    std::cmp::Ordering::Greater => "inserted",
+                    std::cmp::Ordering::Less => "removed",
+                    std::cmp::Ordering::Equal => "altered",
+                };
+                found = Some(problem(
+                    None,
+                    None,
+                    kind,
+                    format!(
+                        "the {} rows before the chain's first row do not match the {} rows it committed to: \
+                         rows were added, altered or removed among them",
+                        now.rows, promised.rows
+                    ),
+                ));
+            }
+        }
+    }
+    if found.is_none() {
         if let Some((anchor_seq, anchor_hash)) = anchor {
             let at: Option<(i64, String)> = conn
                 .query_row("SELECT id, chain_hash FROM audit_log WHERE chain_seq = ?1", [anchor_seq], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            report.first_problem = match at {
-                None => Some(ChainProblem {
-                    id: None,
-                    seq: Some(anchor_seq),
-                    problem: "cut",
-                    detail: format!("the anchored head seq {anchor_seq} is gone: the tail of the log was cut"),
-                }),
+            found = match at {
+                None => Some(problem(
+                    None,
+                    Some(anchor_seq),
+                    "cut",
+                    format!("the anchored head seq {anchor_seq} is gone: the tail of the log was cut"),
+                )),
                 Some((id, hash)) if hash != anchor_hash => {
-                    Some(problem(id, Some(anchor_seq), "altered", format!("row {id} (seq {anchor_seq}) no longer has the anchored hash")))
+                    Some(problem(Some(id), Some(anchor_seq), "altered", format!("row {id} (seq {anchor_seq}) no longer has the anchored hash")))
                 }
                 Some(_) => None,
             };
         }
     }
+    report.first_problem = found;
     report.ok = report.first_problem.is_none();
     report.head = last;
     Ok(report)

@@ -4,18 +4,19 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::Result;
 use crate::model::{JobDetails, JobSummary, parse_json_or_text};
-use crate::storage::{JobChange, JobRecord};
+use crate::storage::{JobChange, JobOutcome, JobRecord};
 
 /// A job's customer count: stored since schema v3, counted for rows a legacy writer added.
 const COUNT: &str =
     "COALESCE(j.customer_count, (SELECT COUNT(*) FROM job_customers c WHERE c.job_id = j.job_id))";
 
-pub fn insert(conn: &Connection, job: &JobRecord<'_>) -> Result<()> {
+/// Insert a job and its customers; `now_ms` is the library's clock (see `touched_unix_ms`).
+pub fn insert(conn: &Connection, job: &JobRecord<'_>, now_ms: i64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url,
                            created_at, request_payload, response_summary, status, updated_at,
-                           customer_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?7, ?11)",
+                           customer_count, touched_unix_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?7, ?11, ?12)",
     )?
     .execute(params![
         job.job_id,
@@ -29,6 +30,7 @@ pub fn insert(conn: &Connection, job: &JobRecord<'_>) -> Result<()> {
         job.response_summary,
         job.status,
         job.cids.len() as i64,
+        now_ms,
     ])?;
     let mut add = conn.prepare_cached("INSERT INTO job_customers (job_id, cid) VALUES (?1, ?2)")?;
     for cid in job.cids {
@@ -37,14 +39,15 @@ pub fn insert(conn: &Connection, job: &JobRecord<'_>) -> Result<()> {
     Ok(())
 }
 
-pub fn update(conn: &Connection, change: &JobChange<'_>) -> Result<bool> {
+/// The legacy `update_job`: fields given change, the others keep their values.
+pub fn update(conn: &Connection, change: &JobChange<'_>, now_ms: i64) -> Result<bool> {
     let n = conn
         .prepare_cached(
             "UPDATE jobs SET status = ?2,
                              http_status = COALESCE(?3, http_status),
                              error_message = COALESCE(?4, error_message),
                              response_summary = COALESCE(?5, response_summary),
-                             updated_at = ?6
+                             updated_at = ?6, touched_unix_ms = ?7
              WHERE job_id = ?1",
         )?
         .execute(params![
@@ -54,6 +57,28 @@ pub fn update(conn: &Connection, change: &JobChange<'_>) -> Result<bool> {
             change.error_message,
             change.response_summary,
             change.updated_at,
+            now_ms,
+        ])?;
+    Ok(n > 0)
+}
+
+/// A Set Action's outcome: every outcome column is set, so nothing a recovery verdict wrote in
+/// the meantime survives it.
+pub fn record_outcome(conn: &Connection, outcome: &JobOutcome<'_>, now_ms: i64) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET status = ?2, http_status = ?3, error_message = ?4, response_summary = ?5,
+                             updated_at = ?6, touched_unix_ms = ?7
+             WHERE job_id = ?1",
+        )?
+        .execute(params![
+            outcome.job_id,
+            outcome.status,
+            outcome.http_status,
+            outcome.error_message,
+            outcome.response_summary,
+            outcome.updated_at,
+            now_ms,
         ])?;
     Ok(n > 0)
 }
@@ -142,7 +167,7 @@ mod tests {
     #[test]
     fn listing_a_users_jobs_needs_no_sort_and_no_customer_scan() {
         let conn = Connection::open_in_memory().unwrap();
-        crate::storage::sqlite::schema::migrate_jobs(&conn).unwrap();
+        crate::storage::sqlite::schema::migrate_jobs(&conn, true).unwrap();
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {}", user_jobs_sql()))
             .unwrap()

@@ -1,49 +1,92 @@
-//! The SQLite engine: jobs.db and audit.db, each behind its own connection pool.
+//! The SQLite engine: jobs.db and audit.db, each behind its own connection pool. No transaction
+//! spans both files: a Set Action's outcome commits in jobs.db alone and its audit row reaches
+//! audit.db through the outbox (see `outbox`), so one file's trouble never blocks the other's.
 
 mod audit;
 mod cache;
 mod group_commit;
 mod jobs;
+mod outbox;
 pub mod pool;
 pub mod schema;
 mod set_action;
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::audit_chain::ChainKey;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{AuditFilter, AuditRow, AuditStats, AuditVerification, CacheStats, JobDetails, JobSummary};
 use crate::options::StoreOptions;
 use crate::storage::{
-    AuditRecord, CacheRecord, DbFile, Engine, IdempotencyKey, JobChange, JobRecord, PriorRequest,
+    AuditDelivery, AuditRecord, CacheRecord, DbFile, Engine, IdempotencyKey, JobChange, JobOutcome, JobRecord,
+    PriorRequest,
 };
 use pool::Pool;
 
 pub struct SqliteEngine {
     jobs: Pool,
     audit: Pool,
-    /// jobs.db with audit.db attached: for the one transaction that records a Set Action's
-    /// outcome in both files. Kept apart so ordinary job writes do not lock audit.db too.
-    both: Pool,
     /// How audit rows are chained (the host's HMAC key, in memory only).
     chain: ChainKey,
+    /// The chain head this process last checked against its key.
+    checked_head: audit::CheckedHead,
+    /// Receipts of rows whose outbox entries this process has removed: safe to forget.
+    receipts_to_forget: Mutex<Vec<String>>,
+    /// Set when a delivery failed in this process: later audit writes retry it.
+    outbox_waiting: AtomicBool,
+}
+
+/// The library's clock for jobs in flight: Unix time in ms, the same in every time zone.
+fn unix_ms_now() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 impl SqliteEngine {
-    /// Open (creating when missing) and migrate both files.
+    /// Open (creating when missing) and migrate both files. A file that cannot be written is
+    /// opened read-only: reads work, writes are refused (`Engine::read_only`).
     pub fn open(jobs_path: &Path, audit_path: &Path, options: &StoreOptions) -> Result<Self> {
-        let (jobs, first) = Pool::open(jobs_path, options)?;
-        schema::migrate_jobs(&first)?;
+        let (jobs, first) = Pool::open(jobs_path, schema::JOBS_SCHEMA_VERSION, options)?;
+        schema::migrate_jobs(&first, jobs.read_only().is_none())?;
         jobs.put(first);
-        let (audit, first) = Pool::open(audit_path, options)?;
-        schema::migrate_audit(&first)?;
+        let (audit, first) = Pool::open(audit_path, schema::AUDIT_SCHEMA_VERSION, options)?;
+        schema::migrate_audit(&first, audit.read_only().is_none())?;
         audit.put(first);
-        let (both, first) = Pool::open_attached(jobs_path, Some(audit_path), options)?;
-        both.put(first);
         let chain = ChainKey::new(options.audit_hmac_key.as_ref().map(|k| k.0.as_str()));
-        Ok(SqliteEngine { jobs, audit, both, chain })
+        let engine = SqliteEngine {
+            jobs,
+            audit,
+            chain,
+            checked_head: audit::CheckedHead::default(),
+            receipts_to_forget: Mutex::new(Vec::new()),
+            outbox_waiting: AtomicBool::new(false),
+        };
+        if engine.audit.read_only().is_none() {
+            // Best effort: a chain begun by schema v2 commits to its legacy rows now (another
+            // process, or the next open, does it if this one cannot).
+            let now = crate::clock::utc_sql(SystemTime::now());
+            let _ = write(&engine.audit, |tx| audit::commit_legacy_rows(tx, &engine.chain, &engine.checked_head, &now));
+        }
+        Ok(engine)
+    }
+
+    /// Run the outbox's delivery if an earlier one in this process failed.
+    fn retry_waiting_delivery(&self) {
+        if self.outbox_waiting.load(Ordering::Relaxed) {
+            let _ = self.deliver_pending_audit();
+        }
+    }
+
+    /// Deliver what was just put in the outbox: the common tail of both outbox writers.
+    fn deliver_after_queueing(&self) -> AuditDelivery {
+        match self.deliver_pending_audit() {
+            Ok(_) => AuditDelivery::Delivered,
+            Err(e) => AuditDelivery::Deferred(e),
+        }
     }
 }
 
@@ -51,17 +94,10 @@ impl SqliteEngine {
 /// fails half-way on a lock upgrade, and the busy timeout applies to taking it. Writers of this
 /// process are batched by group commit (see `group_commit`): they queue in the process first, so
 /// SQLite's busy timeout only ever counts waiting for other processes, and writers arriving
-/// together share one sync.
+/// together share one sync. A file opened read-only refuses before anything is queued.
 fn write<T: Send>(pool: &Pool, f: impl FnOnce(&Connection) -> Result<T> + Send) -> Result<T> {
+    pool.check_writable()?;
     pool.group().submit(pool, f)
-}
-
-fn in_transaction<T>(pool: &Pool, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-    let conn = pool.get()?;
-    let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
-    let value = f(&tx)?;
-    tx.commit()?;
-    Ok(value)
 }
 
 fn read<T>(pool: &Pool, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -69,12 +105,28 @@ fn read<T>(pool: &Pool, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     f(&conn)
 }
 
+/// A read of several statements that must see one snapshot.
+fn read_snapshot<T>(pool: &Pool, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let conn = pool.get()?;
+    let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Deferred)?;
+    f(&tx)
+}
+
 impl Engine for SqliteEngine {
+    fn read_only(&self) -> Option<Error> {
+        self.jobs.read_only().or_else(|| self.audit.read_only())
+    }
+    fn check_audit_key(&self) -> Result<()> {
+        read(&self.audit, |c| audit::check_head_key(c, &self.chain, &self.checked_head))
+    }
+
     fn insert_job(&self, job: &JobRecord<'_>) -> Result<()> {
-        write(&self.jobs, |tx| jobs::insert(tx, job))
+        let now = unix_ms_now();
+        write(&self.jobs, |tx| jobs::insert(tx, job, now))
     }
     fn update_job(&self, change: &JobChange<'_>) -> Result<bool> {
-        write(&self.jobs, |tx| jobs::update(tx, change))
+        let now = unix_ms_now();
+        write(&self.jobs, |tx| jobs::update(tx, change, now))
     }
     fn job(&self, job_id: &str) -> Result<Option<JobDetails>> {
         read(&self.jobs, |c| jobs::details(c, job_id))
@@ -87,7 +139,20 @@ impl Engine for SqliteEngine {
     }
 
     fn insert_audit(&self, row: &AuditRecord<'_>) -> Result<i64> {
-        write(&self.audit, |tx| audit::insert(tx, row, &self.chain))
+        let id = write(&self.audit, |tx| audit::insert(tx, row, &self.chain, &self.checked_head))?;
+        self.retry_waiting_delivery();
+        Ok(id)
+    }
+    fn insert_audit_durably(&self, row: &AuditRecord<'_>) -> Result<AuditDelivery> {
+        // Refuse what audit::insert would refuse before it waits in the outbox for ever.
+        if crate::audit_chain::RESERVED_ACTIONS.contains(&row.action_type) {
+            return Err(Error::invalid(format!("action_type {:?} is reserved", row.action_type)));
+        }
+        match write(&self.jobs, |tx| outbox::add(tx, row)) {
+            Ok(_) => Ok(self.deliver_after_queueing()),
+            // jobs.db cannot keep it: write it straight to the audit log instead.
+            Err(_) => self.insert_audit(row).map(|_| AuditDelivery::Delivered),
+        }
     }
     fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
         read(&self.audit, |c| audit::trail(c, filter, limit))
@@ -99,22 +164,18 @@ impl Engine for SqliteEngine {
         read(&self.audit, audit::stats)
     }
     fn clear_audit(&self, timestamp: &str) -> Result<u64> {
-        write(&self.audit, |tx| audit::reset(tx, &self.chain, timestamp))
+        write(&self.audit, |tx| audit::reset(tx, &self.chain, &self.checked_head, timestamp))
     }
     fn verify_audit(&self, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
         // One read transaction: the walk sees one consistent snapshot however long it takes.
-        let conn = self.audit.get()?;
-        let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Deferred)?;
-        audit::verify(&tx, &self.chain, anchor)
+        read_snapshot(&self.audit, |tx| audit::verify(tx, &self.chain, anchor))
     }
 
     fn cache_get(&self, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>> {
         read(&self.jobs, |c| cache::get(c, cid, app_name, fresh_since))
     }
     fn cache_get_many(&self, cids: &[String], app_name: &str, fresh_since: &str) -> Result<Vec<Option<String>>> {
-        let conn = self.jobs.get()?;
-        let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Deferred)?;
-        cids.iter().map(|cid| cache::get(&tx, cid, app_name, fresh_since)).collect()
+        read_snapshot(&self.jobs, |tx| cids.iter().map(|cid| cache::get(tx, cid, app_name, fresh_since)).collect())
     }
     fn cache_put(&self, entry: &CacheRecord<'_>) -> Result<()> {
         write(&self.jobs, |tx| cache::put(tx, entry))
@@ -129,16 +190,21 @@ impl Engine for SqliteEngine {
         read(&self.jobs, cache::stats)
     }
 
-    fn insert_set_action_job(&self, job: &JobRecord<'_>, key: Option<IdempotencyKey<'_>>) -> Result<Option<PriorRequest>> {
+    fn insert_set_action_job(
+        &self,
+        job: &JobRecord<'_>,
+        key: Option<(IdempotencyKey<'_>, &str)>,
+    ) -> Result<Option<PriorRequest>> {
+        let now = unix_ms_now();
         write(&self.jobs, |tx| {
-            if let Some(key) = key {
+            if let Some((key, _)) = key {
                 if let Some(prior) = set_action::prior(tx, key)? {
                     return Ok(Some(prior));
                 }
             }
-            jobs::insert(tx, job)?;
-            if let Some(key) = key {
-                set_action::insert_key(tx, key, job.job_id, job.created_at)?;
+            jobs::insert(tx, job, now)?;
+            if let Some((key, fingerprint)) = key {
+                set_action::insert_key(tx, key, fingerprint, job.job_id, job.created_at)?;
             }
             Ok(None)
         })
@@ -148,59 +214,93 @@ impl Engine for SqliteEngine {
     }
     fn finish_set_action(
         &self,
-        change: &JobChange<'_>,
+        outcome: &JobOutcome<'_>,
         audit: &AuditRecord<'_>,
         answer: Option<(IdempotencyKey<'_>, i64, &str)>,
-    ) -> Result<i64> {
-        // Both files are written: queue behind this process's writers of each, in a fixed order
-        // (jobs, then audit) so two such calls cannot deadlock.
-        let (jobs_writer, audit_writer) = (self.jobs.writer(), self.audit.writer());
-        let _jobs_turn = jobs_writer.lock().unwrap_or_else(|p| p.into_inner());
-        let _audit_turn = audit_writer.lock().unwrap_or_else(|p| p.into_inner());
-        let id = in_transaction(&self.both, |tx| {
-            jobs::update(tx, change)?;
-            let id = audit::insert(tx, audit, &self.chain)?;
+    ) -> Result<AuditDelivery> {
+        let now = unix_ms_now();
+        // The outcome, the answer for repeats and the audit row in the outbox: jobs.db only.
+        let found = write(&self.jobs, |tx| {
+            let found = jobs::record_outcome(tx, outcome, now)?;
             if let Some((key, status, body)) = answer {
                 set_action::store_answer(tx, key, status, body)?;
             }
-            // The audit row again, in jobs.db: see schema::jobs_v4_pending_audit.
-            set_action::add_pending(tx, change.job_id, id, &set_action::audit_record_json(audit))?;
-            Ok(id)
+            outbox::add(tx, audit)?;
+            Ok(found)
         })?;
-        // Both files are committed now; the outbox entry has done its job. If this fails, the
-        // next recovery finds the row already in audit.db and just clears the entry.
-        let _ = in_transaction(&self.both, |tx| set_action::clear_pending(tx, change.job_id));
-        Ok(id)
+        if !found {
+            return Err(Error::not_found(format!("no job with id {:?}", outcome.job_id)));
+        }
+        Ok(self.deliver_after_queueing())
     }
-    fn replay_pending_audit(&self) -> Result<u64> {
-        let (jobs_writer, audit_writer) = (self.jobs.writer(), self.audit.writer());
-        let _jobs_turn = jobs_writer.lock().unwrap_or_else(|p| p.into_inner());
-        let _audit_turn = audit_writer.lock().unwrap_or_else(|p| p.into_inner());
-        in_transaction(&self.both, |tx| {
-            let mut copied = 0;
-            for (job_id, audit_id, record) in set_action::all_pending(tx)? {
-                let pending: set_action::PendingAudit = serde_json::from_str(&record)?;
-                if !audit::holds(tx, audit_id, &pending.record())? {
-                    audit::insert(tx, &pending.record(), &self.chain)?;
-                    copied += 1;
-                }
-                set_action::clear_pending(tx, &job_id)?;
-            }
-            Ok(copied)
-        })
+    fn deliver_pending_audit(&self) -> Result<u64> {
+        let result = deliver(self);
+        self.outbox_waiting.store(result.is_err(), Ordering::Relaxed);
+        result
     }
-    fn recover_interrupted(&self, cutoff: &str, message: &str, now: &str) -> Result<u64> {
-        write(&self.jobs, |tx| set_action::recover_interrupted(tx, cutoff, message, now))
+    fn recover_interrupted(&self, older_than: std::time::Duration, message: &str, now_text: &str) -> Result<u64> {
+        let now = unix_ms_now();
+        let cutoff = now.saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+        write(&self.jobs, |tx| set_action::recover_interrupted(tx, now, cutoff, message, now_text))
     }
     fn hold_write_lock(&self, file: DbFile, duration: std::time::Duration) -> Result<()> {
         let pool = match file {
             DbFile::Jobs => &self.jobs,
             DbFile::Audit => &self.audit,
         };
+        pool.check_writable()?;
         let conn = pool.get()?;
         let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
         std::thread::sleep(duration);
         tx.rollback()?;
         Ok(())
+    }
+}
+
+/// Copy every outbox row into audit.db exactly once (see `outbox`): read them from jobs.db;
+/// in one audit.db transaction append each one that has no receipt yet, with its receipt (and
+/// forget receipts whose rows this process removed earlier); then remove them from jobs.db.
+fn deliver(engine: &SqliteEngine) -> Result<u64> {
+    let entries = read(&engine.jobs, outbox::pending)?;
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    engine.audit.check_writable()?;
+    let forget: Vec<String> = engine.receipts_to_forget.try_lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    let delivered = write(&engine.audit, |tx| {
+        let mut delivered = 0;
+        for e in &entries {
+            let row = e.record.record();
+            let done = outbox::receipted(tx, &e.delivery_key)?
+                || e.audit_id_hint.map(|id| audit::holds(tx, id, &row)).transpose()?.unwrap_or(false);
+            if !done {
+                let id = audit::insert(tx, &row, &engine.chain, &engine.checked_head)?;
+                outbox::receipt(tx, &e.delivery_key, id)?;
+                delivered += 1;
+            }
+        }
+        outbox::forget_receipts(tx, &forget)?;
+        Ok(delivered)
+    });
+    let delivered = match delivered {
+        Ok(n) => n,
+        Err(e) => {
+            if let Ok(mut v) = engine.receipts_to_forget.try_lock() {
+                v.extend(forget);
+            }
+            return Err(e.context("the audit rows waiting in the outbox could not be written to the audit log yet"));
+        }
+    };
+    let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+    write(&engine.jobs, |tx| outbox::remove(tx, &ids))?;
+    if let Ok(mut v) = engine.receipts_to_forget.try_lock() {
+        v.extend(entries.into_iter().map(|e| e.delivery_key));
+    }
+    Ok(delivered)
+}
+
+impl std::fmt::Debug for SqliteEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteEngine").finish_non_exhaustive()
     }
 }

@@ -17,7 +17,7 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, MAIN_DB, OpenFlags};
 
 use super::group_commit::GroupCommit;
 use crate::error::{Error, ErrorKind, Result};
@@ -30,11 +30,25 @@ pub struct Pool {
 /// A pool's state, also reachable from the fork handlers through the registry.
 struct Shared {
     path: PathBuf,
-    /// A second file attached to every connection as schema `audit`, for transactions that
-    /// write both files.
-    attach_audit: Option<PathBuf>,
+    /// How connections open the file (decided once, when the pool opens).
+    mode: Mode,
+    /// Newest schema version this library knows for the file: a newer file is refused before
+    /// anything is written to it.
+    max_version: i64,
     options: StoreOptions,
     idle: Mutex<Idle>,
+}
+
+/// How a pool's connections open their file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read and write (the normal case); the file is created when missing.
+    ReadWrite,
+    /// The file or its directory is not writable: reads only (`mode=ro`).
+    ReadOnly,
+    /// Read-only directory and no WAL file to honour: SQLite cannot create the -shm file a WAL
+    /// reader needs, and nothing can be writing, so the file is opened `immutable=1`.
+    Immutable,
 }
 
 /// Every live pool of the process, for the fork handlers.
@@ -119,17 +133,15 @@ pub struct PooledConnection<'a> {
 }
 
 impl Pool {
-    /// A pool for `path`. Opens one connection right away so that a bad path fails here.
-    pub fn open(path: &Path, options: &StoreOptions) -> Result<(Pool, Connection)> {
-        Self::open_attached(path, None, options)
-    }
-
-    /// A pool whose connections also attach `audit` (see [`Pool::attach_audit`]).
-    pub fn open_attached(path: &Path, audit: Option<&Path>, options: &StoreOptions) -> Result<(Pool, Connection)> {
-        let first = open_with(path, audit, options)?;
+    /// A pool for `path`. Opens one connection right away so that a bad path fails here. A file
+    /// or directory that cannot be written is opened read-only instead: reads work, writes are
+    /// refused with `ReadOnly` (see [`Pool::read_only`]).
+    pub fn open(path: &Path, max_version: i64, options: &StoreOptions) -> Result<(Pool, Connection)> {
+        let (mode, first) = open_first(path, max_version, options)?;
         let shared = Arc::new(Shared {
-            attach_audit: audit.map(Path::to_path_buf),
             path: path.to_path_buf(),
+            mode,
+            max_version,
             options: options.clone(),
             idle: Mutex::new(Idle {
                 pid: std::process::id(),
@@ -152,7 +164,7 @@ impl Pool {
     /// Hand back a connection that was opened outside the pool (the one `open` returned).
     pub fn put(&self, conn: Connection) {
         let mut idle = self.lock();
-        if idle.pid == std::process::id() && idle.connections.len() < self.shared.options.max_idle_connections {
+        if idle.pid == std::process::id() && (idle.connections.len() as u64) < self.shared.options.max_idle_connections {
             idle.connections.push(conn);
         }
     }
@@ -177,7 +189,7 @@ impl Pool {
         };
         let conn = match reused {
             Some(c) => c,
-            None => match open_with(&self.shared.path, self.shared.attach_audit.as_deref(), &self.shared.options) {
+            None => match open_with(&self.shared.path, self.shared.mode, self.shared.max_version, &self.shared.options) {
                 Ok(c) => c,
                 Err(e) => {
                     self.lock().checked_out -= 1;
@@ -202,6 +214,25 @@ impl Pool {
         let mut idle = self.lock();
         idle.adopt(std::process::id());
         idle.writer.clone()
+    }
+
+    /// Why this file refuses writes, when it was opened read-only.
+    pub fn read_only(&self) -> Option<Error> {
+        (self.shared.mode != Mode::ReadWrite).then(|| {
+            Error::new(
+                ErrorKind::ReadOnly,
+                format!(
+                    "{} is read-only (the file or its directory cannot be written): it was opened for \
+                     reading only, and writes are refused",
+                    self.shared.path.display()
+                ),
+            )
+        })
+    }
+
+    /// Ok when the file may be written.
+    pub fn check_writable(&self) -> Result<()> {
+        self.read_only().map_or(Ok(()), Err)
     }
 
     /// This process's group-commit batcher for the file.
@@ -244,7 +275,7 @@ impl Drop for PooledConnection<'_> {
         // locked its database for everyone after one failed insert.
         if conn.is_autocommit()
             && idle.pid == self.pid
-            && idle.connections.len() < self.pool.shared.options.max_idle_connections
+            && (idle.connections.len() as u64) < self.pool.shared.options.max_idle_connections
         {
             idle.connections.push(conn);
             return;
@@ -254,26 +285,75 @@ impl Drop for PooledConnection<'_> {
     }
 }
 
-/// Open one connection with the library's settings, read back where SQLite may refuse them.
+/// One read-write connection with the library's settings (tests look at what they are).
 pub fn open_connection(path: &Path, options: &StoreOptions) -> Result<Connection> {
-    open_with(path, None, options)
+    open_with(path, Mode::ReadWrite, i64::MAX, options)
 }
 
-fn open_with(path: &Path, audit: Option<&Path>, options: &StoreOptions) -> Result<Connection> {
-    check_path(path)?;
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| explain_read_only(path, Error::from(e)).context(&format!("cannot open {}", path.display())))?;
-    configure(&conn, "main", options)
-        .map_err(|e| explain_read_only(path, e).context(&format!("cannot set up {}", path.display())))?;
-    if let Some(audit) = audit {
-        let audit_str = audit.to_str().ok_or_else(|| Error::invalid("audit path is not UTF-8"))?;
-        conn.execute("ATTACH DATABASE ?1 AS audit", [audit_str])?;
-        configure(&conn, "audit", options)
-            .map_err(|e| e.context(&format!("cannot set up {}", audit.display())))?;
+/// Open the first connection: read-write when possible, else read-only (see [`Mode`]).
+fn open_first(path: &Path, max_version: i64, options: &StoreOptions) -> Result<(Mode, Connection)> {
+    let writable_err = match open_with(path, Mode::ReadWrite, max_version, options) {
+        Ok(conn) if !conn.is_readonly(MAIN_DB).unwrap_or(false) => return Ok((Mode::ReadWrite, conn)),
+        // SQLite fell back to reading only (the file is write-protected): reopen as such, so
+        // that the pool's later connections open the same way.
+        Ok(_) => None,
+        Err(e) if e.kind == ErrorKind::ReadOnly && path.is_file() => Some(e),
+        Err(e) => return Err(e),
+    };
+    match open_with(path, Mode::ReadOnly, max_version, options) {
+        Ok(conn) => Ok((Mode::ReadOnly, conn)),
+        Err(e) if matches!(e.kind, ErrorKind::SchemaTooNew | ErrorKind::NotADatabase) => Err(e),
+        // A WAL reader needs the -shm file; in a read-only directory it cannot be created.
+        // With no -wal file there is nothing a writer left behind, and no writer can start.
+        Err(e) if !sibling(path, "-wal").exists() => open_with(path, Mode::Immutable, max_version, options)
+            .map(|c| (Mode::Immutable, c))
+            .map_err(|_| writable_err.unwrap_or(e)),
+        Err(e) => Err(writable_err.unwrap_or(e)),
     }
+}
+
+/// `path` with `suffix` appended (SQLite's -wal and -shm files).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A `file:` URI for `path` with query parameters; characters with a meaning in URIs are
+/// percent-encoded so that any path works.
+fn file_uri(path: &Path, params: &str) -> Result<String> {
+    let absolute = std::path::absolute(path).map_err(|e| Error::new(ErrorKind::CantOpen, format!("{}: {e}", path.display())))?;
+    let mut uri = String::from("file:");
+    for b in absolute.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'.' | b'_' | b'~' => uri.push(*b as char),
+            other => uri.push_str(&format!("%{other:02X}")),
+        }
+    }
+    uri.push('?');
+    uri.push_str(params);
+    Ok(uri)
+}
+
+/// Open one connection with the library's settings, read back where SQLite may refuse them.
+/// The schema version is checked before anything is written: a newer file is left untouched.
+fn open_with(path: &Path, mode: Mode, max_version: i64, options: &StoreOptions) -> Result<Connection> {
+    check_path(path)?;
+    let base = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let opened = match mode {
+        Mode::ReadWrite => Connection::open_with_flags(
+            file_uri(path, "mode=rwc")?,
+            base | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        ),
+        Mode::ReadOnly => Connection::open_with_flags(file_uri(path, "mode=ro")?, base | OpenFlags::SQLITE_OPEN_READ_ONLY),
+        Mode::Immutable => {
+            Connection::open_with_flags(file_uri(path, "mode=ro&immutable=1")?, base | OpenFlags::SQLITE_OPEN_READ_ONLY)
+        }
+    };
+    let conn = opened
+        .map_err(|e| explain_read_only(path, Error::from(e)).context(&format!("cannot open {}", path.display())))?;
+    configure(&conn, path, mode, max_version, options)
+        .map_err(|e| explain_read_only(path, e).context(&format!("cannot set up {}", path.display())))?;
     Ok(conn)
 }
 
@@ -302,8 +382,6 @@ fn check_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Settings for one schema of the connection (`main`, or an attached one). Journal mode,
-/// synchronous and journal_size_limit are per schema in SQLite.
 /// SQLite reports a read-only file or directory as "unable to open" or "attempt to write a
 /// readonly database"; when the file system says it is read-only, say that instead.
 fn explain_read_only(path: &Path, err: Error) -> Error {
@@ -331,22 +409,31 @@ fn explain_read_only(path: &Path, err: Error) -> Error {
     }
 }
 
-fn configure(conn: &Connection, schema: &str, options: &StoreOptions) -> Result<()> {
-    let db = Some(schema);
-    conn.busy_timeout(std::time::Duration::from_millis(options.busy_timeout_ms.into()))?;
+fn configure(conn: &Connection, path: &Path, mode: Mode, max_version: i64, options: &StoreOptions) -> Result<()> {
+    conn.busy_timeout(options.busy_timeout())?;
     // Fail fast on a file that is not a database, before any pragma writes to it.
-    conn.query_row(&format!("SELECT count(*) FROM {schema}.sqlite_schema"), [], |_| Ok(()))?;
-    let mode: String = conn.pragma_update_and_check(db, "journal_mode", "WAL", |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::new(
-            ErrorKind::Database,
-            format!("the database refused WAL mode (journal_mode is {mode})"),
-        ));
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > max_version {
+        return Err(super::schema::too_new(path, version, max_version));
     }
-    conn.pragma_update(db, "synchronous", options.synchronous.pragma_value())?;
-    conn.pragma_update(db, "journal_size_limit", options.journal_size_limit_bytes)?;
-    if options.max_page_count > 0 {
-        conn.pragma_update(db, "max_page_count", options.max_page_count)?;
+    let writable = mode == Mode::ReadWrite && !conn.is_readonly(MAIN_DB)?;
+    if writable {
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::new(
+                ErrorKind::Database,
+                format!("the database refused WAL mode (journal_mode is {mode})"),
+            ));
+        }
+        conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
+        conn.pragma_update(None, "journal_size_limit", options.journal_size_limit_bytes)?;
+        if options.max_page_count > 0 {
+            conn.pragma_update(None, "max_page_count", options.max_page_count as i64)?;
+        }
+    } else {
+        // Belt and braces: nothing this connection runs may write.
+        conn.pragma_update(None, "query_only", "ON")?;
     }
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -15,32 +15,62 @@ type Migration = fn(&Connection) -> Result<()>;
 /// `users` table that never existed removed); v2 = Set Action idempotency keys, and an index of
 /// jobs still in progress for interrupted-job recovery; v3 = a stored customer_count and an
 /// index that serves "a user's newest jobs" without sorting or counting per call; v4 = the
-/// outbox that makes a Set Action's audit row survive a crash between the two files' commits.
+/// outbox that makes a Set Action's audit row survive a crash between the two files' commits;
+/// v5 = the library's own clock for recovery, request fingerprints for idempotency keys, and
+/// the outbox that lets an outcome commit without audit.db.
 const JOBS_MIGRATIONS: &[Migration] = &[
     jobs_v1_adopt_legacy,
     jobs_v2_set_action_requests,
     jobs_v3_user_job_listing,
     jobs_v4_pending_audit,
+    jobs_v5_clock_fingerprints_outbox,
 ];
-/// audit.db: v1 = the legacy layout; v2 = the hash chain and append-only triggers.
-const AUDIT_MIGRATIONS: &[Migration] = &[audit_v1_adopt_legacy, audit_v2_hash_chain];
+/// audit.db: v1 = the legacy layout; v2 = the hash chain and append-only triggers; v3 = no row
+/// replaced by INSERT OR REPLACE, and the outbox's delivery receipts.
+const AUDIT_MIGRATIONS: &[Migration] = &[audit_v1_adopt_legacy, audit_v2_hash_chain, audit_v3_no_replace_receipts];
 
 pub const JOBS_SCHEMA_VERSION: i64 = JOBS_MIGRATIONS.len() as i64;
 pub const AUDIT_SCHEMA_VERSION: i64 = AUDIT_MIGRATIONS.len() as i64;
 
-pub fn migrate_jobs(conn: &Connection) -> Result<()> {
-    migrate(conn, "jobs", JOBS_MIGRATIONS)
+/// Bring jobs.db up to date. A read-only file must already be current (nothing can be changed).
+pub fn migrate_jobs(conn: &Connection, writable: bool) -> Result<()> {
+    migrate(conn, "jobs", JOBS_MIGRATIONS, writable)
 }
 
-pub fn migrate_audit(conn: &Connection) -> Result<()> {
-    migrate(conn, "audit", AUDIT_MIGRATIONS)
+pub fn migrate_audit(conn: &Connection, writable: bool) -> Result<()> {
+    migrate(conn, "audit", AUDIT_MIGRATIONS, writable)
+}
+
+/// Bring a file only up to `version` of the library's steps: upgrade tests build the layouts
+/// earlier releases left behind with it.
+#[doc(hidden)]
+pub fn migrate_to(conn: &Connection, which: DbFileKind, version: usize) -> Result<()> {
+    match which {
+        DbFileKind::Jobs => migrate(conn, "jobs", &JOBS_MIGRATIONS[..version], true),
+        DbFileKind::Audit => migrate(conn, "audit", &AUDIT_MIGRATIONS[..version], true),
+    }
+}
+
+#[doc(hidden)]
+pub use crate::storage::DbFile as DbFileKind;
+
+/// The error for a file written by a newer library (checked before anything is written).
+pub fn too_new(path: &std::path::Path, found: i64, known: i64) -> Error {
+    Error::new(
+        ErrorKind::SchemaTooNew,
+        format!(
+            "{} has schema version {found}, newer than the {known} this library knows; use a newer \
+             libtms (the file was not changed)",
+            path.display()
+        ),
+    )
 }
 
 fn user_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
 }
 
-fn migrate(conn: &Connection, which: &str, steps: &[Migration]) -> Result<()> {
+fn migrate(conn: &Connection, which: &str, steps: &[Migration], writable: bool) -> Result<()> {
     let target = steps.len() as i64;
     let refuse_newer = |found: i64| {
         Error::new(
@@ -57,6 +87,15 @@ fn migrate(conn: &Connection, which: &str, steps: &[Migration]) -> Result<()> {
     }
     if found == target {
         return Ok(());
+    }
+    if !writable {
+        return Err(Error::new(
+            ErrorKind::ReadOnly,
+            format!(
+                "the {which} database is read-only and has schema version {found}; this library needs \
+                 {target}: open it once where it can be written, so that it is brought up to date"
+            ),
+        ));
     }
     // Rebuilding a table needs foreign keys off, and that pragma is a no-op inside a transaction.
     conn.pragma_update(None, "foreign_keys", "OFF")?;
@@ -215,6 +254,37 @@ fn jobs_v4_pending_audit(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// - `touched_unix_ms`: Unix time (UTC, ms) of the library's last write to the job. Recovery of
+///   interrupted jobs compares it, never the local-time text columns, whose zone is the writer's.
+///   The partial index holds only jobs in flight.
+/// - `request_fingerprint`: what an idempotency key was first used for, so a reuse for another
+///   request is refused instead of answered with the first one's result.
+/// - `audit_outbox` replaces `pending_audit` (whose rows move over): an outcome commits in
+///   jobs.db alone, its audit row waits here until audit.db has it (see `outbox`).
+fn jobs_v5_clock_fingerprints_outbox(conn: &Connection) -> Result<()> {
+    if !columns(conn, "jobs")?.iter().any(|c| c == "touched_unix_ms") {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN touched_unix_ms INTEGER;")?;
+    }
+    if !columns(conn, "set_action_requests")?.iter().any(|c| c == "request_fingerprint") {
+        conn.execute_batch("ALTER TABLE set_action_requests ADD COLUMN request_fingerprint TEXT;")?;
+    }
+    conn.execute_batch(
+        "DROP INDEX IF EXISTS idx_jobs_in_progress;
+         CREATE INDEX IF NOT EXISTS idx_jobs_in_flight ON jobs(touched_unix_ms)
+            WHERE status = 'IN_PROGRESS';
+         CREATE TABLE IF NOT EXISTS audit_outbox (
+            id INTEGER PRIMARY KEY,
+            delivery_key TEXT NOT NULL,
+            record TEXT NOT NULL,
+            audit_id_hint INTEGER
+         );
+         INSERT INTO audit_outbox (delivery_key, record, audit_id_hint)
+            SELECT 'v4:' || job_id, record, audit_id FROM pending_audit;
+         DROP TABLE pending_audit;",
+    )?;
+    Ok(())
+}
+
 fn audit_v1_adopt_legacy(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS audit_log (
@@ -244,6 +314,28 @@ pub const AUDIT_TRIGGERS: &str = "
     BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be changed'); END;
     CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: use clear_audit_logs, which records the reset'); END;";
+
+/// `INSERT OR REPLACE` (and `REPLACE`) deletes the row it replaces without firing the delete
+/// trigger (SQLite runs no delete triggers for REPLACE unless recursive_triggers is on): refuse
+/// any insert that would replace a row, by id or by chain sequence. SQLite shows an insert that
+/// leaves the id to AUTOINCREMENT as NEW.id = -1 here, so -1 itself cannot be checked; no row
+/// the library writes has it, and one that an attacker writes is out of chain anyway.
+pub const AUDIT_NO_REPLACE: &str = "
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_replace BEFORE INSERT ON audit_log
+    WHEN (NEW.id <> -1 AND EXISTS(SELECT 1 FROM audit_log WHERE id = NEW.id))
+      OR (NEW.chain_seq IS NOT NULL AND EXISTS(SELECT 1 FROM audit_log WHERE chain_seq = NEW.chain_seq))
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: an insert may not replace a row'); END;";
+
+fn audit_v3_no_replace_receipts(conn: &Connection) -> Result<()> {
+    conn.execute_batch(AUDIT_NO_REPLACE)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS audit_outbox_receipts (
+            delivery_key TEXT PRIMARY KEY,
+            audit_id INTEGER NOT NULL
+         ) WITHOUT ROWID;",
+    )?;
+    Ok(())
+}
 
 fn audit_v2_hash_chain(conn: &Connection) -> Result<()> {
     let existing = columns(conn, "audit_log")?;

@@ -1,0 +1,184 @@
+//! Keeping the bearer token out of everything stored or logged. A cluster may echo it back in
+//! any escaping (raw, JSON, percent- or HTML-encoded), and an answer may be cut mid-token: every
+//! form is replaced before anything is quoted, cut, stored or logged.
+
+use super::http::Upstream;
+
+/// Shortest token accepted: below it, replacing the token's text in an answer would also hit
+/// ordinary words, and a short token is weak anyway.
+pub const MIN_TOKEN_BYTES: usize = 8;
+/// Longest token accepted.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+const MARK: &[u8] = b"[REDACTED]";
+
+/// The spellings of one token, longest first.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    forms: Vec<Vec<u8>>,
+}
+
+fn json_escaped(token: &str, ascii_only: bool, escape_slash: bool) -> String {
+    let mut out = String::new();
+    for c in token.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '/' if escape_slash => out.push_str("\\/"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if ascii_only && !c.is_ascii() => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn percent_encoded(token: &str, upper: bool, plus_for_space: bool) -> String {
+    let mut out = String::new();
+    for b in token.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b' ' if plus_for_space => out.push('+'),
+            b if upper => out.push_str(&format!("%{b:02X}")),
+            b => out.push_str(&format!("%{b:02x}")),
+        }
+    }
+    out
+}
+
+fn html_escaped(token: &str) -> String {
+    token
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+impl Redactor {
+    /// Every form of `token` worth looking for; no token, nothing to redact.
+    pub fn new(token: Option<&str>) -> Redactor {
+        let Some(token) = token.filter(|t| !t.is_empty()) else { return Redactor::default() };
+        let mut forms: Vec<Vec<u8>> = Vec::new();
+        let mut add = |f: String| {
+            if !f.is_empty() && !forms.iter().any(|g| g == f.as_bytes()) {
+                forms.push(f.into_bytes());
+            }
+        };
+        add(token.to_owned());
+        for ascii_only in [false, true] {
+            for escape_slash in [false, true] {
+                // JSON inside JSON: an echo quoted twice.
+                let once = json_escaped(token, ascii_only, escape_slash);
+                add(json_escaped(&once, ascii_only, escape_slash));
+                add(once);
+            }
+        }
+        for (upper, plus) in [(true, false), (false, false), (true, true), (false, true)] {
+            add(percent_encoded(token, upper, plus));
+        }
+        add(html_escaped(token));
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        Redactor { forms }
+    }
+
+    /// How many bytes past a cut must be read so that a form starting before the cut is whole.
+    pub fn overlap(&self) -> usize {
+        self.forms.first().map_or(0, Vec::len)
+    }
+
+    /// `hay` with every form replaced.
+    pub fn bytes(&self, hay: &[u8]) -> Vec<u8> {
+        let mut out = hay.to_vec();
+        for form in &self.forms {
+            out = replace(&out, form);
+        }
+        out
+    }
+
+    pub fn text(&self, text: &str) -> String {
+        if self.forms.is_empty() {
+            return text.to_owned();
+        }
+        String::from_utf8_lossy(&self.bytes(text.as_bytes())).into_owned()
+    }
+
+    /// Redact an upstream answer read up to `limit` + [`Redactor::overlap`] bytes, then cut it
+    /// to `limit`: a token straddling the limit is replaced before the cut can split it.
+    pub fn upstream(&self, up: Upstream, limit: u64) -> Upstream {
+        match up {
+            Upstream::Answer { status, body, cut } => {
+                let over = body.len() as u64 > limit;
+                let mut body = self.bytes(&body);
+                body.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                Upstream::Answer { status, body, cut: cut || over }
+            }
+            Upstream::Failed(text) => Upstream::Failed(self.text(&text)),
+            Upstream::Timeout => Upstream::Timeout,
+        }
+    }
+}
+
+fn replace(hay: &[u8], needle: &[u8]) -> Vec<u8> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return hay.to_vec();
+    }
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(needle) {
+            out.extend_from_slice(MARK);
+            i += needle.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_escaped_form_is_replaced() {
+        let token = "tok\"en\\with/slash ü";
+        let r = Redactor::new(Some(token));
+        for echo in [
+            token.to_owned(),
+            serde_json::to_string(token).unwrap(),
+            serde_json::to_string(&serde_json::to_string(token).unwrap()).unwrap(),
+            r#""tok\"en\\with\/slash \u00fc""#.to_owned(),
+            "tok%22en%5Cwith%2Fslash%20%C3%BC".to_owned(),
+            "tok%22en%5cwith%2fslash+%c3%bc".to_owned(),
+            "tok&quot;en\\with/slash ü".to_owned(),
+        ] {
+            let out = r.text(&format!("seen: {echo} end"));
+            assert!(out.contains("[REDACTED]"), "{echo} -> {out}");
+            assert!(!out.contains("tok"), "{echo} -> {out}");
+        }
+        assert_eq!(Redactor::new(None).text("x"), "x");
+    }
+
+    #[test]
+    fn a_token_straddling_the_limit_is_gone_before_the_cut() {
+        let token = "abcdefgh12345678";
+        let r = Redactor::new(Some(token));
+        let limit = 20u64;
+        // 15 bytes of filler, then the token from byte 15 to 31: the cut at 20 would keep "abcde".
+        let body = format!("{}{token}{}", "x".repeat(15), "y".repeat(40));
+        let read: Vec<u8> = body.as_bytes()[..(limit as usize + r.overlap() + 1)].to_vec();
+        let Upstream::Answer { body, cut, .. } = r.upstream(Upstream::Answer { status: 200, body: read, cut: false }, limit) else {
+            panic!()
+        };
+        assert!(cut);
+        assert_eq!(body.len(), 20);
+        assert!(!String::from_utf8_lossy(&body).contains("abcde"), "{}", String::from_utf8_lossy(&body));
+    }
+}

@@ -1,0 +1,121 @@
+//! The audit outbox: audit rows that must not be lost wait in jobs.db (`audit_outbox`) until
+//! they are in audit.db.
+//!
+//! A Set Action's outcome commits in jobs.db on its own, with its audit row in the outbox, so a
+//! busy, full or read-only audit.db can never leave an answered job IN_PROGRESS. Delivery then
+//! copies each row into audit.db together with a receipt (its delivery key) in one audit.db
+//! transaction, and removes it from the outbox in a second, jobs.db transaction. A crash between
+//! the two leaves a row whose receipt says it was delivered: the next delivery only removes it.
+//! So every row reaches audit.db exactly once, whichever process delivers it. A receipt is
+//! deleted once its outbox row is known to be gone.
+
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::storage::AuditRecord;
+
+/// An audit row as the outbox keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingAudit {
+    pub user_id: String,
+    pub action_type: String,
+    pub customer_ids: Option<String>,
+    pub timestamp: String,
+    pub ip_address: Option<String>,
+    pub status: String,
+    pub error_message: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+impl PendingAudit {
+    pub fn from_record(row: &AuditRecord<'_>) -> PendingAudit {
+        PendingAudit {
+            user_id: row.user_id.to_owned(),
+            action_type: row.action_type.to_owned(),
+            customer_ids: row.customer_ids.map(str::to_owned),
+            timestamp: row.timestamp.to_owned(),
+            ip_address: row.ip_address.map(str::to_owned),
+            status: row.status.to_owned(),
+            error_message: row.error_message.map(str::to_owned),
+            duration_ms: row.duration_ms,
+        }
+    }
+
+    pub fn record(&self) -> AuditRecord<'_> {
+        AuditRecord {
+            user_id: &self.user_id,
+            action_type: &self.action_type,
+            customer_ids: self.customer_ids.as_deref(),
+            timestamp: &self.timestamp,
+            ip_address: self.ip_address.as_deref(),
+            status: &self.status,
+            error_message: self.error_message.as_deref(),
+            duration_ms: self.duration_ms,
+        }
+    }
+}
+
+/// One row waiting in the outbox.
+pub struct Entry {
+    pub id: i64,
+    pub delivery_key: String,
+    pub record: PendingAudit,
+    /// Rows carried over from schema v4's outbox already have an audit row id: if that row
+    /// holds the record, it was delivered.
+    pub audit_id_hint: Option<i64>,
+}
+
+/// Put a row in the outbox (inside the caller's jobs.db transaction); returns its delivery key.
+pub fn add(conn: &Connection, row: &AuditRecord<'_>) -> Result<String> {
+    let key = crate::uuid::new_v4()?;
+    let record = serde_json::to_string(&PendingAudit::from_record(row))?;
+    conn.prepare_cached("INSERT INTO audit_outbox (delivery_key, record) VALUES (?1, ?2)")?
+        .execute(params![key, record])?;
+    Ok(key)
+}
+
+/// Everything waiting, oldest first.
+pub fn pending(conn: &Connection) -> Result<Vec<Entry>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, delivery_key, record, audit_id_hint FROM audit_outbox ORDER BY id")?;
+    let raw: Vec<(i64, String, String, Option<i64>)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?;
+    raw.into_iter()
+        .map(|(id, delivery_key, record, audit_id_hint)| {
+            Ok(Entry { id, delivery_key, record: serde_json::from_str(&record)?, audit_id_hint })
+        })
+        .collect()
+}
+
+/// Remove delivered rows (jobs.db).
+pub fn remove(conn: &Connection, ids: &[i64]) -> Result<()> {
+    let mut stmt = conn.prepare_cached("DELETE FROM audit_outbox WHERE id = ?1")?;
+    for id in ids {
+        stmt.execute([id])?;
+    }
+    Ok(())
+}
+
+/// Whether audit.db already has this row (audit.db).
+pub fn receipted(conn: &Connection, delivery_key: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM audit_outbox_receipts WHERE delivery_key = ?1)")?
+        .query_row([delivery_key], |r| r.get(0))?)
+}
+
+/// Note that the row with this key is in audit.db as `audit_id` (audit.db, same transaction).
+pub fn receipt(conn: &Connection, delivery_key: &str, audit_id: i64) -> Result<()> {
+    conn.prepare_cached("INSERT INTO audit_outbox_receipts (delivery_key, audit_id) VALUES (?1, ?2)")?
+        .execute(params![delivery_key, audit_id])?;
+    Ok(())
+}
+
+/// Forget receipts whose outbox rows are gone (audit.db).
+pub fn forget_receipts(conn: &Connection, keys: &[String]) -> Result<()> {
+    let mut stmt = conn.prepare_cached("DELETE FROM audit_outbox_receipts WHERE delivery_key = ?1")?;
+    for key in keys {
+        stmt.execute([key])?;
+    }
+    Ok(())
+}
