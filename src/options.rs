@@ -97,6 +97,19 @@ impl Default for StoreOptions {
     }
 }
 
+/// serde names the position of a bad value, not its key: find the key whose value alone fails.
+fn name_the_key(text: &str, err: serde_json::Error) -> String {
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) {
+        for (key, value) in map {
+            let one = serde_json::Value::Object([(key.clone(), value)].into_iter().collect());
+            if let Err(e) = serde_json::from_value::<StoreOptions>(one) {
+                return format!("invalid store options: {key}: {e}");
+            }
+        }
+    }
+    format!("invalid store options: {err}")
+}
+
 /// One option's accepted range, checked by [`StoreOptions::validate`].
 fn in_range<T: PartialOrd + std::fmt::Display>(name: &str, value: T, lo: T, hi: T) -> Result<()> {
     if value < lo || value > hi {
@@ -120,8 +133,7 @@ impl StoreOptions {
         if text.is_empty() {
             return Ok(Self::default());
         }
-        let options: StoreOptions = serde_json::from_str(text)
-            .map_err(|e| Error::invalid(format!("invalid store options: {e}")))?;
+        let options: StoreOptions = serde_json::from_str(text).map_err(|e| Error::invalid(name_the_key(text, e)))?;
         options.validate()?;
         Ok(options)
     }
@@ -214,7 +226,7 @@ mod tests {
         ] {
             let err = StoreOptions::from_json(&format!("{{\"{key}\": {bad}}}")).unwrap_err();
             assert_eq!(err.kind, crate::ErrorKind::InvalidInput, "{key}={bad}");
-            assert!(err.message.contains(key) || err.message.contains("invalid"), "{key}={bad}: {}", err.message);
+            assert!(err.message.contains(key), "{key}={bad}: {}", err.message);
         }
         assert!(StoreOptions::from_json(r#"{"audit_hmac_key":"short"}"#).is_err());
         assert!(StoreOptions::from_json(r#"{"request_timeout_s":700,"interrupted_after_s":600}"#).is_err());

@@ -68,7 +68,8 @@ fn fuzz(name: &str, mut check: impl FnMut(&mut Rng)) {
     while Instant::now() < deadline {
         let one = Instant::now();
         check(&mut rng);
-        assert!(one.elapsed() < Duration::from_secs(2), "{name}: one input took {:?}", one.elapsed());
+        // Catastrophic slowness only (a loaded machine must not fail this).
+        assert!(one.elapsed() < Duration::from_secs(20), "{name}: one input took {:?}", one.elapsed());
         runs += 1;
     }
     println!("{name}: {runs} inputs");

@@ -149,15 +149,22 @@ pub fn parse(text: &str) -> Result<ProxyRequest> {
 }
 
 impl ProxyRequest {
-    /// What an idempotency key is bound to: where the request goes and what it sends (the
-    /// de-duplicated IDs included), not the token, which a new session may renew. SHA-256 over
-    /// canonical JSON (object keys sorted, numbers as written).
+    /// What an idempotency key is bound to: where the request goes and what it sends, with the
+    /// customer IDs as a set (repeats and order do not make another request), but not the token,
+    /// which a new session may renew. SHA-256 over canonical JSON (object keys sorted, numbers
+    /// as written).
     pub fn fingerprint(&self) -> String {
         let encoding = match self.encoding {
             BodyEncoding::Json => "json",
             BodyEncoding::Form => "form",
         };
-        let canonical = serde_json::json!([self.url, self.is_post, encoding, self.post_data]).to_string();
+        let mut data = self.post_data.clone();
+        if let (Some(Value::Object(map)), Some(part)) = (&mut data, &self.set_action) {
+            let mut ids = part.cids.clone();
+            ids.sort_unstable();
+            map.insert("cids".into(), Value::from(ids));
+        }
+        let canonical = serde_json::json!([self.url, self.is_post, encoding, data]).to_string();
         let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
         digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -226,7 +233,7 @@ mod tests {
     #[test]
     fn fingerprints_bind_the_request_but_not_the_token() {
         let a = parse(r#"{"url":"https://c/x","token":"t1","isPost":true,"postData":{"action":"PE-Enable","cids":["a","b"]}}"#).unwrap();
-        let b = parse(r#"{"postData":{"cids":["a","b","a"],"action":"PE-Enable"},"isPost":true,"token":"t2","url":"https://c/x"}"#).unwrap();
+        let b = parse(r#"{"postData":{"cids":["b","a","a"],"action":"PE-Enable"},"isPost":true,"token":"t2","url":"https://c/x"}"#).unwrap();
         let c = parse(r#"{"url":"https://c/x","token":"t1","isPost":true,"postData":{"action":"PE-Enable","cids":["a","c"]}}"#).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());

@@ -79,8 +79,10 @@ def test_unknown_action_and_action_spellings():
 def test_opening_errors_are_specific(tmp_path):
     with pytest.raises(tms.CantOpenError, match="does not exist"):
         tms.Store(str(tmp_path / "no" / "jobs.db"), str(tmp_path / "audit.db"))
-    with pytest.raises(tms.InvalidInputError, match="unknown field"):
+    with pytest.raises(TypeError, match="synchronus"):  # options are keyword arguments
         tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), synchronus="NORMAL")
+    with pytest.raises(tms.InvalidInputError, match="synchronous"):
+        tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), synchronous="OFF")
     (tmp_path / "junk.db").write_bytes(b"x" * 4096)
     with pytest.raises(tms.NotADatabaseError):
         tms.Store(str(tmp_path / "junk.db"), str(tmp_path / "audit.db"))

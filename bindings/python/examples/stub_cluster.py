@@ -10,6 +10,10 @@ Paths choose the behaviour, so one server covers every row of the outcome table:
   POST /slow                sleeps `slow_seconds`, then 200
   POST /big                 200 with a JSON body of `big_bytes`
   POST /redirect            302 to another host
+  POST /bom                 200 JSON preceded by a UTF-8 byte order mark
+  POST /bignum              200 JSON with an integer beyond 64 bits
+  POST /echo-json           200 JSON that echoes the Authorization header (JSON-escaped)
+  POST /straddle?at=N       200: N bytes of filler, then the Authorization header, then more
   GET  /tms/v1/status       200 {"apps": [...]}
 
 Every request is recorded in `server.requests` (method, path, headers with lowercase names, body).
@@ -82,6 +86,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, json.dumps({"success": True, "filler": filler}))
         elif path == "/redirect":
             self._reply(302, "", "text/plain", {"Location": "http://example.invalid/elsewhere"})
+        elif path == "/bom":
+            self._reply(200, b"\xef\xbb\xbf" + json.dumps({"success": True, "n": 1}).encode())
+        elif path == "/bignum":
+            self._reply(200, '{"success": true, "big": 123456789012345678901234567890, "f": 1.10}')
+        elif path == "/echo-json":
+            echo = self.headers.get("Authorization", "")
+            self._reply(200, json.dumps({"success": True, "seen": echo, "twice": json.dumps(echo)}))
+        elif path == "/straddle":
+            at = int(self.path.split("at=")[1]) if "at=" in self.path else 0
+            echo = self.headers.get("Authorization", "").encode()
+            self._reply(200, b"x" * at + echo + b"y" * 200, "text/plain")
         else:
             self._reply(404, json.dumps({"error": "not found"}))
 

@@ -14,9 +14,11 @@ from . import _native
 from ._native import check, encode, lib
 from .errors import *  # noqa: F401,F403  (the exception classes are part of the API)
 from .errors import TmsError, UnknownActionError
-from .store import Store
+from ._shared import configure
+from .store import STORE_OPTIONS, Store
 
-__all__ = ["Store", "TmsError", "get_action_code", "map_action", "parse_customer_ids", "version"]
+__all__ = ["STORE_OPTIONS", "Store", "TmsError", "configure", "get_action_code", "map_action",
+           "parse_customer_ids", "version"]
 
 
 def version():

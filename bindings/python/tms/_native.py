@@ -105,6 +105,20 @@ def encode(value, field):
     return data
 
 
+def id_list(values, field):
+    """IDs as strings: str as it is, an int as its digits; anything else (a dict, a list, None)
+    is refused, where a repr would otherwise be stored as an ID."""
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, (str, bytes)):
+            out.append(v)
+        elif isinstance(v, int) and not isinstance(v, bool):
+            out.append(str(v))
+        else:
+            raise InvalidInputError(f"{field}[{i}] must be a string, not {type(v).__name__}")
+    return out
+
+
 def string_array(values, field):
     """A list of str as a `const char *const *` array; returns (array, count).
 
@@ -117,7 +131,7 @@ def string_array(values, field):
     except (AttributeError, TypeError):
         items = None
     if items is None or b"\0" in b"\1".join(items):
-        items = [encode(v, f"{field}[{i}]") for i, v in enumerate(values)]
+        items = [encode(v, f"{field}[{i}]") for i, v in enumerate(id_list(values, field))]
     return (c_char_p * len(items))(*items), len(items)
 
 

@@ -1,13 +1,81 @@
-"""The stores behind the drop-in modules: one per (jobs path, audit path), opened on first use
-and kept for the life of the process (the legacy code opened a connection per call)."""
+"""The store behind the drop-in modules: one per (jobs path, audit path), opened on first use and
+kept for the life of the process (the legacy code opened a connection per call).
 
+Its options come from the environment and from `tms.configure(...)` (which wins), both read at
+first use. Each option has an environment variable `TMS_<NAME IN CAPITALS>`:
+
+    TMS_SYNCHRONOUS=NORMAL  TMS_BUSY_TIMEOUT_MS=5000  TMS_ALLOWED_CLUSTERS="https://a/tms/ https://b/tms/"
+    TMS_AUDIT_HMAC_KEY=...  (or TMS_AUDIT_HMAC_KEY_FILE=/path/to/key, its first line)
+    TMS_CA_BUNDLE=/path/ca.pem  (else REQUESTS_CA_BUNDLE, which the legacy `requests` honoured)
+"""
+
+import logging
 import os
 import threading
 
-from .store import Store
+from .errors import InvalidInputError
+from .store import STORE_OPTIONS, Store
 
 _stores = {}
 _lock = threading.Lock()
+_configured = {}
+
+log = logging.getLogger("tms")
+
+_INTEGER_OPTIONS = {"busy_timeout_ms", "journal_size_limit_bytes", "max_idle_connections", "max_page_count",
+                    "request_timeout_s", "connect_timeout_s", "max_response_bytes", "interrupted_after_s"}
+
+
+def configure(**options):
+    """Set store options for the drop-in modules (`tms.jobs`, `tms.audit_db`) before their first
+    use; they override the `TMS_*` environment variables. Options are those of `tms.Store`; a
+    value of None removes one. Calling it once a drop-in store is open raises InvalidInputError,
+    as the options could no longer take effect."""
+    unknown = sorted(set(options) - set(STORE_OPTIONS))
+    if unknown:
+        raise InvalidInputError(f"unknown store option(s) {unknown}; known: {list(STORE_OPTIONS)}")
+    with _lock:
+        if _stores:
+            raise InvalidInputError("the drop-in modules' store is already open: call tms.configure() "
+                                    "before the first call into tms.jobs or tms.audit_db")
+        for name, value in options.items():
+            if value is None:
+                _configured.pop(name, None)
+            else:
+                _configured[name] = value
+
+
+def _from_environment():
+    found = {}
+    for name in STORE_OPTIONS:
+        var = "TMS_" + name.upper()
+        raw = os.environ.get(var)
+        if raw is None or raw == "":
+            continue
+        if name in _INTEGER_OPTIONS:
+            try:
+                found[name] = int(raw)
+            except ValueError:
+                raise InvalidInputError(f"{var}={raw!r} is not an integer") from None
+        elif name == "allowed_clusters":
+            found[name] = raw.replace(",", " ").split()
+        else:
+            found[name] = raw
+    key_file = os.environ.get("TMS_AUDIT_HMAC_KEY_FILE")
+    if key_file and "audit_hmac_key" not in found:
+        try:
+            with open(key_file, encoding="utf-8") as f:
+                found["audit_hmac_key"] = f.readline().rstrip("\r\n")
+        except OSError as e:
+            raise InvalidInputError(f"TMS_AUDIT_HMAC_KEY_FILE: cannot read {key_file!r}: {e}") from None
+    if "ca_bundle" not in found and os.environ.get("REQUESTS_CA_BUNDLE"):
+        found["ca_bundle"] = os.environ["REQUESTS_CA_BUNDLE"]
+    return found
+
+
+def options():
+    """The options the drop-in store opens with."""
+    return {**_from_environment(), **_configured}
 
 
 def jobs_path():
@@ -22,6 +90,26 @@ def audit_path():
     return audit_db.AUDIT_DB_PATH
 
 
+def _identity(path):
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return None
+
+
+def _open(key):
+    missing = [p for p in key if not os.path.exists(p)]
+    store = Store(*key, **options())
+    for path in missing:
+        which = "jobs" if path == key[0] else "audit"
+        variable = "TMS_JOBS_DB (or tms.jobs.DB_PATH)" if which == "jobs" else "TMS_AUDIT_DB (or tms.audit_db.AUDIT_DB_PATH)"
+        log.warning("created a new, empty %s database at %s; if the app's data is elsewhere, set %s",
+                    which, path, variable)
+    store._identity = tuple(_identity(p) for p in key)
+    return store
+
+
 def store():
     """The store for the modules' current DB_PATH and AUDIT_DB_PATH."""
     key = (os.path.abspath(jobs_path()), os.path.abspath(audit_path()))
@@ -31,5 +119,30 @@ def store():
     with _lock:
         found = _stores.get(key)
         if found is None:
-            found = _stores[key] = Store(*key)
+            found = _stores[key] = _open(key)
         return found
+
+
+def initialize():
+    """Open the store, or reopen it when a file was deleted or replaced since (the legacy
+    initialize functions recreated a deleted database; a store kept open would go on writing
+    to the deleted file)."""
+    current = store()
+    key = (os.path.abspath(jobs_path()), os.path.abspath(audit_path()))
+    if tuple(_identity(p) for p in key) == current._identity:
+        return current
+    with _lock:
+        if _stores.get(key) is current:
+            del _stores[key]
+    log.warning("%s changed on disk since it was opened: reopening", " or ".join(key))
+    return store()
+
+
+def _reset_for_tests(configured):
+    """Forget the open stores and restore configure()'s options (tests only)."""
+    with _lock:
+        for s in _stores.values():
+            s.close()
+        _stores.clear()
+        _configured.clear()
+        _configured.update(configured)

@@ -1,16 +1,20 @@
 """Drop-in replacement for the legacy audit module: same names, parameters, defaults and return
 shapes, on libtms.
 
-AUDIT_DB_PATH is read from TMS_AUDIT_DB at import (default "audit.db"); assigning the attribute
-later switches files. Failures keep the legacy return (None, False, [] or {}) and log the
-library's message through `logging`. Unlike the legacy module, customer_id filters match whole
-IDs ("c1" no longer matches "c10").
+AUDIT_DB_PATH is read from TMS_AUDIT_DB at import (default "audit.db", relative to the working
+directory); assigning the attribute later switches files. The store's options (the audit chain's
+HMAC key among them) come from the environment or `tms.configure(...)` before first use (see
+tms._shared). Failures keep the legacy return (None, False, [] or {}) and log the library's
+message through `logging`. Unlike the legacy module, customer_id filters match whole IDs ("c1" no
+longer matches "c10").
 """
 
 import logging
 import os
+import sqlite3
 
 from . import _shared, get_action_code
+from ._shared import configure  # noqa: F401  (options for the drop-in store)
 from .errors import TmsError
 
 AUDIT_DB_PATH = os.environ.get("TMS_AUDIT_DB", "audit.db")
@@ -25,8 +29,21 @@ def _failed(what, err):
 
 
 def initialize_database():
-    """Create or migrate the audit table (opening the store does both)."""
+    """Create or migrate the audit table (opening the store does both); a file deleted or
+    replaced since the store opened is opened anew."""
+    _shared.initialize()
+
+
+def get_db_connection():
+    """A plain `sqlite3` connection to audit.db with `sqlite3.Row` rows, as the legacy helper
+    gave, for the app's own reads. The log is append-only (UPDATE and DELETE are refused), and a
+    row INSERTed through it is not on the hash chain: `verify_audit` reports it as inserted.
+    Write audit rows with `log_action`."""
     _shared.store()
+    conn = sqlite3.connect(AUDIT_DB_PATH, timeout=5.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
 
 
 def log_action(user_id, action_type, customer_ids=None, ip_address=None, status="success",

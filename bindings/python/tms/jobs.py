@@ -1,16 +1,20 @@
 """Drop-in replacement for the legacy jobs module: same names, parameters, defaults and return
 shapes, on libtms. Switch the Flask app with `from tms import jobs` (and `from tms import audit_db`).
 
-DB_PATH is read from TMS_JOBS_DB at import (default "jobs.db"); assigning the attribute later
-switches files, as it did in the legacy module. Failures keep the legacy return (None, False,
-[] or {}) and log the library's message through `logging`.
+DB_PATH is read from TMS_JOBS_DB at import (default "jobs.db", relative to the working
+directory); assigning the attribute later switches files, as it did in the legacy module. The
+store's options come from the environment (TMS_SYNCHRONOUS, TMS_AUDIT_HMAC_KEY, ...) or from
+`tms.configure(...)` before first use (see tms._shared). Failures keep the legacy return (None,
+False, [] or {}) and log the library's message through `logging`.
 """
 
 import logging
 import os
+import sqlite3
 
 from . import _shared
 from . import get_action_code  # noqa: F401  (the app's helper lives here too)
+from ._shared import configure  # noqa: F401  (options for the drop-in store)
 from .errors import NotFoundError, TmsError
 
 DB_PATH = os.environ.get("TMS_JOBS_DB", "jobs.db")
@@ -29,8 +33,19 @@ def _failed(what, err):
 
 
 def initialize_jobs_database():
-    """Create or migrate the tables (opening the store does both)."""
+    """Create or migrate the tables (opening the store does both); a database file deleted or
+    replaced since the store opened is opened anew, as the legacy function recreated it."""
+    _shared.initialize()
+
+
+def sqlite3_connect(path=None, *args, **kwargs):
+    """A plain `sqlite3` connection to jobs.db (DB_PATH by default) for the app's own SQL, set up
+    as the legacy helper set it up (busy timeout, foreign keys). The tables exist first."""
     _shared.store()
+    kwargs.setdefault("timeout", 5.0)
+    conn = sqlite3.connect(DB_PATH if path is None else path, *args, **kwargs)
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
 
 
 def create_job(user_id, action_code, action_name, cids, cluster_url=None, batch_id=None,

@@ -42,23 +42,57 @@ def _log_event(_user_data, level, _event, line):
 _EVENT_TRAMPOLINE = _native.EVENT_CALLBACK(_log_event)
 
 
+#: The store options, in the order `Store` takes them (see `Store.__init__`).
+STORE_OPTIONS = ("synchronous", "busy_timeout_ms", "journal_size_limit_bytes", "max_idle_connections",
+                 "max_page_count", "allowed_clusters", "request_timeout_s", "connect_timeout_s",
+                 "max_response_bytes", "interrupted_after_s", "audit_hmac_key", "ca_bundle")
+
+
 class Store:
     """jobs.db and audit.db, opened once and shared by every thread of the process.
 
-    Options are keyword arguments: synchronous ("FULL" or "NORMAL"), busy_timeout_ms,
-    journal_size_limit_bytes, max_idle_connections, allowed_clusters (list of base URLs),
-    request_timeout_s (35), connect_timeout_s (10), max_response_bytes (8 MiB),
-    interrupted_after_s (600). Every failure raises the TmsError subclass of its status code with
-    the library's message. Calls run without the GIL, concurrently. Set Action events go to the
-    logger "tms.set_action".
+    Every failure raises the TmsError subclass of its status code with the library's message.
+    Calls run without the GIL, concurrently. Set Action events go to the logger "tms.set_action".
     """
 
-    def __init__(self, jobs_db, audit_db, **options):
+    def __init__(self, jobs_db, audit_db, *, synchronous=None, busy_timeout_ms=None,
+                 journal_size_limit_bytes=None, max_idle_connections=None, max_page_count=None,
+                 allowed_clusters=None, request_timeout_s=None, connect_timeout_s=None,
+                 max_response_bytes=None, interrupted_after_s=None, audit_hmac_key=None, ca_bundle=None):
+        """Open (creating or upgrading) the two files. Options left as None keep their defaults;
+        a value out of range raises InvalidInputError.
+
+        synchronous: "FULL" (default: every acknowledged write survives power loss) or "NORMAL".
+        busy_timeout_ms: how long to wait for another process's lock (5000; 0 to 600000).
+        journal_size_limit_bytes: WAL size kept after a checkpoint (64 MiB; -1 to 2**40).
+        max_idle_connections: kept open per file (8; 1 to 256).
+        max_page_count: size cap per file in pages, 0 for none (0; 0 to 4294967294).
+        allowed_clusters: base URLs Set Actions may call, e.g. ["https://cluster/tms/"] (none).
+        request_timeout_s: a whole remote call (35; 1 to 3600).
+        connect_timeout_s: connecting to a cluster (10; 1 to 3600).
+        max_response_bytes: most of an answer read (8 MiB; 1 to 2**30).
+        interrupted_after_s: a job IN_PROGRESS this long is marked interrupted (600; more than
+            request_timeout_s, at most 30 days).
+        audit_hmac_key: key of the audit chain's HMAC-SHA256, kept in memory only (16 to 4096
+            bytes). A chain written with a key refuses appends from stores without it.
+        ca_bundle: a PEM file of CA certificates trusted for https clusters, on top of the
+            system's trust store.
+
+        A file or directory that cannot be written opens read-only: reads work, writes raise
+        ReadOnlyError and Set Actions are refused (503) before anything is sent.
+        """
         # close() waits for calls in flight: freeing the handle under a running call would be a
         # use-after-free in C. Set first, so __del__ works whatever fails below.
         self._calls = 0
         self._idle = threading.Condition(threading.Lock())  # a plain lock: cheaper than the RLock default
         self._handle = None
+        given = dict(synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
+                     journal_size_limit_bytes=journal_size_limit_bytes, max_idle_connections=max_idle_connections,
+                     max_page_count=max_page_count, allowed_clusters=allowed_clusters,
+                     request_timeout_s=request_timeout_s, connect_timeout_s=connect_timeout_s,
+                     max_response_bytes=max_response_bytes, interrupted_after_s=interrupted_after_s,
+                     audit_hmac_key=audit_hmac_key, ca_bundle=ca_bundle)
+        options = {k: (list(v) if k == "allowed_clusters" else v) for k, v in given.items() if v is not None}
         handle = c_void_p()
         check(
             lib.tms_store_open(
@@ -217,9 +251,12 @@ class Store:
 
     def record_audit(self, user_id, action_type, customer_ids=None, ip_address=None,
                      status="success", error_message=None, duration_ms=None):
-        """Write one audit row; returns its id. A list of IDs is stored as a JSON array."""
+        """Write one audit row; returns its id. A list of IDs is stored as a JSON array; a
+        mapping is refused (legacy stored nothing for one either)."""
+        if isinstance(customer_ids, dict):
+            raise InvalidInputError("customer_ids must be a list of IDs or a string, not a dict")
         if customer_ids is not None and not isinstance(customer_ids, str):
-            customer_ids = json.dumps(list(customer_ids))
+            customer_ids = json.dumps(list(_native.id_list(customer_ids, "customer_ids")))
         row_id = c_int64()
         self._call(
             lib.tms_record_audit,
