@@ -134,6 +134,9 @@ static void test_static_functions(void) {
     CHECK(version != NULL && version[0] != '\0');
     CHECK_STREQ(tms_status_name(TMS_STATUS_NOT_FOUND), "TMS_STATUS_NOT_FOUND");
     CHECK_STREQ(tms_status_name(TMS_STATUS_OK), "TMS_STATUS_OK");
+    CHECK_STREQ(tms_status_name(TMS_STATUS_TOKEN_TOO_SHORT), "TMS_STATUS_TOKEN_TOO_SHORT");
+    CHECK_STREQ(tms_status_name(TMS_STATUS_IDEMPOTENCY_KEY_REUSED), "TMS_STATUS_IDEMPOTENCY_KEY_REUSED");
+    CHECK_STREQ(tms_status_name(TMS_STATUS_AUDIT_KEY_MISMATCH), "TMS_STATUS_AUDIT_KEY_MISMATCH");
     CHECK_STREQ(tms_status_name(999), "TMS_STATUS_UNKNOWN");
     CHECK_STREQ(tms_status_name(-1), "TMS_STATUS_UNKNOWN");
 
@@ -169,6 +172,21 @@ static void test_open(const char *tmp) {
     store = NULL;
     CHECK_STATUS(tms_store_open(jobs2, audit2, "not json", &store), TMS_STATUS_INVALID_INPUT);
     CHECK(store == NULL);
+
+    /* Every option has a range: values that used to wrap or panic are refused at open. */
+    const char *out_of_range[] = {
+        "{\"interrupted_after_s\":18446744073709551615}",
+        "{\"interrupted_after_s\":9223372036854775808}",
+        "{\"busy_timeout_ms\":2147483648}",
+        "{\"connect_timeout_s\":18446744073709551615}",
+        "{\"max_response_bytes\":0}",
+        "{\"audit_hmac_key\":\"short\"}",
+    };
+    for (size_t i = 0; i < sizeof out_of_range / sizeof out_of_range[0]; i++) {
+        store = NULL;
+        CHECK_STATUS(tms_store_open(jobs2, audit2, out_of_range[i], &store), TMS_STATUS_INVALID_INPUT);
+        CHECK(store == NULL);
+    }
 
     char missing_jobs[4096], missing_audit[4096];
     join_path(missing_jobs, sizeof missing_jobs, tmp, "no/such/dir/jobs.db");
