@@ -69,11 +69,11 @@ fn main() {
             // One untimed call first: the Python sides keep their store open (warm statement and
             // page caches) across rounds, while this process starts cold each round.
             let warm = ids(&format!("w{tag}-"), n_ids);
-            store.create_job(&NewJob { user_id: "bench", action_code: 1, action_name: "Trans-Begin", cids: warm.iter().map(String::as_str).collect(), ..Default::default() }).unwrap();
+            store.create_job(&NewJob { user_id: "bench", action_name: "Trans-Begin", cids: warm.iter().map(String::as_str).collect(), ..Default::default() }).unwrap();
             let all: Vec<Vec<String>> = (0..iterations).map(|i| ids(&format!("n{tag}{i}-"), n_ids)).collect();
             time_each(iterations, |i| {
                 let cids: Vec<&str> = all[i].iter().map(String::as_str).collect();
-                store.create_job(&NewJob { user_id: "bench", action_code: 1, action_name: "Trans-Begin", cids, ..Default::default() }).unwrap();
+                store.create_job(&NewJob { user_id: "bench", action_name: "Trans-Begin", cids, ..Default::default() }).unwrap();
             })
         }
         "floor-create" => {
@@ -107,9 +107,9 @@ fn main() {
         }
         "native-update" => {
             let store = open(dir, sync);
-            let id = store.create_job(&NewJob { user_id: "bench", action_code: 1, action_name: "Trans-Begin", cids: vec!["c1"], ..Default::default() }).unwrap().job_id;
+            let id = store.create_job(&NewJob { user_id: "bench", action_name: "Trans-Begin", cids: vec!["c1"], ..Default::default() }).unwrap().job_id;
             time_each(iterations, |_| {
-                store.update_job(&id, &JobUpdate { status: "SUCCESS", http_status: Some(200), ..Default::default() }).unwrap();
+                store.update_job(&id, &JobUpdate { status: tms::model::JobStatus::Success, http_status: Some(200), ..Default::default() }).unwrap();
             })
         }
         "native-log" => {
@@ -168,7 +168,7 @@ fn main() {
                         s.spawn(move || {
                             for i in 0..per {
                                 let a = format!("g{threads}-{th}-{i}");
-                                store.create_job(&NewJob { user_id: "bench", action_code: 1, action_name: "Trans-Begin", cids: vec![&a, "x", "y"], ..Default::default() }).unwrap();
+                                store.create_job(&NewJob { user_id: "bench", action_name: "Trans-Begin", cids: vec![&a, "x", "y"], ..Default::default() }).unwrap();
                             }
                         });
                     }
@@ -183,7 +183,7 @@ fn main() {
             let store = open(dir, sync);
             let call = |i: usize| {
                 let a = format!("m{i}");
-                store.create_job(&NewJob { user_id: "bench", action_code: 1, action_name: "Trans-Begin", cids: vec![&a, "x", "y"], ..Default::default() }).unwrap();
+                store.create_job(&NewJob { user_id: "bench", action_name: "Trans-Begin", cids: vec![&a, "x", "y"], ..Default::default() }).unwrap();
             };
             for i in 0..10_000 {
                 call(i); // warm up: caches and the pool reach their working size

@@ -18,7 +18,7 @@ pub const DIGEST_ACTION: &str = "audit_legacy_digest";
 /// user_id of the library's own rows (resets and digests).
 pub const RESET_USER: &str = "system";
 /// Action types only the library itself writes; every other writer is refused them.
-pub const RESERVED_ACTIONS: [&str; 2] = [RESET_ACTION, DIGEST_ACTION];
+pub(crate) const RESERVED_ACTIONS: [&str; 2] = [RESET_ACTION, DIGEST_ACTION];
 
 /// What a chain commits to about the rows written before it began (legacy rows): how many there
 /// were and a SHA-256 over all of them in id order. Any row added among them (at any id, -1 and

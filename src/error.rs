@@ -69,24 +69,38 @@ impl ErrorKind {
     }
 }
 
+/// A failure: what kind (which the C ABI maps to its status code) and a message for an operator.
+///
+/// ```
+/// use tms::{Error, ErrorKind};
+/// let e = Error::new(ErrorKind::NotFound, "no job with id \"x\"");
+/// assert_eq!((e.kind, e.kind.code_name()), (ErrorKind::NotFound, "NOT_FOUND"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
+    /// What went wrong.
     pub kind: ErrorKind,
+    /// Why, in a sentence (caller values quoted in part only).
     pub message: String,
 }
 
+/// The library's result.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// An error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error { kind, message: message.into() }
     }
+    /// `InvalidInput`.
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::InvalidInput, message)
     }
+    /// `NotFound`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::NotFound, message)
     }
+    /// `Internal` (a bug).
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Internal, message)
     }

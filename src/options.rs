@@ -12,12 +12,15 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Synchronous {
+    /// Sync on every commit (the default).
     #[default]
     Full,
+    /// Sync at checkpoints only.
     Normal,
 }
 
 impl Synchronous {
+    /// The pragma's value.
     pub fn pragma_value(self) -> &'static str {
         match self {
             Synchronous::Full => "FULL",
@@ -37,6 +40,15 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// How a store is opened; `Default` is the safe choice for everything.
+///
+/// ```
+/// use tms::{StoreOptions, Synchronous};
+/// let options = StoreOptions::from_json(r#"{"synchronous": "NORMAL", "busy_timeout_ms": 2000}"#)?;
+/// assert_eq!(options.synchronous, Synchronous::Normal);
+/// assert!(StoreOptions::from_json(r#"{"busy_timeout_ms": 4294967296}"#).is_err()); // out of range
+/// # Ok::<(), tms::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreOptions {

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::action::{MAX_ACTION_CODE, MIN_ACTION_CODE};
 use crate::clock;
 use crate::customer_ids;
 use crate::error::{Error, ErrorKind, Result};
@@ -24,11 +23,9 @@ pub const MAX_NAME_BYTES: usize = 256;
 pub const MAX_TEXT_BYTES: usize = 16 * 1024 * 1024;
 /// Largest `limit` a list query accepts.
 pub const MAX_LIMIT: i64 = 100_000;
-/// The legacy default cache lifetime.
-pub const DEFAULT_CACHE_TTL_S: i64 = 1800;
 
 /// Jobs and audit persistence over two database files. Safe to share between threads (`&Store`
-/// is all any operation needs).
+/// is all any operation needs); a process forked after opening one may keep using it.
 pub struct Store {
     pub(crate) engine: Box<dyn Engine>,
     pub(crate) options: StoreOptions,
@@ -44,8 +41,18 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Open jobs.db and audit.db (created when missing, migrated when older) with the SQLite
-    /// engine, then mark jobs interrupted by a dead process as FAILED.
+    /// Open jobs.db and audit.db (created when missing, migrated in place when older, every row
+    /// kept), then, best effort, mark jobs interrupted by a dead process FAILED and deliver audit
+    /// rows waiting in the outbox. A file or directory that cannot be written opens read-only:
+    /// reads work, writes fail with [`ErrorKind::ReadOnly`].
+    ///
+    /// ```
+    /// use tms::{Store, StoreOptions, Synchronous};
+    /// # let dir = tms::doctest::Dir::new();
+    /// let options = StoreOptions { synchronous: Synchronous::Normal, ..Default::default() };
+    /// let store = Store::open(dir.join("jobs.db"), dir.join("audit.db"), &options)?;
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn open(jobs_db: impl AsRef<Path>, audit_db: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
         options.validate()?;
         let engine = SqliteEngine::open(jobs_db.as_ref(), audit_db.as_ref(), options)?;
@@ -69,25 +76,41 @@ impl Store {
         Ok(store)
     }
 
-    /// Where Set Action events go (nowhere by default).
+    /// Where Set Action events go (nowhere by default): (level, event name, legacy log line).
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// store.set_event_callback(Some(std::sync::Arc::new(|_level, _event, line: &str| eprintln!("{line}"))));
+    /// ```
     pub fn set_event_callback(&self, callback: Option<EventCallback>) {
         self.events.set(callback);
     }
 
-    /// Create a job and all its customers in one transaction. Repeated and padded IDs collapse.
+    /// Create a job and all its customers in one durable transaction, all or nothing. Repeated
+    /// and padded IDs collapse.
+    ///
+    /// ```
+    /// use tms::model::NewJob;
+    /// # let (store, _dir) = tms::doctest::store();
+    /// let job = store.create_job(&NewJob {
+    ///     user_id: "alice",
+    ///     action_code: tms::action::map_action("PE-Enable")?.code,
+    ///     action_name: "PE-Enable",
+    ///     cids: vec!["c1", " c2", "c1"],
+    ///     request_payload: Some((&serde_json::json!({"action": "PE-Enable"})).into()),
+    ///     ..Default::default()
+    /// })?;
+    /// assert_eq!(job.customer_count, 2);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn create_job(&self, job: &NewJob<'_>) -> Result<CreatedJob> {
         let user_id = name("user_id", job.user_id)?;
         let action_name = name("action_name", job.action_name)?;
-        if !(MIN_ACTION_CODE..=MAX_ACTION_CODE).contains(&job.action_code) {
-            return Err(Error::invalid(format!(
-                "action_code {} is out of range {MIN_ACTION_CODE}-{MAX_ACTION_CODE}",
-                job.action_code
-            )));
-        }
-        let status = job_status(job.status.unwrap_or("IN_PROGRESS"))?;
+        let status = job.status.as_ref().unwrap_or(&JobStatus::InProgress).writable()?;
         let batch_id = optional(job.batch_id, |v| name("batch_id", v))?;
         let cluster_url = optional(job.cluster_url, |v| text("cluster_url", v))?;
-        let request_payload = optional(job.request_payload, |v| json("request_payload", v))?;
+        let payload_text = job.request_payload.map(|p| json_text("request_payload", p)).transpose()?;
+        let request_payload = payload_text.as_deref();
         let response_summary = optional(job.response_summary, |v| text("response_summary", v))?;
         let cids = customer_ids::normalize(&job.cids)?;
 
@@ -97,7 +120,7 @@ impl Store {
             job_id: &job_id,
             user_id,
             batch_id,
-            action_code: job.action_code,
+            action_code: job.action_code.get(),
             action_name,
             cluster_url,
             created_at: &created_at,
@@ -117,11 +140,22 @@ impl Store {
     }
 
     /// Change a job's status and whichever other fields are given; `updated_at` always changes.
+    /// An unknown job is [`ErrorKind::NotFound`].
+    ///
+    /// ```
+    /// use tms::model::{JobStatus, JobUpdate};
+    /// # let (store, _dir) = tms::doctest::store();
+    /// # let job_id = tms::doctest::job(&store);
+    /// store.update_job(&job_id, &JobUpdate { status: JobStatus::Failed, http_status: Some(401),
+    ///                                        error_message: Some("denied"), ..Default::default() })?;
+    /// assert_eq!(store.get_job(&job_id)?.status, Some(JobStatus::Failed));
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn update_job(&self, job_id: &str, update: &JobUpdate<'_>) -> Result<()> {
         let job_id = name("job_id", job_id)?;
         let changed = self.engine.update_job(&JobChange {
             job_id,
-            status: job_status(update.status)?,
+            status: update.status.writable()?,
             http_status: update.http_status,
             error_message: optional(update.error_message, |v| text("error_message", v))?,
             response_summary: optional(update.response_summary, |v| text("response_summary", v))?,
@@ -130,30 +164,59 @@ impl Store {
         if changed { Ok(()) } else { Err(no_job(job_id)) }
     }
 
+    /// Every column of a job and its customer count; an unknown job is [`ErrorKind::NotFound`].
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// # let job_id = tms::doctest::job(&store);
+    /// let job = store.get_job(&job_id)?;
+    /// assert_eq!(job.customer_count, 2);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn get_job(&self, job_id: &str) -> Result<JobDetails> {
         let job_id = name("job_id", job_id)?;
         self.engine.job(job_id)?.ok_or_else(|| no_job(job_id))
     }
 
-    /// A user's jobs, newest first, each with its customer count.
+    /// A user's jobs, newest first, each with its customer count; `limit` is 0 to 100,000.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// # tms::doctest::job(&store);
+    /// let jobs = store.get_user_jobs("alice", 50)?;
+    /// assert_eq!(jobs.len(), 1);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn get_user_jobs(&self, user_id: &str, limit: i64) -> Result<Vec<JobSummary>> {
         self.engine.user_jobs(name("user_id", user_id)?, checked_limit(limit)?)
     }
 
-    /// The job's customer IDs, sorted.
+    /// The job's customer IDs, sorted; an unknown job is [`ErrorKind::NotFound`].
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// # let job_id = tms::doctest::job(&store);
+    /// assert_eq!(store.get_job_customers(&job_id)?, ["c1", "c2"]);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn get_job_customers(&self, job_id: &str) -> Result<Vec<String>> {
         let job_id = name("job_id", job_id)?;
         self.engine.job_customers(job_id)?.ok_or_else(|| no_job(job_id))
     }
 
-    /// Write one audit row (the legacy `log_action`); returns its id.
+    /// Write one audit row (the legacy `log_action`) on the hash chain; returns its id. An
+    /// HMAC-keyed chain refuses a store without its key ([`ErrorKind::AuditKeyMismatch`]).
+    ///
+    /// ```
+    /// use tms::model::AuditEntry;
+    /// # let (store, _dir) = tms::doctest::store();
+    /// let id = store.record_audit(&AuditEntry { user_id: "alice", action_type: "Trans-Begin",
+    ///                                           customer_ids: Some(r#"["c1"]"#), ..Default::default() })?;
+    /// assert!(id > 0);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn record_audit(&self, entry: &AuditEntry<'_>) -> Result<i64> {
-        let status = entry.status.unwrap_or("success");
-        if !AUDIT_STATUSES.contains(&status) {
-            return Err(Error::invalid(format!(
-                "audit status {status:?} is not one of {AUDIT_STATUSES:?}"
-            )));
-        }
+        let status = entry.status.as_ref().unwrap_or(&AuditStatus::Success).writable()?;
         if crate::audit_chain::RESERVED_ACTIONS.contains(&entry.action_type) {
             return Err(Error::invalid(format!(
                 "action_type {:?} is reserved for the rows the library itself writes (clear_audit_logs \
@@ -177,6 +240,15 @@ impl Store {
     }
 
     /// Audit rows newest first, filtered; a customer ID matches whole IDs only.
+    ///
+    /// ```
+    /// use tms::model::{AuditEntry, AuditFilter};
+    /// # let (store, _dir) = tms::doctest::store();
+    /// store.record_audit(&AuditEntry { user_id: "bob", action_type: "PE-Enable", customer_ids: Some("c10"), ..Default::default() })?;
+    /// let rows = store.audit_trail(&AuditFilter { customer_id: Some("c1"), ..Default::default() }, 50)?;
+    /// assert!(rows.is_empty()); // c1 does not match c10
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn audit_trail(&self, filter: &AuditFilter<'_>, limit: i64) -> Result<Vec<AuditRow>> {
         let filter = AuditFilter {
             user_id: optional(filter.user_id, |v| name("user_id", v))?,
@@ -186,16 +258,37 @@ impl Store {
         self.engine.audit_trail(&filter, checked_limit(limit)?)
     }
 
+    /// The distinct action types recorded, sorted.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// assert!(store.action_types()?.is_empty());
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn action_types(&self) -> Result<Vec<String>> {
         self.engine.action_types()
     }
 
+    /// Counts over the whole audit log.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// assert_eq!(store.audit_stats()?.total_records, 0);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn audit_stats(&self) -> Result<AuditStats> {
         self.engine.audit_stats()
     }
 
     /// Clear the audit log as an explicit, recorded reset: every row is deleted and one
     /// `audit_reset` row, chained to the last row cleared, records it. Returns how many were deleted.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// assert_eq!(store.clear_audit_logs()?, 0);
+    /// assert_eq!(store.audit_stats()?.total_records, 1); // the reset row
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn clear_audit_logs(&self) -> Result<u64> {
         self.engine.clear_audit(&clock::utc_sql(SystemTime::now()))
     }
@@ -203,11 +296,29 @@ impl Store {
     /// Check the audit log's hash chain: the first row altered, removed or inserted out of chain,
     /// the rows written before the chain existed (unchained, not tampered), and the chain's head.
     /// `anchor` is a head (seq, hash) stored elsewhere earlier: if it is gone, the tail was cut.
+    ///
+    /// ```
+    /// use tms::model::AuditEntry;
+    /// # let (store, _dir) = tms::doctest::store();
+    /// store.record_audit(&AuditEntry { user_id: "alice", action_type: "Trans-Begin", ..Default::default() })?;
+    /// let v = store.verify_audit(None)?;
+    /// let head = v.head.unwrap();
+    /// assert!(v.ok && store.verify_audit(Some((head.seq, &head.hash)))?.ok);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn verify_audit(&self, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
         self.engine.verify_audit(anchor)
     }
 
     /// The cached status data for (cid, app), or None when missing or older than `ttl_seconds`.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// # let (store, _dir) = tms::doctest::store();
+    /// store.cache_put("c1", "ALL", &json!({"ready": true}), 1800)?;
+    /// assert_eq!(store.cache_get("c1", "ALL", 1800)?, Some(json!({"ready": true})));
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn cache_get(&self, cid: &str, app_name: &str, ttl_seconds: i64) -> Result<Option<Value>> {
         let fresh_since = clock::local_iso_ago(checked_ttl(ttl_seconds)?);
         let data =
@@ -216,6 +327,14 @@ impl Store {
     }
 
     /// Look up many cids at once; repeats in `cids` are looked up once.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// store.cache_put("c1", "ALL", &serde_json::json!(1), 1800)?;
+    /// let batch = store.cache_get_batch(&["c1", "c2"], "ALL", 1800)?;
+    /// assert_eq!((batch.hit_count, batch.misses), (1, vec!["c2".to_string()]));
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn cache_get_batch(&self, cids: &[&str], app_name: &str, ttl_seconds: i64) -> Result<CacheBatch> {
         let fresh_since = clock::local_iso_ago(checked_ttl(ttl_seconds)?);
         let app_name = name("app_name", app_name)?;
@@ -235,23 +354,44 @@ impl Store {
         Ok(batch)
     }
 
-    /// Insert or replace the cached data (JSON text) for (cid, app).
-    pub fn cache_put(&self, cid: &str, app_name: &str, status_json: &str, ttl_seconds: i64) -> Result<()> {
+    /// Insert or replace the cached data for (cid, app): a JSON value, or JSON text.
+    ///
+    /// ```
+    /// use tms::model::Json;
+    /// # let (store, _dir) = tms::doctest::store();
+    /// store.cache_put("c1", "ALL", Json::Text(r#"{"ready":false}"#), 600)?;
+    /// # Ok::<(), tms::Error>(())
+    /// ```
+    pub fn cache_put<'a>(&self, cid: &str, app_name: &str, status_data: impl Into<Json<'a>>, ttl_seconds: i64) -> Result<()> {
+        let data = json_text("status_data", status_data.into())?;
         self.engine.cache_put(&CacheRecord {
             cid: name("cid", cid)?,
             app_name: name("app_name", app_name)?,
-            status_data: json("status_data", status_json)?,
+            status_data: &data,
             cached_at: &clock::local_iso(SystemTime::now()),
             ttl_seconds: checked_ttl(ttl_seconds)?,
         })
     }
 
     /// Delete entries older than `ttl_seconds`; returns how many.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// assert_eq!(store.cache_cleanup(1800)?, 0);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn cache_cleanup(&self, ttl_seconds: i64) -> Result<u64> {
         self.engine.cache_delete_older(&clock::local_iso_ago(checked_ttl(ttl_seconds)?))
     }
 
     /// Delete entries matching cid and/or app (both None: all); returns how many.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// store.cache_put("c1", "ALL", &serde_json::json!(1), 1800)?;
+    /// assert_eq!(store.cache_invalidate(Some("c1"), None)?, 1);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn cache_invalidate(&self, cid: Option<&str>, app_name: Option<&str>) -> Result<u64> {
         self.engine.cache_invalidate(
             optional(cid, |v| name("cid", v))?,
@@ -259,6 +399,13 @@ impl Store {
         )
     }
 
+    /// The cache's size.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// assert_eq!(store.cache_stats()?.total_entries, 0);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn cache_stats(&self) -> Result<CacheStats> {
         self.engine.cache_stats()
     }
@@ -266,6 +413,7 @@ impl Store {
     /// Hold one file's write lock for `millis` ms and release it having written nothing. A
     /// diagnostic: it lets tests prove that locks survive another SQLite user in the process and
     /// that a lock held past the busy timeout is reported as busy.
+    #[doc(hidden)]
     pub fn hold_write_lock(&self, file: DbFile, millis: u32) -> Result<()> {
         if millis > 60_000 {
             return Err(Error::invalid("hold_write_lock: at most 60000 ms"));
@@ -313,19 +461,21 @@ fn text<'a>(field: &str, value: &'a str) -> Result<&'a str> {
     Ok(value)
 }
 
-/// Free text that must be JSON (it is parsed back when read).
-fn json<'a>(field: &str, value: &'a str) -> Result<&'a str> {
-    let value = text(field, value)?;
-    serde_json::from_str::<serde::de::IgnoredAny>(value)
-        .map_err(|e| Error::invalid(format!("{field} is not valid JSON: {e}")))?;
-    Ok(value)
-}
-
-fn job_status(status: &str) -> Result<&str> {
-    if JOB_STATUSES.contains(&status) {
-        Ok(status)
-    } else {
-        Err(Error::invalid(format!("job status {status:?} is not one of {JOB_STATUSES:?}")))
+/// JSON as the text a column stores: a value serialized compactly, or text checked to parse
+/// (it is parsed back when read).
+fn json_text<'a>(field: &str, value: Json<'a>) -> Result<std::borrow::Cow<'a, str>> {
+    match value {
+        Json::Value(v) => {
+            let t = serde_json::to_string(v)?;
+            text(field, &t)?;
+            Ok(t.into())
+        }
+        Json::Text(t) => {
+            let t = text(field, t)?;
+            serde_json::from_str::<serde::de::IgnoredAny>(t)
+                .map_err(|e| Error::invalid(format!("{field} is not valid JSON: {e}")))?;
+            Ok(t.into())
+        }
     }
 }
 

@@ -29,7 +29,7 @@ fn problem(store: &Store, anchor: Option<(i64, &str)>) -> (String, Option<i64>) 
     let v = store.verify_audit(anchor).unwrap();
     assert!(!v.ok);
     let p = v.first_problem.unwrap();
-    (p.problem.to_owned(), p.seq)
+    (p.problem.as_str().to_owned(), p.seq)
 }
 
 #[test]
@@ -200,7 +200,7 @@ fn v4_outbox_rows_are_delivered_exactly_once_after_the_upgrade() {
     let dir = TempDir::new("chain-outbox-v4");
     let store = open_fresh(&dir);
     let job = store
-        .create_job(&tms::model::NewJob { user_id: "op", action_code: 1, action_name: "Trans-Begin", cids: vec!["c1"], ..Default::default() })
+        .create_job(&tms::model::NewJob { user_id: "op", action_name: "Trans-Begin", cids: vec!["c1"], ..Default::default() })
         .unwrap();
     log_n(&store, 1); // audit row id 1
     drop(store);

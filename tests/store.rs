@@ -5,11 +5,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tms::model::{AuditEntry, AuditFilter, JobUpdate, NewJob, customer_ids_json};
+use tms::model::{AuditEntry, AuditFilter, AuditStatus, JobStatus, JobUpdate, Json, NewJob, customer_ids_json};
 use tms::{ErrorKind, Store, StoreOptions, Synchronous};
 
 fn job<'a>(user: &'a str, cids: Vec<&'a str>) -> NewJob<'a> {
-    NewJob { user_id: user, action_code: 1, action_name: "Trans-Begin", cids, ..Default::default() }
+    NewJob { user_id: user, action_name: "Trans-Begin", cids, ..Default::default() }
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn a_job_is_written_with_all_its_customers_and_read_back() {
         .create_job(&NewJob {
             cluster_url: Some("https://cluster.example/tms/v1/set/action"),
             batch_id: Some("b-7"),
-            request_payload: Some(payload),
+            request_payload: Some(Json::Text(payload)),
             ..job("alice", vec!["c2", "c1", "c3"])
         })
         .unwrap();
@@ -59,7 +59,7 @@ fn a_job_is_written_with_all_its_customers_and_read_back() {
     assert_eq!(created.created_at.len(), 26);
 
     let details = store.get_job(&created.job_id).unwrap();
-    assert_eq!(details.status.as_deref(), Some("IN_PROGRESS"));
+    assert_eq!(details.status.as_ref(), Some(&JobStatus::InProgress));
     assert_eq!(details.batch_id.as_deref(), Some("b-7"));
     assert_eq!(details.request_payload["cids"][0], "c2");
     assert_eq!(details.customer_count, 3);
@@ -93,20 +93,21 @@ fn update_changes_only_the_given_fields() {
         .unwrap()
         .job_id;
     store
-        .update_job(&id, &JobUpdate { status: "FAILED", http_status: Some(401), error_message: Some("denied"), ..Default::default() })
+        .update_job(&id, &JobUpdate { status: JobStatus::Failed, http_status: Some(401), error_message: Some("denied"), ..Default::default() })
         .unwrap();
-    store.update_job(&id, &JobUpdate { status: "SUCCESS", ..Default::default() }).unwrap();
+    store.update_job(&id, &JobUpdate { status: JobStatus::Success, ..Default::default() }).unwrap();
     let d = store.get_job(&id).unwrap();
-    assert_eq!(d.status.as_deref(), Some("SUCCESS"));
+    assert_eq!(d.status, Some(JobStatus::Success));
     assert_eq!(d.http_status, Some(401));
     assert_eq!(d.error_message.as_deref(), Some("denied"));
     assert_eq!(d.response_summary.as_deref(), Some("In progress..."));
     assert!(d.updated_at.unwrap() >= d.created_at);
 
-    let missing = store.update_job("no-such-job", &JobUpdate { status: "FAILED", ..Default::default() });
+    let missing = store.update_job("no-such-job", &JobUpdate { status: JobStatus::Failed, ..Default::default() });
     assert_eq!(missing.unwrap_err().kind, ErrorKind::NotFound);
-    let bad = store.update_job(&id, &JobUpdate { status: "DONE", ..Default::default() });
+    let bad = store.update_job(&id, &JobUpdate { status: JobStatus::Other("DONE".into()), ..Default::default() });
     assert_eq!(bad.unwrap_err().kind, ErrorKind::InvalidInput);
+    assert_eq!("DONE".parse::<JobStatus>().unwrap_err().kind, ErrorKind::InvalidInput);
 }
 
 #[test]
@@ -139,11 +140,10 @@ fn invalid_jobs_are_refused_and_write_nothing() {
     let cases: Vec<(NewJob, ErrorKind)> = vec![
         (job("", vec!["c1"]), ErrorKind::InvalidInput),
         (job("  ", vec!["c1"]), ErrorKind::InvalidInput),
-        (NewJob { action_code: 0, ..job("u", vec!["c1"]) }, ErrorKind::InvalidInput),
         (NewJob { action_name: "", ..job("u", vec!["c1"]) }, ErrorKind::InvalidInput),
         (job("u", vec!["ok", "bad\nid"]), ErrorKind::InvalidInput),
-        (NewJob { request_payload: Some("{not json"), ..job("u", vec!["c1"]) }, ErrorKind::InvalidInput),
-        (NewJob { status: Some("done"), ..job("u", vec!["c1"]) }, ErrorKind::InvalidInput),
+        (NewJob { request_payload: Some(Json::Text("{not json")), ..job("u", vec!["c1"]) }, ErrorKind::InvalidInput),
+        (NewJob { status: Some(JobStatus::Other("done".into())), ..job("u", vec!["c1"]) }, ErrorKind::InvalidInput),
         (job("u", long_list), ErrorKind::TooLarge),
     ];
     for (bad, kind) in cases {
@@ -176,7 +176,7 @@ fn audit_rows_are_recorded_filtered_and_summarized() {
         .record_audit(&AuditEntry { user_id: "ann", action_type: "Trans-Begin", customer_ids: Some(&list), ip_address: Some("10.0.0.1"), duration_ms: Some(12), ..Default::default() })
         .unwrap();
     store
-        .record_audit(&AuditEntry { user_id: "ann", action_type: "PE-Enable", customer_ids: Some("c10"), status: Some("failure"), error_message: Some("boom"), ..Default::default() })
+        .record_audit(&AuditEntry { user_id: "ann", action_type: "PE-Enable", customer_ids: Some("c10"), status: Some(AuditStatus::Failure), error_message: Some("boom"), ..Default::default() })
         .unwrap();
     store
         .record_audit(&AuditEntry { user_id: "ben", action_type: "PE-Enable", customer_ids: Some("c3, c1"), ..Default::default() })
@@ -205,7 +205,7 @@ fn audit_rows_are_recorded_filtered_and_summarized() {
     assert_eq!((stats.successful_actions, stats.failed_actions), (2, 1));
     assert_eq!(stats.success_rate_percent, 66.67);
 
-    let bad = store.record_audit(&AuditEntry { user_id: "ann", action_type: "x", status: Some("ok"), ..Default::default() });
+    let bad = store.record_audit(&AuditEntry { user_id: "ann", action_type: "x", status: Some(AuditStatus::Other("ok".into())), ..Default::default() });
     assert_eq!(bad.unwrap_err().kind, ErrorKind::InvalidInput);
     // Clearing is a recorded reset: one audit_reset row remains.
     assert_eq!(store.clear_audit_logs().unwrap(), 3);
@@ -217,9 +217,9 @@ fn audit_rows_are_recorded_filtered_and_summarized() {
 fn the_appstatus_cache_upserts_expires_and_counts() {
     let dir = TempDir::new("cache");
     let store = open_fresh(&dir);
-    store.cache_put("c1", "ALL", r#"{"apps":[1]}"#, 1800).unwrap();
-    store.cache_put("c1", "ALL", r#"{"apps":[2]}"#, 1800).unwrap();
-    store.cache_put("c2", "X", "[]", 1800).unwrap();
+    store.cache_put("c1", "ALL", Json::Text(r#"{"apps":[1]}"#), 1800).unwrap();
+    store.cache_put("c1", "ALL", &serde_json::json!({"apps":[2]}), 1800).unwrap();
+    store.cache_put("c2", "X", Json::Text("[]"), 1800).unwrap();
     assert_eq!(store.cache_get("c1", "ALL", 1800).unwrap(), Some(serde_json::json!({"apps":[2]})));
     assert_eq!(store.cache_get("c9", "ALL", 1800).unwrap(), None);
     let batch = store.cache_get_batch(&["c1", "c9", "c1"], "ALL", 1800).unwrap();
@@ -238,7 +238,7 @@ fn the_appstatus_cache_upserts_expires_and_counts() {
     assert_eq!(store.cache_cleanup(1800).unwrap(), 1);
     assert_eq!(store.cache_invalidate(None, Some("X")).unwrap(), 1);
     assert_eq!(store.cache_invalidate(None, None).unwrap(), 0);
-    assert_eq!(store.cache_put("c1", "ALL", "{bad", 1800).unwrap_err().kind, ErrorKind::InvalidInput);
+    assert_eq!(store.cache_put("c1", "ALL", Json::Text("{bad"), 1800).unwrap_err().kind, ErrorKind::InvalidInput);
 }
 
 #[test]

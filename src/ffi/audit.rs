@@ -36,7 +36,7 @@ pub unsafe extern "C" fn tms_record_audit(
             action_type: unsafe { required(action_type, "action_type") }?,
             customer_ids: unsafe { optional(customer_ids, "customer_ids") }?,
             ip_address: unsafe { optional(ip_address, "ip_address") }?,
-            status: unsafe { optional(status, "status") }?,
+            status: unsafe { optional(status, "status") }?.map(str::parse).transpose()?,
             error_message: unsafe { optional(error_message, "error_message") }?,
             duration_ms: unsafe { optional_value(duration_ms) },
         };

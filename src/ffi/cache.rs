@@ -5,6 +5,7 @@ use std::ffi::c_char;
 
 use super::args::{c_json, optional, out, required, string_array};
 use super::status::TmsStatus;
+use crate::model::Json;
 use super::store::TmsStore;
 
 /// The cached status data of (`cid`, `app_name`) as JSON text, if cached within the last
@@ -79,7 +80,7 @@ pub unsafe extern "C" fn tms_cache_put(
         let cid = unsafe { required(cid, "cid") }?;
         let app_name = unsafe { required(app_name, "app_name") }?;
         let status_json = unsafe { required(status_json, "status_json") }?;
-        store.cache_put(cid, app_name, status_json, ttl_seconds)?;
+        store.cache_put(cid, app_name, Json::Text(status_json), ttl_seconds)?;
         Ok(())
     })
 }

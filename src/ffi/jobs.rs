@@ -5,7 +5,8 @@ use std::ffi::c_char;
 use super::args::{c_json, c_string, optional, optional_value, out, required, string_array};
 use super::status::TmsStatus;
 use super::store::TmsStore;
-use crate::model::{JobUpdate, NewJob};
+use crate::action::ActionCode;
+use crate::model::{Json, JobUpdate, NewJob};
 
 /// Create a job and all its customer IDs in one durable transaction: all or nothing.
 ///
@@ -42,14 +43,14 @@ pub unsafe extern "C" fn tms_create_job(
         let store = unsafe { super::args::store(store) }?;
         let job = NewJob {
             user_id: unsafe { required(user_id, "user_id") }?,
-            action_code,
+            action_code: ActionCode::try_from(action_code)?,
             action_name: unsafe { required(action_name, "action_name") }?,
             cids: unsafe { string_array(cids, cid_count, "cids") }?,
             cluster_url: unsafe { optional(cluster_url, "cluster_url") }?,
             batch_id: unsafe { optional(batch_id, "batch_id") }?,
-            request_payload: unsafe { optional(request_payload_json, "request_payload_json") }?,
+            request_payload: unsafe { optional(request_payload_json, "request_payload_json") }?.map(Json::Text),
             response_summary: unsafe { optional(response_summary, "response_summary") }?,
-            status: unsafe { optional(status, "status") }?,
+            status: unsafe { optional(status, "status") }?.map(str::parse).transpose()?,
         };
         let out_job_id = out(out_job_id, "out_job_id")?;
         let created = store.create_job(&job)?;
@@ -81,7 +82,7 @@ pub unsafe extern "C" fn tms_update_job(
         let store = unsafe { super::args::store(store) }?;
         let job_id = unsafe { required(job_id, "job_id") }?;
         let update = JobUpdate {
-            status: unsafe { required(status, "status") }?,
+            status: unsafe { required(status, "status") }?.parse()?,
             http_status: unsafe { optional_value(http_status) },
             error_message: unsafe { optional(error_message, "error_message") }?,
             response_summary: unsafe { optional(response_summary, "response_summary") }?,

@@ -65,7 +65,7 @@ pub unsafe extern "C" fn tms_map_action(name: *const c_char, out_code: *mut i32)
     ffi_boundary!({
         let name = unsafe { required(name, "name") }?;
         let out_code = out(out_code, "out_code")?;
-        *out_code = map_action(name)?.code;
+        *out_code = map_action(name)?.code.get();
         Ok(())
     })
 }

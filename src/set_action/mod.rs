@@ -29,8 +29,11 @@ use request::ProxyRequest;
 /// What the route answers: the HTTP status and JSON body, and the job when one exists.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetActionAnswer {
+    /// The status the route answers with (the cluster's, or the refusal's).
     pub http_status: u16,
+    /// The legacy answer shape; refusals carry `error_code`.
     pub body: Value,
+    /// The job, once one was recorded.
     pub job_id: Option<String>,
 }
 
@@ -108,7 +111,18 @@ impl Caller<'_> {
 
 impl Store {
     /// Handle one `/proxy_fetch` request body for `user_id` and return what the route answers.
-    /// Never fails: a refusal is an answer too (4xx/5xx with `error_code`).
+    /// Never fails: a refusal is an answer too (4xx/5xx with `error_code`). The job is recorded
+    /// before the cluster is called, its outcome after, whatever state the audit log is in.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// let answer = store.set_action(
+    ///     r#"{"url":"https://cluster.example/tms/v1/set/action","token":"bearer-token-123","isPost":true,
+    ///         "postData":{"action":"Trans-Begin","cids":["c1"]}}"#,
+    ///     "alice", Some("10.0.0.7"), None);
+    /// // No allowed_clusters configured: refused before anything is sent.
+    /// assert_eq!((answer.http_status, answer.body["error_code"].as_str()), (403, Some("URL_NOT_ALLOWED")));
+    /// ```
     pub fn set_action(
         &self,
         request_json: &str,
@@ -146,9 +160,33 @@ impl Store {
         }
     }
 
+    /// [`Store::set_action`] with the request body as a JSON value.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// # let (store, _dir) = tms::doctest::store();
+    /// let body = json!({"url": "http://127.0.0.1:9/tms", "postData": {"action": "Nope", "cids": ["c1"]}});
+    /// assert_eq!(store.set_action_value(&body, "alice", None, None).body["error_code"], "UNKNOWN_ACTION");
+    /// ```
+    pub fn set_action_value(
+        &self,
+        request: &Value,
+        user_id: &str,
+        client_ip: Option<&str>,
+        idempotency_key: Option<&str>,
+    ) -> SetActionAnswer {
+        self.set_action(&request.to_string(), user_id, client_ip, idempotency_key)
+    }
+
     /// Mark jobs interrupted by a dead process as FAILED (outcome unknown); returns how many.
     /// Also delivers audit rows still waiting in the outbox (best effort: rows the audit log
     /// cannot take now wait for the next write or open).
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// assert_eq!(store.recover_interrupted()?, 0);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
     pub fn recover_interrupted(&self) -> Result<u64> {
         let _ = self.engine.deliver_pending_audit();
         let now = clock::local_iso(SystemTime::now());
@@ -243,7 +281,7 @@ impl Store {
             job_id: &job_id,
             user_id: caller.user_id,
             batch_id: None,
-            action_code: code,
+            action_code: code.get(),
             action_name: action,
             cluster_url: Some(&req.url),
             created_at: &created_at,

@@ -6,9 +6,9 @@ use super::http::Upstream;
 
 /// Shortest token accepted: below it, replacing the token's text in an answer would also hit
 /// ordinary words, and a short token is weak anyway.
-pub const MIN_TOKEN_BYTES: usize = 8;
+pub(crate) const MIN_TOKEN_BYTES: usize = 8;
 /// Longest token accepted.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 const MARK: &[u8] = b"[REDACTED]";
 

@@ -12,7 +12,8 @@ use crate::audit_chain::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    AuditFilter, AuditRow, AuditStats, AuditVerification, ChainHead, ChainProblem, parse_json_or_text, round2,
+    AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, ChainHead, ChainProblem, ProblemKind,
+    parse_json_or_text, round2,
 };
 use crate::storage::AuditRecord;
 
@@ -312,7 +313,7 @@ pub fn trail(conn: &Connection, filter: &AuditFilter<'_>, limit: u32) -> Result<
                 customer_ids: parse_json_or_text(r.get(3)?),
                 timestamp: r.get(4)?,
                 ip_address: r.get(5)?,
-                status: r.get(6)?,
+                status: r.get::<_, Option<String>>(6)?.map(|s| AuditStatus::from_stored(&s)),
                 error_message: r.get(7)?,
                 duration_ms: r.get(8)?,
             })
@@ -398,7 +399,7 @@ pub fn reset(conn: &Connection, key: &ChainKey, checked: &CheckedHead, timestamp
     Ok(deleted)
 }
 
-fn problem(id: Option<i64>, seq: Option<i64>, problem: &'static str, detail: String) -> ChainProblem {
+fn problem(id: Option<i64>, seq: Option<i64>, problem: ProblemKind, detail: String) -> ChainProblem {
     ChainProblem { id, seq, problem, detail }
 }
 
@@ -426,11 +427,11 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
                 legacy.add(id, &row.legacy_json());
                 continue;
             }
-            found = Some(problem(Some(id), None, "inserted", format!("row {id} has no chain hash but follows chained rows")));
+            found = Some(problem(Some(id), None, ProblemKind::Inserted, format!("row {id} has no chain hash but follows chained rows")));
             break;
         };
         let (Some(seq), Some(prev)) = (row.seq, row.prev.clone()) else {
-            found = Some(problem(Some(id), row.seq, "altered", format!("row {id} has a chain hash but no sequence or link")));
+            found = Some(problem(Some(id), row.seq, ProblemKind::Altered, format!("row {id} has a chain hash but no sequence or link")));
             break;
         };
         let out_of_place = match &last {
@@ -439,7 +440,7 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
                     committed = Some(c);
                     None
                 }
-                None => Some(problem(Some(id), Some(seq), "altered", format!("row {id} starts the chain with an unreadable commitment"))),
+                None => Some(problem(Some(id), Some(seq), ProblemKind::Altered, format!("row {id} starts the chain with an unreadable commitment"))),
             },
             // A chain may also start at a reset row (only clear_audit_logs writes one): every
             // earlier row, legacy ones included, was deleted by it.
@@ -447,10 +448,10 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
                 committed = Some(Commitment::empty());
                 None
             }
-            None => Some(problem(Some(id), Some(seq), "removed", format!("the chain starts at seq {seq}: earlier rows are missing"))),
-            Some(h) if seq > h.seq + 1 => Some(problem(Some(id), Some(seq), "removed", format!("rows with seq {} to {} are missing", h.seq + 1, seq - 1))),
+            None => Some(problem(Some(id), Some(seq), ProblemKind::Removed, format!("the chain starts at seq {seq}: earlier rows are missing"))),
+            Some(h) if seq > h.seq + 1 => Some(problem(Some(id), Some(seq), ProblemKind::Removed, format!("rows with seq {} to {} are missing", h.seq + 1, seq - 1))),
             Some(h) if seq != h.seq + 1 || prev != h.hash => {
-                Some(problem(Some(id), Some(seq), "inserted", format!("row {id} (seq {seq}) does not follow seq {}", h.seq)))
+                Some(problem(Some(id), Some(seq), ProblemKind::Inserted, format!("row {id} (seq {seq}) does not follow seq {}", h.seq)))
             }
             Some(_) => None,
         };
@@ -461,11 +462,11 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
         match key.check(&row.fields(seq, &prev), &stored) {
             Check::Matches => {}
             Check::NeedsKey => {
-                found = Some(problem(Some(id), Some(seq), "unverifiable", "rows are HMAC-chained: configure audit_hmac_key to verify them".into()));
+                found = Some(problem(Some(id), Some(seq), ProblemKind::Unverifiable, "rows are HMAC-chained: configure audit_hmac_key to verify them".into()));
                 break;
             }
             Check::Differs => {
-                found = Some(problem(Some(id), Some(seq), "altered", format!("row {id} (seq {seq}) does not match its hash")));
+                found = Some(problem(Some(id), Some(seq), ProblemKind::Altered, format!("row {id} (seq {seq}) does not match its hash")));
                 break;
             }
         }
@@ -475,7 +476,7 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
         if row.is_system(DIGEST_ACTION) {
             committed = text(&row.legacy[6]).and_then(Commitment::parse);
             if committed.is_none() {
-                found = Some(problem(Some(id), Some(seq), "altered", format!("digest row {id} holds no readable commitment")));
+                found = Some(problem(Some(id), Some(seq), ProblemKind::Altered, format!("digest row {id} holds no readable commitment")));
                 break;
             }
         }
@@ -488,9 +489,9 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
             let now = legacy.finish();
             if &now != promised {
                 let kind = match now.rows.cmp(&promised.rows) {
-                    std::cmp::Ordering::Greater => "inserted",
-                    std::cmp::Ordering::Less => "removed",
-                    std::cmp::Ordering::Equal => "altered",
+                    std::cmp::Ordering::Greater => ProblemKind::Inserted,
+                    std::cmp::Ordering::Less => ProblemKind::Removed,
+                    std::cmp::Ordering::Equal => ProblemKind::Altered,
                 };
                 found = Some(problem(
                     None,
@@ -514,11 +515,11 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
                 None => Some(problem(
                     None,
                     Some(anchor_seq),
-                    "cut",
+                    ProblemKind::Cut,
                     format!("the anchored head seq {anchor_seq} is gone: the tail of the log was cut"),
                 )),
                 Some((id, hash)) if hash != anchor_hash => {
-                    Some(problem(Some(id), Some(anchor_seq), "altered", format!("row {id} (seq {anchor_seq}) no longer has the anchored hash")))
+                    Some(problem(Some(id), Some(anchor_seq), ProblemKind::Altered, format!("row {id} (seq {anchor_seq}) no longer has the anchored hash")))
                 }
                 Some(_) => None,
             };

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::Result;
-use crate::model::{JobDetails, JobSummary, parse_json_or_text};
+use crate::model::{JobDetails, JobStatus, JobSummary, parse_json_or_text};
 use crate::storage::{JobChange, JobOutcome, JobRecord};
 
 /// A job's customer count: stored since schema v3, counted for rows a legacy writer added.
@@ -102,7 +102,7 @@ pub fn details(conn: &Connection, job_id: &str) -> Result<Option<JobDetails>> {
                 created_at: r.get(6)?,
                 request_payload: parse_json_or_text(r.get(7)?),
                 response_summary: r.get(8)?,
-                status: r.get(9)?,
+                status: r.get::<_, Option<String>>(9)?.map(|s| JobStatus::from_stored(&s)),
                 http_status: r.get(10)?,
                 error_message: r.get(11)?,
                 updated_at: r.get(12)?,
@@ -121,7 +121,7 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<JobSummary> {
         action_name: r.get(3)?,
         cluster_url: r.get(4)?,
         created_at: r.get(5)?,
-        status: r.get(6)?,
+        status: r.get::<_, Option<String>>(6)?.map(|s| JobStatus::from_stored(&s)),
         http_status: r.get(7)?,
         error_message: r.get(8)?,
         customer_count: r.get(9)?,
