@@ -145,6 +145,11 @@ impl StoreOptions {
         if text.is_empty() {
             return Ok(Self::default());
         }
+        // serde would also fill the struct from a JSON array, by position: only an object names
+        // what it sets.
+        if !text.starts_with('{') {
+            return Err(Error::invalid("invalid store options: expected a JSON object"));
+        }
         let options: StoreOptions = serde_json::from_str(text).map_err(|e| Error::invalid(name_the_key(text, e)))?;
         options.validate()?;
         Ok(options)
@@ -210,6 +215,7 @@ mod tests {
         assert!(StoreOptions::from_json(r#"{"synchronus":"NORMAL"}"#).is_err());
         assert!(StoreOptions::from_json(r#"{"synchronous":"OFF"}"#).is_err());
         assert_eq!(StoreOptions::from_json("").unwrap(), StoreOptions::default());
+        assert!(StoreOptions::from_json("[]").is_err() && StoreOptions::from_json(r#"["FULL", 1]"#).is_err());
     }
 
     #[test]

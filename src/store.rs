@@ -32,6 +32,8 @@ pub struct Store {
     pub(crate) allowlist: Allowlist,
     pub(crate) http: HttpClient,
     pub(crate) events: EventSink,
+    /// Set Action outcomes jobs.db would not take when they came (see `record_outcome`).
+    pub(crate) waiting_outcomes: std::sync::Mutex<Vec<crate::set_action::WaitingOutcome>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -62,6 +64,7 @@ impl Store {
             allowlist: Allowlist::new(&options.allowed_clusters)?,
             http: HttpClient::new(options),
             events: EventSink::default(),
+            waiting_outcomes: std::sync::Mutex::new(Vec::new()),
         };
         // Best effort: a store that cannot write now (busy, read-only, no audit key) leaves this
         // to another process or a later call.

@@ -400,3 +400,28 @@ fn columns_added_by_hand_survive_the_v0_rebuild() {
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM jobs WHERE \"ticket ref\" LIKE 'T-%'"), 15);
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM pragma_foreign_key_list('jobs')"), 0);
 }
+
+#[test]
+fn a_newer_audit_db_leaves_an_older_jobs_db_untouched() {
+    let dir = TempDir::new("newer-audit");
+    let jobs = copy_fixture(&dir, "jobs_v0_user_fk.db", "jobs.db");
+    let audit = dir.join("audit.db");
+    inspect(&audit).execute_batch("CREATE TABLE x (y); PRAGMA user_version = 77;").unwrap();
+    let before = std::fs::read(&jobs).unwrap();
+    let err = Store::open(&jobs, &audit, &StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::SchemaTooNew, "{}", err.message);
+    assert!(std::fs::read(&jobs).unwrap() == before, "jobs.db was changed");
+    assert!(!dir.join("jobs.db-wal").exists());
+}
+
+#[test]
+fn dropped_append_only_triggers_come_back_at_the_next_open() {
+    let dir = TempDir::new("triggers-back");
+    drop(open_fresh(&dir));
+    inspect(&dir.join("audit.db"))
+        .execute_batch("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; DROP TRIGGER audit_log_no_replace;")
+        .unwrap();
+    drop(open_fresh(&dir));
+    let n = count(&inspect(&dir.join("audit.db")), "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'trigger'");
+    assert_eq!(n, 3);
+}

@@ -3,7 +3,8 @@
 //!
 //! The path rule is strict, because the server behind the allowed prefix may normalize a path
 //! differently from us (`..;/` on Java servers, `%5c` on IIS, double decoding): a path may hold
-//! only printable ASCII, no `;` (path parameters), no `\`, no `.` or `..` segment, and no
+//! only printable ASCII, no `;` (path parameters), no `\`, no segment ending in `.` or a space
+//! once decoded (so no `.` or `..`, nor `..%20`, which Windows servers trim to `..`), and no
 //! percent-escape of `.`, `/`, `\`, `%`, `;`, a control character or a non-ASCII byte. Other
 //! escapes (`%20`, `%40`, ...) pass. A query string may hold anything printable ASCII except a
 //! (raw or escaped) control character.
@@ -43,6 +44,12 @@ fn split(url: &str) -> Result<(String, String, u16, String)> {
     let host = authority.host().to_ascii_lowercase();
     if host.is_empty() {
         return Err(not_allowed(format!("{} has no host", shown(url))));
+    }
+    // `http` reads a port it cannot parse as "no port" (the scheme's default): refuse it.
+    if let Some((_, port)) = authority.as_str().rsplit_once(':') {
+        if !port.contains(']') && !port.is_empty() && port.parse::<u16>().is_err() {
+            return Err(not_allowed(format!("{} has a port out of range; refused", shown(url))));
+        }
     }
     let path = uri.path().to_owned();
     if let Err(why) = check_path(&path) {
@@ -86,10 +93,35 @@ fn check_path(path: &str) -> std::result::Result<(), &'static str> {
         }
         i += 1;
     }
-    if path.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err("has a `.` or `..` segment in its path");
+    // Windows servers drop trailing dots and spaces from a segment (`..%20` becomes `..`):
+    // no segment may end in either, once decoded.
+    for seg in path.split('/') {
+        let decoded = decode(seg);
+        if decoded.ends_with(['.', ' ']) {
+            return Err("has a segment ending in `.` or a space in its path (`.` and `..` included)");
+        }
     }
     Ok(())
+}
+
+/// A path segment with its (already vetted, printable ASCII) %-escapes decoded.
+fn decode(seg: &str) -> String {
+    let bytes = seg.as_bytes();
+    let mut out = String::with_capacity(seg.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match escape_value(&bytes[i..]) {
+            Some(v) => {
+                out.push(v as char);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i] as char);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn check_query(query: &str) -> std::result::Result<(), &'static str> {
@@ -202,6 +234,12 @@ mod tests {
             "http://host:8080/tms/./x",
             "http://host:8080/tms/x?a=%00",
             "http://host:8080/tms/x?a=\u{e9}",
+            "http://host:8080/tms/..%20/admin",
+            "http://host:8080/tms/.%20/x",
+            "http://host:8080/tms/.../x",
+            "http://host:8080/tms/v1./x",
+            "http://host:8080/tms/a%20/x",
+            "http://host:8080:99999/tms/x",
         ] {
             let err = list.check(bad).unwrap_err();
             assert_eq!(err.kind, ErrorKind::UrlNotAllowed, "{bad}");
@@ -221,5 +259,6 @@ mod tests {
     fn an_empty_list_allows_nothing_and_bad_bases_are_refused() {
         assert!(Allowlist::new(&[]).unwrap().check("https://a.example/").is_err());
         assert_eq!(Allowlist::new(&["gopher://x".into()]).unwrap_err().kind, ErrorKind::InvalidInput);
+        assert_eq!(Allowlist::new(&["http://a:99999/".into()]).unwrap_err().kind, ErrorKind::InvalidInput);
     }
 }

@@ -46,6 +46,39 @@ pub const INTERRUPTED_MESSAGE: &str = "interrupted: the process handling this Se
 /// error message, never stored as an action type).
 const PROXY_ACTION: &str = "proxy_fetch";
 
+/// Busy retries of a Set Action's outcome before it is kept waiting in memory.
+const OUTCOME_ATTEMPTS: u64 = 5;
+
+/// A Set Action's outcome that jobs.db would not take when it came (owned, to be recorded later).
+#[derive(Debug, Clone)]
+pub(crate) struct WaitingOutcome {
+    job_id: String,
+    status: &'static str,
+    http_status: Option<i64>,
+    error_message: Option<String>,
+    response_summary: Option<String>,
+    /// (user, idempotency key, answer status, answer body) for repeats.
+    answer: Option<(String, String, i64, String)>,
+}
+
+impl WaitingOutcome {
+    fn record(&self, store: &Store, audit: Option<&AuditRecord<'_>>) -> Result<AuditDelivery> {
+        let now = clock::local_iso(SystemTime::now());
+        store.engine.finish_set_action(
+            &JobOutcome {
+                job_id: &self.job_id,
+                status: self.status,
+                http_status: self.http_status,
+                error_message: self.error_message.as_deref(),
+                response_summary: self.response_summary.as_deref(),
+                updated_at: &now,
+            },
+            audit,
+            self.answer.as_ref().map(|(user_id, key, status, body)| (IdempotencyKey { user_id, key }, *status, body.as_str())),
+        )
+    }
+}
+
 /// Most customer IDs a refusal's audit row lists (the rest are counted in its message).
 const REFUSAL_MAX_IDS: usize = 1_000;
 
@@ -148,6 +181,7 @@ impl Store {
         if let Err(e) = self.engine.check_audit_key() {
             return refusal(&e.context("nothing was sent"), None);
         }
+        self.record_waiting_outcomes();
         let caller = Caller {
             user_id,
             client_ip,
@@ -188,6 +222,7 @@ impl Store {
     /// # Ok::<(), tms::Error>(())
     /// ```
     pub fn recover_interrupted(&self) -> Result<u64> {
+        self.record_waiting_outcomes();
         let _ = self.engine.deliver_pending_audit();
         let now = clock::local_iso(SystemTime::now());
         self.engine.recover_interrupted(Duration::from_secs(self.options.interrupted_after_s), INTERRUPTED_MESSAGE, &now)
@@ -277,13 +312,15 @@ impl Store {
         };
         let created_at = clock::local_iso(SystemTime::now());
         let payload = req.post_data.as_ref().map(|p| redactor.text(&p.to_string()));
+        // A careless caller may put the token in the URL too (`?access_token=`).
+        let url = redactor.text(&req.url);
         let record = JobRecord {
             job_id: &job_id,
             user_id: caller.user_id,
             batch_id: None,
             action_code: code.get(),
             action_name: action,
-            cluster_url: Some(&req.url),
+            cluster_url: Some(&url),
             created_at: &created_at,
             request_payload: payload.as_deref(),
             response_summary: Some("In progress..."),
@@ -349,43 +386,72 @@ impl Store {
         SetActionAnswer { http_status: v.answer_status, body, job_id: Some(job_id) }
     }
 
-    /// Write the job's outcome, stored answer and audit row; a busy jobs.db is retried a few
-    /// times (the job is already durable, so the outcome is worth waiting for).
+    /// Write the job's outcome, stored answer and audit row. A busy jobs.db is retried (the job
+    /// is already durable, so the outcome is worth waiting for); if it stays unwritable the audit
+    /// row goes straight to audit.db and the outcome waits in this process's memory, recorded by
+    /// its next Set Action or `recover_interrupted` (see [`Store::record_waiting_outcomes`]).
     fn record_outcome(&self, caller: &Caller<'_>, action: &str, cids: &[String], job_id: &str, v: &Verdict, redactor: &Redactor) -> Result<AuditDelivery> {
-        let error = v.error_message.as_deref().map(|m| redactor.text(m));
-        let summary = v.response_summary.as_deref().map(|s| redactor.text(s));
-        let answer_text = redactor.text(&v.answer.to_string());
+        let waiting = WaitingOutcome {
+            job_id: job_id.to_owned(),
+            status: v.job_status,
+            http_status: v.job_http_status,
+            error_message: v.error_message.as_deref().map(|m| redactor.text(m)),
+            response_summary: v.response_summary.as_deref().map(|s| redactor.text(s)),
+            answer: caller.key.map(|k| (k.user_id.to_owned(), k.key.to_owned(), i64::from(v.answer_status), redactor.text(&v.answer.to_string()))),
+        };
         let ids = customer_ids_json(cids);
+        let now = SystemTime::now();
+        let audit = AuditRecord {
+            user_id: caller.user_id,
+            action_type: action,
+            customer_ids: Some(&ids),
+            timestamp: &clock::utc_sql(now),
+            ip_address: caller.client_ip,
+            status: v.audit_status,
+            error_message: waiting.error_message.as_deref(),
+            duration_ms: Some(caller.elapsed_ms()),
+        };
         let mut attempt = 0;
-        loop {
-            let now = SystemTime::now();
-            let result = self.engine.finish_set_action(
-                &JobOutcome {
-                    job_id,
-                    status: v.job_status,
-                    http_status: v.job_http_status,
-                    error_message: error.as_deref(),
-                    response_summary: summary.as_deref(),
-                    updated_at: &clock::local_iso(now),
-                },
-                &AuditRecord {
-                    user_id: caller.user_id,
-                    action_type: action,
-                    customer_ids: Some(&ids),
-                    timestamp: &clock::utc_sql(now),
-                    ip_address: caller.client_ip,
-                    status: v.audit_status,
-                    error_message: error.as_deref(),
-                    duration_ms: Some(caller.elapsed_ms()),
-                },
-                caller.key.map(|k| (k, i64::from(v.answer_status), answer_text.as_str())),
-            );
-            match result {
-                Err(e) if e.kind == ErrorKind::Busy && attempt < 3 => {
+        let failed = loop {
+            match waiting.record(self, Some(&audit)) {
+                Err(e) if e.kind == ErrorKind::Busy && attempt < OUTCOME_ATTEMPTS => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(100 * attempt));
                 }
-                other => return other,
+                Err(e) => break e,
+                Ok(delivery) => return Ok(delivery),
+            }
+        };
+        // jobs.db will not take the outcome now. The audit log still gets its row, and the
+        // outcome is kept to be recorded later, rather than be lost to "interrupted".
+        let _ = self.engine.insert_audit(&audit);
+        if failed.kind != ErrorKind::NotFound {
+            if let Ok(mut list) = self.waiting_outcomes.try_lock() {
+                list.push(waiting);
+            }
+        }
+        Err(failed.context("the job's outcome could not be recorded yet (this process records it at its next Set \
+                            Action); its audit row was written"))
+    }
+
+    /// Record the outcomes an unwritable jobs.db kept waiting in this process (oldest first);
+    /// those that still cannot be written keep waiting.
+    pub(crate) fn record_waiting_outcomes(&self) {
+        let waiting = match self.waiting_outcomes.try_lock() {
+            Ok(mut list) if !list.is_empty() => std::mem::take(&mut *list),
+            _ => return,
+        };
+        let mut still = Vec::new();
+        for w in waiting {
+            match w.record(self, None) {
+                Err(e) if e.kind != ErrorKind::NotFound => still.push(w),
+                _ => {}
+            }
+        }
+        if !still.is_empty() {
+            if let Ok(mut list) = self.waiting_outcomes.try_lock() {
+                still.append(&mut list);
+                *list = still;
             }
         }
     }

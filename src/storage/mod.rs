@@ -151,12 +151,12 @@ pub trait Engine: Send + Sync {
     ) -> Result<Option<PriorRequest>>;
     fn prior_request(&self, key: IdempotencyKey<'_>) -> Result<Option<PriorRequest>>;
     /// Record a Set Action's outcome: the job's outcome and (with a key) the answer for repeats
-    /// commit together, on their own, whatever state the audit log is in; the audit row goes
-    /// with them into the outbox and on to the audit log (see [`AuditDelivery`]).
+    /// commit together, on their own, whatever state the audit log is in; the audit row, when
+    /// given, goes with them into the outbox and on to the audit log (see [`AuditDelivery`]).
     fn finish_set_action(
         &self,
         outcome: &JobOutcome<'_>,
-        audit: &AuditRecord<'_>,
+        audit: Option<&AuditRecord<'_>>,
         answer: Option<(IdempotencyKey<'_>, i64, &str)>,
     ) -> Result<AuditDelivery>;
     /// Deliver to the audit log every row still in the outbox, each exactly once; returns how

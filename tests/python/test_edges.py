@@ -591,3 +591,162 @@ def test_12_https_to_a_cluster_with_an_internal_ca(tmp_path, https_cluster, inte
     # A ca_bundle that is not a PEM file is refused at open.
     with pytest.raises(tms.InvalidInputError, match="ca_bundle"):
         open_store(tmp_path, https_cluster, ca_bundle=str(internal_ca / "ext.cnf"))
+
+
+# --- what a hostile review found after the first round -----------------------------------------
+
+def chain_hash(fields):
+    """The plain SHA-256 a forger can compute (see audit_chain.rs: compact JSON of the fields)."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def test_3_plain_rows_forged_after_keyed_rows_are_found_and_block_unkeyed_writers(tmp_path):
+    key = "k" * 32
+    jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
+    s = tms.Store(jobs_db, audit_db, audit_hmac_key=key)
+    for _ in range(3):
+        s.record_audit("alice", "PE-Enable", ["c1"])
+    con = sqlite3.connect(audit_db)
+    seq, prev = con.execute("SELECT chain_seq, chain_hash FROM audit_log ORDER BY chain_seq DESC LIMIT 1").fetchone()
+    f = [seq + 1, prev, "mallory", "PE-Direct", '["vip"]', "2026-01-01 00:00:00", "1.2.3.4", "success", None, 5]
+    con.execute("INSERT INTO audit_log (user_id, action_type, customer_ids, timestamp, ip_address, status, "
+                "error_message, duration_ms, chain_seq, chain_prev, chain_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (*f[2:], f[0], f[1], chain_hash(f)))
+    con.commit()
+    con.close()
+    v = s.verify_audit()
+    assert not v["ok"] and v["first_problem"]["seq"] == seq + 1, v
+    assert "without the HMAC key" in v["first_problem"]["detail"]
+    s.close()
+    # A store without the key must not take the forged plain head as leave to append.
+    with tms.Store(jobs_db, audit_db) as unkeyed:
+        with pytest.raises(tms.AuditKeyMismatchError):
+            unkeyed.record_audit("bob", "PE-Enable")
+
+
+def test_3_a_forged_digest_row_cannot_vouch_for_forged_legacy_rows(tmp_path, fixture_copy):
+    audit_db = fixture_copy("audit.db")
+    s = tms.Store(str(tmp_path / "jobs.db"), audit_db)
+    s.record_audit("alice", "PE-Enable")
+    assert s.verify_audit()["ok"]
+    con = sqlite3.connect(audit_db)
+    con.execute("DROP TRIGGER audit_log_no_update")
+    con.execute("INSERT INTO audit_log (id, user_id, action_type, timestamp, status) "
+                "VALUES (0, 'ghost', 'PE-Enable', '2027-01-01 00:00:00', 'success')")
+    # The forger recomputes a digest over the legacy rows, ghost included, as a chained row.
+    seq, prev = con.execute("SELECT chain_seq, chain_hash FROM audit_log ORDER BY chain_seq DESC LIMIT 1").fetchone()
+    f = [seq + 1, prev, "system", "audit_legacy_digest", None, "2027-01-01 00:00:00", None, "success",
+         "rows=1;sha256=" + "0" * 64, None]
+    con.execute("INSERT INTO audit_log (user_id, action_type, customer_ids, timestamp, ip_address, status, "
+                "error_message, duration_ms, chain_seq, chain_prev, chain_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (*f[2:], f[0], f[1], chain_hash(f)))
+    con.commit()
+    con.close()
+    v = s.verify_audit()
+    assert not v["ok"] and "legacy digest" in v["first_problem"]["detail"], v
+    s.close()
+
+
+TOGGLER = """
+import random, sqlite3, sys, time
+rng = random.Random(int(sys.argv[2]))
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    con = sqlite3.connect(sys.argv[1], timeout=30)
+    con.execute("BEGIN IMMEDIATE")
+    time.sleep(rng.uniform(0.05, 0.3))
+    con.rollback()
+    con.close()
+    time.sleep(rng.uniform(0.0, 0.1))
+"""
+
+SET_ACTION_WORKER = """
+import json, sys, threading, tms
+s = tms.Store(sys.argv[1], sys.argv[2], allowed_clusters=[sys.argv[3]], busy_timeout_ms=int(sys.argv[6]))
+ids = []
+def work(t):
+    for i in range(int(sys.argv[5])):
+        status, body = s.set_action({"url": sys.argv[3] + "/tms/v1/set/action", "token": "token-0123456789",
+                                     "isPost": True, "postData": {"action": "PE-Enable", "cids": [f"{sys.argv[4]}-{t}-{i}"]}},
+                                    f"u{sys.argv[4]}")
+        ids.append(body.get("job_id"))
+threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print(json.dumps(ids))
+"""
+
+
+def test_1_every_outcome_reaches_the_audit_log_exactly_once_while_processes_race_a_flapping_lock(tmp_path, cluster):
+    """Several processes deliver each other's outbox rows while audit.db is locked on and off:
+    no row may be lost (a reused outbox id) or written twice (a stale read of the outbox)."""
+    jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
+    tms.Store(jobs_db, audit_db).close()
+    env = dict(os.environ, PYTHONPATH=BINDINGS)
+    toggler = subprocess.Popen([sys.executable, "-c", TOGGLER, audit_db, "7", "8"], env=env)
+    per_thread, procs_n = 12, 3
+    workers = [subprocess.Popen([sys.executable, "-c", SET_ACTION_WORKER, jobs_db, audit_db, cluster.base, str(p),
+                                 str(per_thread), "100" if p % 2 else "60000"],
+                                env=env, stdout=subprocess.PIPE, text=True) for p in range(procs_n)]
+    job_ids = []
+    for w in workers:
+        out, _ = w.communicate(timeout=600)
+        assert w.returncode == 0
+        job_ids += json.loads(out)
+    toggler.wait(timeout=60)
+    assert all(job_ids) and len(set(job_ids)) == procs_n * 3 * per_thread
+    with tms.Store(jobs_db, audit_db) as s:
+        s.recover_interrupted()
+        assert s.verify_audit()["ok"]
+    assert rows(jobs_db, "SELECT status, COUNT(*) FROM jobs GROUP BY status") == [("SUCCESS", len(job_ids))]
+    assert rows(jobs_db, "SELECT COUNT(*) FROM audit_outbox") == [(0,)]
+    per_row = rows(audit_db, "SELECT customer_ids, COUNT(*) FROM audit_log WHERE action_type = 'PE-Enable' "
+                             "GROUP BY customer_ids HAVING COUNT(*) != 1")
+    assert per_row == [], per_row  # none written twice
+    assert rows(audit_db, "SELECT COUNT(*) FROM audit_log WHERE action_type = 'PE-Enable'") == [(len(job_ids),)]
+
+
+def test_7_echoes_that_shorten_the_answer_do_not_pull_a_token_under_the_cut(tmp_path, cluster):
+    token = "SECRETTOKEN0123456789abcdefghijklmnopqrstuv"
+    limit = 100
+    with open_store(tmp_path, cluster, max_response_bytes=limit) as s:
+        status, body = s.set_action(request(cluster, f"/echo-thrice?at={limit - 2 * len(token) - 5}", token=token), "a")
+        assert status == 500
+        assert "SECRETTOKEN" not in json.dumps(body)
+        # A careless caller's URL with the token in it is not stored as it is either.
+        s.set_action(request(cluster, f"/tms/v1/set/action?access_token={token}", token=token), "a")
+    assert b"SECRETTOKEN" not in all_bytes(tmp_path)
+
+
+HOLD_JOBS = """
+import sqlite3, sys, time
+time.sleep(float(sys.argv[2]))
+con = sqlite3.connect(sys.argv[1], timeout=30)
+con.execute("BEGIN IMMEDIATE")
+print("holding", flush=True)
+sys.stdin.readline()
+con.rollback()
+"""
+
+
+def test_1_an_outcome_jobs_db_will_not_take_is_kept_and_recorded_later(tmp_path, cluster):
+    store = open_store(tmp_path, cluster, busy_timeout_ms=200)
+    # The lock comes while the call is under way (the job itself was recorded before it).
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_JOBS, str(tmp_path / "jobs.db"), "0.3"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    status, body = store.set_action(request(cluster, "/slow"), "alice", idempotency_key="k-busy")
+    assert holder.stdout.readline().strip() == "holding"
+    assert status == 200 and "recorded" in body["warning"], body
+    # The audit log has the row already; the job waits for jobs.db.
+    assert [r[:3] for r in audit_rows(tmp_path)] == [("alice", "Trans-Begin", "success")]
+    holder.communicate("\n", timeout=30)
+    assert job(tmp_path, body["job_id"])["status"] == "IN_PROGRESS"
+    # The repeat is answered from the recorded outcome, without sending again.
+    sent = len(cluster.requests)
+    again = store.set_action(request(cluster, "/slow"), "alice", idempotency_key="k-busy")
+    assert again[0] == 200 and again[1]["job_id"] == body["job_id"] and len(cluster.requests) == sent
+    row = job(tmp_path, body["job_id"])
+    assert (row["status"], row["http_status"]) == ("SUCCESS", 200)
+    assert len(audit_rows(tmp_path)) == 1
+    store.close()

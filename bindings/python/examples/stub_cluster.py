@@ -14,6 +14,7 @@ Paths choose the behaviour, so one server covers every row of the outcome table:
   POST /bignum              200 JSON with an integer beyond 64 bits
   POST /echo-json           200 JSON that echoes the Authorization header (JSON-escaped)
   POST /straddle?at=N       200: N bytes of filler, then the Authorization header, then more
+  POST /echo-thrice?at=N    500: N bytes of filler, the token twice, 7 bytes, the token again
   GET  /tms/v1/status       200 {"apps": [...]}
 
 Every request is recorded in `server.requests` (method, path, headers with lowercase names, body).
@@ -93,6 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/echo-json":
             echo = self.headers.get("Authorization", "")
             self._reply(200, json.dumps({"success": True, "seen": echo, "twice": json.dumps(echo)}))
+        elif path == "/echo-thrice":
+            at = int(self.path.split("at=")[1])
+            token = self.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+            self._reply(500, b"x" * at + token + token + b"yyyyyzz" + token + b"w" * 300, "text/plain")
         elif path == "/straddle":
             at = int(self.path.split("at=")[1]) if "at=" in self.path else 0
             echo = self.headers.get("Authorization", "").encode()

@@ -98,30 +98,65 @@ fn head(conn: &Connection) -> Result<Option<StoredRow>> {
         .optional()?)
 }
 
-/// The last head this process has checked against its key (so a busy log does not recompute
-/// the head's hash on every append).
+/// What this process has already checked about the chain (so a busy log does not recompute the
+/// head's hash, or look for keyed rows, on every append).
 #[derive(Default)]
-pub struct CheckedHead(Mutex<Option<(i64, String)>>);
+pub struct CheckedHead {
+    /// The last keyed head checked against this store's key.
+    head: Mutex<Option<(i64, String)>>,
+    /// For a store without a key: the chain holds no keyed row up to this seq.
+    unkeyed_up_to: Mutex<i64>,
+}
 
 impl CheckedHead {
     fn is(&self, seq: i64, hash: &str) -> bool {
         // try_lock: never block (or deadlock in a forked child) on a cache.
-        self.0.try_lock().ok().is_some_and(|g| g.as_ref().is_some_and(|(s, h)| *s == seq && h == hash))
+        self.head.try_lock().ok().is_some_and(|g| g.as_ref().is_some_and(|(s, h)| *s == seq && h == hash))
     }
     fn set(&self, seq: i64, hash: String) {
-        if let Ok(mut g) = self.0.try_lock() {
+        if let Ok(mut g) = self.head.try_lock() {
             *g = Some((seq, hash));
+        }
+    }
+    fn unkeyed_up_to(&self) -> i64 {
+        self.unkeyed_up_to.try_lock().map_or(0, |g| *g)
+    }
+    fn set_unkeyed_up_to(&self, seq: i64) {
+        if let Ok(mut g) = self.unkeyed_up_to.try_lock() {
+            *g = seq;
         }
     }
 }
 
 /// Refuse to append to a chain this store cannot continue honestly: an HMAC-keyed chain needs
 /// the same key, or the new rows would make verification report the honest log as altered.
-fn check_key(head: &StoredRow, key: &ChainKey, checked: &CheckedHead) -> Result<()> {
+/// A chain that ever held a keyed row is keyed, even if a forger appended plain rows after it.
+fn check_key(conn: &Connection, head: &StoredRow, key: &ChainKey, checked: &CheckedHead) -> Result<()> {
     let (Some(seq), Some(prev), Some(hash)) = (head.seq, head.prev.as_deref(), head.hash.as_deref()) else {
         return Ok(());
     };
-    if !is_keyed(hash) || checked.is(seq, hash) {
+    if !is_keyed(hash) {
+        if key.has_key() {
+            return Ok(()); // a plain chain taking on a key from here on
+        }
+        // Only the rows since the last look are searched (the chain_seq index), so this costs
+        // one index probe per append.
+        let keyed_since: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM audit_log WHERE chain_seq > ?1 AND chain_hash LIKE 'hmac-sha256:%')",
+            )?
+            .query_row([checked.unkeyed_up_to()], |r| r.get(0))?;
+        if keyed_since {
+            return Err(Error::new(
+                ErrorKind::AuditKeyMismatch,
+                "the audit log is chained with an HMAC key (its last rows are not, which verify_audit \
+                 reports) and this store was opened without audit_hmac_key: audit rows are refused",
+            ));
+        }
+        checked.set_unkeyed_up_to(seq);
+        return Ok(());
+    }
+    if checked.is(seq, hash) {
         return Ok(());
     }
     match key.check(&head.fields(seq, prev), hash) {
@@ -147,7 +182,7 @@ fn check_key(head: &StoredRow, key: &ChainKey, checked: &CheckedHead) -> Result<
 /// Ok when this store's key can continue the chain (see `check_key`); a read.
 pub fn check_head_key(conn: &Connection, key: &ChainKey, checked: &CheckedHead) -> Result<()> {
     match head(conn)? {
-        Some(h) => check_key(&h, key, checked),
+        Some(h) => check_key(conn, &h, key, checked),
         None => Ok(()),
     }
 }
@@ -197,7 +232,7 @@ pub fn insert(conn: &Connection, row: &AuditRecord<'_>, key: &ChainKey, checked:
 fn append(conn: &Connection, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead) -> Result<i64> {
     let (seq, prev) = match head(conn)? {
         Some(h) => {
-            check_key(&h, key, checked)?;
+            check_key(conn, &h, key, checked)?;
             let (Some(seq), Some(hash)) = (h.seq, h.hash) else {
                 return Err(Error::new(ErrorKind::Database, "the audit chain's last row has no hash"));
             };
@@ -354,7 +389,7 @@ pub fn stats(conn: &Connection) -> Result<AuditStats> {
 pub fn reset(conn: &Connection, key: &ChainKey, checked: &CheckedHead, timestamp: &str) -> Result<u64> {
     let last = head(conn)?;
     if let Some(h) = &last {
-        check_key(h, key, checked)?;
+        check_key(conn, h, key, checked)?;
     }
     conn.execute_batch("DROP TRIGGER IF EXISTS audit_log_no_delete;")?;
     let deleted = conn.execute("DELETE FROM audit_log", [])? as u64;
@@ -417,6 +452,11 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
     let mut legacy = LegacyDigest::default();
     // What the chain committed to about the legacy rows (None until the chain begins).
     let mut committed: Option<Commitment> = None;
+    // A digest row may follow only a chain begun without a commitment (schema v2), once.
+    let mut digest_allowed = false;
+    // Once a row is keyed, every later row must be: a plain row after it was appended without
+    // the key (by a forger, who can compute plain SHA-256 but not the HMAC).
+    let mut keyed_seen = false;
     let mut found: Option<ChainProblem> = None;
     while let Some(r) = rows.next()? {
         let row = stored_row(r)?;
@@ -438,6 +478,7 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
             None if seq == 1 => match Commitment::from_genesis(&prev) {
                 Some(c) => {
                     committed = Some(c);
+                    digest_allowed = prev == GENESIS;
                     None
                 }
                 None => Some(problem(Some(id), Some(seq), ProblemKind::Altered, format!("row {id} starts the chain with an unreadable commitment"))),
@@ -459,6 +500,16 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
             found = out_of_place;
             break;
         }
+        if keyed_seen && !is_keyed(&stored) {
+            found = Some(problem(
+                Some(id),
+                Some(seq),
+                ProblemKind::Inserted,
+                format!("row {id} (seq {seq}) is chained without the HMAC key after keyed rows: it was not written by a store with the key"),
+            ));
+            break;
+        }
+        keyed_seen |= is_keyed(&stored);
         match key.check(&row.fields(seq, &prev), &stored) {
             Check::Matches => {}
             Check::NeedsKey => {
@@ -472,8 +523,19 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) ->
         }
         if last.is_some() && row.is_system(RESET_ACTION) {
             committed = Some(Commitment::empty());
+            digest_allowed = false;
         }
         if row.is_system(DIGEST_ACTION) {
+            if !digest_allowed {
+                found = Some(problem(
+                    Some(id),
+                    Some(seq),
+                    ProblemKind::Inserted,
+                    format!("row {id} (seq {seq}) is a legacy digest where the chain already committed to its legacy rows"),
+                ));
+                break;
+            }
+            digest_allowed = false;
             committed = text(&row.legacy[6]).and_then(Commitment::parse);
             if committed.is_none() {
                 found = Some(problem(Some(id), Some(seq), ProblemKind::Altered, format!("digest row {id} holds no readable commitment")));

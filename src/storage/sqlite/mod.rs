@@ -50,12 +50,21 @@ impl SqliteEngine {
     /// Open (creating when missing) and migrate both files. A file that cannot be written is
     /// opened read-only: reads work, writes are refused (`Engine::read_only`).
     pub fn open(jobs_path: &Path, audit_path: &Path, options: &StoreOptions) -> Result<Self> {
-        let (jobs, first) = Pool::open(jobs_path, schema::JOBS_SCHEMA_VERSION, options)?;
-        schema::migrate_jobs(&first, jobs.read_only().is_none())?;
-        jobs.put(first);
-        let (audit, first) = Pool::open(audit_path, schema::AUDIT_SCHEMA_VERSION, options)?;
-        schema::migrate_audit(&first, audit.read_only().is_none())?;
-        audit.put(first);
+        // Both files' versions are checked before either is changed: a newer audit.db must not
+        // leave jobs.db switched to WAL or migrated behind it.
+        pool::check_version(jobs_path, schema::JOBS_SCHEMA_VERSION)?;
+        pool::check_version(audit_path, schema::AUDIT_SCHEMA_VERSION)?;
+        let (jobs, first_jobs) = Pool::open(jobs_path, schema::JOBS_SCHEMA_VERSION, options)?;
+        let (audit, first_audit) = Pool::open(audit_path, schema::AUDIT_SCHEMA_VERSION, options)?;
+        schema::migrate_jobs(&first_jobs, jobs.read_only().is_none())?;
+        jobs.put(first_jobs);
+        schema::migrate_audit(&first_audit, audit.read_only().is_none())?;
+        if audit.read_only().is_none() {
+            // Triggers go with their table when someone renames it; whatever table is called
+            // audit_log now gets them back.
+            schema::ensure_audit_triggers(&first_audit)?;
+        }
+        audit.put(first_audit);
         let chain = ChainKey::new(options.audit_hmac_key.as_ref().map(|k| k.0.as_str()));
         let engine = SqliteEngine {
             jobs,
@@ -215,7 +224,7 @@ impl Engine for SqliteEngine {
     fn finish_set_action(
         &self,
         outcome: &JobOutcome<'_>,
-        audit: &AuditRecord<'_>,
+        audit: Option<&AuditRecord<'_>>,
         answer: Option<(IdempotencyKey<'_>, i64, &str)>,
     ) -> Result<AuditDelivery> {
         let now = unix_ms_now();
@@ -225,13 +234,15 @@ impl Engine for SqliteEngine {
             if let Some((key, status, body)) = answer {
                 set_action::store_answer(tx, key, status, body)?;
             }
-            outbox::add(tx, audit)?;
+            if let Some(audit) = audit {
+                outbox::add(tx, audit)?;
+            }
             Ok(found)
         })?;
         if !found {
             return Err(Error::not_found(format!("no job with id {:?}", outcome.job_id)));
         }
-        Ok(self.deliver_after_queueing())
+        Ok(if audit.is_some() { self.deliver_after_queueing() } else { AuditDelivery::Delivered })
     }
     fn deliver_pending_audit(&self) -> Result<u64> {
         let result = deliver(self);
@@ -257,17 +268,18 @@ impl Engine for SqliteEngine {
     }
 }
 
-/// Copy every outbox row into audit.db exactly once (see `outbox`): read them from jobs.db;
-/// in one audit.db transaction append each one that has no receipt yet, with its receipt (and
-/// forget receipts whose rows this process removed earlier); then remove them from jobs.db.
+/// Copy every outbox row into audit.db exactly once (see `outbox` for why this order): under
+/// audit.db's write lock, read the outbox from jobs.db, append each row that has no receipt yet
+/// with its receipt, and forget receipts whose rows this process removed earlier; then remove
+/// the rows from jobs.db.
 fn deliver(engine: &SqliteEngine) -> Result<u64> {
-    let entries = read(&engine.jobs, outbox::pending)?;
-    if entries.is_empty() {
+    if read(&engine.jobs, outbox::is_empty)? {
         return Ok(0);
     }
     engine.audit.check_writable()?;
     let forget: Vec<String> = engine.receipts_to_forget.try_lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
-    let delivered = write(&engine.audit, |tx| {
+    let done = write(&engine.audit, |tx| {
+        let entries = read(&engine.jobs, outbox::pending)?;
         let mut delivered = 0;
         for e in &entries {
             let row = e.record.record();
@@ -280,10 +292,10 @@ fn deliver(engine: &SqliteEngine) -> Result<u64> {
             }
         }
         outbox::forget_receipts(tx, &forget)?;
-        Ok(delivered)
+        Ok((delivered, entries.into_iter().map(|e| (e.id, e.delivery_key)).collect::<Vec<_>>()))
     });
-    let delivered = match delivered {
-        Ok(n) => n,
+    let (delivered, rows) = match done {
+        Ok(d) => d,
         Err(e) => {
             if let Ok(mut v) = engine.receipts_to_forget.try_lock() {
                 v.extend(forget);
@@ -291,10 +303,9 @@ fn deliver(engine: &SqliteEngine) -> Result<u64> {
             return Err(e.context("the audit rows waiting in the outbox could not be written to the audit log yet"));
         }
     };
-    let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
-    write(&engine.jobs, |tx| outbox::remove(tx, &ids))?;
+    write(&engine.jobs, |tx| outbox::remove(tx, &rows))?;
     if let Ok(mut v) = engine.receipts_to_forget.try_lock() {
-        v.extend(entries.into_iter().map(|e| e.delivery_key));
+        v.extend(rows.into_iter().map(|(_, key)| key));
     }
     Ok(delivered)
 }

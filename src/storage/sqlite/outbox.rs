@@ -6,8 +6,13 @@
 //! copies each row into audit.db together with a receipt (its delivery key) in one audit.db
 //! transaction, and removes it from the outbox in a second, jobs.db transaction. A crash between
 //! the two leaves a row whose receipt says it was delivered: the next delivery only removes it.
-//! So every row reaches audit.db exactly once, whichever process delivers it. A receipt is
-//! deleted once its outbox row is known to be gone.
+//!
+//! Exactly once, whichever processes deliver at the same time, rests on two rules:
+//! - the outbox is read inside the audit.db write transaction, so no deliverer acts on a stale
+//!   read: a row it sees either has no receipt (nobody delivered it) or has one that cannot be
+//!   forgotten meanwhile (forgetting also needs audit.db's write lock);
+//! - a receipt is forgotten only after its outbox row is known removed (committed), and rows are
+//!   removed by id and delivery key together, so a reused id never removes another row.
 
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
@@ -88,13 +93,18 @@ pub fn pending(conn: &Connection) -> Result<Vec<Entry>> {
         .collect()
 }
 
-/// Remove delivered rows (jobs.db).
-pub fn remove(conn: &Connection, ids: &[i64]) -> Result<()> {
-    let mut stmt = conn.prepare_cached("DELETE FROM audit_outbox WHERE id = ?1")?;
-    for id in ids {
-        stmt.execute([id])?;
+/// Remove delivered rows (jobs.db), each by its id and key.
+pub fn remove(conn: &Connection, rows: &[(i64, String)]) -> Result<()> {
+    let mut stmt = conn.prepare_cached("DELETE FROM audit_outbox WHERE id = ?1 AND delivery_key = ?2")?;
+    for (id, key) in rows {
+        stmt.execute(params![id, key])?;
     }
     Ok(())
+}
+
+/// Whether anything waits (jobs.db): the cheap look before taking audit.db's write lock.
+pub fn is_empty(conn: &Connection) -> Result<bool> {
+    Ok(!conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM audit_outbox)")?.query_row([], |r| r.get::<_, bool>(0))?)
 }
 
 /// Whether audit.db already has this row (audit.db).

@@ -285,6 +285,24 @@ impl Drop for PooledConnection<'_> {
     }
 }
 
+/// Refuse a file newer than the library before anything is written to either file of a store:
+/// a read of `user_version` (a missing file is new, so fine).
+pub fn check_version(path: &Path, max_version: i64) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let Ok(conn) = Connection::open_with_flags(
+        file_uri(path, "mode=ro")?,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) else {
+        return Ok(()); // unreadable: the real open reports why
+    };
+    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
+        Ok(version) if version > max_version => Err(super::schema::too_new(path, version, max_version)),
+        _ => Ok(()),
+    }
+}
+
 /// One read-write connection with the library's settings (tests look at what they are).
 pub fn open_connection(path: &Path, options: &StoreOptions) -> Result<Connection> {
     open_with(path, Mode::ReadWrite, i64::MAX, options)

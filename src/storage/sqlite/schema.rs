@@ -326,6 +326,20 @@ pub const AUDIT_NO_REPLACE: &str = "
       OR (NEW.chain_seq IS NOT NULL AND EXISTS(SELECT 1 FROM audit_log WHERE chain_seq = NEW.chain_seq))
     BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: an insert may not replace a row'); END;";
 
+/// The append-only triggers, created where missing (cheap when present).
+pub fn ensure_audit_triggers(conn: &Connection) -> Result<()> {
+    let missing: i64 = conn.query_row(
+        "SELECT 3 - COUNT(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'audit_log'
+            AND name IN ('audit_log_no_update', 'audit_log_no_delete', 'audit_log_no_replace')",
+        [],
+        |r| r.get(0),
+    )?;
+    if missing > 0 {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {AUDIT_TRIGGERS} {AUDIT_NO_REPLACE} COMMIT;"))?;
+    }
+    Ok(())
+}
+
 fn audit_v3_no_replace_receipts(conn: &Connection) -> Result<()> {
     conn.execute_batch(AUDIT_NO_REPLACE)?;
     conn.execute_batch(

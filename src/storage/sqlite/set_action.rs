@@ -55,7 +55,8 @@ pub fn recover_interrupted(conn: &Connection, now_ms: i64, cutoff_ms: i64, messa
     .execute([now_ms])?;
     Ok(conn
         .prepare_cached(
-            "UPDATE jobs SET status = 'FAILED', error_message = ?2, updated_at = ?3, touched_unix_ms = ?4
+            "UPDATE jobs SET status = 'FAILED', error_message = ?2, updated_at = ?3, touched_unix_ms = ?4,
+                             response_summary = 'No answer recorded: interrupted'
              WHERE status = 'IN_PROGRESS' AND touched_unix_ms < ?1",
         )?
         .execute(params![cutoff_ms, message, now_text, now_ms])? as u64)
