@@ -6,6 +6,8 @@
 use ring::{digest, hmac};
 use serde_json::json;
 
+use crate::model::{AuditVerification, ChainHead, ChainProblem, ProblemKind};
+
 /// The `prev` of the first row of a chain written before the chain committed to the rows that
 /// came before it (schema v2). Such a chain commits to them with a later [`DIGEST_ACTION`] row.
 pub const GENESIS: &str = "genesis";
@@ -175,6 +177,377 @@ impl ChainKey {
 /// Whether a stored hash is HMAC-keyed.
 pub fn is_keyed(stored: &str) -> bool {
     stored.starts_with(HMAC_PREFIX)
+}
+
+/// One value of a stored row, as the engine gave it (SQLite stores any type in any column).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Cell {
+    fn text(&self) -> Option<&str> {
+        match self {
+            Cell::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+    fn int(&self) -> Option<i64> {
+        match self {
+            Cell::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    /// The value as the legacy digest hashes it, type preserved.
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Cell::Null => serde_json::Value::Null,
+            Cell::Int(i) => json!(i),
+            Cell::Real(f) => json!({ "real": f.to_string() }),
+            Cell::Text(t) => json!(t),
+            Cell::Blob(b) => json!({ "blob": hex(b) }),
+        }
+    }
+}
+
+/// A stored audit row as the chain sees it: the eight legacy columns after `id` (user_id,
+/// action_type, customer_ids, timestamp, ip_address, status, error_message, duration_ms) and the
+/// chain's three.
+#[derive(Debug, Clone)]
+pub struct ChainRow {
+    pub id: i64,
+    pub legacy: [Cell; 8],
+    pub seq: Option<i64>,
+    pub prev: Option<String>,
+    pub hash: Option<String>,
+}
+
+impl ChainRow {
+    pub fn user_id(&self) -> &str {
+        self.legacy[0].text().unwrap_or("")
+    }
+    pub fn action_type(&self) -> &str {
+        self.legacy[1].text().unwrap_or("")
+    }
+    /// The library's own rows (resets, digests): reserved types by the system user.
+    pub fn is_system(&self, action: &str) -> bool {
+        self.action_type() == action && self.user_id() == RESET_USER
+    }
+    /// The fields its hash covers, with the chain position given.
+    pub fn fields<'a>(&'a self, seq: i64, prev: &'a str) -> ChainFields<'a> {
+        ChainFields {
+            seq,
+            prev,
+            user_id: self.user_id(),
+            action_type: self.action_type(),
+            customer_ids: self.legacy[2].text(),
+            timestamp: self.legacy[3].text(),
+            ip_address: self.legacy[4].text(),
+            status: self.legacy[5].text(),
+            error_message: self.legacy[6].text(),
+            duration_ms: self.legacy[7].int(),
+        }
+    }
+    fn legacy_json(&self) -> Vec<serde_json::Value> {
+        self.legacy.iter().map(Cell::json).collect()
+    }
+    /// Feed this (unchained) row into a legacy digest.
+    pub fn add_to(&self, digest: &mut LegacyDigest) {
+        digest.add(self.id, &self.legacy_json());
+    }
+}
+
+/// What an engine keeps between appends so that a busy log does not recompute the head's hash,
+/// or look for keyed rows, on every one.
+#[derive(Default)]
+pub struct CheckedHead {
+    /// The last keyed head checked against this store's key.
+    head: std::sync::Mutex<Option<(i64, String)>>,
+    /// For a store without a key: the chain holds no keyed row up to this seq.
+    unkeyed_up_to: std::sync::Mutex<i64>,
+}
+
+impl CheckedHead {
+    // try_lock throughout: never block (or deadlock in a forked child) on a cache.
+    fn is(&self, seq: i64, hash: &str) -> bool {
+        self.head.try_lock().ok().is_some_and(|g| g.as_ref().is_some_and(|(s, h)| *s == seq && h == hash))
+    }
+    /// Note a head this store wrote or checked.
+    pub fn set(&self, seq: i64, hash: String) {
+        if let Ok(mut g) = self.head.try_lock() {
+            *g = Some((seq, hash));
+        }
+    }
+    fn unkeyed_up_to(&self) -> i64 {
+        self.unkeyed_up_to.try_lock().map_or(0, |g| *g)
+    }
+    fn set_unkeyed_up_to(&self, seq: i64) {
+        if let Ok(mut g) = self.unkeyed_up_to.try_lock() {
+            *g = seq;
+        }
+    }
+}
+
+/// Refuse to append to a chain this store cannot continue honestly: an HMAC-keyed chain needs the
+/// same key, or the new rows would make verification report the honest log as altered. A chain
+/// that ever held a keyed row is keyed, even if a forger appended plain rows after it:
+/// `keyed_since(seq)` tells whether any row after `seq` is keyed (an engine's index probe).
+pub fn check_append(
+    head: &ChainRow,
+    key: &ChainKey,
+    checked: &CheckedHead,
+    keyed_since: impl FnOnce(i64) -> crate::error::Result<bool>,
+) -> crate::error::Result<()> {
+    use crate::error::{Error, ErrorKind};
+    let (Some(seq), Some(prev), Some(hash)) = (head.seq, head.prev.as_deref(), head.hash.as_deref()) else {
+        return Ok(());
+    };
+    if !is_keyed(hash) {
+        if key.has_key() {
+            return Ok(()); // a plain chain taking on a key from here on
+        }
+        if keyed_since(checked.unkeyed_up_to())? {
+            return Err(Error::new(
+                ErrorKind::AuditKeyMismatch,
+                "the audit log is chained with an HMAC key (its last rows are not, which verify_audit \
+                 reports) and this store was opened without audit_hmac_key: audit rows are refused",
+            ));
+        }
+        checked.set_unkeyed_up_to(seq);
+        return Ok(());
+    }
+    if checked.is(seq, hash) {
+        return Ok(());
+    }
+    match key.check(&head.fields(seq, prev), hash) {
+        Check::Matches => {
+            checked.set(seq, hash.to_owned());
+            Ok(())
+        }
+        Check::NeedsKey => Err(Error::new(
+            ErrorKind::AuditKeyMismatch,
+            "the audit log is chained with an HMAC key and this store was opened without \
+             audit_hmac_key: open it with the key to write audit rows",
+        )),
+        Check::Differs => Err(Error::new(
+            ErrorKind::AuditKeyMismatch,
+            format!(
+                "the audit log's last row (seq {seq}) does not match this store's audit_hmac_key: \
+                 it was written with another key (or altered); audit rows are refused"
+            ),
+        )),
+    }
+}
+
+/// Walks a log in id order and reports the first break (see `Store::verify_audit`). Engines feed
+/// it rows; it holds no more than the previous row and a running digest, so any size of log
+/// is checked in bounded memory.
+///
+/// Rows before the chain's first row are the legacy rows it committed to (by count and digest,
+/// in its first row's `prev`, or in one later digest row for chains begun before commitments
+/// existed); an unchained row anywhere after the first chained row was inserted out of chain;
+/// on a keyed chain a plain row after a keyed one was not written by a store with the key.
+pub struct Verifier<'k> {
+    key: &'k ChainKey,
+    report: AuditVerification,
+    last: Option<ChainHead>,
+    legacy: LegacyDigest,
+    committed: Option<Commitment>,
+    digest_allowed: bool,
+    keyed_seen: bool,
+}
+
+fn problem(id: Option<i64>, seq: Option<i64>, problem: ProblemKind, detail: String) -> ChainProblem {
+    ChainProblem { id, seq, problem, detail }
+}
+
+impl<'k> Verifier<'k> {
+    pub fn new(key: &'k ChainKey) -> Verifier<'k> {
+        Verifier {
+            key,
+            report: AuditVerification { ok: true, checked: 0, unchained: 0, head: None, first_problem: None },
+            last: None,
+            legacy: LegacyDigest::default(),
+            committed: None,
+            digest_allowed: false,
+            keyed_seen: false,
+        }
+    }
+
+    /// Check the next row (in id order). Returns false once a problem is found: stop feeding.
+    pub fn push(&mut self, row: &ChainRow) -> bool {
+        match self.check(row) {
+            Ok(()) => true,
+            Err(p) => {
+                self.report.first_problem = Some(p);
+                false
+            }
+        }
+    }
+
+    fn check(&mut self, row: &ChainRow) -> std::result::Result<(), ChainProblem> {
+        let id = row.id;
+        let Some(stored) = row.hash.clone() else {
+            if self.last.is_none() {
+                self.report.unchained += 1; // written before the chain began: covered by its commitment
+                row.add_to(&mut self.legacy);
+                return Ok(());
+            }
+            return Err(problem(Some(id), None, ProblemKind::Inserted, format!("row {id} has no chain hash but follows chained rows")));
+        };
+        let (Some(seq), Some(prev)) = (row.seq, row.prev.clone()) else {
+            return Err(problem(Some(id), row.seq, ProblemKind::Altered, format!("row {id} has a chain hash but no sequence or link")));
+        };
+        match &self.last {
+            None if seq == 1 => match Commitment::from_genesis(&prev) {
+                Some(c) => {
+                    self.committed = Some(c);
+                    self.digest_allowed = prev == GENESIS;
+                }
+                None => {
+                    return Err(problem(Some(id), Some(seq), ProblemKind::Altered, format!("row {id} starts the chain with an unreadable commitment")));
+                }
+            },
+            // A chain may also start at a reset row (only clear_audit_logs writes one): every
+            // earlier row, legacy ones included, was deleted by it.
+            None if row.is_system(RESET_ACTION) => self.committed = Some(Commitment::empty()),
+            None => {
+                return Err(problem(Some(id), Some(seq), ProblemKind::Removed, format!("the chain starts at seq {seq}: earlier rows are missing")));
+            }
+            Some(h) if seq > h.seq + 1 => {
+                return Err(problem(Some(id), Some(seq), ProblemKind::Removed, format!("rows with seq {} to {} are missing", h.seq + 1, seq - 1)));
+            }
+            Some(h) if seq != h.seq + 1 || prev != h.hash => {
+                return Err(problem(Some(id), Some(seq), ProblemKind::Inserted, format!("row {id} (seq {seq}) does not follow seq {}", h.seq)));
+            }
+            Some(_) => {}
+        }
+        if self.keyed_seen && !is_keyed(&stored) {
+            return Err(problem(
+                Some(id),
+                Some(seq),
+                ProblemKind::Inserted,
+                format!("row {id} (seq {seq}) is chained without the HMAC key after keyed rows: it was not written by a store with the key"),
+            ));
+        }
+        self.keyed_seen |= is_keyed(&stored);
+        match self.key.check(&row.fields(seq, &prev), &stored) {
+            Check::Matches => {}
+            Check::NeedsKey => {
+                return Err(problem(Some(id), Some(seq), ProblemKind::Unverifiable, "rows are HMAC-chained: configure audit_hmac_key to verify them".into()));
+            }
+            Check::Differs => {
+                return Err(problem(Some(id), Some(seq), ProblemKind::Altered, format!("row {id} (seq {seq}) does not match its hash")));
+            }
+        }
+        if self.last.is_some() && row.is_system(RESET_ACTION) {
+            self.committed = Some(Commitment::empty());
+            self.digest_allowed = false;
+        }
+        if row.is_system(DIGEST_ACTION) {
+            if !self.digest_allowed {
+                return Err(problem(
+                    Some(id),
+                    Some(seq),
+                    ProblemKind::Inserted,
+                    format!("row {id} (seq {seq}) is a legacy digest where the chain already committed to its legacy rows"),
+                ));
+            }
+            self.digest_allowed = false;
+            self.committed = row.legacy[6].text().and_then(Commitment::parse);
+            if self.committed.is_none() {
+                return Err(problem(Some(id), Some(seq), ProblemKind::Altered, format!("digest row {id} holds no readable commitment")));
+            }
+        }
+        self.report.checked += 1;
+        self.last = Some(ChainHead { seq, hash: stored });
+        Ok(())
+    }
+
+    /// After the last row: check the legacy rows against the chain's commitment, then the anchor
+    /// (a head stored elsewhere earlier; `row_at(seq)` gives the id and hash of the row with that
+    /// seq, if any).
+    pub fn finish(
+        mut self,
+        anchor: Option<(i64, &str)>,
+        row_at: impl FnOnce(i64) -> crate::error::Result<Option<(i64, String)>>,
+    ) -> crate::error::Result<AuditVerification> {
+        if self.report.first_problem.is_none() {
+            if let Some(promised) = &self.committed {
+                let now = std::mem::take(&mut self.legacy).finish();
+                if &now != promised {
+                    let kind = match now.rows.cmp(&promised.rows) {
+                        std::cmp::Ordering::Greater => ProblemKind::Inserted,
+                        std::cmp::Ordering::Less => ProblemKind::Removed,
+                        std::cmp::Ordering::Equal => ProblemKind::Altered,
+                    };
+                    self.report.first_problem = Some(problem(
+                        None,
+                        None,
+                        kind,
+                        format!(
+                            "the {} rows before the chain's first row do not match the {} rows it committed to: \
+                             rows were added, altered or removed among them",
+                            now.rows, promised.rows
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.report.first_problem.is_none() {
+            if let Some((anchor_seq, anchor_hash)) = anchor {
+                self.report.first_problem = match row_at(anchor_seq)? {
+                    None => Some(problem(
+                        None,
+                        Some(anchor_seq),
+                        ProblemKind::Cut,
+                        format!("the anchored head seq {anchor_seq} is gone: the tail of the log was cut"),
+                    )),
+                    Some((id, hash)) if hash != anchor_hash => Some(problem(
+                        Some(id),
+                        Some(anchor_seq),
+                        ProblemKind::Altered,
+                        format!("row {id} (seq {anchor_seq}) no longer has the anchored hash"),
+                    )),
+                    Some(_) => None,
+                };
+            }
+        }
+        self.report.ok = self.report.first_problem.is_none();
+        self.report.head = self.last;
+        Ok(self.report)
+    }
+}
+
+/// The chain position and hash of a row appended after `head` (None: the chain begins, and its
+/// first row commits to `legacy`, the rows already in the log).
+pub fn link(
+    key: &ChainKey,
+    head: Option<(i64, String)>,
+    legacy: impl FnOnce() -> crate::error::Result<Commitment>,
+    row: &crate::storage::AuditRecord<'_>,
+) -> crate::error::Result<(i64, String, String)> {
+    let (seq, prev) = match head {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, legacy()?.genesis()),
+    };
+    let hash = key.hash(&ChainFields {
+        seq,
+        prev: &prev,
+        user_id: row.user_id,
+        action_type: row.action_type,
+        customer_ids: row.customer_ids,
+        timestamp: Some(row.timestamp),
+        ip_address: row.ip_address,
+        status: Some(row.status),
+        error_message: row.error_message,
+        duration_ms: row.duration_ms,
+    });
+    Ok((seq, prev, hash))
 }
 
 #[cfg(test)]

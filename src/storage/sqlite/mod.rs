@@ -34,7 +34,7 @@ pub struct SqliteEngine {
     /// How audit rows are chained (the host's HMAC key, in memory only).
     chain: ChainKey,
     /// The chain head this process last checked against its key.
-    checked_head: audit::CheckedHead,
+    checked_head: crate::audit_chain::CheckedHead,
     /// Receipts of rows whose outbox entries this process has removed: safe to forget.
     receipts_to_forget: Mutex<Vec<String>>,
     /// Set when a delivery failed in this process: later audit writes retry it.
@@ -70,7 +70,7 @@ impl SqliteEngine {
             jobs,
             audit,
             chain,
-            checked_head: audit::CheckedHead::default(),
+            checked_head: crate::audit_chain::CheckedHead::default(),
             receipts_to_forget: Mutex::new(Vec::new()),
             outbox_waiting: AtomicBool::new(false),
         };
