@@ -5,7 +5,7 @@
 .PHONY: demo test build header bench bench-smoke
 
 build:
-	cargo build --release
+	scripts/build.sh
 
 demo: build
 	@mkdir -p data

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== build"
-cargo build --release
+scripts/build.sh
 
 echo "== Rust"
 cargo test --release 2>&1 | tee target/rust-tests.log
