@@ -16,6 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The version of libtms this header belongs to (the same as tms_version() returns).
+#define TMS_VERSION_MAJOR 0
+#define TMS_VERSION_MINOR 1
+#define TMS_VERSION_PATCH 0
+
 // Shortest token accepted: below it, replacing the token's text in an answer would also hit
 // ordinary words, and a short token is weak anyway.
 #define MIN_TOKEN_BYTES 8
