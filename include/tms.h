@@ -21,13 +21,6 @@
 #define TMS_VERSION_MINOR 1
 #define TMS_VERSION_PATCH 0
 
-// Shortest token accepted: below it, replacing the token's text in an answer would also hit
-// ordinary words, and a short token is weak anyway.
-#define MIN_TOKEN_BYTES 8
-
-// Longest token accepted.
-#define MAX_TOKEN_BYTES (8 * 1024)
-
 // `tms_debug_hold_write_lock` file: jobs.db.
 #define TMS_DB_JOBS 0
 
@@ -101,9 +94,6 @@ typedef struct TmsStore TmsStore;
 // the call. It runs on the thread that called `tms_set_action`, possibly on several threads at
 // once, and must not call `tms_store_close` on the store. The bearer token never appears.
 typedef void (*TmsEventCallback)(void *user_data, int32_t level, const char *event, const char *line);
-
-// Action types only the library itself writes; every other writer is refused them.
-#define RESERVED_ACTIONS { RESET_ACTION, DIGEST_ACTION, }
 
 #ifdef __cplusplus
 extern "C" {

@@ -35,3 +35,18 @@ fn committed_header_matches_cbindgen_output() {
         "include/tms.h is stale: run `make header` (TMS_BLESS=1 cargo test --test header) and commit it"
     );
 }
+
+/// The header is installed system-wide (`make install`), so every macro it defines must carry
+/// the library's prefix: a new public constant in the Rust sources would otherwise leak into
+/// every C program's namespace (add it to cbindgen.toml's `exclude`, or name it TMS_...).
+#[test]
+fn every_macro_in_the_header_is_prefixed() {
+    let header = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/tms.h")).unwrap();
+    let stray: Vec<&str> = header
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("#define "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| !name.starts_with("TMS_"))
+        .collect();
+    assert!(stray.is_empty(), "include/tms.h defines unprefixed macros: {stray:?}");
+}
