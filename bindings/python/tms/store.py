@@ -47,9 +47,10 @@ _EVENT_TRAMPOLINE = _native.EVENT_CALLBACK(_log_event)
 
 
 #: The store options, in the order `Store` takes them (see `Store.__init__`).
-STORE_OPTIONS: tuple[str, ...] = ("synchronous", "busy_timeout_ms", "journal_size_limit_bytes", "max_idle_connections",
-                 "max_page_count", "allowed_clusters", "request_timeout_s", "connect_timeout_s",
-                 "max_response_bytes", "interrupted_after_s", "audit_hmac_key", "ca_bundle")
+STORE_OPTIONS: tuple[str, ...] = (
+    "synchronous", "busy_timeout_ms", "journal_size_limit_bytes", "max_idle_connections", "max_page_count",
+    "allowed_clusters", "request_timeout_s", "connect_timeout_s", "max_response_bytes", "interrupted_after_s",
+    "audit_hmac_key", "ca_bundle")
 
 
 class Store:
@@ -93,13 +94,13 @@ class Store:
         self._calls = 0
         self._idle = threading.Condition(threading.Lock())  # a plain lock: cheaper than the RLock default
         self._handle: int | None = None
-        given: dict[str, Any] = dict(synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
-                     journal_size_limit_bytes=journal_size_limit_bytes, max_idle_connections=max_idle_connections,
-                     max_page_count=max_page_count, allowed_clusters=allowed_clusters,
-                     request_timeout_s=request_timeout_s, connect_timeout_s=connect_timeout_s,
-                     max_response_bytes=max_response_bytes, interrupted_after_s=interrupted_after_s,
-                     audit_hmac_key=audit_hmac_key,
-                     ca_bundle=None if ca_bundle is None else os.fspath(ca_bundle))
+        given: dict[str, Any] = dict(
+            synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
+            journal_size_limit_bytes=journal_size_limit_bytes, max_idle_connections=max_idle_connections,
+            max_page_count=max_page_count, allowed_clusters=allowed_clusters,
+            request_timeout_s=request_timeout_s, connect_timeout_s=connect_timeout_s,
+            max_response_bytes=max_response_bytes, interrupted_after_s=interrupted_after_s,
+            audit_hmac_key=audit_hmac_key, ca_bundle=None if ca_bundle is None else os.fspath(ca_bundle))
         options = {k: (list(v) if k == "allowed_clusters" else v) for k, v in given.items() if v is not None}
         handle = c_void_p()
         check(
