@@ -2,10 +2,21 @@
 #   make demo   runs the main job: the reference Flask app and a stub cluster on loopback, one
 #               Set Action sent through it, then serving for curl (store files in ./data)
 #   make test   runs every test suite: Rust, C, C++, Python
-.PHONY: demo test build header bench bench-smoke
+.PHONY: demo test build header bench bench-smoke install uninstall
+
+# `make install PREFIX=... [DESTDIR=...]` puts libtms where C and C++ programs find it: the shared
+# library with its SONAME links, libtms.a, tms.h, tms.pc for pkg-config, and bin/tms once built.
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+INSTALL_DIRS = PREFIX="$(PREFIX)" LIBDIR="$(LIBDIR)" INCLUDEDIR="$(INCLUDEDIR)" BINDIR="$(BINDIR)" \
+	PKGCONFIGDIR="$(PKGCONFIGDIR)" DESTDIR="$(DESTDIR)"
 
 build:
-	cargo build --release
+	scripts/build.sh
 
 demo: build
 	@mkdir -p data
@@ -13,6 +24,12 @@ demo: build
 
 test:
 	scripts/test.sh
+
+install:
+	$(INSTALL_DIRS) scripts/install.sh install
+
+uninstall:
+	$(INSTALL_DIRS) scripts/install.sh uninstall
 
 # Regenerate include/tms.h from the sources (the header test fails until it is committed).
 header:

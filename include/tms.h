@@ -16,6 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The version of libtms this header belongs to (the same as tms_version() returns).
+#define TMS_VERSION_MAJOR 0
+#define TMS_VERSION_MINOR 1
+#define TMS_VERSION_PATCH 0
+
 // `tms_debug_hold_write_lock` file: jobs.db.
 #define TMS_DB_JOBS 0
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-cargo build --release --quiet
+scripts/build.sh --quiet
 
 OUT=target/c-tests
 mkdir -p "$OUT"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Every test suite, against a freshly built library: Rust (unit, integration, header, fuzz), C and
-# C++ consumers (ASan + UBSan), the Python binding (pytest in a private venv under target/), and
-# the binding under valgrind. TMS_STRESS=1 lengthens the stress tests; TMS_FUZZ_SECONDS the fuzzing.
+# C++ consumers (ASan + UBSan), installing (pip into a fresh venv, make install with pkg-config and
+# CMake, each used from outside the repository), the Python binding (pytest in a private venv
+# under target/), and the binding under valgrind. TMS_STRESS=1 lengthens the stress tests;
+# TMS_FUZZ_SECONDS the fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== build"
-cargo build --release
+scripts/build.sh
 
 echo "== Rust"
 cargo test --release 2>&1 | tee target/rust-tests.log
@@ -14,6 +16,10 @@ rust_passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/rust-tests.log 
 
 echo "== C and C++"
 scripts/test-c.sh 2>&1 | tee target/c-tests.log
+
+echo "== Installing: pip install into a venv, make install + pkg-config, used from outside the repo"
+scripts/test-install.sh 2>&1 | tee target/install-tests.log
+install_passed=$(grep -Eo '^install: [0-9]+ passed' target/install-tests.log | awk '{print $2}')
 
 echo "== Python"
 python=$(scripts/venv.sh)
@@ -30,5 +36,5 @@ cargo build --release --example bench
 tail -3 target/bench-smoke.log
 
 # set -e and pipefail stopped the script at the first failing suite, so reaching here means 0 failed.
-echo "== Rust $rust_passed, C/C++ checks $cabi_passed, Python $py_passed, memory 1"
-echo "all suites: $((rust_passed + cabi_passed + py_passed + 1)) passed, 0 failed"
+echo "== Rust $rust_passed, C/C++ checks $cabi_passed, install $install_passed, Python $py_passed, memory 1"
+echo "all suites: $((rust_passed + cabi_passed + install_passed + py_passed + 1)) passed, 0 failed"

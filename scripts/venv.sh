@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the path of the project's Python (a venv under target/ with pytest and Flask),
+# Prints the path of the project's Python (a venv under target/ with pytest, Flask and mypy),
 # creating it on first use. The binding itself needs only the standard library.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,7 +7,7 @@ venv=target/py-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" >&2
 fi
-if ! "$venv/bin/python" -c "import pytest, flask" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import pytest, flask, mypy" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r bindings/python/requirements-dev.txt >&2
 fi
 echo "$PWD/$venv/bin/python"

@@ -1,12 +1,22 @@
 //! The committed include/tms.h must be exactly what cbindgen generates from the current source,
 //! so C and C++ consumers never compile against a stale ABI. Set TMS_BLESS=1 to regenerate.
+//! The TMS_VERSION_* macros are added here from the package version.
 
 use std::path::Path;
 
 #[test]
 fn committed_header_matches_cbindgen_output() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
+    let mut config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
+    // The version macros come from Cargo.toml here, so the header can never disagree with the
+    // library it was generated from (cbindgen.toml cannot read the package version itself).
+    config.after_includes = Some(format!(
+        "\n// The version of libtms this header belongs to (the same as tms_version() returns).\n\
+         #define TMS_VERSION_MAJOR {}\n#define TMS_VERSION_MINOR {}\n#define TMS_VERSION_PATCH {}",
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+        env!("CARGO_PKG_VERSION_PATCH"),
+    ));
     let mut generated = Vec::new();
     cbindgen::Builder::new()
         .with_crate(root)
@@ -24,4 +34,19 @@ fn committed_header_matches_cbindgen_output() {
         committed == generated,
         "include/tms.h is stale: run `make header` (TMS_BLESS=1 cargo test --test header) and commit it"
     );
+}
+
+/// The header is installed system-wide (`make install`), so every macro it defines must carry
+/// the library's prefix: a new public constant in the Rust sources would otherwise leak into
+/// every C program's namespace (add it to cbindgen.toml's `exclude`, or name it TMS_...).
+#[test]
+fn every_macro_in_the_header_is_prefixed() {
+    let header = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/tms.h")).unwrap();
+    let stray: Vec<&str> = header
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("#define "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| !name.starts_with("TMS_"))
+        .collect();
+    assert!(stray.is_empty(), "include/tms.h defines unprefixed macros: {stray:?}");
 }

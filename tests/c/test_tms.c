@@ -132,6 +132,12 @@ static void test_static_functions(void) {
     const char *version = tms_version();
     CHECK(version != NULL);
     CHECK(version != NULL && version[0] != '\0');
+    /* The header's version macros belong to the library that is loaded: a program compiled
+       against one release's header and run against another's library is what they detect. */
+    char from_macros[64];
+    snprintf(from_macros, sizeof from_macros, "%d.%d.%d", TMS_VERSION_MAJOR, TMS_VERSION_MINOR,
+             TMS_VERSION_PATCH);
+    CHECK_STREQ(version, from_macros);
     CHECK_STREQ(tms_status_name(TMS_STATUS_NOT_FOUND), "TMS_STATUS_NOT_FOUND");
     CHECK_STREQ(tms_status_name(TMS_STATUS_OK), "TMS_STATUS_OK");
     CHECK_STREQ(tms_status_name(TMS_STATUS_TOKEN_TOO_SHORT), "TMS_STATUS_TOKEN_TOO_SHORT");

@@ -54,10 +54,18 @@ def paths(tmp_path, monkeypatch):
     return tmp_path
 
 
+def _without_annotations(fn):
+    """A signature's names, kinds and defaults: what a legacy caller depends on (the type hints
+    added since are not part of the legacy contract)."""
+    sig = inspect.signature(fn)
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()]
+    return str(sig.replace(parameters=params, return_annotation=inspect.Signature.empty))
+
+
 @pytest.mark.parametrize("module", [jobs, audit_db], ids=["jobs", "audit_db"])
 def test_every_legacy_function_has_the_legacy_signature(module):
     for name, sig in LEGACY_SIGNATURES[module].items():
-        assert str(inspect.signature(getattr(module, name))) == sig, name
+        assert _without_annotations(getattr(module, name)) == sig, name
     assert tms.get_action_code("PE-Direct") == 5
 
 

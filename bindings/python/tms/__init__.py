@@ -7,26 +7,30 @@
 Drop-in replacements for the legacy modules are `tms.jobs` and `tms.audit_db`.
 """
 
+from __future__ import annotations
+
 import ctypes
 import json
 
 from . import _native
 from ._native import check, encode, lib
+from ._version import __version__
 from .errors import *  # noqa: F401,F403  (the exception classes are part of the API)
 from .errors import TmsError, UnknownActionError
 from ._shared import configure
 from .store import STORE_OPTIONS, Store
 
-__all__ = ["STORE_OPTIONS", "Store", "TmsError", "configure", "get_action_code", "map_action",
-           "parse_customer_ids", "version"]
+__all__ = ["STORE_OPTIONS", "Store", "TmsError", "__version__", "configure", "get_action_code",
+           "map_action", "parse_customer_ids", "version"]
 
 
-def version():
-    """The library's version string."""
+def version() -> str:
+    """The loaded library's version string (always equal to `tms.__version__`: the loader
+    refuses any other)."""
     return lib.tms_version().decode()
 
 
-def map_action(name):
+def map_action(name: str) -> int:
     """The code of a Set Action name (case-insensitive, `-`, `_` and spaces ignored);
     raises UnknownActionError for a name not in the table."""
     code = ctypes.c_int32()
@@ -34,7 +38,7 @@ def map_action(name):
     return code.value
 
 
-def get_action_code(name):
+def get_action_code(name: str | None) -> int | None:
     """The code of a Set Action name, or None when unknown (the app's legacy helper)."""
     if name is None:
         return None
@@ -44,7 +48,7 @@ def get_action_code(name):
         return None
 
 
-def parse_customer_ids(text, csv=False):
+def parse_customer_ids(text: str, csv: bool = False) -> list[str]:
     """Pasted text (lines or commas) or CSV text (first column, optional header) as a list of
     trimmed, de-duplicated IDs in first-seen order."""
     fmt = _native.INPUT_CSV if csv else _native.INPUT_MANUAL

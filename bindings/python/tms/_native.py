@@ -1,38 +1,80 @@
 """Loading libtms and declaring its functions for ctypes, once.
 
-The library is found through the TMS_LIB environment variable (a path to libtms.so), else in the
-repository's target/release/. Strings the library returns are declared as c_void_p (not c_char_p,
-which would copy and lose the pointer) so they can be handed back to tms_string_free.
+The library is, in this order: the file TMS_LIB names (it always wins), the libtms.so installed
+inside this package (a wheel, `pip install ./bindings/python`), or the repository's
+target/release/libtms.so (a checkout). A library whose tms_version() is not this package's
+version is refused: its functions may take other arguments than `_SIGNATURES` declares.
+
+Strings the library returns are declared as c_void_p (not c_char_p, which would copy and lose
+the pointer) so they can be handed back to tms_string_free.
 """
+
+from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint64, c_void_p
+from typing import Any, Callable, Iterable, cast
 
+from ._version import __version__
 from .errors import InvalidInputError, error_for
 
-_REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+LIBRARY_NAME = "libtms.dylib" if sys.platform == "darwin" else "libtms.so"
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(_PACKAGE)))
 
 
-def _library_path():
+def _candidates() -> list[str]:
     explicit = os.environ.get("TMS_LIB")
     if explicit:
-        return explicit
-    return os.path.join(_REPO, "target", "release", "libtms.so")
+        return [explicit]
+    return [os.path.join(_PACKAGE, LIBRARY_NAME), os.path.join(_REPO, "target", "release", LIBRARY_NAME)]
 
 
-def _load():
+def _library_path() -> str:
+    """The library this process loads (see the module's docstring for the order)."""
+    candidates = _candidates()
+    if len(candidates) == 1:
+        return candidates[0]
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    raise ImportError(
+        f"libtms was not found (looked for {' and '.join(candidates)}). Install the package with "
+        "`pip install ./bindings/python` from the repository, build the library there with "
+        "`cargo build --release`, or point TMS_LIB at a libtms.so."
+    )
+
+
+def _load() -> tuple[str, ctypes.CDLL]:
     path = _library_path()
     try:
-        return ctypes.CDLL(path)
+        loaded = ctypes.CDLL(path)
     except OSError as e:
         raise ImportError(
             f"cannot load libtms from {path}: {e}. Build it with `cargo build --release` "
             "in the repository, or point TMS_LIB at libtms.so."
         ) from e
+    # Checked before any other function is declared: another release may lack some of them.
+    try:
+        tms_version = loaded.tms_version
+    except AttributeError:
+        raise ImportError(f"{path} is not libtms: it has no tms_version()") from None
+    tms_version.argtypes = []
+    tms_version.restype = c_char_p
+    found = tms_version().decode()
+    if found != __version__:
+        raise ImportError(
+            f"{path} is libtms {found}, but this tms package is {__version__}: their functions "
+            "may not match. Load the library of the same release (reinstall the package, rebuild "
+            "with `cargo build --release`, or fix TMS_LIB)."
+        )
+    return path, loaded
 
 
-lib = _load()
+#: The path of the loaded library, for diagnostics.
+library_path, lib = _load()
 
 _P = c_void_p  # opaque TmsStore*
 _S = c_char_p  # const char* in
@@ -86,7 +128,7 @@ INPUT_MANUAL = 0
 INPUT_CSV = 1
 
 
-def encode(value, field):
+def encode(value: object, field: str) -> bytes | None:
     """A Python str as the NUL-terminated UTF-8 the library expects; None stays NULL.
 
     A NUL inside the text would silently cut it short in C, so it is refused here. Lone
@@ -105,10 +147,10 @@ def encode(value, field):
     return data
 
 
-def id_list(values, field):
+def id_list(values: Iterable[object], field: str) -> list[str | bytes]:
     """IDs as strings: str as it is, an int as its digits; anything else (a dict, a list, None)
     is refused, where a repr would otherwise be stored as an ID."""
-    out = []
+    out: list[str | bytes] = []
     for i, v in enumerate(values):
         if isinstance(v, (str, bytes)):
             out.append(v)
@@ -119,23 +161,28 @@ def id_list(values, field):
     return out
 
 
-def string_array(values, field):
+def string_array(values: Iterable[str | int], field: str) -> tuple[ctypes.Array[c_char_p], int]:
     """A list of str as a `const char *const *` array; returns (array, count).
 
     Lists of tens of thousands of IDs are common, so the usual case (all str, no NUL) runs as
     one comprehension and one C-level search; anything else takes the checked path per item."""
     if isinstance(values, (str, bytes)):
         raise InvalidInputError(f"{field} must be a list of strings, not a single string")
+    if not isinstance(values, (list, tuple)):
+        values = list(values)  # a generator would be spent by the first pass below
+    items: list[bytes] | None
     try:
-        items = [v.encode("utf-8", "surrogatepass") for v in values]
+        # An int (or anything else) fails here on purpose; the checked path below takes it.
+        items = [v.encode("utf-8", "surrogatepass") for v in values]  # type: ignore[union-attr]
     except (AttributeError, TypeError):
         items = None
     if items is None or b"\0" in b"\1".join(items):
-        items = [encode(v, f"{field}[{i}]") for i, v in enumerate(id_list(values, field))]
+        checked = [encode(v, f"{field}[{i}]") for i, v in enumerate(id_list(values, field))]
+        return (c_char_p * len(checked))(*checked), len(checked)
     return (c_char_p * len(items))(*items), len(items)
 
 
-def take_string(ptr):
+def take_string(ptr: int | None) -> str | None:
     """Copy a library-owned string into Python and free it."""
     if not ptr:
         return None
@@ -145,23 +192,23 @@ def take_string(ptr):
         lib.tms_string_free(ptr)
 
 
-def last_error_message():
+def last_error_message() -> str:
     ptr = lib.tms_last_error_message()
     return take_string(ptr) or "unknown error"
 
 
-def check(status):
+def check(status: int) -> None:
     """Raise the status's own exception, carrying the library's message, unless it is 0."""
     if status != 0:
         raise error_for(status, last_error_message())
 
 
-def call_json(fn, *args):
+def call_json(fn: Callable[..., int], *args: Any) -> str:
     """Call a function whose last argument is a `char **out_json`; return the decoded JSON text."""
     out = c_void_p()
     try:
         check(fn(*args, ctypes.byref(out)))
-        return ctypes.string_at(out.value).decode("utf-8")
+        return ctypes.string_at(cast(int, out.value)).decode("utf-8")  # set: the call succeeded
     finally:
         if out.value:
             lib.tms_string_free(out.value)

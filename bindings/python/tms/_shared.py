@@ -9,16 +9,21 @@ first use. Each option has an environment variable `TMS_<NAME IN CAPITALS>`:
     TMS_CA_BUNDLE=/path/ca.pem  (else REQUESTS_CA_BUNDLE, which the legacy `requests` honoured)
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import threading
+from typing import Any
 
 from .errors import InvalidInputError
 from .store import STORE_OPTIONS, Store
 
-_stores = {}
+_stores: dict[tuple[str, str], Store] = {}
+# The files (device, inode) each store opened, to notice one deleted or replaced since.
+_opened_files: dict[tuple[str, str], tuple[tuple[int, int] | None, ...]] = {}
 _lock = threading.Lock()
-_configured = {}
+_configured: dict[str, Any] = {}
 
 log = logging.getLogger("tms")
 
@@ -26,7 +31,7 @@ _INTEGER_OPTIONS = {"busy_timeout_ms", "journal_size_limit_bytes", "max_idle_con
                     "request_timeout_s", "connect_timeout_s", "max_response_bytes", "interrupted_after_s"}
 
 
-def configure(**options):
+def configure(**options: Any) -> None:
     """Set store options for the drop-in modules (`tms.jobs`, `tms.audit_db`) before their first
     use; they override the `TMS_*` environment variables. Options are those of `tms.Store`; a
     value of None removes one. Calling it once a drop-in store is open raises InvalidInputError,
@@ -45,8 +50,8 @@ def configure(**options):
                 _configured[name] = value
 
 
-def _from_environment():
-    found = {}
+def _from_environment() -> dict[str, Any]:
+    found: dict[str, Any] = {}
     for name in STORE_OPTIONS:
         var = "TMS_" + name.upper()
         raw = os.environ.get(var)
@@ -73,24 +78,24 @@ def _from_environment():
     return found
 
 
-def options():
+def options() -> dict[str, Any]:
     """The options the drop-in store opens with."""
     return {**_from_environment(), **_configured}
 
 
-def jobs_path():
+def jobs_path() -> str:
     from . import jobs
 
     return jobs.DB_PATH
 
 
-def audit_path():
+def audit_path() -> str:
     from . import audit_db
 
     return audit_db.AUDIT_DB_PATH
 
 
-def _identity(path):
+def _identity(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
         return (st.st_dev, st.st_ino)
@@ -98,7 +103,7 @@ def _identity(path):
         return None
 
 
-def _open(key):
+def _open(key: tuple[str, str]) -> Store:
     missing = [p for p in key if not os.path.exists(p)]
     store = Store(*key, **options())
     for path in missing:
@@ -106,11 +111,11 @@ def _open(key):
         variable = "TMS_JOBS_DB (or tms.jobs.DB_PATH)" if which == "jobs" else "TMS_AUDIT_DB (or tms.audit_db.AUDIT_DB_PATH)"
         log.warning("created a new, empty %s database at %s; if the app's data is elsewhere, set %s",
                     which, path, variable)
-    store._identity = tuple(_identity(p) for p in key)
+    _opened_files[key] = tuple(_identity(p) for p in key)
     return store
 
 
-def store():
+def store() -> Store:
     """The store for the modules' current DB_PATH and AUDIT_DB_PATH."""
     key = (os.path.abspath(jobs_path()), os.path.abspath(audit_path()))
     found = _stores.get(key)
@@ -123,13 +128,13 @@ def store():
         return found
 
 
-def initialize():
+def initialize() -> Store:
     """Open the store, or reopen it when a file was deleted or replaced since (the legacy
     initialize functions recreated a deleted database; a store kept open would go on writing
     to the deleted file)."""
     current = store()
     key = (os.path.abspath(jobs_path()), os.path.abspath(audit_path()))
-    if tuple(_identity(p) for p in key) == current._identity:
+    if tuple(_identity(p) for p in key) == _opened_files.get(key):
         return current
     with _lock:
         if _stores.get(key) is current:
@@ -138,11 +143,12 @@ def initialize():
     return store()
 
 
-def _reset_for_tests(configured):
+def _reset_for_tests(configured: dict[str, Any]) -> None:
     """Forget the open stores and restore configure()'s options (tests only)."""
     with _lock:
         for s in _stores.values():
             s.close()
         _stores.clear()
+        _opened_files.clear()
         _configured.clear()
         _configured.update(configured)

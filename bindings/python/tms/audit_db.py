@@ -9,9 +9,12 @@ message through `logging`. Unlike the legacy module, customer_id filters match w
 longer matches "c10").
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import sqlite3
+from typing import Any, Iterable
 
 from . import _shared, get_action_code
 from ._shared import configure  # noqa: F401  (options for the drop-in store)
@@ -24,17 +27,17 @@ TRACKED_ACTIONS = ["Trans-Begin", "PE-Enable", "T-Enable", "PE-Finalize", "PE-Di
 log = logging.getLogger("tms.audit_db")
 
 
-def _failed(what, err):
+def _failed(what: str, err: Exception) -> None:
     log.error("%s failed: %s", what, err)
 
 
-def initialize_database():
+def initialize_database() -> None:
     """Create or migrate the audit table (opening the store does both); a file deleted or
     replaced since the store opened is opened anew."""
     _shared.initialize()
 
 
-def get_db_connection():
+def get_db_connection() -> sqlite3.Connection:
     """A plain `sqlite3` connection to audit.db with `sqlite3.Row` rows, as the legacy helper
     gave, for the app's own reads. The log is append-only (UPDATE and DELETE are refused), and a
     row INSERTed through it is not on the hash chain: `verify_audit` reports it as inserted.
@@ -46,8 +49,10 @@ def get_db_connection():
     return conn
 
 
-def log_action(user_id, action_type, customer_ids=None, ip_address=None, status="success",
-               error_message=None, duration_ms=None):
+def log_action(user_id: str, action_type: str, customer_ids: str | Iterable[str | int] | None = None,
+               ip_address: str | None = None, status: str = "success", error_message: str | None = None,
+               duration_ms: int | None = None) -> int | None:
+    """Write one audit row; its id, or None on failure."""
     try:
         return _shared.store().record_audit(user_id, action_type, customer_ids, ip_address,
                                             status, error_message, duration_ms)
@@ -56,8 +61,9 @@ def log_action(user_id, action_type, customer_ids=None, ip_address=None, status=
         return None
 
 
-def log_user_action(user_id, action_type, customer_ids=None, ip_address=None, status="success",
-                    error_message=None, duration_ms=None):
+def log_user_action(user_id: str, action_type: str, customer_ids: str | Iterable[str | int] | None = None,
+                    ip_address: str | None = None, status: str = "success", error_message: str | None = None,
+                    duration_ms: int | None = None) -> int | None:
     """log_action, warning first when the action is not one of the tracked Set Actions."""
     if action_type not in TRACKED_ACTIONS and get_action_code(action_type) is None:
         log.warning("untracked action type %r logged by %r", action_type, user_id)
@@ -65,7 +71,8 @@ def log_user_action(user_id, action_type, customer_ids=None, ip_address=None, st
                       duration_ms)
 
 
-def get_audit_trail(limit=50, user_id=None, action_type=None, customer_id=None):
+def get_audit_trail(limit: int = 50, user_id: str | None = None, action_type: str | None = None,
+                    customer_id: str | None = None) -> list[dict[str, Any]]:
     try:
         return _shared.store().audit_trail(limit, user_id, action_type, customer_id)
     except TmsError as e:
@@ -73,15 +80,15 @@ def get_audit_trail(limit=50, user_id=None, action_type=None, customer_id=None):
         return []
 
 
-def get_user_actions(user_id, limit=50):
+def get_user_actions(user_id: str, limit: int = 50) -> list[dict[str, Any]]:
     return get_audit_trail(limit=limit, user_id=user_id)
 
 
-def get_customer_actions(customer_id, limit=50):
+def get_customer_actions(customer_id: str, limit: int = 50) -> list[dict[str, Any]]:
     return get_audit_trail(limit=limit, customer_id=customer_id)
 
 
-def get_action_types():
+def get_action_types() -> list[str]:
     try:
         return _shared.store().action_types()
     except TmsError as e:
@@ -89,7 +96,7 @@ def get_action_types():
         return []
 
 
-def get_audit_stats():
+def get_audit_stats() -> dict[str, Any]:
     try:
         return _shared.store().audit_stats()
     except TmsError as e:
@@ -97,7 +104,7 @@ def get_audit_stats():
         return {}
 
 
-def clear_audit_logs():
+def clear_audit_logs() -> bool:
     try:
         _shared.store().clear_audit_logs()
         return True

@@ -5,13 +5,15 @@ message. Where a standard exception fits, the class also derives from it, so cal
 ``ValueError`` or ``LookupError`` as they would elsewhere.
 """
 
+from __future__ import annotations
+
 
 class TmsError(Exception):
     """A call into libtms failed. ``status`` is the TmsStatus value, ``str(e)`` the message."""
 
-    status = -1
+    status: int = -1
 
-    def __init__(self, message, status=None):
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         if status is not None:
             self.status = status
@@ -101,7 +103,7 @@ class AuditKeyMismatchError(TmsError):
     status = 19
 
 
-BY_STATUS = {
+BY_STATUS: dict[int, type[TmsError]] = {
     cls.status: cls
     for cls in (
         NullArgumentError,
@@ -127,7 +129,7 @@ BY_STATUS = {
 }
 
 
-def error_for(status, message):
+def error_for(status: int, message: str) -> TmsError:
     """The exception for a status code (an unknown code gives a plain TmsError)."""
     cls = BY_STATUS.get(status)
     if cls is None:

@@ -8,9 +8,12 @@ store's options come from the environment (TMS_SYNCHRONOUS, TMS_AUDIT_HMAC_KEY, 
 False, [] or {}) and log the library's message through `logging`.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import sqlite3
+from typing import Any, Iterable
 
 from . import _shared
 from . import get_action_code  # noqa: F401  (the app's helper lives here too)
@@ -28,17 +31,17 @@ _USER_JOB_KEYS = ("job_id", "user_id", "action_code", "action_name", "cluster_ur
                   "status", "http_status", "error_message", "customer_count")
 
 
-def _failed(what, err):
+def _failed(what: str, err: Exception) -> None:
     log.error("%s failed: %s", what, err)
 
 
-def initialize_jobs_database():
+def initialize_jobs_database() -> None:
     """Create or migrate the tables (opening the store does both); a database file deleted or
     replaced since the store opened is opened anew, as the legacy function recreated it."""
     _shared.initialize()
 
 
-def sqlite3_connect(path=None, *args, **kwargs):
+def sqlite3_connect(path: str | os.PathLike[str] | None = None, *args: Any, **kwargs: Any) -> sqlite3.Connection:
     """A plain `sqlite3` connection to jobs.db (DB_PATH by default) for the app's own SQL, set up
     as the legacy helper set it up (busy timeout, foreign keys). The tables exist first."""
     _shared.store()
@@ -48,8 +51,10 @@ def sqlite3_connect(path=None, *args, **kwargs):
     return conn
 
 
-def create_job(user_id, action_code, action_name, cids, cluster_url=None, batch_id=None,
-               request_payload=None, response_summary=None, status="IN_PROGRESS"):
+def create_job(user_id: str, action_code: int, action_name: str, cids: Iterable[str | int],
+               cluster_url: str | None = None, batch_id: str | None = None, request_payload: Any = None,
+               response_summary: Any = None, status: str = "IN_PROGRESS") -> dict[str, Any] | None:
+    """Create a job and its customers atomically; the legacy dict, or None on failure."""
     try:
         return _shared.store().create_job(user_id, action_code, action_name, cids, cluster_url,
                                           batch_id, request_payload, response_summary, status)
@@ -58,7 +63,8 @@ def create_job(user_id, action_code, action_name, cids, cluster_url=None, batch_
         return None
 
 
-def update_job(job_id, status, http_status=None, error_message=None, response_summary=None):
+def update_job(job_id: str, status: str, http_status: int | None = None, error_message: str | None = None,
+               response_summary: Any = None) -> bool:
     try:
         _shared.store().update_job(job_id, status, http_status, error_message, response_summary)
         return True
@@ -67,7 +73,7 @@ def update_job(job_id, status, http_status=None, error_message=None, response_su
         return False
 
 
-def get_user_jobs(user_id, limit=50):
+def get_user_jobs(user_id: str, limit: int = 50) -> list[dict[str, Any]]:
     try:
         rows = _shared.store().get_user_jobs(user_id, limit)
     except TmsError as e:
@@ -76,7 +82,7 @@ def get_user_jobs(user_id, limit=50):
     return [{k: row[k] for k in _USER_JOB_KEYS} for row in rows]
 
 
-def get_job_customers(job_id):
+def get_job_customers(job_id: str) -> list[str]:
     try:
         return _shared.store().get_job_customers(job_id)
     except NotFoundError:
@@ -86,7 +92,7 @@ def get_job_customers(job_id):
         return []
 
 
-def get_job_details(job_id):
+def get_job_details(job_id: str) -> dict[str, Any] | None:
     try:
         job = _shared.store().get_job(job_id)
     except NotFoundError:
@@ -97,7 +103,7 @@ def get_job_details(job_id):
     return {k: job[k] for k in _JOB_DETAIL_KEYS}
 
 
-def get_cached_appstatus(cid, app_name="ALL", ttl_seconds=1800):
+def get_cached_appstatus(cid: str, app_name: str = "ALL", ttl_seconds: int = 1800) -> Any:
     try:
         return _shared.store().cache_get(cid, app_name, ttl_seconds)
     except TmsError as e:
@@ -105,7 +111,7 @@ def get_cached_appstatus(cid, app_name="ALL", ttl_seconds=1800):
         return None
 
 
-def cache_appstatus(cid, status_data, app_name="ALL", ttl_seconds=1800):
+def cache_appstatus(cid: str, status_data: Any, app_name: str = "ALL", ttl_seconds: int = 1800) -> bool:
     try:
         _shared.store().cache_put(cid, status_data, app_name, ttl_seconds)
         return True
@@ -114,7 +120,7 @@ def cache_appstatus(cid, status_data, app_name="ALL", ttl_seconds=1800):
         return False
 
 
-def cleanup_expired_cache(ttl_seconds=1800):
+def cleanup_expired_cache(ttl_seconds: int = 1800) -> int:
     try:
         return _shared.store().cache_cleanup(ttl_seconds)
     except TmsError as e:
@@ -122,7 +128,8 @@ def cleanup_expired_cache(ttl_seconds=1800):
         return 0
 
 
-def get_cached_appstatus_batch(cids, app_name="ALL", ttl_seconds=1800):
+def get_cached_appstatus_batch(cids: Iterable[str | int], app_name: str = "ALL",
+                               ttl_seconds: int = 1800) -> dict[str, Any]:
     try:
         return _shared.store().cache_get_batch(cids, app_name, ttl_seconds)
     except TmsError as e:
@@ -131,7 +138,7 @@ def get_cached_appstatus_batch(cids, app_name="ALL", ttl_seconds=1800):
         return {"hits": {}, "misses": misses, "hit_count": 0, "miss_count": len(misses)}
 
 
-def invalidate_appstatus_cache(cid=None, app_name=None):
+def invalidate_appstatus_cache(cid: str | None = None, app_name: str | None = None) -> int:
     try:
         return _shared.store().cache_invalidate(cid, app_name)
     except TmsError as e:
@@ -139,7 +146,7 @@ def invalidate_appstatus_cache(cid=None, app_name=None):
         return 0
 
 
-def get_cache_stats():
+def get_cache_stats() -> dict[str, Any]:
     try:
         return _shared.store().cache_stats()
     except TmsError as e:

@@ -1,29 +1,33 @@
 """`tms.Store`: the library's store handle as a Python object that raises on failure."""
 
+from __future__ import annotations
+
 import ctypes
 import json
 import logging
+import os
 import threading
 from ctypes import c_int32, c_int64, c_uint64, c_void_p
+from typing import Any, Iterable, Mapping, cast
 
 from . import _native
 from ._native import call_json, check, encode, lib, string_array
 from .errors import InvalidInputError, NotFoundError, TmsError
 
 
-def _json_text(value):
+def _json_text(value: Any) -> str | None:
     """A Python value as JSON text for the library; None stays NULL."""
     return None if value is None else json.dumps(value)
 
 
-def _summary_text(value):
+def _summary_text(value: Any) -> str | None:
     """response_summary is free text; anything else is stored as its JSON text, as legacy did."""
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value)
 
 
-def _int64_ptr(value, field):
+def _int64_ptr(value: int | None, field: str) -> Any:
     """An optional integer passed by pointer (NULL = not given)."""
     return None if value is None else ctypes.byref(c_int64(_int(value, field)))
 
@@ -31,7 +35,7 @@ def _int64_ptr(value, field):
 EVENT_LOG = logging.getLogger("tms.set_action")
 
 
-def _log_event(_user_data, level, _event, line):
+def _log_event(_user_data: int | None, level: int, _event: bytes, line: bytes) -> None:
     """Set Action events from the library, into `logging` (logger "tms.set_action")."""
     try:
         EVENT_LOG.log(level, "%s", line.decode("utf-8", "replace"))
@@ -43,9 +47,10 @@ _EVENT_TRAMPOLINE = _native.EVENT_CALLBACK(_log_event)
 
 
 #: The store options, in the order `Store` takes them (see `Store.__init__`).
-STORE_OPTIONS = ("synchronous", "busy_timeout_ms", "journal_size_limit_bytes", "max_idle_connections",
-                 "max_page_count", "allowed_clusters", "request_timeout_s", "connect_timeout_s",
-                 "max_response_bytes", "interrupted_after_s", "audit_hmac_key", "ca_bundle")
+STORE_OPTIONS: tuple[str, ...] = (
+    "synchronous", "busy_timeout_ms", "journal_size_limit_bytes", "max_idle_connections", "max_page_count",
+    "allowed_clusters", "request_timeout_s", "connect_timeout_s", "max_response_bytes", "interrupted_after_s",
+    "audit_hmac_key", "ca_bundle")
 
 
 class Store:
@@ -55,10 +60,13 @@ class Store:
     Calls run without the GIL, concurrently. Set Action events go to the logger "tms.set_action".
     """
 
-    def __init__(self, jobs_db, audit_db, *, synchronous=None, busy_timeout_ms=None,
-                 journal_size_limit_bytes=None, max_idle_connections=None, max_page_count=None,
-                 allowed_clusters=None, request_timeout_s=None, connect_timeout_s=None,
-                 max_response_bytes=None, interrupted_after_s=None, audit_hmac_key=None, ca_bundle=None):
+    def __init__(self, jobs_db: str | os.PathLike[str], audit_db: str | os.PathLike[str], *,
+                 synchronous: str | None = None, busy_timeout_ms: int | None = None,
+                 journal_size_limit_bytes: int | None = None, max_idle_connections: int | None = None,
+                 max_page_count: int | None = None, allowed_clusters: Iterable[str] | None = None,
+                 request_timeout_s: int | None = None, connect_timeout_s: int | None = None,
+                 max_response_bytes: int | None = None, interrupted_after_s: int | None = None,
+                 audit_hmac_key: str | None = None, ca_bundle: str | os.PathLike[str] | None = None) -> None:
         """Open (creating or upgrading) the two files. Options left as None keep their defaults;
         a value out of range raises InvalidInputError.
 
@@ -85,13 +93,14 @@ class Store:
         # use-after-free in C. Set first, so __del__ works whatever fails below.
         self._calls = 0
         self._idle = threading.Condition(threading.Lock())  # a plain lock: cheaper than the RLock default
-        self._handle = None
-        given = dict(synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
-                     journal_size_limit_bytes=journal_size_limit_bytes, max_idle_connections=max_idle_connections,
-                     max_page_count=max_page_count, allowed_clusters=allowed_clusters,
-                     request_timeout_s=request_timeout_s, connect_timeout_s=connect_timeout_s,
-                     max_response_bytes=max_response_bytes, interrupted_after_s=interrupted_after_s,
-                     audit_hmac_key=audit_hmac_key, ca_bundle=ca_bundle)
+        self._handle: int | None = None
+        given: dict[str, Any] = dict(
+            synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
+            journal_size_limit_bytes=journal_size_limit_bytes, max_idle_connections=max_idle_connections,
+            max_page_count=max_page_count, allowed_clusters=allowed_clusters,
+            request_timeout_s=request_timeout_s, connect_timeout_s=connect_timeout_s,
+            max_response_bytes=max_response_bytes, interrupted_after_s=interrupted_after_s,
+            audit_hmac_key=audit_hmac_key, ca_bundle=None if ca_bundle is None else os.fspath(ca_bundle))
         options = {k: (list(v) if k == "allowed_clusters" else v) for k, v in given.items() if v is not None}
         handle = c_void_p()
         check(
@@ -111,34 +120,34 @@ class Store:
             self.close()
             raise
 
-    def _enter(self):
+    def _enter(self) -> int:
         with self._idle:
             if self._handle is None:
                 raise TmsError("the store is closed")
             self._calls += 1
             return self._handle
 
-    def _leave(self):
+    def _leave(self) -> None:
         with self._idle:
             self._calls -= 1
             if self._calls == 0:
                 self._idle.notify_all()
 
-    def _call(self, fn, *args):
+    def _call(self, fn: Any, *args: Any) -> None:
         handle = self._enter()
         try:
             check(fn(handle, *args))
         finally:
             self._leave()
 
-    def _call_json(self, fn, *args):
+    def _call_json(self, fn: Any, *args: Any) -> Any:
         handle = self._enter()
         try:
             return json.loads(call_json(fn, handle, *args))
         finally:
             self._leave()
 
-    def close(self):
+    def close(self) -> None:
         """Release the handle once no call is running. Closing twice is harmless."""
         with self._idle:
             while self._calls:
@@ -147,13 +156,13 @@ class Store:
         if handle is not None:
             lib.tms_store_close(handle)
 
-    def __enter__(self):
+    def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:
@@ -161,9 +170,10 @@ class Store:
 
     # --- jobs ---------------------------------------------------------------------------
 
-    def create_job(self, user_id, action_code, action_name, cids, cluster_url=None,
-                   batch_id=None, request_payload=None, response_summary=None,
-                   status="IN_PROGRESS"):
+    def create_job(self, user_id: str, action_code: int, action_name: str, cids: Iterable[str | int],
+                   cluster_url: str | None = None, batch_id: str | None = None,
+                   request_payload: Any = None, response_summary: Any = None,
+                   status: str = "IN_PROGRESS") -> dict[str, Any]:
         """Create a job and its customers atomically; returns the legacy dict
         {job_id, user_id, action_code, action_name, customer_count, created_at}.
         request_payload is any JSON-able value (a dict, normally)."""
@@ -190,10 +200,10 @@ class Store:
             self._leave()
         _native.take_string(job_id.value)  # the same id is in the JSON
         check(status_code)
-        return json.loads(_native.take_string(job_json.value))
+        return json.loads(cast(str, _native.take_string(job_json.value)))  # set: the call succeeded
 
-    def update_job(self, job_id, status, http_status=None, error_message=None,
-                   response_summary=None):
+    def update_job(self, job_id: str, status: str, http_status: int | None = None,
+                   error_message: str | None = None, response_summary: Any = None) -> None:
         """Set status and the given fields; updated_at always changes. NotFoundError if absent."""
         self._call(
             lib.tms_update_job,
@@ -204,21 +214,22 @@ class Store:
             encode(_summary_text(response_summary), "response_summary"),
         )
 
-    def get_job(self, job_id):
+    def get_job(self, job_id: str) -> dict[str, Any]:
         """Every column of the job plus customer_count; NotFoundError if absent."""
         return self._call_json(lib.tms_get_job, encode(job_id, "job_id"))
 
-    def get_user_jobs(self, user_id, limit=50):
+    def get_user_jobs(self, user_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """The user's jobs, newest first, with customer_count."""
         return self._call_json(lib.tms_get_user_jobs, encode(user_id, "user_id"), _limit(limit))
 
-    def get_job_customers(self, job_id):
+    def get_job_customers(self, job_id: str) -> list[str]:
         """The job's customer IDs, sorted; NotFoundError if the job is absent."""
         return self._call_json(lib.tms_get_job_customers, encode(job_id, "job_id"))
 
     # --- Set Action -----------------------------------------------------------------------
 
-    def set_action(self, request, user_id, client_ip=None, idempotency_key=None):
+    def set_action(self, request: str | bytes | Mapping[str, Any], user_id: str, client_ip: str | None = None,
+                   idempotency_key: str | None = None) -> tuple[int, dict[str, Any]]:
         """Handle one /proxy_fetch request body (a dict or its JSON text) for user_id: record the
         job, call the cluster, record the outcome and audit row. Returns (http_status, body) as
         the route should answer; refusals are answers too (4xx/5xx with "error_code")."""
@@ -234,13 +245,13 @@ class Store:
         )
         return http_status.value, body
 
-    def recover_interrupted(self):
+    def recover_interrupted(self) -> int:
         """Mark jobs left IN_PROGRESS by a dead process FAILED; returns how many."""
         count = c_uint64()
         self._call(lib.tms_recover_interrupted, ctypes.byref(count))
         return count.value
 
-    def hold_write_lock(self, file="jobs", milliseconds=1000):
+    def hold_write_lock(self, file: str = "jobs", milliseconds: int = 1000) -> None:
         """Diagnostic: hold the write lock of "jobs" or "audit" for a while, writing nothing."""
         which = {"jobs": 0, "audit": 1}.get(file)
         if which is None:
@@ -249,8 +260,9 @@ class Store:
 
     # --- audit ----------------------------------------------------------------------------
 
-    def record_audit(self, user_id, action_type, customer_ids=None, ip_address=None,
-                     status="success", error_message=None, duration_ms=None):
+    def record_audit(self, user_id: str, action_type: str, customer_ids: str | Iterable[str | int] | None = None,
+                     ip_address: str | None = None, status: str = "success",
+                     error_message: str | None = None, duration_ms: int | None = None) -> int:
         """Write one audit row; returns its id. A list of IDs is stored as a JSON array; a
         mapping is refused (legacy stored nothing for one either)."""
         if isinstance(customer_ids, dict):
@@ -271,7 +283,8 @@ class Store:
         )
         return row_id.value
 
-    def audit_trail(self, limit=50, user_id=None, action_type=None, customer_id=None):
+    def audit_trail(self, limit: int = 50, user_id: str | None = None, action_type: str | None = None,
+                    customer_id: str | None = None) -> list[dict[str, Any]]:
         """Audit rows newest first; customer_id matches whole IDs only."""
         return self._call_json(
             lib.tms_get_audit_trail,
@@ -281,7 +294,7 @@ class Store:
             _limit(limit),
         )
 
-    def verify_audit(self, anchor=None):
+    def verify_audit(self, anchor: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Check the audit hash chain. Returns {ok, checked, unchained, head, first_problem}.
         `anchor` is a head returned earlier ({"seq", "hash"}) to detect a cut tail."""
         seq = hash_ = None
@@ -289,13 +302,16 @@ class Store:
             seq, hash_ = _int64_ptr(anchor["seq"], "anchor seq"), encode(anchor["hash"], "anchor hash")
         return self._call_json(lib.tms_verify_audit, seq, hash_)
 
-    def action_types(self):
+    def action_types(self) -> list[str]:
+        """The distinct action types recorded, sorted."""
         return self._call_json(lib.tms_get_action_types)
 
-    def audit_stats(self):
+    def audit_stats(self) -> dict[str, Any]:
+        """total_records, unique_users, unique_actions, successful_actions, failed_actions,
+        success_rate_percent."""
         return self._call_json(lib.tms_get_audit_stats)
 
-    def clear_audit_logs(self):
+    def clear_audit_logs(self) -> int:
         """Clear the log as a recorded reset (an `audit_reset` row continues the chain);
         returns how many rows were deleted."""
         deleted = c_uint64()
@@ -304,7 +320,7 @@ class Store:
 
     # --- appstatus cache ------------------------------------------------------------------
 
-    def cache_get(self, cid, app_name="ALL", ttl_seconds=1800):
+    def cache_get(self, cid: str, app_name: str = "ALL", ttl_seconds: int = 1800) -> Any:
         """The cached data, or None when missing or older than ttl_seconds."""
         try:
             return self._call_json(
@@ -314,26 +330,31 @@ class Store:
         except NotFoundError:
             return None
 
-    def cache_get_batch(self, cids, app_name="ALL", ttl_seconds=1800):
+    def cache_get_batch(self, cids: Iterable[str | int], app_name: str = "ALL",
+                        ttl_seconds: int = 1800) -> dict[str, Any]:
+        """{"hits": {cid: data}, "misses": [cid], "hit_count", "miss_count"} for many cids at once."""
         array, count = string_array(cids, "cids")
         return self._call_json(
             lib.tms_cache_get_batch, array, count, encode(app_name, "app_name"),
             _int(ttl_seconds, "ttl_seconds"),
         )
 
-    def cache_put(self, cid, status_data, app_name="ALL", ttl_seconds=1800):
+    def cache_put(self, cid: str, status_data: Any, app_name: str = "ALL", ttl_seconds: int = 1800) -> None:
         """Insert or replace the cached data (any JSON-able value)."""
         self._call(
             lib.tms_cache_put, encode(cid, "cid"), encode(app_name, "app_name"),
             encode(json.dumps(status_data), "status_data"), _int(ttl_seconds, "ttl_seconds"),
         )
 
-    def cache_cleanup(self, ttl_seconds=1800):
+    def cache_cleanup(self, ttl_seconds: int = 1800) -> int:
+        """Delete entries cached more than ttl_seconds ago; returns how many."""
         deleted = c_uint64()
         self._call(lib.tms_cache_cleanup, _int(ttl_seconds, "ttl_seconds"), ctypes.byref(deleted))
         return deleted.value
 
-    def cache_invalidate(self, cid=None, app_name=None):
+    def cache_invalidate(self, cid: str | None = None, app_name: str | None = None) -> int:
+        """Delete the entries of cid and/or app_name (None: any; both None clears the cache);
+        returns how many."""
         deleted = c_uint64()
         self._call(
             lib.tms_cache_invalidate, encode(cid, "cid"), encode(app_name, "app_name"),
@@ -341,11 +362,12 @@ class Store:
         )
         return deleted.value
 
-    def cache_stats(self):
+    def cache_stats(self) -> dict[str, Any]:
+        """total_entries, unique_cids, size_bytes, size_kb."""
         return self._call_json(lib.tms_cache_stats)
 
 
-def _int(value, field, lo=-(2**63), hi=2**63 - 1):
+def _int(value: Any, field: str, lo: int = -(2**63), hi: int = 2**63 - 1) -> int:
     """An integer argument; out-of-range values become the library's range error, not an
     OverflowError from ctypes."""
     try:
@@ -357,9 +379,9 @@ def _int(value, field, lo=-(2**63), hi=2**63 - 1):
     return value
 
 
-def _limit(limit):
+def _limit(limit: Any) -> int:
     return _int(limit, "limit")
 
 
-def _action_code(code):
+def _action_code(code: Any) -> int:
     return _int(code, "action_code", -(2**31), 2**31 - 1)
