@@ -7,6 +7,7 @@ use ring::{digest, hmac};
 use serde_json::json;
 
 use crate::model::{AuditVerification, ChainHead, ChainProblem, ProblemKind};
+use crate::storage::AuditRecord;
 
 /// The `prev` of the first row of a chain written before the chain committed to the rows that
 /// came before it (schema v2). Such a chain commits to them with a later [`DIGEST_ACTION`] row.
@@ -548,6 +549,28 @@ pub fn link(
         duration_ms: row.duration_ms,
     });
     Ok((seq, prev, hash))
+}
+
+/// The message of a reset row.
+pub fn reset_note(deleted: u64, continues_from: Option<i64>) -> String {
+    match continues_from {
+        Some(seq) => format!("audit log cleared: {deleted} rows removed; the chain continues from seq {seq}"),
+        None => format!("audit log cleared: {deleted} rows removed"),
+    }
+}
+
+/// The row a reset leaves.
+pub fn reset_record<'a>(timestamp: &'a str, note: &'a str) -> AuditRecord<'a> {
+    AuditRecord {
+        user_id: RESET_USER,
+        action_type: RESET_ACTION,
+        customer_ids: None,
+        timestamp,
+        ip_address: None,
+        status: "success",
+        error_message: Some(note),
+        duration_ms: None,
+    }
 }
 
 #[cfg(test)]

@@ -58,16 +58,67 @@ impl Store {
     pub fn open(jobs_db: impl AsRef<Path>, audit_db: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
         options.validate()?;
         let engine = SqliteEngine::open(jobs_db.as_ref(), audit_db.as_ref(), options)?;
+        Store::with_engine(Box::new(engine), options)
+    }
+
+    /// Open a store on a PostgreSQL database (`postgresql://user:password@host:port/db?...` or
+    /// `postgres://...`), for several dashboard hosts at once: jobs and the audit log live in that
+    /// one database. The schema is created or brought up to date (once, however many hosts start
+    /// together). TLS follows libpq's `sslmode` (`disable`, `prefer`, `require`, `verify-ca`,
+    /// `verify-full` with `sslrootcert`). The password never appears in an error or event.
+    ///
+    /// ```no_run
+    /// use tms::{Store, StoreOptions};
+    /// let store = Store::open_postgres("postgresql://tms@db.example/tms?sslmode=verify-full", &StoreOptions::default())?;
+    /// # Ok::<(), tms::Error>(())
+    /// ```
+    pub fn open_postgres(url: &str, options: &StoreOptions) -> Result<Store> {
+        options.validate()?;
+        let engine = crate::storage::postgres::PostgresEngine::open(url, options)?;
+        Store::with_engine(Box::new(engine), options)
+    }
+
+    /// Open a store where the C ABI and the Python binding say: a PostgreSQL URL (with `audit`
+    /// None, empty or the same URL), or the paths of jobs.db and audit.db.
+    ///
+    /// ```
+    /// use tms::{Store, StoreOptions};
+    /// # let dir = tms::doctest::Dir::new();
+    /// # let (jobs, audit) = (dir.join("jobs.db"), dir.join("audit.db"));
+    /// let store = Store::open_location(jobs.to_str().unwrap(), Some(audit.to_str().unwrap()), &StoreOptions::default())?;
+    /// # Ok::<(), tms::Error>(())
+    /// ```
+    pub fn open_location(jobs: &str, audit: Option<&str>, options: &StoreOptions) -> Result<Store> {
+        if crate::storage::postgres::is_postgres_url(jobs) {
+            return match audit.filter(|a| !a.trim().is_empty()) {
+                None => Store::open_postgres(jobs, options),
+                Some(a) if a.trim() == jobs.trim() => Store::open_postgres(jobs, options),
+                Some(_) => Err(Error::invalid(
+                    "on PostgreSQL jobs and the audit log live in one database: give the audit location as \
+                     NULL, empty or the same URL",
+                )),
+            };
+        }
+        let Some(audit) = audit.filter(|a| !a.is_empty()) else {
+            return Err(Error::invalid("a SQLite store needs both files: the audit.db path is missing"));
+        };
+        if crate::storage::postgres::is_postgres_url(audit) {
+            return Err(Error::invalid("jobs.db is a file path but the audit location is a PostgreSQL URL"));
+        }
+        Store::open(jobs, audit, options)
+    }
+
+    /// A store over an engine; then, best effort, recover interrupted jobs and deliver waiting
+    /// audit rows (a store that cannot write now leaves this to another process or a later call).
+    fn with_engine(engine: Box<dyn Engine>, options: &StoreOptions) -> Result<Store> {
         let store = Store {
-            engine: Box::new(engine),
+            engine,
             options: options.clone(),
             allowlist: Allowlist::new(&options.allowed_clusters)?,
             http: HttpClient::new(options),
             events: EventSink::default(),
             waiting_outcomes: std::sync::Mutex::new(Vec::new()),
         };
-        // Best effort: a store that cannot write now (busy, read-only, no audit key) leaves this
-        // to another process or a later call.
         if store.engine.read_only().is_none() {
             match store.recover_interrupted() {
                 Err(e) if matches!(e.kind, ErrorKind::Busy | ErrorKind::ReadOnly | ErrorKind::Full) => {}

@@ -2,6 +2,7 @@
 //! this trait and its record types, so a second engine can be added without touching the store or
 //! the C ABI. Records reaching an engine are already validated and normalized.
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::error::{Error, Result};
@@ -169,7 +170,10 @@ pub trait Engine: Send + Sync {
 
     /// Hold the write lock of one file for `duration`, then release it writing nothing
     /// (a diagnostic for lock interplay between processes and SQLite copies).
-    fn hold_write_lock(&self, file: DbFile, duration: std::time::Duration) -> Result<()>;
+    fn hold_write_lock(&self, file: DbFile, duration: std::time::Duration) -> Result<()> {
+        let _ = (file, duration);
+        Err(Error::invalid("hold_write_lock is a diagnostic of SQLite stores"))
+    }
 }
 
 /// One of the two database files.

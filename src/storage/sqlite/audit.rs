@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::schema::AUDIT_TRIGGERS;
 use crate::audit_chain::{
     Cell, ChainKey, ChainRow, CheckedHead, Commitment, DIGEST_ACTION, GENESIS, LegacyDigest, RESERVED_ACTIONS,
-    RESET_ACTION, RESET_USER, Verifier, check_append, link,
+    RESET_USER, Verifier, check_append, link, reset_note, reset_record,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text, round2};
@@ -280,28 +280,6 @@ pub fn reset(conn: &Connection, key: &ChainKey, checked: &CheckedHead, timestamp
     insert_row(conn, &row, seq, &prev, &hash)?;
     checked.set(seq, hash);
     Ok(deleted)
-}
-
-/// The message of a reset row.
-pub fn reset_note(deleted: u64, continues_from: Option<i64>) -> String {
-    match continues_from {
-        Some(seq) => format!("audit log cleared: {deleted} rows removed; the chain continues from seq {seq}"),
-        None => format!("audit log cleared: {deleted} rows removed"),
-    }
-}
-
-/// The row a reset leaves.
-pub fn reset_record<'a>(timestamp: &'a str, note: &'a str) -> AuditRecord<'a> {
-    AuditRecord {
-        user_id: RESET_USER,
-        action_type: RESET_ACTION,
-        customer_ids: None,
-        timestamp,
-        ip_address: None,
-        status: "success",
-        error_message: Some(note),
-        duration_ms: None,
-    }
 }
 
 /// Walk the log in id order (see `audit_chain::Verifier`).

@@ -1,0 +1,225 @@
+//! SQL for audit_log and its hash chain (PostgreSQL). The chain's rules are in `audit_chain`;
+//! here the head row (`audit_chain_head`, locked FOR UPDATE inside the writer's transaction)
+//! orders appends from every host into one unbroken chain.
+
+use postgres::{GenericClient, Row};
+
+use super::pg_error;
+use super::pool::Cache;
+use crate::audit_chain::{
+    Cell, ChainKey, ChainRow, CheckedHead, Commitment, LegacyDigest, RESERVED_ACTIONS, Verifier, check_append, link,
+};
+use crate::error::{Error, Result};
+use crate::model::{AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text, round2};
+use crate::storage::AuditRecord;
+
+macro_rules! columns {
+    () => {
+        "id, user_id, action_type, customer_ids, \"timestamp\", ip_address, status, error_message, duration_ms, \
+         chain_seq, chain_prev, chain_hash"
+    };
+}
+
+fn text(r: &Row, i: usize) -> Cell {
+    r.get::<_, Option<String>>(i).map_or(Cell::Null, Cell::Text)
+}
+
+pub fn chain_row(r: &Row) -> ChainRow {
+    ChainRow {
+        id: r.get(0),
+        legacy: [
+            text(r, 1),
+            text(r, 2),
+            text(r, 3),
+            text(r, 4),
+            text(r, 5),
+            text(r, 6),
+            text(r, 7),
+            r.get::<_, Option<i64>>(8).map_or(Cell::Null, Cell::Int),
+        ],
+        seq: r.get(9),
+        prev: r.get(10),
+        hash: r.get(11),
+    }
+}
+
+const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_chain_head FOR UPDATE";
+const ROW_AT: &str = concat!("SELECT ", columns!(), " FROM audit_log WHERE chain_seq = $1");
+const KEYED_SINCE: &str =
+    "SELECT EXISTS(SELECT 1 FROM audit_log WHERE chain_seq > $1 AND chain_hash LIKE 'hmac-sha256:%')";
+const LEGACY: &str = concat!("SELECT ", columns!(), " FROM audit_log WHERE chain_hash IS NULL ORDER BY id");
+const INSERT: &str = "INSERT INTO audit_log (user_id, action_type, customer_ids, \"timestamp\", ip_address, status,
+                                            error_message, duration_ms, chain_seq, chain_prev, chain_hash)
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+const SET_HEAD: &str = "UPDATE audit_chain_head SET seq = $1, hash = $2";
+
+/// Take the chain's head (locked until the transaction ends) and check this store may continue
+/// it; None when the chain has not begun.
+fn lock_head(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead) -> Result<Option<(i64, String)>> {
+    let st = cache.prepare(c, LOCK_HEAD)?;
+    let head = c.query_one(&st, &[]).map_err(pg_error)?;
+    let (seq, hash): (i64, String) = (head.get(0), head.get(1));
+    if seq == 0 {
+        return Ok(None);
+    }
+    let st = cache.prepare(c, ROW_AT)?;
+    let row = c
+        .query_opt(&st, &[&seq])
+        .map_err(pg_error)?
+        .ok_or_else(|| Error::new(crate::ErrorKind::Database, format!("the audit chain's head (seq {seq}) is missing from audit_log")))?;
+    let row = chain_row(&row);
+    let st = cache.prepare(c, KEYED_SINCE)?;
+    check_append(&row, key, checked, |since| Ok(c.query_one(&st, &[&since]).map_err(pg_error)?.get(0)))?;
+    Ok(Some((seq, hash)))
+}
+
+/// The commitment to every unchained row, read in id order a batch at a time.
+fn legacy_commitment(c: &mut impl GenericClient, cache: &mut Cache) -> Result<Commitment> {
+    let st = cache.prepare(c, LEGACY)?;
+    let mut digest = LegacyDigest::default();
+    for r in c.query(&st, &[]).map_err(pg_error)? {
+        chain_row(&r).add_to(&mut digest);
+    }
+    Ok(digest.finish())
+}
+
+fn append(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead, head: Option<(i64, String)>) -> Result<i64> {
+    let (seq, prev, hash) = link(key, head, || legacy_commitment(c, cache), row)?;
+    let st = cache.prepare(c, INSERT)?;
+    let id: i64 = c
+        .query_one(
+            &st,
+            &[&row.user_id, &row.action_type, &row.customer_ids, &row.timestamp, &row.ip_address, &row.status,
+              &row.error_message, &row.duration_ms, &seq, &prev, &hash],
+        )
+        .map_err(pg_error)?
+        .get(0);
+    let st = cache.prepare(c, SET_HEAD)?;
+    c.execute(&st, &[&seq, &hash]).map_err(pg_error)?;
+    checked.set(seq, hash);
+    Ok(id)
+}
+
+/// Append one caller's row (inside the caller's transaction); returns its id.
+pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead) -> Result<i64> {
+    if RESERVED_ACTIONS.contains(&row.action_type) {
+        return Err(Error::invalid(format!("action_type {:?} is reserved for the rows the library itself writes", row.action_type)));
+    }
+    let head = lock_head(c, cache, key, checked)?;
+    append(c, cache, row, key, checked, head)
+}
+
+/// Ok when this store's key can continue the chain (a read; nothing stays locked).
+pub fn check_head_key(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead) -> Result<()> {
+    let st = cache.prepare(c, "SELECT seq FROM audit_chain_head")?;
+    let seq: i64 = c.query_one(&st, &[]).map_err(pg_error)?.get(0);
+    if seq == 0 {
+        return Ok(());
+    }
+    let st = cache.prepare(c, ROW_AT)?;
+    let Some(row) = c.query_opt(&st, &[&seq]).map_err(pg_error)? else { return Ok(()) };
+    let row = chain_row(&row);
+    let st = cache.prepare(c, KEYED_SINCE)?;
+    check_append(&row, key, checked, |since| Ok(c.query_one(&st, &[&since]).map_err(pg_error)?.get(0)))
+}
+
+/// Clear the log as a recorded reset (see the SQLite engine); the transaction may delete.
+pub fn reset(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead, timestamp: &str) -> Result<u64> {
+    let head = lock_head(c, cache, key, checked)?;
+    c.batch_execute("SET LOCAL tms.audit_reset = 'on'").map_err(pg_error)?;
+    let deleted = c.execute("DELETE FROM audit_log", &[]).map_err(pg_error)?;
+    c.batch_execute("SET LOCAL tms.audit_reset = 'off'").map_err(pg_error)?;
+    let note = crate::audit_chain::reset_note(deleted, head.as_ref().map(|(s, _)| *s));
+    let row = crate::audit_chain::reset_record(timestamp, &note);
+    // The reset row links to the head read before the delete.
+    let (seq, prev, hash) = link(key, head, || Ok(Commitment::empty()), &row)?;
+    let st = cache.prepare(c, INSERT)?;
+    c.query_one(
+        &st,
+        &[&row.user_id, &row.action_type, &row.customer_ids, &row.timestamp, &row.ip_address, &row.status,
+          &row.error_message, &row.duration_ms, &seq, &prev, &hash],
+    )
+    .map_err(pg_error)?;
+    let st = cache.prepare(c, SET_HEAD)?;
+    c.execute(&st, &[&seq, &hash]).map_err(pg_error)?;
+    checked.set(seq, hash);
+    Ok(deleted)
+}
+
+const VERIFY: &str = concat!("SELECT ", columns!(), " FROM audit_log ORDER BY id");
+/// Rows fetched per round trip while verifying: memory stays bounded for any size of log.
+const VERIFY_BATCH: i32 = 5_000;
+
+/// Walk the log in id order inside a REPEATABLE READ READ ONLY transaction (one snapshot).
+pub fn verify(tx: &mut postgres::Transaction<'_>, key: &ChainKey, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
+    let portal = tx.bind(VERIFY, &[]).map_err(pg_error)?;
+    let mut verifier = Verifier::new(key);
+    'walk: loop {
+        let rows = tx.query_portal(&portal, VERIFY_BATCH).map_err(pg_error)?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            if !verifier.push(&chain_row(r)) {
+                break 'walk;
+            }
+        }
+    }
+    verifier.finish(anchor, |seq| {
+        Ok(tx
+            .query_opt("SELECT id, chain_hash FROM audit_log WHERE chain_seq = $1", &[&seq])
+            .map_err(pg_error)?
+            .map(|r| (r.get(0), r.get::<_, Option<String>>(1).unwrap_or_default())))
+    })
+}
+
+const TRAIL: &str = "SELECT id, user_id, action_type, customer_ids, \"timestamp\", ip_address, status, error_message, duration_ms
+                     FROM audit_log
+                     WHERE ($1::text IS NULL OR user_id = $1)
+                       AND ($2::text IS NULL OR action_type = $2)
+                       AND ($3::text IS NULL OR customer_ids = $3 OR tms_ids_contain(customer_ids, $3))
+                     ORDER BY \"timestamp\" DESC NULLS LAST, id DESC LIMIT $4";
+
+pub fn trail(c: &mut impl GenericClient, cache: &mut Cache, f: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
+    let st = cache.prepare(c, TRAIL)?;
+    let rows = c.query(&st, &[&f.user_id, &f.action_type, &f.customer_id, &i64::from(limit)]).map_err(pg_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| AuditRow {
+            id: r.get(0),
+            user_id: r.get(1),
+            action_type: r.get(2),
+            customer_ids: parse_json_or_text(r.get(3)),
+            timestamp: r.get(4),
+            ip_address: r.get(5),
+            status: r.get::<_, Option<String>>(6).map(|s| AuditStatus::from_stored(&s)),
+            error_message: r.get(7),
+            duration_ms: r.get(8),
+        })
+        .collect())
+}
+
+pub fn action_types(c: &mut impl GenericClient, cache: &mut Cache) -> Result<Vec<String>> {
+    let st = cache.prepare(c, "SELECT DISTINCT action_type FROM audit_log ORDER BY action_type")?;
+    Ok(c.query(&st, &[]).map_err(pg_error)?.iter().map(|r| r.get(0)).collect())
+}
+
+pub fn stats(c: &mut impl GenericClient, cache: &mut Cache) -> Result<AuditStats> {
+    let st = cache.prepare(
+        c,
+        "SELECT COUNT(*), COUNT(DISTINCT user_id), COUNT(DISTINCT action_type),
+                COUNT(*) FILTER (WHERE status = 'success'), COUNT(*) FILTER (WHERE status = 'failure')
+         FROM audit_log",
+    )?;
+    let r = c.query_one(&st, &[]).map_err(pg_error)?;
+    let (total, users, actions, ok, failed): (i64, i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+    let rate = if total > 0 { round2(ok as f64 * 100.0 / total as f64) } else { 0.0 };
+    Ok(AuditStats {
+        total_records: total,
+        unique_users: users,
+        unique_actions: actions,
+        successful_actions: ok,
+        failed_actions: failed,
+        success_rate_percent: rate,
+    })
+}

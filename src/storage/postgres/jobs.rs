@@ -1,0 +1,145 @@
+//! SQL for jobs and job_customers (PostgreSQL).
+
+use postgres::{GenericClient, Row};
+
+use super::pg_error;
+use super::pool::Cache;
+use crate::error::Result;
+use crate::model::{JobDetails, JobStatus, JobSummary, parse_json_or_text};
+use crate::storage::{JobChange, JobOutcome, JobRecord};
+
+/// A job's customer count: stored, or counted for rows another writer added without it.
+macro_rules! count {
+    () => {
+        "COALESCE(j.customer_count, (SELECT COUNT(*) FROM job_customers c WHERE c.job_id = j.job_id))"
+    };
+}
+
+const INSERT: &str = "INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
+                                       request_payload, response_summary, status, updated_at, customer_count)
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11)";
+/// Every customer in one round trip, however many.
+const INSERT_CUSTOMERS: &str = "INSERT INTO job_customers (job_id, cid) SELECT $1, unnest($2::text[])";
+
+pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>) -> Result<()> {
+    let st = cache.prepare(c, INSERT)?;
+    c.execute(
+        &st,
+        &[
+            &job.job_id,
+            &job.user_id,
+            &job.batch_id,
+            &i64::from(job.action_code),
+            &job.action_name,
+            &job.cluster_url,
+            &job.created_at,
+            &job.request_payload,
+            &job.response_summary,
+            &job.status,
+            &(job.cids.len() as i64),
+        ],
+    )
+    .map_err(pg_error)?;
+    if !job.cids.is_empty() {
+        let st = cache.prepare(c, INSERT_CUSTOMERS)?;
+        c.execute(&st, &[&job.job_id, &job.cids]).map_err(pg_error)?;
+    }
+    Ok(())
+}
+
+const UPDATE: &str = "UPDATE jobs SET status = $2, http_status = COALESCE($3, http_status),
+                          error_message = COALESCE($4, error_message),
+                          response_summary = COALESCE($5, response_summary), updated_at = $6, touched_at = now()
+                      WHERE job_id = $1";
+
+pub fn update(c: &mut impl GenericClient, cache: &mut Cache, ch: &JobChange<'_>) -> Result<bool> {
+    let st = cache.prepare(c, UPDATE)?;
+    let n = c
+        .execute(&st, &[&ch.job_id, &ch.status, &ch.http_status, &ch.error_message, &ch.response_summary, &ch.updated_at])
+        .map_err(pg_error)?;
+    Ok(n > 0)
+}
+
+const OUTCOME: &str = "UPDATE jobs SET status = $2, http_status = $3, error_message = $4, response_summary = $5,
+                           updated_at = $6, touched_at = now()
+                       WHERE job_id = $1";
+
+/// A Set Action's outcome: every outcome column is set, replacing any recovery verdict.
+pub fn record_outcome(c: &mut impl GenericClient, cache: &mut Cache, o: &JobOutcome<'_>) -> Result<bool> {
+    let st = cache.prepare(c, OUTCOME)?;
+    let n = c
+        .execute(&st, &[&o.job_id, &o.status, &o.http_status, &o.error_message, &o.response_summary, &o.updated_at])
+        .map_err(pg_error)?;
+    Ok(n > 0)
+}
+
+const DETAILS: &str = concat!(
+    "SELECT job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at, request_payload,
+            response_summary, status, http_status, error_message, updated_at, ",
+    count!(),
+    " FROM jobs j WHERE job_id = $1"
+);
+
+fn status(r: &Row, i: usize) -> Option<JobStatus> {
+    r.get::<_, Option<String>>(i).map(|s| JobStatus::from_stored(&s))
+}
+
+pub fn details(c: &mut impl GenericClient, cache: &mut Cache, job_id: &str) -> Result<Option<JobDetails>> {
+    let st = cache.prepare(c, DETAILS)?;
+    let row = c.query_opt(&st, &[&job_id]).map_err(pg_error)?;
+    Ok(row.map(|r| JobDetails {
+        job_id: r.get(0),
+        user_id: r.get(1),
+        batch_id: r.get(2),
+        action_code: r.get(3),
+        action_name: r.get(4),
+        cluster_url: r.get(5),
+        created_at: r.get(6),
+        request_payload: parse_json_or_text(r.get(7)),
+        response_summary: r.get(8),
+        status: status(&r, 9),
+        http_status: r.get(10),
+        error_message: r.get(11),
+        updated_at: r.get(12),
+        customer_count: r.get(13),
+    }))
+}
+
+const FOR_USER: &str = concat!(
+    "SELECT job_id, user_id, action_code, action_name, cluster_url, created_at, status, http_status, error_message, ",
+    count!(),
+    " FROM jobs j WHERE user_id = $1 ORDER BY created_at DESC, seq DESC LIMIT $2"
+);
+
+pub fn for_user(c: &mut impl GenericClient, cache: &mut Cache, user_id: &str, limit: u32) -> Result<Vec<JobSummary>> {
+    let st = cache.prepare(c, FOR_USER)?;
+    let rows = c.query(&st, &[&user_id, &i64::from(limit)]).map_err(pg_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| JobSummary {
+            job_id: r.get(0),
+            user_id: r.get(1),
+            action_code: r.get(2),
+            action_name: r.get(3),
+            cluster_url: r.get(4),
+            created_at: r.get(5),
+            status: status(r, 6),
+            http_status: r.get(7),
+            error_message: r.get(8),
+            customer_count: r.get(9),
+        })
+        .collect())
+}
+
+const EXISTS: &str = "SELECT EXISTS(SELECT 1 FROM jobs WHERE job_id = $1)";
+const CUSTOMERS: &str = "SELECT cid FROM job_customers WHERE job_id = $1 ORDER BY cid";
+
+pub fn customers(c: &mut impl GenericClient, cache: &mut Cache, job_id: &str) -> Result<Option<Vec<String>>> {
+    let st = cache.prepare(c, EXISTS)?;
+    let exists: bool = c.query_one(&st, &[&job_id]).map_err(pg_error)?.get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let st = cache.prepare(c, CUSTOMERS)?;
+    Ok(Some(c.query(&st, &[&job_id]).map_err(pg_error)?.iter().map(|r| r.get(0)).collect()))
+}

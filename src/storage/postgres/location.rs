@@ -1,0 +1,154 @@
+//! A PostgreSQL URL as the store takes it: `postgresql://user[:password]@host[:port]/db?params`
+//! (also `postgres://`). tokio-postgres parses the usual parameters; the TLS modes it lacks
+//! (`verify-ca`, `verify-full`, with `sslrootcert`) are taken out here. The password never leaves
+//! this module: messages name the store by [`Location::shown`], which has none.
+
+use std::str::FromStr;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// How the connection is protected (libpq's `sslmode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, the server's certificate not checked (libpq's default).
+    Prefer,
+    /// TLS or nothing; the certificate not checked (as libpq without a root certificate).
+    Require,
+    /// TLS, the certificate checked against the CA (`sslrootcert`, else the system's roots).
+    VerifyCa { root_cert: Option<String> },
+    /// As VerifyCa, and the certificate must name the host.
+    VerifyFull { root_cert: Option<String> },
+}
+
+/// A parsed PostgreSQL URL.
+#[derive(Clone)]
+pub struct Location {
+    pub config: postgres::Config,
+    pub tls: TlsMode,
+    shown: String,
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+/// Whether a store location is a PostgreSQL URL rather than a file path.
+pub fn is_postgres_url(location: &str) -> bool {
+    let lower = location.trim_start().to_ascii_lowercase();
+    lower.starts_with("postgresql://") || lower.starts_with("postgres://")
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Location {
+    /// Parse a URL. Errors never quote the URL (it may hold a password).
+    pub fn parse(url: &str) -> Result<Location> {
+        let url = url.trim();
+        let invalid = |why: String| Error::new(ErrorKind::InvalidInput, format!("invalid PostgreSQL URL: {why}"));
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut mode: Option<String> = None;
+        let mut root_cert: Option<String> = None;
+        let mut kept: Vec<&str> = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "sslmode" => mode = Some(percent_decode(v)),
+                "sslrootcert" => root_cert = Some(percent_decode(v)),
+                _ => kept.push(pair),
+            }
+        }
+        let tls = match mode.as_deref() {
+            None | Some("prefer") => TlsMode::Prefer,
+            Some("disable") => TlsMode::Disable,
+            Some("require") => TlsMode::Require,
+            Some("verify-ca") => TlsMode::VerifyCa { root_cert: root_cert.clone() },
+            Some("verify-full") => TlsMode::VerifyFull { root_cert: root_cert.clone() },
+            Some(other) => {
+                return Err(invalid(format!(
+                    "sslmode {} is not one of disable, prefer, require, verify-ca, verify-full",
+                    crate::error::shown(other)
+                )));
+            }
+        };
+        if root_cert.is_some() && !matches!(tls, TlsMode::VerifyCa { .. } | TlsMode::VerifyFull { .. }) {
+            return Err(invalid("sslrootcert is only used with sslmode=verify-ca or verify-full".into()));
+        }
+        let mut rebuilt = base.to_owned();
+        if !kept.is_empty() {
+            rebuilt.push('?');
+            rebuilt.push_str(&kept.join("&"));
+        }
+        let mut config = postgres::Config::from_str(&rebuilt).map_err(|e| invalid(e.to_string()))?;
+        config.ssl_mode(match tls {
+            TlsMode::Disable => postgres::config::SslMode::Disable,
+            TlsMode::Prefer => postgres::config::SslMode::Prefer,
+            _ => postgres::config::SslMode::Require,
+        });
+        if config.get_hosts().is_empty() {
+            return Err(invalid("it names no host".into()));
+        }
+        let shown = Self::show(&config);
+        Ok(Location { config, tls, shown })
+    }
+
+    /// `postgresql://user@host:port/db`, for messages: never the password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn show(config: &postgres::Config) -> String {
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => String::new(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "postgresql://{}@{host}:{port}/{}",
+            config.get_user().unwrap_or(""),
+            config.get_dbname().unwrap_or("")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_the_tls_modes_libpq_knows_and_never_show_the_password() {
+        let l = Location::parse("postgresql://tms:s3cr3t@db.example:6432/tms?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x").unwrap();
+        assert_eq!(l.tls, TlsMode::VerifyFull { root_cert: Some("/etc/ca.pem".into()) });
+        assert_eq!(l.shown(), "postgresql://tms@db.example:6432/tms");
+        assert!(!format!("{l:?}").contains("s3cr3t"));
+        assert_eq!(Location::parse("postgres://u@h/d").unwrap().tls, TlsMode::Prefer);
+        for bad in ["postgresql://u:pw@h/d?sslmode=bogus", "postgresql://u:pw@h/d?sslrootcert=x", "postgresql://u:pw@h/d?nope=1"] {
+            let e = Location::parse(bad).unwrap_err();
+            assert!(!e.message.contains("pw@"), "{}", e.message);
+        }
+        assert!(is_postgres_url("postgresql://x") && is_postgres_url("POSTGRES://x") && !is_postgres_url("/tmp/jobs.db"));
+    }
+}

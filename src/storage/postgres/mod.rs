@@ -1,0 +1,263 @@
+//! The PostgreSQL engine: several dashboard hosts share one database. Jobs and the audit log live
+//! in the same database, so a Set Action's outcome and its audit row commit in one transaction
+//! (no outbox); the chain's head row, locked FOR UPDATE, orders appends from every host into one
+//! chain; recovery uses the server's clock and skips rows another host is writing.
+
+mod audit;
+mod cache;
+mod jobs;
+pub mod location;
+mod pool;
+mod requests;
+mod schema;
+mod tls;
+
+use postgres::error::SqlState;
+
+use crate::audit_chain::{ChainKey, CheckedHead};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{AuditFilter, AuditRow, AuditStats, AuditVerification, CacheStats, JobDetails, JobSummary};
+use crate::options::StoreOptions;
+use crate::storage::{
+    AuditDelivery, AuditRecord, CacheRecord, Engine, IdempotencyKey, JobChange, JobOutcome, JobRecord, PriorRequest,
+};
+use location::Location;
+use pool::{Cache, Pool};
+
+pub use location::is_postgres_url;
+
+/// A PostgreSQL error as the library reports it: the SQLSTATE decides the kind; the message is
+/// the server's (which never holds the password).
+pub(crate) fn pg_error(e: postgres::Error) -> Error {
+    let kind = match e.code() {
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::LOCK_NOT_AVAILABLE
+            || *c == SqlState::QUERY_CANCELED =>
+        {
+            ErrorKind::Busy
+        }
+        Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => ErrorKind::Full,
+        Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => ErrorKind::ReadOnly,
+        Some(c) if c.code().starts_with("08") || c.code().starts_with("28") || *c == SqlState::INVALID_CATALOG_NAME => {
+            ErrorKind::CantOpen
+        }
+        Some(_) => ErrorKind::Database,
+        // No SQLSTATE: the connection itself failed (refused, closed, TLS).
+        None => ErrorKind::CantOpen,
+    };
+    let message = match e.as_db_error() {
+        Some(db) => format!("database error: {}: {}", db.severity(), db.message()),
+        None => format!("database error: {e}"),
+    };
+    Error::new(kind, message)
+}
+
+pub struct PostgresEngine {
+    pool: Pool,
+    chain: ChainKey,
+    checked_head: CheckedHead,
+    /// Set when the server only reads (a standby): every write is refused up front.
+    read_only: bool,
+}
+
+impl std::fmt::Debug for PostgresEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEngine").field("location", self.pool.location()).finish_non_exhaustive()
+    }
+}
+
+impl PostgresEngine {
+    /// Connect (one connection now, so that a bad URL or password fails here), check the server
+    /// may be written, and bring the schema up to date.
+    pub fn open(url: &str, options: &StoreOptions) -> Result<PostgresEngine> {
+        refuse_sqlite_only_options(options)?;
+        let location = Location::parse(url)?;
+        let (pool, mut first) = Pool::open(location, options)?;
+        let read_only: String = first
+            .client
+            .query_one("SHOW transaction_read_only", &[])
+            .map_err(pg_error)?
+            .get(0);
+        let read_only = read_only == "on";
+        schema::migrate(&mut first.client, !read_only)
+            .map_err(|e| e.context(&format!("cannot open {}", pool.location().shown())))?;
+        pool.put(first);
+        let chain = ChainKey::new(options.audit_hmac_key.as_ref().map(|k| k.0.as_str()));
+        Ok(PostgresEngine { pool, chain, checked_head: CheckedHead::default(), read_only })
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::new(
+                ErrorKind::ReadOnly,
+                format!("{} is read-only (a standby server): writes are refused", self.pool.location().shown()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Run `f` in a READ COMMITTED transaction.
+    fn write<T>(&self, f: impl FnOnce(&mut postgres::Transaction<'_>, &mut Cache) -> Result<T>) -> Result<T> {
+        self.check_writable()?;
+        let mut conn = self.pool.get()?;
+        let pool::Conn { client, cache } = &mut *conn;
+        let mut tx = client.transaction().map_err(pg_error)?;
+        let value = f(&mut tx, cache)?;
+        tx.commit().map_err(pg_error)?;
+        Ok(value)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&mut postgres::Client, &mut Cache) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        let pool::Conn { client, cache } = &mut *conn;
+        f(client, cache)
+    }
+}
+
+/// Options that configure SQLite files mean nothing here: a value other than the default is
+/// refused, so nobody believes it took effect.
+fn refuse_sqlite_only_options(options: &StoreOptions) -> Result<()> {
+    let default = StoreOptions::default();
+    for (name, set) in [
+        ("journal_size_limit_bytes", options.journal_size_limit_bytes != default.journal_size_limit_bytes),
+        ("max_page_count", options.max_page_count != default.max_page_count),
+    ] {
+        if set {
+            return Err(Error::invalid(format!(
+                "invalid store options: {name} configures SQLite files and means nothing on PostgreSQL"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Engine for PostgresEngine {
+    fn read_only(&self) -> Option<Error> {
+        self.check_writable().err()
+    }
+    fn check_audit_key(&self) -> Result<()> {
+        self.read(|c, cache| audit::check_head_key(c, cache, &self.chain, &self.checked_head))
+    }
+
+    fn insert_job(&self, job: &JobRecord<'_>) -> Result<()> {
+        self.write(|tx, cache| jobs::insert(tx, cache, job))
+    }
+    fn update_job(&self, change: &JobChange<'_>) -> Result<bool> {
+        self.write(|tx, cache| jobs::update(tx, cache, change))
+    }
+    fn job(&self, job_id: &str) -> Result<Option<JobDetails>> {
+        self.read(|c, cache| jobs::details(c, cache, job_id))
+    }
+    fn user_jobs(&self, user_id: &str, limit: u32) -> Result<Vec<JobSummary>> {
+        self.read(|c, cache| jobs::for_user(c, cache, user_id, limit))
+    }
+    fn job_customers(&self, job_id: &str) -> Result<Option<Vec<String>>> {
+        // One snapshot for the existence check and the list.
+        self.read(|c, cache| {
+            let mut tx = c.build_transaction().read_only(true).start().map_err(pg_error)?;
+            let found = jobs::customers(&mut tx, cache, job_id)?;
+            tx.commit().map_err(pg_error)?;
+            Ok(found)
+        })
+    }
+
+    fn insert_audit(&self, row: &AuditRecord<'_>) -> Result<i64> {
+        self.write(|tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head))
+    }
+    fn insert_audit_durably(&self, row: &AuditRecord<'_>) -> Result<AuditDelivery> {
+        // One database: a committed row is as durable as the outbox would make it.
+        self.insert_audit(row).map(|_| AuditDelivery::Delivered)
+    }
+    fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
+        self.read(|c, cache| audit::trail(c, cache, filter, limit))
+    }
+    fn action_types(&self) -> Result<Vec<String>> {
+        self.read(audit::action_types)
+    }
+    fn audit_stats(&self) -> Result<AuditStats> {
+        self.read(audit::stats)
+    }
+    fn clear_audit(&self, timestamp: &str) -> Result<u64> {
+        self.write(|tx, cache| audit::reset(tx, cache, &self.chain, &self.checked_head, timestamp))
+    }
+    fn verify_audit(&self, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
+        self.read(|c, _| {
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(pg_error)?;
+            let report = audit::verify(&mut tx, &self.chain, anchor)?;
+            tx.commit().map_err(pg_error)?;
+            Ok(report)
+        })
+    }
+
+    fn cache_get(&self, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>> {
+        Ok(self.cache_get_many(&[cid.to_owned()], app_name, fresh_since)?.pop().flatten())
+    }
+    fn cache_get_many(&self, cids: &[String], app_name: &str, fresh_since: &str) -> Result<Vec<Option<String>>> {
+        self.read(|c, cache| cache::get_many(c, cache, cids, app_name, fresh_since))
+    }
+    fn cache_put(&self, entry: &CacheRecord<'_>) -> Result<()> {
+        self.write(|tx, cache| cache::put(tx, cache, entry))
+    }
+    fn cache_delete_older(&self, cutoff: &str) -> Result<u64> {
+        self.write(|tx, cache| cache::delete_older(tx, cache, cutoff))
+    }
+    fn cache_invalidate(&self, cid: Option<&str>, app_name: Option<&str>) -> Result<u64> {
+        self.write(|tx, cache| cache::invalidate(tx, cache, cid, app_name))
+    }
+    fn cache_stats(&self) -> Result<CacheStats> {
+        self.read(cache::stats)
+    }
+
+    fn insert_set_action_job(&self, job: &JobRecord<'_>, key: Option<(IdempotencyKey<'_>, &str)>) -> Result<Option<PriorRequest>> {
+        self.check_writable()?;
+        let mut conn = self.pool.get()?;
+        let pool::Conn { client, cache } = &mut *conn;
+        let mut tx = client.transaction().map_err(pg_error)?;
+        if let Some((key, fingerprint)) = key {
+            if !requests::claim_key(&mut tx, cache, key, fingerprint, job.job_id, job.created_at)? {
+                // Taken (by a request that has committed by now): answer from it.
+                tx.rollback().map_err(pg_error)?;
+                return requests::prior(client, cache, key);
+            }
+        }
+        jobs::insert(&mut tx, cache, job)?;
+        tx.commit().map_err(pg_error)?;
+        Ok(None)
+    }
+    fn prior_request(&self, key: IdempotencyKey<'_>) -> Result<Option<PriorRequest>> {
+        self.read(|c, cache| requests::prior(c, cache, key))
+    }
+    fn finish_set_action(
+        &self,
+        outcome: &JobOutcome<'_>,
+        audit_row: Option<&AuditRecord<'_>>,
+        answer: Option<(IdempotencyKey<'_>, i64, &str)>,
+    ) -> Result<AuditDelivery> {
+        let found = self.write(|tx, cache| {
+            let found = jobs::record_outcome(tx, cache, outcome)?;
+            if let Some((key, status, body)) = answer {
+                requests::store_answer(tx, cache, key, status, body)?;
+            }
+            if let Some(row) = audit_row {
+                audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
+            }
+            Ok(found)
+        })?;
+        if !found {
+            return Err(Error::not_found(format!("no job with id {:?}", outcome.job_id)));
+        }
+        Ok(AuditDelivery::Delivered)
+    }
+    fn deliver_pending_audit(&self) -> Result<u64> {
+        Ok(0) // one database: nothing ever waits
+    }
+    fn recover_interrupted(&self, older_than: std::time::Duration, message: &str, now_text: &str) -> Result<u64> {
+        self.write(|tx, cache| requests::recover_interrupted(tx, cache, older_than.as_secs_f64(), message, now_text))
+    }
+}

@@ -1,0 +1,176 @@
+//! Open connections to the PostgreSQL server, shared by the threads of one process.
+//!
+//! Each `postgres::Client` owns a small runtime and its socket. A child forked after open must
+//! never use or drop one of its parent's: dropping it would send Terminate on the parent's
+//! socket. So the pool remembers the pid that opened its clients; in a child every inherited
+//! client is forgotten (leaked, never closed) and new ones are opened.
+
+use std::collections::HashMap;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, MutexGuard};
+
+use postgres::{Client, GenericClient, Statement};
+
+use super::location::Location;
+use super::tls;
+use super::pg_error;
+use crate::error::Result;
+use crate::options::StoreOptions;
+
+/// A connection's prepared statements, by SQL text (prepared once per connection).
+#[derive(Default)]
+pub struct Cache(HashMap<&'static str, Statement>);
+
+impl Cache {
+    /// The statement for `sql` on this connection (or a transaction of it), prepared on first use.
+    pub fn prepare(&mut self, c: &mut impl GenericClient, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = c.prepare(sql).map_err(pg_error)?;
+        self.0.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
+/// A connection with its prepared statements.
+pub struct Conn {
+    pub client: Client,
+    pub cache: Cache,
+}
+
+struct Idle {
+    pid: u32,
+    clients: Vec<Conn>,
+}
+
+pub struct Pool {
+    location: Location,
+    session_setup: String,
+    max_idle: usize,
+    idle: Mutex<Idle>,
+}
+
+/// A connection checked out of the pool; goes back when dropped (unless the process forked, or
+/// it is left inside a transaction, or broken).
+pub struct Pooled<'a> {
+    pool: &'a Pool,
+    pid: u32,
+    conn: ManuallyDrop<Conn>,
+}
+
+impl Pool {
+    /// A pool for the server; one connection is opened at once so that a bad URL, a wrong
+    /// password or an unreachable server fails here.
+    pub fn open(location: Location, options: &StoreOptions) -> Result<(Pool, Conn)> {
+        // synchronous FULL: a commit returns once it is durable on the server; NORMAL: it may
+        // return before, and the last commits can be lost in a server crash (never corrupted).
+        let sync = match options.synchronous {
+            crate::Synchronous::Full => "on",
+            crate::Synchronous::Normal => "off",
+        };
+        let session_setup = format!(
+            "SET synchronous_commit = {sync}; SET lock_timeout = {}; SET application_name = 'tms-core'",
+            options.busy_timeout_ms
+        );
+        let pool = Pool {
+            location,
+            session_setup,
+            max_idle: usize::try_from(options.max_idle_connections).unwrap_or(8),
+            idle: Mutex::new(Idle { pid: std::process::id(), clients: Vec::new() }),
+        };
+        let first = pool.connect()?;
+        Ok((pool, first))
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        let shown = self.location.shown();
+        let mut client = match tls::connector(&self.location.tls)? {
+            None => self.location.config.connect(postgres::NoTls),
+            Some(tls) => self.location.config.connect(tls),
+        }
+        .map_err(|e| pg_error(e).context(&format!("cannot connect to {shown}")))?;
+        client.batch_execute(&self.session_setup).map_err(|e| pg_error(e).context(&format!("cannot set up {shown}")))?;
+        Ok(Conn { client, cache: Cache::default() })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forget what a parent process left behind.
+    fn adopt(idle: &mut Idle, pid: u32) {
+        if idle.pid != pid {
+            for inherited in idle.clients.drain(..) {
+                std::mem::forget(inherited);
+            }
+            idle.pid = pid;
+        }
+    }
+
+    pub fn put(&self, conn: Conn) {
+        let mut idle = self.lock();
+        Self::adopt(&mut idle, std::process::id());
+        if idle.clients.len() < self.max_idle {
+            idle.clients.push(conn);
+        }
+    }
+
+    pub fn get(&self) -> Result<Pooled<'_>> {
+        let pid = std::process::id();
+        let reused = {
+            let mut idle = self.lock();
+            Self::adopt(&mut idle, pid);
+            idle.clients.pop()
+        };
+        let conn = match reused {
+            // A connection the server dropped (restart, idle timeout) is replaced, not handed out.
+            Some(c) if !c.client.is_closed() => c,
+            Some(_) | None => self.connect()?,
+        };
+        Ok(Pooled { pool: self, pid, conn: ManuallyDrop::new(conn) })
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let mut idle = self.lock();
+        if idle.pid != std::process::id() {
+            for inherited in idle.clients.drain(..) {
+                std::mem::forget(inherited);
+            }
+        }
+    }
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `conn` is taken exactly once, here.
+        let conn = unsafe { ManuallyDrop::take(&mut self.conn) };
+        if std::process::id() != self.pid {
+            std::mem::forget(conn); // checked out before a fork: the parent's, not ours to close
+            return;
+        }
+        if !conn.client.is_closed() {
+            self.pool.put(conn);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! SQL for Set Action bookkeeping (PostgreSQL): idempotency keys and interrupted jobs.
+
+use postgres::GenericClient;
+
+use super::pg_error;
+use super::pool::Cache;
+use crate::error::Result;
+use crate::storage::{IdempotencyKey, PriorRequest};
+
+const PRIOR: &str = "SELECT r.job_id, r.answer_http_status, r.answer_body, j.status, j.error_message, r.request_fingerprint
+                     FROM set_action_requests r LEFT JOIN jobs j ON j.job_id = r.job_id
+                     WHERE r.user_id = $1 AND r.idempotency_key = $2";
+
+pub fn prior(c: &mut impl GenericClient, cache: &mut Cache, key: IdempotencyKey<'_>) -> Result<Option<PriorRequest>> {
+    let st = cache.prepare(c, PRIOR)?;
+    Ok(c.query_opt(&st, &[&key.user_id, &key.key]).map_err(pg_error)?.map(|r| {
+        let status: Option<i64> = r.get(1);
+        let body: Option<String> = r.get(2);
+        PriorRequest { job_id: r.get(0), answer: status.zip(body), job_status: r.get(3), job_error: r.get(4), fingerprint: r.get(5) }
+    }))
+}
+
+/// Claim the key first, in READ COMMITTED: a racing request with the same key blocks on this
+/// insert until the first transaction ends, then finds the key taken (or free, if the first
+/// rolled back). Returns whether this request claimed it.
+pub fn claim_key(c: &mut impl GenericClient, cache: &mut Cache, key: IdempotencyKey<'_>, fingerprint: &str, job_id: &str, now: &str) -> Result<bool> {
+    let st = cache.prepare(
+        c,
+        "INSERT INTO set_action_requests (user_id, idempotency_key, job_id, created_at, request_fingerprint)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+    )?;
+    Ok(c.query_opt(&st, &[&key.user_id, &key.key, &job_id, &now, &fingerprint]).map_err(pg_error)?.is_some())
+}
+
+pub fn store_answer(c: &mut impl GenericClient, cache: &mut Cache, key: IdempotencyKey<'_>, status: i64, body: &str) -> Result<()> {
+    let st = cache.prepare(
+        c,
+        "UPDATE set_action_requests SET answer_http_status = $3, answer_body = $4 WHERE user_id = $1 AND idempotency_key = $2",
+    )?;
+    c.execute(&st, &[&key.user_id, &key.key, &status, &body]).map_err(pg_error)?;
+    Ok(())
+}
+
+/// Mark FAILED the jobs IN_PROGRESS that the library last wrote more than `older_than_s` ago by
+/// the server's clock. Rows another host is writing right now are locked and skipped, never
+/// waited for or taken: a job whose outcome is being recorded is not interrupted.
+pub fn recover_interrupted(c: &mut impl GenericClient, cache: &mut Cache, older_than_s: f64, message: &str, now_text: &str) -> Result<u64> {
+    let st = cache.prepare(
+        c,
+        "UPDATE jobs SET status = 'FAILED', error_message = $2, updated_at = $3, touched_at = now(),
+                         response_summary = 'No answer recorded: interrupted'
+         WHERE job_id IN (SELECT job_id FROM jobs
+                          WHERE status = 'IN_PROGRESS' AND touched_at < now() - make_interval(secs => $1)
+                          FOR UPDATE SKIP LOCKED)",
+    )?;
+    c.execute(&st, &[&older_than_s, &message, &now_text]).map_err(pg_error)
+}
