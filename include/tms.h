@@ -361,6 +361,15 @@ enum TmsStatus tms_store_set_event_callback(const struct TmsStore *store,
 // (every existing row is kept). Then, best effort, mark jobs interrupted by a dead process and
 // deliver audit rows waiting in the outbox.
 //
+// `jobs_db_path` may instead be a PostgreSQL URL (`postgresql://user:password@host:port/db?...`
+// or `postgres://`), for several dashboard hosts sharing one database: then `audit_db_path` is
+// NULL, empty or the same URL (jobs and the audit log live in one database). TLS follows libpq's
+// `sslmode` (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`, with `sslrootcert` a
+// PEM file). On PostgreSQL `synchronous` sets `synchronous_commit` (FULL: on, NORMAL: off) and
+// `busy_timeout_ms` the `lock_timeout`; `journal_size_limit_bytes` and `max_page_count` mean
+// nothing there and are refused. The password never appears in an error message or event. An
+// unreachable server or a wrong password gives TMS_STATUS_CANT_OPEN.
+//
 // `options_json` may be NULL or a JSON object with any of these keys (default; accepted range):
 //  - `"synchronous"`: `"FULL"` (default) or `"NORMAL"` (may lose the last commits on power loss);
 //  - `"busy_timeout_ms"`: wait for another process's lock (5000; 0 to 600000);
