@@ -422,6 +422,24 @@ enum TmsStatus tms_debug_hold_write_lock(const struct TmsStore *store,
                                          int32_t file,
                                          uint32_t milliseconds);
 
+// Copy every job with its customers, the appstatus cache and every audit row (ids and hash
+// chain as they are) from `src` into `dst`, e.g. from SQLite files onto PostgreSQL when moving
+// to several hosts. Work goes in batches (bounded memory for any size); running it again after
+// an interruption skips what `dst` has (and refreshes the jobs' outcomes). `dst`'s audit log must
+// be empty or an earlier copy of `src`'s (else TMS_STATUS_INVALID_INPUT before anything is
+// written). Stop the source's writers first, or copy again once they stopped.
+//
+// On success, when `out_report_json` is not NULL, it receives `{"jobs": {"copied",
+// "already_there"}, "customers_copied", "cache": {...}, "audit": {...}, "audit_verification":
+// {...}}` (the destination's chain checked, as `tms_verify_audit` reports it), owned by the
+// caller (free with `tms_string_free`). Thread-safe; `src` and `dst` must be different handles.
+//
+// # Safety
+// `src` and `dst` are NULL or open handles; `out_report_json` is NULL or writable.
+enum TmsStatus tms_store_copy_into(const struct TmsStore *src,
+                                   const struct TmsStore *dst,
+                                   char **out_report_json);
+
 // The library version, e.g. "0.1.0". Static: never free it. Thread-safe.
 const char *tms_version(void);
 

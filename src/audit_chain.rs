@@ -218,7 +218,7 @@ impl Cell {
 /// A stored audit row as the chain sees it: the eight legacy columns after `id` (user_id,
 /// action_type, customer_ids, timestamp, ip_address, status, error_message, duration_ms) and the
 /// chain's three.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChainRow {
     pub id: i64,
     pub legacy: [Cell; 8],

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod action;
+pub mod copy;
 pub mod customer_ids;
 pub mod error;
 pub mod model;

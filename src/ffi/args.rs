@@ -84,6 +84,17 @@ pub unsafe fn store<'a>(p: *const TmsStore) -> FfiResult<&'a Store> {
     Ok(unsafe { &(*p).store })
 }
 
+/// The store behind a handle, naming the argument in the error.
+///
+/// # Safety
+/// As [`store`].
+pub unsafe fn store_named<'a>(p: *const TmsStore, name: &str) -> FfiResult<&'a Store> {
+    if p.is_null() {
+        return Err(null(name));
+    }
+    Ok(unsafe { &(*p).store })
+}
+
 /// A required output pointer, checked before any work is done.
 pub fn out<'a, T>(p: *mut T, name: &str) -> FfiResult<&'a mut T> {
     // SAFETY: non-NULL output pointers point to writable storage by the API's contract.

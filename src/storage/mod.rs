@@ -99,6 +99,58 @@ pub enum AuditDelivery {
     Deferred(Error),
 }
 
+/// A job with every column and its customers (in insertion order), as `copy_into` moves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobExport {
+    pub job_id: String,
+    pub user_id: String,
+    pub batch_id: Option<String>,
+    pub action_code: i64,
+    pub action_name: String,
+    pub cluster_url: Option<String>,
+    pub created_at: String,
+    pub request_payload: Option<String>,
+    pub response_summary: Option<String>,
+    pub status: Option<String>,
+    pub http_status: Option<i64>,
+    pub error_message: Option<String>,
+    pub updated_at: Option<String>,
+    pub customer_count: Option<i64>,
+    pub cids: Vec<String>,
+}
+
+/// One appstatus cache entry, as `copy_into` moves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheExport {
+    pub cid: String,
+    pub app_name: String,
+    pub status_data: String,
+    pub cached_at: String,
+    pub ttl_seconds: Option<i64>,
+}
+
+/// The error when a copy's destination holds another audit log (its row `id` is not the source's).
+pub fn other_log(id: i64) -> Error {
+    Error::new(
+        crate::ErrorKind::InvalidInput,
+        format!(
+            "the destination's audit row {id} differs from the source's: it holds another audit log, which a copy \
+             would break; copy into an empty store"
+        ),
+    )
+}
+
+/// What importing a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Rows new to the destination.
+    pub added: u64,
+    /// Rows it had already (from an earlier, interrupted copy); their changeable fields updated.
+    pub present: u64,
+    /// Customer rows added with the new jobs.
+    pub customers: u64,
+}
+
 /// Everything the store needs from persistent storage. Implementations are shared by many threads.
 pub trait Engine: Send + Sync {
     /// Which of the store's files refuse writes (opened read-only); None when all are writable.
@@ -167,6 +219,27 @@ pub trait Engine: Send + Sync {
     /// that the library last wrote more than `older_than` ago by the engine's own clock, which
     /// does not depend on any process's time zone.
     fn recover_interrupted(&self, older_than: std::time::Duration, message: &str, now_text: &str) -> Result<u64>;
+
+    /// Jobs in job_id order after `after`, with their customers: at most `max_jobs`, and no more
+    /// jobs once `max_customers` customers are gathered (at least one job), so a copy holds a
+    /// bounded amount in memory however large the jobs.
+    fn export_jobs(&self, after: Option<&str>, max_jobs: u32, max_customers: usize) -> Result<Vec<JobExport>>;
+    /// Insert jobs the store lacks, with their customers, in one transaction; a job it has gets
+    /// its changeable columns (status, http_status, error_message, response_summary, updated_at)
+    /// from the copy.
+    fn import_jobs(&self, jobs: &[JobExport]) -> Result<Imported>;
+    /// Cache entries in (cid, app_name) order after `after`.
+    fn export_cache(&self, after: Option<(&str, &str)>, limit: u32) -> Result<Vec<CacheExport>>;
+    /// Insert the entries the store lacks (one it has is kept).
+    fn import_cache(&self, rows: &[CacheExport]) -> Result<Imported>;
+    /// Audit rows in id order after `after_id`, every column.
+    fn export_audit(&self, after_id: Option<i64>, limit: u32) -> Result<Vec<crate::audit_chain::ChainRow>>;
+    /// Insert audit rows with their ids and chain columns as they are (so the chain verifies in
+    /// the copy); a row already there with the same id must be the same row, else the
+    /// destination holds another log and the import fails.
+    fn import_audit(&self, rows: &[crate::audit_chain::ChainRow]) -> Result<Imported>;
+    /// The highest audit row id, if any.
+    fn audit_max_id(&self) -> Result<Option<i64>>;
 
     /// Hold the write lock of one file for `duration`, then release it writing nothing
     /// (a diagnostic for lock interplay between processes and SQLite copies).

@@ -95,6 +95,18 @@ def audit_path() -> str:
     return audit_db.AUDIT_DB_PATH
 
 
+def _is_url(location: str) -> bool:
+    return location.lower().startswith(("postgresql://", "postgres://"))
+
+
+def _key() -> tuple[str, str]:
+    """The store's location: a PostgreSQL URL (jobs and audit in one database) or two files."""
+    jobs = os.fspath(jobs_path())
+    if _is_url(jobs):
+        return (jobs, jobs)
+    return (os.path.abspath(jobs), os.path.abspath(audit_path()))
+
+
 def _identity(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -104,6 +116,8 @@ def _identity(path: str) -> tuple[int, int] | None:
 
 
 def _open(key: tuple[str, str]) -> Store:
+    if _is_url(key[0]):
+        return Store(key[0], None, **options())
     missing = [p for p in key if not os.path.exists(p)]
     store = Store(*key, **options())
     for path in missing:
@@ -117,7 +131,7 @@ def _open(key: tuple[str, str]) -> Store:
 
 def store() -> Store:
     """The store for the modules' current DB_PATH and AUDIT_DB_PATH."""
-    key = (os.path.abspath(jobs_path()), os.path.abspath(audit_path()))
+    key = _key()
     found = _stores.get(key)
     if found is not None:
         return found
@@ -133,8 +147,8 @@ def initialize() -> Store:
     initialize functions recreated a deleted database; a store kept open would go on writing
     to the deleted file)."""
     current = store()
-    key = (os.path.abspath(jobs_path()), os.path.abspath(audit_path()))
-    if tuple(_identity(p) for p in key) == _opened_files.get(key):
+    key = _key()
+    if _is_url(key[0]) or tuple(_identity(p) for p in key) == _opened_files.get(key):
         return current
     with _lock:
         if _stores.get(key) is current:

@@ -60,15 +60,17 @@ class Store:
     Calls run without the GIL, concurrently. Set Action events go to the logger "tms.set_action".
     """
 
-    def __init__(self, jobs_db: str | os.PathLike[str], audit_db: str | os.PathLike[str], *,
+    def __init__(self, jobs_db: str | os.PathLike[str], audit_db: str | os.PathLike[str] | None = None, *,
                  synchronous: str | None = None, busy_timeout_ms: int | None = None,
                  journal_size_limit_bytes: int | None = None, max_idle_connections: int | None = None,
                  max_page_count: int | None = None, allowed_clusters: Iterable[str] | None = None,
                  request_timeout_s: int | None = None, connect_timeout_s: int | None = None,
                  max_response_bytes: int | None = None, interrupted_after_s: int | None = None,
                  audit_hmac_key: str | None = None, ca_bundle: str | os.PathLike[str] | None = None) -> None:
-        """Open (creating or upgrading) the two files. Options left as None keep their defaults;
-        a value out of range raises InvalidInputError.
+        """Open (creating or upgrading) the two files, or a PostgreSQL database when `jobs_db` is
+        a URL (`postgresql://user:password@host:port/db?sslmode=...`; `audit_db` then None or the
+        same URL: jobs and the audit log share the database). Options left as None keep their
+        defaults; a value out of range raises InvalidInputError.
 
         synchronous: "FULL" (default: every acknowledged write survives power loss) or "NORMAL".
         busy_timeout_ms: how long to wait for another process's lock (5000; 0 to 600000).
@@ -105,8 +107,8 @@ class Store:
         handle = c_void_p()
         check(
             lib.tms_store_open(
-                encode(jobs_db, "jobs_db"),
-                encode(audit_db, "audit_db"),
+                encode(os.fspath(jobs_db), "jobs_db"),
+                None if audit_db is None else encode(os.fspath(audit_db), "audit_db"),
                 encode(json.dumps(options), "options") if options else None,
                 ctypes.byref(handle),
             )
@@ -293,6 +295,18 @@ class Store:
             encode(customer_id, "customer_id"),
             _limit(limit),
         )
+
+    def copy_into(self, dst: Store) -> dict[str, Any]:
+        """Copy every job with its customers, the appstatus cache and every audit row (ids and
+        hash chain as they are) into `dst`, e.g. from SQLite onto PostgreSQL. Safe to run again
+        after an interruption. Returns the counts and dst's audit verification."""
+        if not isinstance(dst, Store):
+            raise InvalidInputError("dst must be a tms.Store")
+        dst_handle = dst._enter()
+        try:
+            return self._call_json(lib.tms_store_copy_into, dst_handle)  # type: ignore[no-any-return]
+        finally:
+            dst._leave()
 
     def verify_audit(self, anchor: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Check the audit hash chain. Returns {ok, checked, unchained, head, first_problem}.

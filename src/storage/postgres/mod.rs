@@ -5,6 +5,7 @@
 
 mod audit;
 mod cache;
+mod copy;
 mod jobs;
 pub mod location;
 mod pool;
@@ -19,7 +20,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::{AuditFilter, AuditRow, AuditStats, AuditVerification, CacheStats, JobDetails, JobSummary};
 use crate::options::StoreOptions;
 use crate::storage::{
-    AuditDelivery, AuditRecord, CacheRecord, Engine, IdempotencyKey, JobChange, JobOutcome, JobRecord, PriorRequest,
+    AuditDelivery, AuditRecord, CacheExport, CacheRecord, Engine, IdempotencyKey, Imported, JobChange, JobExport,
+    JobOutcome, JobRecord, PriorRequest,
 };
 use location::Location;
 use pool::{Cache, Pool};
@@ -253,6 +255,36 @@ impl Engine for PostgresEngine {
             return Err(Error::not_found(format!("no job with id {:?}", outcome.job_id)));
         }
         Ok(AuditDelivery::Delivered)
+    }
+    fn export_jobs(&self, after: Option<&str>, max_jobs: u32, max_customers: usize) -> Result<Vec<JobExport>> {
+        self.read(|c, cache| {
+            let mut tx = c.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start().map_err(pg_error)?;
+            let jobs = copy::export_jobs(&mut tx, cache, after, max_jobs, max_customers)?;
+            tx.commit().map_err(pg_error)?;
+            Ok(jobs)
+        })
+    }
+    fn import_jobs(&self, jobs: &[JobExport]) -> Result<Imported> {
+        self.write(|tx, cache| copy::import_jobs(tx, cache, jobs))
+    }
+    fn export_cache(&self, after: Option<(&str, &str)>, limit: u32) -> Result<Vec<CacheExport>> {
+        self.read(|c, cache| copy::export_cache(c, cache, after, limit))
+    }
+    fn import_cache(&self, rows: &[CacheExport]) -> Result<Imported> {
+        self.write(|tx, cache| copy::import_cache(tx, cache, rows))
+    }
+    fn export_audit(&self, after_id: Option<i64>, limit: u32) -> Result<Vec<crate::audit_chain::ChainRow>> {
+        self.read(|c, cache| copy::export_audit(c, cache, after_id, limit))
+    }
+    fn import_audit(&self, rows: &[crate::audit_chain::ChainRow]) -> Result<Imported> {
+        // The head is locked first, so no append on another host interleaves with the copy.
+        self.write(|tx, cache| {
+            tx.batch_execute("SELECT 1 FROM audit_chain_head FOR UPDATE").map_err(pg_error)?;
+            copy::import_audit(tx, cache, rows)
+        })
+    }
+    fn audit_max_id(&self) -> Result<Option<i64>> {
+        self.read(copy::audit_max_id)
     }
     fn deliver_pending_audit(&self) -> Result<u64> {
         Ok(0) // one database: nothing ever waits

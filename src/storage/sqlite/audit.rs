@@ -13,7 +13,7 @@ use crate::model::{AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerifica
 use crate::storage::AuditRecord;
 
 /// The legacy columns, then the chain's, in the order every query here reads them.
-const COLUMNS: &str = "id, user_id, action_type, customer_ids, timestamp, ip_address, status, \
+pub const COLUMNS: &str = "id, user_id, action_type, customer_ids, timestamp, ip_address, status, \
     error_message, duration_ms, chain_seq, chain_prev, chain_hash";
 
 fn cell(v: SqlValue) -> Cell {
@@ -26,7 +26,7 @@ fn cell(v: SqlValue) -> Cell {
     }
 }
 
-fn chain_row(r: &Row<'_>) -> rusqlite::Result<ChainRow> {
+pub fn chain_row(r: &Row<'_>) -> rusqlite::Result<ChainRow> {
     let legacy = [
         cell(r.get(1)?),
         cell(r.get(2)?),

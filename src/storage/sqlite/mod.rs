@@ -4,6 +4,7 @@
 
 mod audit;
 mod cache;
+mod copy;
 mod group_commit;
 mod jobs;
 mod outbox;
@@ -23,8 +24,8 @@ use crate::error::{Error, Result};
 use crate::model::{AuditFilter, AuditRow, AuditStats, AuditVerification, CacheStats, JobDetails, JobSummary};
 use crate::options::StoreOptions;
 use crate::storage::{
-    AuditDelivery, AuditRecord, CacheRecord, DbFile, Engine, IdempotencyKey, JobChange, JobOutcome, JobRecord,
-    PriorRequest,
+    AuditDelivery, AuditRecord, CacheExport, CacheRecord, DbFile, Engine, IdempotencyKey, Imported, JobChange, JobExport,
+    JobOutcome, JobRecord, PriorRequest,
 };
 use pool::Pool;
 
@@ -254,6 +255,29 @@ impl Engine for SqliteEngine {
         let cutoff = now.saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
         write(&self.jobs, |tx| set_action::recover_interrupted(tx, now, cutoff, message, now_text))
     }
+    fn export_jobs(&self, after: Option<&str>, max_jobs: u32, max_customers: usize) -> Result<Vec<JobExport>> {
+        read_snapshot(&self.jobs, |tx| copy::export_jobs(tx, after, max_jobs, max_customers))
+    }
+    fn import_jobs(&self, jobs: &[JobExport]) -> Result<Imported> {
+        let now = unix_ms_now();
+        write(&self.jobs, |tx| copy::import_jobs(tx, jobs, now))
+    }
+    fn export_cache(&self, after: Option<(&str, &str)>, limit: u32) -> Result<Vec<CacheExport>> {
+        read(&self.jobs, |c| copy::export_cache(c, after, limit))
+    }
+    fn import_cache(&self, rows: &[CacheExport]) -> Result<Imported> {
+        write(&self.jobs, |tx| copy::import_cache(tx, rows))
+    }
+    fn export_audit(&self, after_id: Option<i64>, limit: u32) -> Result<Vec<crate::audit_chain::ChainRow>> {
+        read(&self.audit, |c| copy::export_audit(c, after_id, limit))
+    }
+    fn import_audit(&self, rows: &[crate::audit_chain::ChainRow]) -> Result<Imported> {
+        write(&self.audit, |tx| copy::import_audit(tx, rows))
+    }
+    fn audit_max_id(&self) -> Result<Option<i64>> {
+        read(&self.audit, copy::audit_max_id)
+    }
+
     fn hold_write_lock(&self, file: DbFile, duration: std::time::Duration) -> Result<()> {
         let pool = match file {
             DbFile::Jobs => &self.jobs,
