@@ -182,6 +182,8 @@ fn null_in_every_required_pointer_of_every_function_is_refused() {
             ("tms_verify_audit store", Box::new(move || tms_verify_audit(null(), null(), null(), o))),
             ("tms_verify_audit out", Box::new(move || tms_verify_audit(s, null(), null(), null_mut()))),
             ("tms_debug_hold_write_lock store", Box::new(move || tms_debug_hold_write_lock(null(), 0, 1))),
+            ("tms_store_copy_into src", Box::new(move || tms_store_copy_into(null(), s, null_mut()))),
+            ("tms_store_copy_into dst", Box::new(move || tms_store_copy_into(s, null(), null_mut()))),
         ]
     };
     let before = f.snapshot();
