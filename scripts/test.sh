@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Every test suite, against a freshly built library: Rust (unit, integration, header, fuzz), C and
+# Every test suite, against a freshly built library, the storage suites on SQLite and on a real
+# PostgreSQL server: Rust (unit, integration, engines, header, fuzz), C and
 # C++ consumers (ASan + UBSan), installing (pip into a fresh venv, make install with pkg-config and
 # CMake, each used from outside the repository), the Python binding (pytest in a private venv
 # under target/), and the binding under valgrind. TMS_STRESS=1 lengthens the stress tests;
 # TMS_FUZZ_SECONDS the fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The PostgreSQL suites need a server: TMS_TEST_PG_URL's, or a throwaway one started (and
+# removed) around this whole run.
+if [ -z "${TMS_TEST_PG_URL:-}" ]; then
+  exec scripts/with-postgres.sh "$0" "$@"
+fi
 
 echo "== build"
 scripts/build.sh
@@ -26,6 +33,12 @@ python=$(scripts/venv.sh)
 TMS_LIB="$PWD/target/release/libtms.so" "$python" -m pytest -q tests/python 2>&1 | tee target/py-tests.log
 py_passed=$(grep -Eo '^[0-9]+ passed' target/py-tests.log | tail -1 | awk '{print $1}')
 
+echo "== Python again, on PostgreSQL: the store, Set Action, hostile-input and drop-in suites"
+TMS_TEST_ENGINE=postgres TMS_LIB="$PWD/target/release/libtms.so" "$python" -m pytest -q \
+  tests/python/test_store.py tests/python/test_set_action.py tests/python/test_hostile.py \
+  tests/python/test_dropin.py 2>&1 | tee target/py-pg-tests.log
+py_pg_passed=$(grep -Eo '^[0-9]+ passed' target/py-pg-tests.log | tail -1 | awk '{print $1}')
+
 echo "== Memory: the Python binding under valgrind (no library string leaked)"
 PYTHON="$python" tests/memory/valgrind_python.sh 40
 cabi_passed=$(grep -Eo '^c-abi: [0-9]+ passed' target/c-tests.log | awk '{print $2}')
@@ -36,5 +49,5 @@ cargo build --release --example bench
 tail -3 target/bench-smoke.log
 
 # set -e and pipefail stopped the script at the first failing suite, so reaching here means 0 failed.
-echo "== Rust $rust_passed, C/C++ checks $cabi_passed, install $install_passed, Python $py_passed, memory 1"
-echo "all suites: $((rust_passed + cabi_passed + install_passed + py_passed + 1)) passed, 0 failed"
+echo "== Rust $rust_passed, C/C++ checks $cabi_passed, install $install_passed, Python $py_passed, Python on PostgreSQL $py_pg_passed, memory 1"
+echo "all suites: $((rust_passed + cabi_passed + install_passed + py_passed + py_pg_passed + 1)) passed, 0 failed"

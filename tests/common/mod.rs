@@ -79,3 +79,87 @@ pub fn dump(path: &Path, table: &str) -> Vec<String> {
     .map(Result::unwrap)
     .collect()
 }
+
+/// Where the engine-agnostic suites run: SQLite files in a temp dir, or a fresh schema of the
+/// PostgreSQL server in TMS_TEST_PG_URL (scripts/with-postgres.sh starts one). A missing server
+/// fails loudly: the PostgreSQL suites never skip.
+pub enum Location {
+    Sqlite(TempDir),
+    Postgres { url: String, admin_url: String, schema: String },
+}
+
+/// The PostgreSQL server's superuser URL for tests.
+pub fn pg_url() -> String {
+    std::env::var("TMS_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!(
+            "TMS_TEST_PG_URL is not set: the PostgreSQL suites need a server. Run the tests through \
+             scripts/with-postgres.sh (make test does), or point TMS_TEST_PG_URL at a server."
+        )
+    })
+}
+
+/// `url` with `key=value` added to its query string.
+pub fn with_param(url: &str, param: &str) -> String {
+    format!("{url}{}{param}", if url.contains('?') { '&' } else { '?' })
+}
+
+impl Location {
+    pub fn sqlite(tag: &str) -> Location {
+        Location::Sqlite(TempDir::new(tag))
+    }
+
+    /// A new schema, dropped when the location is dropped; the store's URL puts it first on the
+    /// search path.
+    pub fn postgres(tag: &str) -> Location {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let admin_url = pg_url();
+        let schema = format!("t_{}_{}_{}", tag.replace(|c: char| !c.is_ascii_alphanumeric(), "_"), std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).expect("connect to TMS_TEST_PG_URL");
+        admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).unwrap();
+        let url = with_param(&admin_url, &format!("options=-csearch_path%3D{schema}"));
+        Location::Postgres { url, admin_url, schema }
+    }
+
+    /// Both engines, for suites that run on each.
+    pub fn each(tag: &str) -> Vec<Location> {
+        vec![Location::sqlite(tag), Location::postgres(tag)]
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Location::Postgres { .. })
+    }
+
+    pub fn open(&self, options: &StoreOptions) -> tms::Result<Store> {
+        match self {
+            Location::Sqlite(dir) => Store::open(dir.join("jobs.db"), dir.join("audit.db"), options),
+            Location::Postgres { url, .. } => Store::open_postgres(url, options),
+        }
+    }
+
+    pub fn store(&self) -> Store {
+        self.open(&StoreOptions::default()).unwrap()
+    }
+
+    /// Run SQL as another writer of the store would (an attacker with the file or the server).
+    pub fn execute(&self, sql: &str) {
+        match self {
+            Location::Sqlite(dir) => {
+                let target = if sql.contains("audit_log") { "audit.db" } else { "jobs.db" };
+                inspect(&dir.join(target)).execute_batch(sql).unwrap();
+            }
+            Location::Postgres { url, .. } => {
+                postgres::Client::connect(url, postgres::NoTls).unwrap().batch_execute(sql).unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Location {
+    fn drop(&mut self) {
+        if let Location::Postgres { admin_url, schema, .. } = self {
+            if let Ok(mut admin) = postgres::Client::connect(admin_url, postgres::NoTls) {
+                let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        }
+    }
+}

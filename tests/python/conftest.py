@@ -1,8 +1,14 @@
+"""Shared fixtures. The suites run on SQLite files by default; with TMS_TEST_ENGINE=postgres the
+same tests run on a PostgreSQL server (TMS_TEST_PG_URL, a fresh schema per test), and tests that
+look inside SQLite files (marked sqlite_only) are deselected, as the run's summary says."""
+
 import os
 import shutil
 import sqlite3
 import stat
+import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -25,11 +31,109 @@ def fixture_copy(tmp_path):
     return copy
 
 
-@pytest.fixture
-def store(tmp_path):
-    import tms
+ENGINE = os.environ.get("TMS_TEST_ENGINE", "sqlite")
 
-    s = tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"))
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: looks inside SQLite files; not run on PostgreSQL")
+
+
+def pytest_collection_modifyitems(config, items):
+    if ENGINE == "postgres":
+        keep = [i for i in items if i.get_closest_marker("sqlite_only") is None]
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
+
+
+def pg_url():
+    url = os.environ.get("TMS_TEST_PG_URL")
+    if not url:
+        raise RuntimeError("TMS_TEST_PG_URL is not set: the PostgreSQL suite needs a server; run it through "
+                           "scripts/with-postgres.sh (make test does), or point TMS_TEST_PG_URL at one")
+    return url
+
+
+def with_param(url, param):
+    return url + ("&" if "?" in url else "?") + param
+
+
+def pg_tool(name):
+    bindir = os.environ.get("TMS_TEST_PG_BIN")
+    return os.path.join(bindir, name) if bindir else name
+
+
+def psql(url, sql):
+    """Rows of a query, through psql: numbers as int, NULL as None."""
+    out = subprocess.run([pg_tool("psql"), url, "-X", "-q", "-At", "-F", "\x1f", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         capture_output=True, text=True, check=True)
+    result = []
+    for line in out.stdout.splitlines():
+        cells = []
+        for cell in line.split("\x1f"):
+            if cell == "":
+                cells.append(None)
+            elif cell.lstrip("-").isdigit():
+                cells.append(int(cell))
+            else:
+                cells.append(cell)
+        result.append(tuple(cells))
+    return result
+
+
+class Location:
+    """Where one test's store lives: SQLite files in a directory, or a schema of its own on the
+    PostgreSQL server. `rows` runs SQL both engines read alike (counts, plain columns)."""
+
+    def __init__(self, directory, engine=ENGINE):
+        self.engine = engine
+        if engine == "postgres":
+            base = pg_url()
+            self.schema = f"py_{uuid.uuid4().hex[:16]}"
+            psql(base, f"CREATE SCHEMA {self.schema}")
+            self.jobs = with_param(base, f"options=-csearch_path%3D{self.schema}")
+            self.audit = None
+        else:
+            self.jobs = str(directory / "jobs.db")
+            self.audit = str(directory / "audit.db")
+
+    @property
+    def is_postgres(self):
+        return self.engine == "postgres"
+
+    def open(self, **options):
+        import tms
+
+        return tms.Store(self.jobs, self.audit, **options)
+
+    def rows(self, sql):
+        if self.is_postgres:
+            return psql(self.jobs, sql)
+        return rows(self.audit if "audit_log" in sql else self.jobs, sql)
+
+    def dump(self):
+        """Every byte the store holds, to look for what must never be stored."""
+        if self.is_postgres:
+            return subprocess.run([pg_tool("pg_dump"), pg_url(), "--schema", self.schema, "--data-only"],
+                                  capture_output=True, check=True).stdout
+        folder = os.path.dirname(self.jobs)
+        return b"".join(open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)
+                        if os.path.isfile(os.path.join(folder, n)))
+
+    def drop(self):
+        if self.is_postgres:
+            psql(pg_url(), f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+
+@pytest.fixture
+def loc(tmp_path):
+    location = Location(tmp_path)
+    yield location
+    location.drop()
+
+
+@pytest.fixture
+def store(loc):
+    s = loc.open()
     yield s
     s.close()
 

@@ -48,10 +48,11 @@ LEGACY_SIGNATURES = {
 
 
 @pytest.fixture
-def paths(tmp_path, monkeypatch):
-    monkeypatch.setattr(jobs, "DB_PATH", str(tmp_path / "jobs.db"))
-    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", str(tmp_path / "audit.db"))
-    return tmp_path
+def paths(loc, monkeypatch):
+    """The drop-ins pointed at this test's store: two files, or a PostgreSQL URL in DB_PATH."""
+    monkeypatch.setattr(jobs, "DB_PATH", loc.jobs)
+    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", loc.audit or loc.jobs)
+    return loc
 
 
 def _without_annotations(fn):
@@ -100,13 +101,13 @@ def test_failures_keep_the_legacy_returns_and_log_the_message(paths, caplog):
     assert jobs.cache_appstatus("c1", {"a": 1}, ttl_seconds=-1) is False
     assert audit_db.log_action("", "Trans-Begin") is None
     assert audit_db.get_audit_trail(limit=-1) == []
-    assert rows(jobs.DB_PATH, "SELECT COUNT(*) FROM jobs") == [(0,)]
+    assert paths.rows("SELECT COUNT(*) FROM jobs") == [(0,)]
 
 
 def test_audit_module_whole_ids_and_tracked_actions(paths, caplog):
     rid = audit_db.log_action("ann", "Trans-Begin", ["c1", "c2"], "10.1.1.1", duration_ms=7)
     assert isinstance(rid, int)
-    stored = rows(audit_db.AUDIT_DB_PATH, "SELECT customer_ids FROM audit_log")
+    stored = paths.rows("SELECT customer_ids FROM audit_log")
     assert stored == [('["c1", "c2"]',)]  # the legacy json.dumps layout
     caplog.set_level(logging.WARNING)
     audit_db.log_user_action("ann", "Unknown-Thing", "c10")
@@ -129,6 +130,7 @@ def test_cache_functions(paths):
     assert jobs.invalidate_appstatus_cache(cid="c1") == 1
 
 
+@pytest.mark.sqlite_only
 def test_legacy_fixture_files_through_the_dropin_modules(fixture_copy, monkeypatch):
     monkeypatch.setattr(jobs, "DB_PATH", fixture_copy("jobs.db"))
     monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", fixture_copy("audit.db"))
@@ -143,6 +145,7 @@ def test_legacy_fixture_files_through_the_dropin_modules(fixture_copy, monkeypat
     assert after[: len(before)] == before and len(after) == len(before) + 1
 
 
+@pytest.mark.sqlite_only
 def test_v0_fixture_through_the_dropin_modules(fixture_copy, monkeypatch, tmp_path):
     monkeypatch.setattr(jobs, "DB_PATH", fixture_copy("jobs_v0_user_fk.db", "v0.db"))
     monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", str(tmp_path / "audit.db"))
@@ -151,6 +154,7 @@ def test_v0_fixture_through_the_dropin_modules(fixture_copy, monkeypatch, tmp_pa
     assert rows(jobs.DB_PATH, "SELECT COUNT(*) FROM jobs") == [(16,)]
 
 
+@pytest.mark.sqlite_only
 def test_environment_variables_choose_the_files(tmp_path):
     code = (
         "from tms import jobs, audit_db\n"
@@ -164,3 +168,24 @@ def test_environment_variables_choose_the_files(tmp_path):
     assert out.stdout.split() == [str(tmp_path / "j.db"), str(tmp_path / "a.db")]
     assert rows(str(tmp_path / "j.db"), "SELECT user_id FROM jobs") == [("env",)]
     assert rows(str(tmp_path / "a.db"), "SELECT user_id FROM audit_log") == [("env",)]
+
+
+def test_a_postgresql_url_in_tms_jobs_db_moves_both_modules_onto_the_server(tmp_path):
+    """The drop-ins on PostgreSQL: TMS_JOBS_DB holds the URL (TMS_AUDIT_DB is not needed)."""
+    from conftest import Location
+
+    loc = Location(tmp_path, engine="postgres")
+    try:
+        code = (
+            "from tms import jobs, audit_db\n"
+            "assert jobs.create_job('env', 1, 'Trans-Begin', ['c1'])\n"
+            "assert audit_db.log_action('env', 'Trans-Begin')\n"
+            "assert audit_db.get_audit_stats()['total_records'] == 1\n"
+        )
+        env = dict(os.environ, TMS_JOBS_DB=loc.jobs, PYTHONPATH=os.path.join(ROOT, "bindings", "python"))
+        env.pop("TMS_AUDIT_DB", None)
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert loc.rows("SELECT user_id FROM jobs") == [("env",)]
+        assert loc.rows("SELECT user_id FROM audit_log") == [("env",)]
+    finally:
+        loc.drop()

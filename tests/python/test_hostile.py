@@ -5,7 +5,7 @@ or raises its own TmsError subclass; nothing crashes and the files stay sound.""
 import pytest
 
 import tms
-from conftest import rows
+from conftest import Location, rows
 
 BIG = "x" * (10 * 1024 * 1024)
 NASTY = {
@@ -45,14 +45,16 @@ CALLS = {
 
 @pytest.fixture(scope="module")
 def hostile_store(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hostile")
-    s = tms.Store(str(d / "jobs.db"), str(d / "audit.db"))
+    loc = Location(tmp_path_factory.mktemp("hostile"))
+    s = loc.open()
     s.seed_job = s.create_job("u", 1, "Trans-Begin", ["c1"])["job_id"]
-    s.dir = d
     yield s
+    assert s.verify_audit()["ok"]
     s.close()
-    assert rows(str(d / "jobs.db"), "PRAGMA integrity_check") == [("ok",)]
-    assert rows(str(d / "audit.db"), "PRAGMA integrity_check") == [("ok",)]
+    if not loc.is_postgres:
+        assert loc.rows("PRAGMA integrity_check") == [("ok",)]
+        assert rows(loc.audit, "PRAGMA integrity_check") == [("ok",)]
+    loc.drop()
 
 
 @pytest.mark.parametrize("value_name", list(NASTY))
@@ -100,13 +102,13 @@ def test_free_text_keeps_control_characters_and_large_values(store):
         store.create_job("u\x07", 1, "Trans-Begin", ["c1"])
 
 
-def test_a_million_customer_ids_is_refused_quickly(store, tmp_path):
+def test_a_million_customer_ids_is_refused_quickly(store, loc):
     ids = [f"{i:024d}" for i in range(1_000_000)]
     with pytest.raises(tms.TooLargeError, match="at most 100000"):
         store.create_job("u", 1, "Trans-Begin", ids)
     with pytest.raises(tms.TooLargeError):
         tms.parse_customer_ids("\n".join(ids))
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") == [(0,)]
+    assert loc.rows("SELECT COUNT(*) FROM jobs") == [(0,)]
 
 
 @pytest.mark.parametrize("limit", [-1, -(2**63), 100_001, 2**63 - 1, 2**64, "ten", None])

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,31 +24,29 @@ def cluster():
         yield c
 
 
-def open_store(tmp_path, cluster, **options):
+def open_store(loc, cluster, **options):
     # Short enough to keep the timeout tests quick, long enough for a loaded machine's ordinary
     # calls; recovery tests sleep past interrupted_after_s.
     opts = dict(allowed_clusters=[cluster.base], request_timeout_s=2, connect_timeout_s=2,
                 max_response_bytes=16 * 1024, interrupted_after_s=3)
     opts.update(options)
-    return tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), **opts)
+    return loc.open(**opts)
 
 
 @pytest.fixture
-def store(tmp_path, cluster):
-    s = open_store(tmp_path, cluster)
+def store(loc, cluster):
+    s = open_store(loc, cluster)
     yield s
     # Every audit row the flow wrote (outcomes and refusals) is on the hash chain.
     check = s.verify_audit()
     assert check["ok"] and check["unchained"] == 0, check
     s.close()
     # No test may leave a job that was sent but not recorded, nor an audit row only in the outbox.
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs WHERE status = 'IN_PROGRESS'") == [(0,)]
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM audit_outbox") == [(0,)]
-    # The bearer token is in no file the library wrote (WAL and shm included).
-    for name in os.listdir(tmp_path):
-        path = tmp_path / name
-        if path.is_file():
-            assert TOKEN.encode() not in path.read_bytes(), f"token found in {name}"
+    assert loc.rows("SELECT COUNT(*) FROM jobs WHERE status = 'IN_PROGRESS'") == [(0,)]
+    if not loc.is_postgres:
+        assert loc.rows("SELECT COUNT(*) FROM audit_outbox") == [(0,)]
+    # The bearer token is nowhere in what the library stored (WAL and shm included).
+    assert TOKEN.encode() not in loc.dump(), "token found in the store"
 
 
 def request(cluster, path="/tms/v1/set/action", action="Trans-Begin", cids=("c1", "c2"), **extra):
@@ -59,35 +56,30 @@ def request(cluster, path="/tms/v1/set/action", action="Trans-Begin", cids=("c1"
     return body
 
 
-def job_row(tmp_path, job_id):
-    con = sqlite3.connect(str(tmp_path / "jobs.db"))
-    con.row_factory = sqlite3.Row
-    try:
-        return dict(con.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone())
-    finally:
-        con.close()
+JOB_COLUMNS = ("status", "http_status", "error_message", "response_summary", "request_payload", "cluster_url")
+AUDIT_COLUMNS = ("user_id", "action_type", "customer_ids", "ip_address", "status", "error_message", "duration_ms")
 
 
-def audit_rows(tmp_path):
-    con = sqlite3.connect(str(tmp_path / "audit.db"))
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute("SELECT * FROM audit_log ORDER BY id")]
-    finally:
-        con.close()
+def job_row(loc, job_id):
+    [row] = loc.rows(f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE job_id = '{job_id}'")
+    return dict(zip(JOB_COLUMNS, row))
 
 
-def test_success_row(store, cluster, tmp_path):
+def audit_rows(loc):
+    return [dict(zip(AUDIT_COLUMNS, r)) for r in loc.rows(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY id")]
+
+
+def test_success_row(store, cluster, loc):
     status, body = store.set_action(request(cluster), "alice", "10.0.0.7")
     assert status == 200
     assert body == {"status": "success", "data": {"success": True, "message": "Action completed", "processed": 2},
                     "httpStatus": 200, "job_id": body["job_id"]}
-    job = job_row(tmp_path, body["job_id"])
+    job = job_row(loc, body["job_id"])
     assert (job["status"], job["http_status"], job["error_message"]) == ("SUCCESS", 200, None)
     assert json.loads(job["response_summary"])["processed"] == 2
     assert json.loads(job["request_payload"]) == {"action": "Trans-Begin", "cids": ["c1", "c2"]}
     assert job["cluster_url"] == cluster.base + "/tms/v1/set/action"
-    [audit] = audit_rows(tmp_path)
+    [audit] = audit_rows(loc)
     assert (audit["user_id"], audit["action_type"], audit["status"], audit["ip_address"]) == ("alice", "Trans-Begin", "success", "10.0.0.7")
     assert json.loads(audit["customer_ids"]) == ["c1", "c2"]
     assert audit["duration_ms"] >= 0
@@ -96,94 +88,94 @@ def test_success_row(store, cluster, tmp_path):
     assert sent["body"] == b'{"action":"Trans-Begin","cids":["c1","c2"]}'  # compact JSON
 
 
-def test_success_false_row(store, cluster, tmp_path):
+def test_success_false_row(store, cluster, loc):
     status, body = store.set_action(request(cluster, "/fail"), "alice")
     assert status == 200 and body["status"] == "success" and body["httpStatus"] == 200
-    job = job_row(tmp_path, body["job_id"])
+    job = job_row(loc, body["job_id"])
     assert (job["status"], job["error_message"]) == ("FAILED", "those CIDs are not ready")
-    [audit] = audit_rows(tmp_path)
+    [audit] = audit_rows(loc)
     assert (audit["status"], audit["error_message"]) == ("failure", "those CIDs are not ready")
 
 
-def test_non_json_2xx_is_failed_and_audited(store, cluster, tmp_path):
+def test_non_json_2xx_is_failed_and_audited(store, cluster, loc):
     status, body = store.set_action(request(cluster, "/html"), "alice")
     assert status == 500
     assert body["status"] == "error" and body["httpStatus"] == 200 and body["job_id"]
     assert body["message"].startswith("Invalid JSON response: ")
-    job = job_row(tmp_path, body["job_id"])
+    job = job_row(loc, body["job_id"])
     assert (job["status"], job["http_status"]) == ("FAILED", 500)
     assert job["error_message"].startswith("JSON parse error: ")
-    [audit] = audit_rows(tmp_path)  # the legacy wrote none here
+    [audit] = audit_rows(loc)  # the legacy wrote none here
     assert audit["status"] == "failure"
 
 
 @pytest.mark.parametrize("path, code", [("/unauthorized", 401), ("/error", 500), ("/redirect", 302)])
-def test_other_statuses(store, cluster, tmp_path, path, code):
+def test_other_statuses(store, cluster, loc, path, code):
     status, body = store.set_action(request(cluster, path), "alice")
     assert status == code
     assert body["httpStatus"] == code and body["status"] == "error" and body["job_id"]
     assert body["message"].startswith(f"API returned status {code}: ")
-    job = job_row(tmp_path, body["job_id"])
+    job = job_row(loc, body["job_id"])
     assert (job["status"], job["http_status"]) == ("FAILED", code)
     assert job["error_message"] == body["message"].replace(TOKEN, "[REDACTED]")
-    assert audit_rows(tmp_path)[0]["status"] == "failure"
+    assert audit_rows(loc)[0]["status"] == "failure"
     if path == "/unauthorized":  # the stub echoed the Authorization header back
         assert "[REDACTED]" in job["error_message"]
     if path == "/redirect":
         assert len(cluster.requests) == 1  # not followed
 
 
-def test_timeout(store, cluster, tmp_path):
+def test_timeout(store, cluster, loc):
     status, body = store.set_action(request(cluster, "/slow"), "alice")
     assert (status, body["message"], body["httpStatus"]) == (408, "Request timeout", 408)
-    job = job_row(tmp_path, body["job_id"])
+    job = job_row(loc, body["job_id"])
     assert (job["status"], job["http_status"], job["error_message"]) == ("FAILED", None, "Request timeout after 2s")
-    assert audit_rows(tmp_path)[0]["status"] == "failure"
+    assert audit_rows(loc)[0]["status"] == "failure"
 
 
-def test_connection_refused(tmp_path, cluster):
+def test_connection_refused(loc, cluster):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
     dead = f"http://127.0.0.1:{port}"
-    with open_store(tmp_path, cluster, allowed_clusters=[dead]) as s:
+    with open_store(loc, cluster, allowed_clusters=[dead]) as s:
         status, body = s.set_action({"url": dead + "/tms", "isPost": True, "token": TOKEN,
                                      "postData": {"action": "PE-Enable", "cids": ["c1"]}}, "bob")
     assert status == 500 and body["httpStatus"] == 500 and body["job_id"]
-    job = job_row(tmp_path, body["job_id"])
+    job = job_row(loc, body["job_id"])
     assert (job["status"], job["http_status"]) == ("FAILED", None)
     assert job["error_message"] == body["message"] and job["error_message"]
 
 
-def test_oversized_answer_is_cut_and_said(store, cluster, tmp_path):
+def test_oversized_answer_is_cut_and_said(store, cluster, loc):
     status, body = store.set_action(request(cluster, "/big"), "alice")
     assert status == 500
     assert "larger than 16384 bytes and was cut" in body["message"]
-    assert job_row(tmp_path, body["job_id"])["status"] == "FAILED"
+    assert job_row(loc, body["job_id"])["status"] == "FAILED"
 
 
-def test_urls_outside_the_allowlist_are_refused_audited_and_not_sent(store, cluster, tmp_path):
+def test_urls_outside_the_allowlist_are_refused_audited_and_not_sent(store, cluster, loc):
     for url in ["http://127.0.0.2:9/tms/v1/set/action", "file:///etc/passwd",
                 cluster.base.replace("http:", "https:") + "/tms", "gopher://x/"]:
         status, body = store.set_action(dict(request(cluster), url=url), "mallory", "10.6.6.6")
         assert status == 403, url
         assert body["error_code"] == "URL_NOT_ALLOWED" and "job_id" not in body
     assert cluster.requests == []
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") == [(0,)]
-    audits = audit_rows(tmp_path)
+    assert loc.rows("SELECT COUNT(*) FROM jobs") == [(0,)]
+    audits = audit_rows(loc)
     assert len(audits) == 4 and all(a["status"] == "failure" and a["user_id"] == "mallory" for a in audits)
     # A plain proxy request to a foreign host is refused the same way.
     status, body = store.set_action({"url": "http://169.254.169.254/latest/meta-data"}, "mallory")
     assert status == 403 and cluster.requests == []
 
 
-def test_unknown_action_is_refused_before_sending(store, cluster, tmp_path):
+def test_unknown_action_is_refused_before_sending(store, cluster, loc):
     status, body = store.set_action(request(cluster, action="Trans-Beginn"), "alice")
     assert status == 400 and body["error_code"] == "UNKNOWN_ACTION"
     assert cluster.requests == []
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") == [(0,)]
-    assert audit_rows(tmp_path)[0]["error_message"].startswith("unknown action")
+    assert loc.rows("SELECT COUNT(*) FROM jobs") == [(0,)]
+    assert audit_rows(loc)[0]["error_message"].startswith("unknown action")
 
 
 @pytest.mark.parametrize("bad", ["", "{", "[]", '{"url": 1}', '{"url": "x", "postData": {"action": "Trans-Begin", "cids": []}}'])
@@ -199,11 +191,11 @@ def test_empty_user_is_refused(store, cluster):
     assert cluster.requests == []
 
 
-def test_a_read_request_is_proxied_without_a_job(store, cluster, tmp_path):
+def test_a_read_request_is_proxied_without_a_job(store, cluster, loc):
     status, body = store.set_action({"url": cluster.base + "/tms/v1/status", "token": TOKEN}, "alice")
     assert status == 200 and body["data"]["apps"][0]["status"] == "READY" and "job_id" not in body
     assert cluster.requests[-1]["method"] == "GET"
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") == [(0,)]
+    assert loc.rows("SELECT COUNT(*) FROM jobs") == [(0,)]
 
 
 def test_form_encoding(store, cluster):
@@ -214,7 +206,7 @@ def test_form_encoding(store, cluster):
     assert sent["headers"]["content-type"] == "application/x-www-form-urlencoded"
 
 
-def test_manual_and_csv_input_with_the_150_id_fixture(store, cluster, tmp_path):
+def test_manual_and_csv_input_with_the_150_id_fixture(store, cluster, loc):
     with open(os.path.join(FIXTURES, "dummy_batch_150_customers.csv")) as f:
         csv_ids = tms.parse_customer_ids(f.read(), csv=True)
     assert len(csv_ids) == 150
@@ -226,10 +218,10 @@ def test_manual_and_csv_input_with_the_150_id_fixture(store, cluster, tmp_path):
     assert store.get_job_customers(body2["job_id"]) == sorted(csv_ids)
 
 
-def test_a_27682_id_job_with_repeats(tmp_path, cluster):
+def test_a_27682_id_job_with_repeats(loc, cluster):
     # A long busy timeout: a lock left behind (as the legacy left one after repeats) would make
     # the next call wait all of it, far beyond what any slow machine takes for a call.
-    with open_store(tmp_path, cluster, busy_timeout_ms=60_000) as store:
+    with open_store(loc, cluster, busy_timeout_ms=60_000) as store:
         ids = [f"{i:032x}" for i in range(27_682)]
         status, body = store.set_action(request(cluster, cids=ids + ids[:500]), "bulk")
         assert status == 200 and body["data"]["processed"] == 27_682
@@ -239,7 +231,7 @@ def test_a_27682_id_job_with_repeats(tmp_path, cluster):
         assert status == 200 and time.monotonic() - start < 30
 
 
-def test_idempotent_repeats_send_once(store, cluster, tmp_path):
+def test_idempotent_repeats_send_once(store, cluster, loc):
     first = store.set_action(request(cluster), "alice", idempotency_key="k-1")
     again = store.set_action(request(cluster), "alice", idempotency_key="k-1")
     assert again == first
@@ -247,12 +239,12 @@ def test_idempotent_repeats_send_once(store, cluster, tmp_path):
     other_user = store.set_action(request(cluster), "bob", idempotency_key="k-1")
     assert other_user[1]["job_id"] != first[1]["job_id"]
     assert len(cluster.requests) == 2
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") == [(2,)]
+    assert loc.rows("SELECT COUNT(*) FROM jobs") == [(2,)]
 
 
-def test_concurrent_idempotent_repeats_from_threads(tmp_path):
+def test_concurrent_idempotent_repeats_from_threads(loc):
     with StubCluster(slow_seconds=0.5) as slow_cluster:
-        with open_store(tmp_path, slow_cluster, request_timeout_s=5, interrupted_after_s=60) as s:
+        with open_store(loc, slow_cluster, request_timeout_s=5, interrupted_after_s=60) as s:
             answers = []
             barrier = threading.Barrier(4)
 
@@ -279,34 +271,34 @@ print(json.dumps(s.set_action({req!r}, "alice", idempotency_key={key!r})), flush
 """
 
 
-def child(tmp_path, cluster, req, key):
-    code = CHILD.format(bindings=os.path.join(ROOT, "bindings", "python"), jobs=str(tmp_path / "jobs.db"),
-                        audit=str(tmp_path / "audit.db"), base=cluster.base, req=json.dumps(req), key=key)
+def child(loc, cluster, req, key):
+    code = CHILD.format(bindings=os.path.join(ROOT, "bindings", "python"), jobs=loc.jobs,
+                        audit=loc.audit, base=cluster.base, req=json.dumps(req), key=key)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
 
 
-def test_concurrent_idempotent_repeats_from_processes(tmp_path):
+def test_concurrent_idempotent_repeats_from_processes(loc):
     with StubCluster(slow_seconds=0.5) as slow_cluster:
-        tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")).close()
-        procs = [child(tmp_path, slow_cluster, request(slow_cluster, "/slow"), "proc-key") for _ in range(3)]
+        loc.open().close()
+        procs = [child(loc, slow_cluster, request(slow_cluster, "/slow"), "proc-key") for _ in range(3)]
         outs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
         assert all(p.returncode == 0 for p in procs)
         assert len(slow_cluster.requests) == 1
     assert len({json.dumps(o, sort_keys=True) for o in outs}) == 1
 
 
-def test_a_job_interrupted_by_a_killed_process_is_recovered(tmp_path, cluster):
-    tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")).close()
-    proc = child(tmp_path, cluster, request(cluster, "/slow"), "killed")  # /slow sleeps 6 s
+def test_a_job_interrupted_by_a_killed_process_is_recovered(loc, cluster):
+    loc.open().close()
+    proc = child(loc, cluster, request(cluster, "/slow"), "killed")  # /slow sleeps 6 s
     deadline = time.monotonic() + 20
-    while rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs WHERE status = 'IN_PROGRESS'") != [(1,)]:
+    while loc.rows("SELECT COUNT(*) FROM jobs WHERE status = 'IN_PROGRESS'") != [(1,)]:
         assert time.monotonic() < deadline, "the child never recorded its job"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    [(job_id,)] = rows(str(tmp_path / "jobs.db"), "SELECT job_id FROM jobs")
+    [(job_id,)] = loc.rows("SELECT job_id FROM jobs")
     time.sleep(3.3)  # older than interrupted_after_s
-    with open_store(tmp_path, cluster) as s:  # recovery on open
+    with open_store(loc, cluster) as s:  # recovery on open
         job = s.get_job(job_id)
         assert job["status"] == "FAILED"
         assert "interrupted" in job["error_message"] and "outcome is unknown" in job["error_message"]
@@ -317,8 +309,8 @@ def test_a_job_interrupted_by_a_killed_process_is_recovered(tmp_path, cluster):
         assert status == 500 and body["job_id"] == job_id and len(cluster.requests) == sent
 
 
-def test_recover_interrupted_on_demand(tmp_path, cluster):
-    with open_store(tmp_path, cluster) as s:
+def test_recover_interrupted_on_demand(loc, cluster):
+    with open_store(loc, cluster) as s:
         job = s.create_job("u", 1, "Trans-Begin", ["c1"])
         assert s.recover_interrupted() == 0
         time.sleep(3.3)
@@ -339,7 +331,7 @@ def test_events_reach_logging_without_the_token(store, cluster, caplog):
     assert all(TOKEN not in line for line in lines)
 
 
-def test_https_goes_through_rustls(tmp_path, cluster):
+def test_https_goes_through_rustls(loc, cluster):
     """An https cluster that does not speak TLS: rustls fails the handshake, and that is a
     connection-error answer with the job FAILED (no panic, no missing crypto provider)."""
     listener = socket.socket()
@@ -355,9 +347,9 @@ def test_https_goes_through_rustls(tmp_path, cluster):
 
     threading.Thread(target=serve, daemon=True).start()
     base = f"https://127.0.0.1:{port}"
-    with open_store(tmp_path, cluster, allowed_clusters=[base]) as s:
+    with open_store(loc, cluster, allowed_clusters=[base]) as s:
         status, body = s.set_action({"url": base + "/tms", "isPost": True, "token": TOKEN,
                                      "postData": {"action": "PE-Direct", "cids": ["c1"]}}, "tls")
     listener.close()
     assert status == 500 and body["job_id"]
-    assert job_row(tmp_path, body["job_id"])["status"] == "FAILED"
+    assert job_row(loc, body["job_id"])["status"] == "FAILED"

@@ -10,7 +10,7 @@ import tms
 from conftest import ROOT, rows
 
 
-def test_a_job_round_trips_with_unique_customers(store, tmp_path):
+def test_a_job_round_trips_with_unique_customers(store, loc):
     job = store.create_job("alice", 1, "Trans-Begin", ["c2", "c1", "c2", " c1 "],
                            cluster_url="https://c.example", request_payload={"action": "Trans-Begin"})
     assert set(job) == {"job_id", "user_id", "action_code", "action_name", "customer_count", "created_at"}
@@ -22,7 +22,7 @@ def test_a_job_round_trips_with_unique_customers(store, tmp_path):
     store.update_job(job["job_id"], "SUCCESS", http_status=200)
     listed = store.get_user_jobs("alice")
     assert [j["status"] for j in listed] == ["SUCCESS"]
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM job_customers") == [(2,)]
+    assert loc.rows("SELECT COUNT(*) FROM job_customers") == [(2,)]
 
 
 @pytest.mark.parametrize(
@@ -45,13 +45,13 @@ def test_a_job_round_trips_with_unique_customers(store, tmp_path):
         (lambda s: s.audit_trail(limit=10**6), tms.InvalidInputError),
     ],
 )
-def test_bad_input_raises_its_own_class_and_writes_nothing(store, tmp_path, call, exc):
+def test_bad_input_raises_its_own_class_and_writes_nothing(store, loc, call, exc):
     with pytest.raises(exc) as info:
         call(store)
     assert str(info.value)  # the library's message
     assert isinstance(info.value, tms.TmsError)
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") == [(0,)]
-    assert rows(str(tmp_path / "audit.db"), "SELECT COUNT(*) FROM audit_log") == [(0,)]
+    assert loc.rows("SELECT COUNT(*) FROM jobs") == [(0,)]
+    assert loc.rows("SELECT COUNT(*) FROM audit_log") == [(0,)]
 
 
 def test_each_status_code_has_its_own_exception_class():
@@ -76,6 +76,7 @@ def test_unknown_action_and_action_spellings():
         tms.map_action("Nope")
 
 
+@pytest.mark.sqlite_only
 def test_opening_errors_are_specific(tmp_path):
     with pytest.raises(tms.CantOpenError, match="does not exist"):
         tms.Store(str(tmp_path / "no" / "jobs.db"), str(tmp_path / "audit.db"))
@@ -107,7 +108,7 @@ def test_audit_rows_and_whole_id_matching(store):
     assert store.clear_audit_logs() == 2
 
 
-def test_threads_share_one_store(store, tmp_path):
+def test_threads_share_one_store(store, loc):
     errors = []
 
     def work(t):
@@ -124,12 +125,12 @@ def test_threads_share_one_store(store, tmp_path):
     for t in threads:
         t.join()
     assert errors == []
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") == [(240,)]
-    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM job_customers") == [(480,)]
+    assert loc.rows("SELECT COUNT(*) FROM jobs") == [(240,)]
+    assert loc.rows("SELECT COUNT(*) FROM job_customers") == [(480,)]
 
 
-def test_close_is_idempotent_and_calls_after_close_raise(tmp_path):
-    s = tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"))
+def test_close_is_idempotent_and_calls_after_close_raise(loc):
+    s = loc.open()
     s.close()
     s.close()
     with pytest.raises(tms.TmsError, match="closed"):
@@ -158,6 +159,7 @@ def test_cache_round_trip(store):
     assert store.cache_invalidate() == 1
 
 
+@pytest.mark.sqlite_only
 def test_audit_chain_through_python(tmp_path):
     key = "python-hmac-key-42"
     s = tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), audit_hmac_key=key)

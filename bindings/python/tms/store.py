@@ -304,7 +304,7 @@ class Store:
             raise InvalidInputError("dst must be a tms.Store")
         dst_handle = dst._enter()
         try:
-            return self._call_json(lib.tms_store_copy_into, dst_handle)  # type: ignore[no-any-return]
+            return self._call_json(lib.tms_store_copy_into, dst_handle)
         finally:
             dst._leave()
 

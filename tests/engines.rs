@@ -1,0 +1,290 @@
+//! The store's contract, run on each engine: SQLite files and a PostgreSQL server (a fresh schema
+//! per test). The same test bodies, the engine a parameter.
+
+mod common;
+
+use common::*;
+use tms::model::{AuditEntry, AuditFilter, JobStatus, JobUpdate, Json, NewJob};
+use tms::options::Secret;
+use tms::{ErrorKind, StoreOptions};
+
+fn job<'a>(user: &'a str, cids: Vec<&'a str>) -> NewJob<'a> {
+    NewJob { user_id: user, action_name: "Trans-Begin", cids, ..Default::default() }
+}
+
+fn audit(user: &str) -> AuditEntry<'_> {
+    AuditEntry { user_id: user, action_type: "PE-Enable", customer_ids: Some(r#"["c1", "c2"]"#), ..Default::default() }
+}
+
+/// SQL that lets an attacker change audit rows, per engine (the triggers stop everyone else).
+fn tamper(loc: &Location, sql: &str) {
+    if loc.is_postgres() {
+        loc.execute(&format!("ALTER TABLE audit_log DISABLE TRIGGER USER; {sql}; ALTER TABLE audit_log ENABLE TRIGGER USER"));
+    } else {
+        loc.execute(&format!("DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete; {sql}"));
+    }
+}
+
+macro_rules! on_each_engine {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::Location::sqlite(stringify!($name))) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name(super::Location::postgres(stringify!($name))) } )*
+        }
+    };
+}
+
+on_each_engine!(
+    jobs_round_trip,
+    the_audit_trail_matches_whole_ids_and_counts,
+    the_chain_shows_rows_altered_removed_or_inserted,
+    audit_rows_are_append_only_for_every_writer,
+    a_keyed_chain_refuses_a_store_without_its_key,
+    the_appstatus_cache,
+    many_threads_share_one_store,
+    interrupted_jobs_are_recovered_and_a_late_outcome_replaces_the_verdict,
+    a_store_copies_into_the_other_engine_and_back,
+);
+
+fn jobs_round_trip(loc: Location) {
+    let store = loc.store();
+    let payload = serde_json::json!({"action": "Trans-Begin", "cids": ["c2", "c1"]});
+    let first = store
+        .create_job(&NewJob { request_payload: Some(Json::Value(&payload)), batch_id: Some("b-1"), ..job("alice", vec!["c2", " c1", "c2", "c3"]) })
+        .unwrap();
+    assert_eq!(first.customer_count, 3);
+    let second = store.create_job(&job("alice", vec!["x"])).unwrap();
+    store.create_job(&job("bob", vec!["y"])).unwrap();
+
+    let details = store.get_job(&first.job_id).unwrap();
+    assert_eq!((details.status, details.batch_id.as_deref(), details.customer_count), (Some(JobStatus::InProgress), Some("b-1"), 3));
+    assert_eq!(details.request_payload, payload);
+    assert_eq!(store.get_job_customers(&first.job_id).unwrap(), ["c1", "c2", "c3"]);
+    let listed: Vec<String> = store.get_user_jobs("alice", 50).unwrap().into_iter().map(|j| j.job_id).collect();
+    assert_eq!(listed, [second.job_id.clone(), first.job_id.clone()]);
+    assert_eq!(store.get_user_jobs("alice", 1).unwrap().len(), 1);
+
+    store.update_job(&first.job_id, &JobUpdate { status: JobStatus::Failed, http_status: Some(401), error_message: Some("denied"), ..Default::default() }).unwrap();
+    store.update_job(&first.job_id, &JobUpdate { status: JobStatus::Success, ..Default::default() }).unwrap();
+    let d = store.get_job(&first.job_id).unwrap();
+    assert_eq!((d.status, d.http_status, d.error_message.as_deref()), (Some(JobStatus::Success), Some(401), Some("denied")));
+    assert_eq!(store.update_job("missing", &JobUpdate::default()).unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(store.get_job("missing").unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(store.get_job_customers("missing").unwrap_err().kind, ErrorKind::NotFound);
+}
+
+fn the_audit_trail_matches_whole_ids_and_counts(loc: Location) {
+    let store = loc.store();
+    store.record_audit(&audit("ann")).unwrap();
+    store.record_audit(&AuditEntry { customer_ids: Some("c10"), status: Some(tms::model::AuditStatus::Failure), ..audit("ann") }).unwrap();
+    store.record_audit(&AuditEntry { action_type: "Trans-Begin", customer_ids: Some("c3, c1"), ..audit("ben") }).unwrap();
+    let c1 = store.audit_trail(&AuditFilter { customer_id: Some("c1"), ..Default::default() }, 50).unwrap();
+    let users: Vec<&str> = c1.iter().map(|r| r.user_id.as_str()).collect();
+    assert_eq!(users, ["ben", "ann"]);
+    assert_eq!(store.audit_trail(&AuditFilter { customer_id: Some("c10"), ..Default::default() }, 50).unwrap().len(), 1);
+    assert_eq!(store.audit_trail(&AuditFilter { user_id: Some("ann"), ..Default::default() }, 50).unwrap().len(), 2);
+    assert_eq!(store.action_types().unwrap(), ["PE-Enable", "Trans-Begin"]);
+    let stats = store.audit_stats().unwrap();
+    assert_eq!((stats.total_records, stats.unique_users, stats.successful_actions, stats.failed_actions), (3, 2, 2, 1));
+    assert_eq!(stats.success_rate_percent, 66.67);
+    assert_eq!(store.clear_audit_logs().unwrap(), 3);
+    assert_eq!(store.action_types().unwrap(), ["audit_reset"]);
+    store.record_audit(&audit("carl")).unwrap();
+    let v = store.verify_audit(None).unwrap();
+    assert!(v.ok && v.head.unwrap().seq == 5, "{:?}", v.first_problem);
+}
+
+fn the_chain_shows_rows_altered_removed_or_inserted(loc: Location) {
+    let store = loc.store();
+    for u in ["u1", "u2", "u3", "u4"] {
+        store.record_audit(&audit(u)).unwrap();
+    }
+    let head = store.verify_audit(None).unwrap().head.unwrap();
+    let problem = |anchor: Option<(i64, &str)>| store.verify_audit(anchor).unwrap().first_problem.map(|p| (p.problem.as_str(), p.seq));
+    tamper(&loc, "UPDATE audit_log SET status = 'failure' WHERE chain_seq = 2");
+    assert_eq!(problem(None), Some(("altered", Some(2))));
+    tamper(&loc, "UPDATE audit_log SET status = 'success' WHERE chain_seq = 2");
+    assert_eq!(problem(None), None);
+    tamper(&loc, "INSERT INTO audit_log (user_id, action_type, status) VALUES ('ghost', 'PE-Enable', 'success')");
+    assert_eq!(problem(None).map(|p| p.0), Some("inserted"));
+    tamper(&loc, "DELETE FROM audit_log WHERE user_id = 'ghost'");
+    tamper(&loc, "DELETE FROM audit_log WHERE chain_seq = 4");
+    assert_eq!(problem(None), None); // a cut tail shows only against an anchor
+    assert_eq!(problem(Some((head.seq, &head.hash))), Some(("cut", Some(4))));
+    tamper(&loc, "DELETE FROM audit_log WHERE chain_seq = 2");
+    assert_eq!(problem(None), Some(("removed", Some(3))));
+}
+
+fn audit_rows_are_append_only_for_every_writer(loc: Location) {
+    let store = loc.store();
+    store.record_audit(&audit("u1")).unwrap();
+    for sql in ["UPDATE audit_log SET status = 'failure'", "DELETE FROM audit_log"] {
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loc.execute(sql)));
+        assert!(refused.is_err(), "{sql} was allowed");
+    }
+    assert!(store.verify_audit(None).unwrap().ok);
+}
+
+fn a_keyed_chain_refuses_a_store_without_its_key(loc: Location) {
+    let keyed = StoreOptions { audit_hmac_key: Some(Secret("engine-suite-key-0123456789".into())), ..Default::default() };
+    let store = loc.open(&keyed).unwrap();
+    store.record_audit(&audit("u1")).unwrap();
+    drop(store);
+    let unkeyed = loc.store();
+    assert_eq!(unkeyed.record_audit(&audit("u2")).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    assert_eq!(unkeyed.verify_audit(None).unwrap().first_problem.unwrap().problem.as_str(), "unverifiable");
+    let store = loc.open(&keyed).unwrap();
+    assert!(store.verify_audit(None).unwrap().ok);
+}
+
+fn the_appstatus_cache(loc: Location) {
+    let store = loc.store();
+    store.cache_put("c1", "ALL", &serde_json::json!({"apps": [1]}), 1800).unwrap();
+    store.cache_put("c1", "ALL", &serde_json::json!({"apps": [2]}), 1800).unwrap();
+    store.cache_put("c2", "X", Json::Text("[]"), 1800).unwrap();
+    assert_eq!(store.cache_get("c1", "ALL", 1800).unwrap(), Some(serde_json::json!({"apps": [2]})));
+    let batch = store.cache_get_batch(&["c1", "c9", "c1"], "ALL", 1800).unwrap();
+    assert_eq!((batch.hit_count, batch.misses), (1, vec!["c9".to_string()]));
+    let stats = store.cache_stats().unwrap();
+    assert_eq!((stats.total_entries, stats.unique_cids), (2, 2));
+    assert_eq!(store.cache_invalidate(None, Some("X")).unwrap(), 1);
+    assert_eq!(store.cache_cleanup(1800).unwrap(), 0);
+    assert_eq!(store.cache_invalidate(None, None).unwrap(), 1);
+}
+
+fn many_threads_share_one_store(loc: Location) {
+    let store = loc.store();
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..20 {
+                    let user = format!("t{t}");
+                    let (a, b) = (format!("a{i}"), format!("b{i}"));
+                    store.create_job(&job(&user, vec![&a, &b])).unwrap();
+                    store.record_audit(&audit(&user)).unwrap();
+                }
+            });
+        }
+    });
+    for t in 0..6 {
+        assert_eq!(store.get_user_jobs(&format!("t{t}"), 100).unwrap().len(), 20);
+    }
+    let v = store.verify_audit(None).unwrap();
+    assert!(v.ok && v.checked == 120, "{v:?}");
+}
+
+fn interrupted_jobs_are_recovered_and_a_late_outcome_replaces_the_verdict(loc: Location) {
+    let options = StoreOptions { request_timeout_s: 1, interrupted_after_s: 2, ..Default::default() };
+    let store = loc.open(&options).unwrap();
+    let id = store.create_job(&job("u", vec!["c1"])).unwrap().job_id;
+    assert_eq!(store.recover_interrupted().unwrap(), 0);
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    assert_eq!(store.recover_interrupted().unwrap(), 1);
+    let d = store.get_job(&id).unwrap();
+    assert!(d.status == Some(JobStatus::Failed) && d.error_message.unwrap().contains("interrupted"));
+    assert_eq!(store.recover_interrupted().unwrap(), 0);
+}
+
+fn a_store_copies_into_the_other_engine_and_back(loc: Location) {
+    // From the legacy fixtures (SQLite) into this engine, then back out into fresh SQLite files.
+    let legacy = TempDir::new("copy-legacy");
+    copy_fixture(&legacy, "jobs.db", "jobs.db");
+    copy_fixture(&legacy, "audit.db", "audit.db");
+    let src = tms::Store::open(legacy.join("jobs.db"), legacy.join("audit.db"), &StoreOptions::default()).unwrap();
+    src.record_audit(&audit("new")).unwrap();
+    src.cache_put("c1", "ALL", &serde_json::json!(1), 1800).unwrap();
+    let dst = loc.store();
+    let report = src.copy_into(&dst).unwrap();
+    assert_eq!((report.jobs.copied, report.customers_copied, report.cache.copied, report.audit.copied), (20, 106, 1, 8));
+    assert!(report.audit_verification.ok && report.audit_verification.unchained == 7, "{report:?}");
+    let again = src.copy_into(&dst).unwrap();
+    assert_eq!((again.jobs.copied, again.jobs.already_there, again.audit.already_there), (0, 20, 8));
+    for user in ["test_user_001", "test_user_002"] {
+        assert_eq!(src.get_user_jobs(user, 500).unwrap(), dst.get_user_jobs(user, 500).unwrap());
+    }
+    // The copy goes on as a store of its own: its chain continues the copied one.
+    dst.record_audit(&audit("after")).unwrap();
+    assert!(dst.verify_audit(None).unwrap().ok);
+    let back = TempDir::new("copy-back");
+    let out = tms::Store::open(back.join("jobs.db"), back.join("audit.db"), &StoreOptions::default()).unwrap();
+    let report = dst.copy_into(&out).unwrap();
+    assert!(report.audit_verification.ok && report.audit.copied == 9, "{report:?}");
+    // A destination holding another log is refused before anything is written.
+    let other = TempDir::new("copy-other");
+    let foreign = tms::Store::open(other.join("jobs.db"), other.join("audit.db"), &StoreOptions::default()).unwrap();
+    for _ in 0..20 {
+        foreign.record_audit(&audit("other")).unwrap();
+    }
+    assert_eq!(src.copy_into(&foreign).unwrap_err().kind, ErrorKind::InvalidInput);
+    assert!(foreign.get_user_jobs("test_user_001", 10).unwrap().is_empty());
+}
+
+#[test]
+fn postgres_refuses_options_that_configure_sqlite_files() {
+    let loc = Location::postgres("sqlite-only-options");
+    let err = loc.open(&StoreOptions { max_page_count: 100, ..Default::default() }).unwrap_err();
+    assert!(err.kind == ErrorKind::InvalidInput && err.message.contains("max_page_count"), "{}", err.message);
+    let err = loc.open(&StoreOptions { journal_size_limit_bytes: 1, ..Default::default() }).unwrap_err();
+    assert!(err.message.contains("journal_size_limit_bytes"), "{}", err.message);
+}
+
+#[test]
+fn postgres_refuses_a_newer_schema_and_reads_a_read_only_server() {
+    let loc = Location::postgres("newer");
+    let store = loc.store();
+    store.create_job(&job("u", vec!["c1"])).unwrap();
+    drop(store);
+    let Location::Postgres { admin_url, schema, .. } = &loc else { unreachable!() };
+    // A read-only session (as on a standby): reads work, writes are refused up front.
+    let read_only = with_param(admin_url, &format!("options=-csearch_path%3D{schema}%20-cdefault_transaction_read_only%3Don"));
+    let ro = tms::Store::open_postgres(&read_only, &StoreOptions::default());
+    let ro = match ro {
+        Ok(s) => s,
+        Err(e) => panic!("read-only open: {e}"),
+    };
+    assert_eq!(ro.get_user_jobs("u", 10).unwrap().len(), 1);
+    assert_eq!(ro.create_job(&job("u", vec!["c2"])).unwrap_err().kind, ErrorKind::ReadOnly);
+    drop(ro);
+    loc.execute("UPDATE tms_schema SET version = 99");
+    let err = loc.open(&StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::SchemaTooNew, "{}", err.message);
+}
+
+#[test]
+fn postgres_errors_never_show_the_password() {
+    let pw_url = std::env::var("TMS_TEST_PG_PW_URL").expect("TMS_TEST_PG_PW_URL (scripts/with-postgres.sh sets it)");
+    // A schema of the password role's own, for the store it opens.
+    let loc = Location::postgres("password");
+    let Location::Postgres { schema, .. } = &loc else { unreachable!() };
+    let role = pw_url.split("://").nth(1).and_then(|r| r.split(':').next()).unwrap().to_owned();
+    loc.execute(&format!("GRANT ALL ON SCHEMA {schema} TO {role}"));
+    let pw_url = with_param(&pw_url, &format!("options=-csearch_path%3D{schema}"));
+    let wrong = pw_url.replace(":right-password@", ":wrong-password-123@");
+    assert_ne!(wrong, pw_url, "TMS_TEST_PG_PW_URL's password must be right-password");
+    let err = tms::Store::open_postgres(&wrong, &StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CantOpen, "{}", err.message);
+    assert!(err.message.contains("password authentication failed"), "{}", err.message);
+    assert!(!err.message.contains("wrong-password-123") && !err.message.contains("right-password"), "{}", err.message);
+    // The right one works.
+    assert!(tms::Store::open_postgres(&pw_url, &StoreOptions::default()).is_ok());
+}
+
+#[test]
+fn postgres_over_tls_as_libpq_modes_say() {
+    let tls_url = std::env::var("TMS_TEST_PG_TLS_URL").expect("TMS_TEST_PG_TLS_URL (scripts/with-postgres.sh sets it)");
+    let ca = std::env::var("TMS_TEST_PG_CA").expect("TMS_TEST_PG_CA");
+    let opts = StoreOptions::default();
+    assert!(tms::Store::open_postgres(&with_param(&tls_url, "sslmode=require"), &opts).is_ok());
+    let full = with_param(&tls_url, &format!("sslmode=verify-full&sslrootcert={ca}"));
+    let store = tms::Store::open_postgres(&full, &opts).unwrap();
+    store.record_audit(&audit("tls")).unwrap();
+    // Another CA (the system's roots, which do not hold the test CA) refuses the server.
+    let err = tms::Store::open_postgres(&with_param(&tls_url, "sslmode=verify-full"), &opts).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CantOpen, "{}", err.message);
+    // verify-full checks the name: "localhost" is in the certificate, "127.0.0.2" is not.
+    let other_name = full.replace("127.0.0.1", "localhost");
+    assert!(tms::Store::open_postgres(&other_name, &opts).is_ok());
+}

@@ -1,0 +1,256 @@
+"""Several dashboard hosts on one PostgreSQL database: processes stand in for hosts. Every test
+uses a fresh schema on the server in TMS_TEST_PG_URL (scripts/with-postgres.sh starts one); a
+missing server fails these tests, never skips them."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import tms
+from conftest import FIXTURES, ROOT, Location, pg_tool, psql
+
+BINDINGS = os.path.join(ROOT, "bindings", "python")
+
+
+@pytest.fixture
+def pg(tmp_path):
+    loc = Location(tmp_path, engine="postgres")
+    yield loc
+    loc.drop()
+
+
+def host(code, *args):
+    """A process standing in for a dashboard host, with the binding importable."""
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
+                            env=dict(os.environ, PYTHONPATH=BINDINGS),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+WRITER = """
+import sys, threading, tms
+url, name, per_thread = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = tms.Store(url)
+errors = []
+def work(t):
+    try:
+        for i in range(per_thread):
+            job = s.create_job(f"{name}-{t}", 2, "PE-Enable", [f"{name}-{t}-{i}-a", f"{name}-{t}-{i}-b"])
+            s.record_audit(f"{name}-{t}", "PE-Enable", [job["job_id"]])
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print("\\n".join(errors)); sys.exit(1 if errors else 0)
+"""
+
+
+def test_two_hosts_write_at_once_and_the_chain_stays_one(pg):
+    pg.open().close()
+    per_thread = 40
+    hosts = [host(WRITER, pg.jobs, f"h{n}", str(per_thread)) for n in range(2)]
+    for h in hosts:
+        out, err = h.communicate(timeout=300)
+        assert h.returncode == 0, out + err
+    total = 2 * 4 * per_thread
+    assert pg.rows("SELECT COUNT(*) FROM jobs") == [(total,)]
+    assert pg.rows("SELECT COUNT(*) FROM job_customers") == [(2 * total,)]
+    # One chain: no gaps, no forks (every seq once, 1..N), ids in seq order.
+    assert pg.rows("SELECT COUNT(*), MIN(chain_seq), MAX(chain_seq), COUNT(DISTINCT chain_seq) FROM audit_log") == [
+        (total, 1, total, total)]
+    assert pg.rows("SELECT COUNT(*) FROM (SELECT id, chain_seq, row_number() OVER (ORDER BY id) AS n FROM audit_log) x "
+                   "WHERE chain_seq != n") == [(0,)]
+    with pg.open() as s:
+        v = s.verify_audit()
+        assert v["ok"] and v["checked"] == total, v
+
+
+CHAIN_WRITER = """
+import sys, tms
+s = tms.Store(sys.argv[1], audit_hmac_key="pg-chain-key-0123456789")
+for i in range(int(sys.argv[3])):
+    s.record_audit(sys.argv[2], "Trans-Begin", [f"c{i}"])
+"""
+
+
+def test_four_concurrent_writers_keep_one_keyed_chain(pg):
+    pg.open(audit_hmac_key="pg-chain-key-0123456789").close()
+    writers = [host(CHAIN_WRITER, pg.jobs, f"w{n}", "60") for n in range(4)]
+    for w in writers:
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+    with pg.open(audit_hmac_key="pg-chain-key-0123456789") as s:
+        v = s.verify_audit()
+        assert v["ok"] and v["checked"] == 240 and v["head"]["seq"] == 240, v
+        assert v["head"]["hash"].startswith("hmac-sha256:")
+
+
+MIGRATOR = """
+import sys, tms
+tms.Store(sys.argv[1]).close()
+print("ok")
+"""
+
+
+def test_hosts_starting_together_migrate_once(pg):
+    hosts = [host(MIGRATOR, pg.jobs) for _ in range(6)]
+    for h in hosts:
+        out, err = h.communicate(timeout=120)
+        assert h.returncode == 0 and out.strip() == "ok", err
+    assert pg.rows("SELECT component, version FROM tms_schema") == [("store", 1)]
+    assert pg.rows("SELECT COUNT(*) FROM audit_chain_head") == [(1,)]
+
+
+CRASHER = """
+import sys, tms
+s = tms.Store(sys.argv[1])
+i = 0
+while True:
+    cids = [f"{sys.argv[2]}-{i}-{k}" for k in range(5)]
+    job = s.create_job("crash", 4, "PE-Finalize", cids)
+    print("J", job["job_id"], flush=True)
+    print("A", s.record_audit("crash", "PE-Finalize", cids), flush=True)
+    i += 1
+"""
+
+
+def test_kill_9_of_a_writer_loses_nothing_it_acknowledged(pg):
+    pg.open().close()
+    rng = random.Random(20261129)
+    jobs_seen, audits_seen = [], []
+    for round_no in range(8):
+        proc = host(CRASHER, pg.jobs, str(round_no))
+        first = proc.stdout.readline()
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(proc.pid, signal.SIGKILL)
+        out = first + proc.stdout.read()
+        proc.wait()
+        for line in out.splitlines(keepends=True):
+            parts = line.split()
+            if line.endswith("\n") and len(parts) == 2:
+                (jobs_seen if parts[0] == "J" else audits_seen).append(parts[1])
+    assert len(jobs_seen) >= 8
+    have = {r[0] for r in pg.rows("SELECT job_id FROM jobs")}
+    assert set(jobs_seen) <= have
+    assert pg.rows("SELECT COUNT(*) FROM jobs j WHERE (SELECT COUNT(*) FROM job_customers c "
+                   "WHERE c.job_id = j.job_id) != 5") == [(0,)]
+    assert {int(a) for a in audits_seen} <= {r[0] for r in pg.rows("SELECT id FROM audit_log")}
+    with pg.open() as s:
+        assert s.verify_audit()["ok"]
+
+
+def test_tampering_with_psql(pg):
+    with pg.open() as s:
+        for u in ("u1", "u2", "u3"):
+            s.record_audit(u, "Trans-Begin", ["c1"])
+        # The triggers refuse every writer of the database...
+        for sql in ("UPDATE audit_log SET status = 'failure'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
+            with pytest.raises(subprocess.CalledProcessError):
+                psql(pg.jobs, sql)
+        assert s.verify_audit()["ok"]
+        # ...and the chain shows what an owner who lifts them does.
+        psql(pg.jobs, "ALTER TABLE audit_log DISABLE TRIGGER USER; UPDATE audit_log SET user_id = 'mallory' "
+                      "WHERE chain_seq = 2; ALTER TABLE audit_log ENABLE TRIGGER USER")
+        v = s.verify_audit()
+        assert not v["ok"] and (v["first_problem"]["problem"], v["first_problem"]["seq"]) == ("altered", 2)
+
+
+def test_a_wrong_password_is_refused_without_showing_it(pg):
+    pw_url = os.environ["TMS_TEST_PG_PW_URL"]
+    wrong = pw_url.replace(":right-password@", ":not-the-password-42@")
+    with pytest.raises(tms.CantOpenError) as info:
+        tms.Store(wrong)
+    assert "password authentication failed" in str(info.value)
+    assert "not-the-password-42" not in str(info.value) and "right-password" not in str(info.value)
+
+
+def test_the_legacy_fixtures_copy_onto_the_server(pg, fixture_copy):
+    src = tms.Store(fixture_copy("jobs.db"), fixture_copy("audit.db"))
+    src.cache_put("c1", {"apps": []})
+    with pg.open() as dst:
+        report = src.copy_into(dst)
+        assert (report["jobs"]["copied"], report["customers_copied"], report["audit"]["copied"]) == (20, 106, 7)
+        assert report["audit_verification"]["ok"] and report["audit_verification"]["unchained"] == 7
+        assert src.copy_into(dst)["jobs"]["already_there"] == 20  # safe to run again
+        assert dst.get_user_jobs("test_user_001", 500) == src.get_user_jobs("test_user_001", 500)
+        assert dst.cache_get("c1") == {"apps": []}
+        dst.record_audit("after", "PE-Enable")  # the copy's chain goes on
+        assert dst.verify_audit()["ok"]
+    src.close()
+
+
+FORKER = """
+import os, sys, tms
+s = tms.Store(sys.argv[1])
+s.create_job("parent", 1, "Trans-Begin", ["p0"])  # the pool now holds a connection
+children = []
+for c in range(3):
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            for i in range(20):
+                s.create_job(f"child{c}", 1, "Trans-Begin", [f"c{c}-{i}"])
+                s.record_audit(f"child{c}", "Trans-Begin")
+        except BaseException as e:
+            print(repr(e), flush=True)
+            code = 1
+        os._exit(code)
+    children.append(pid)
+for i in range(20):
+    s.create_job("parent", 1, "Trans-Begin", [f"p{i + 1}"])  # the parent's connection still works
+codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+print(codes)
+sys.exit(1 if any(codes) else 0)
+"""
+
+
+def test_children_forked_after_open_use_connections_of_their_own(pg):
+    proc = host(FORKER, pg.jobs)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert pg.rows("SELECT COUNT(*) FROM jobs") == [(81,)]
+    assert pg.rows("SELECT COUNT(*) FROM audit_log") == [(60,)]
+
+
+SLOW_HOST = """
+import json, sys, tms
+s = tms.Store(sys.argv[1], allowed_clusters=[sys.argv[2]], request_timeout_s=30, interrupted_after_s=600)
+print(json.dumps(s.set_action({"url": sys.argv[2] + "/slow", "token": "token-0123456789", "isPost": True,
+                               "postData": {"action": "PE-Enable", "cids": ["c1"]}}, "alice")), flush=True)
+"""
+
+
+def test_recovery_on_another_host_leaves_a_job_in_flight_alone(pg):
+    from stub_cluster import StubCluster
+
+    with StubCluster(slow_seconds=2.0) as slow:
+        pg.open().close()
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_HOST, pg.jobs, slow.base],
+                                env=dict(os.environ, PYTHONPATH=BINDINGS, TZ="UTC"), stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while pg.rows("SELECT COUNT(*) FROM jobs") != [(1,)]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # Another host in another time zone opens and recovers: the server's clock decides.
+        other = subprocess.run([sys.executable, "-c", "import sys, tms; print(tms.Store(sys.argv[1]).recover_interrupted())",
+                                pg.jobs], env=dict(os.environ, PYTHONPATH=BINDINGS, TZ="Asia/Kolkata"),
+                               capture_output=True, text=True, timeout=60)
+        assert other.stdout.strip() == "0", other.stderr
+        answer = json.loads(proc.stdout.readline())
+        proc.wait(timeout=30)
+        assert answer[0] == 200 and answer[1]["status"] == "success", answer
+        assert pg.rows("SELECT status FROM jobs") == [("SUCCESS",)]
+
+
+def test_the_server_tools_are_there():
+    """The suites depend on psql and pg_dump; say so plainly when they are missing."""
+    for tool in ("psql", "pg_dump"):
+        assert subprocess.run([pg_tool(tool), "--version"], capture_output=True).returncode == 0, tool
+    assert os.path.exists(os.path.join(FIXTURES, "jobs.db"))
