@@ -121,11 +121,36 @@ installed_layout() {
 check "lib/libtms.so.$version, its links libtms.so.$major and libtms.so, libtms.a, tms.pc, tms.h" installed_layout
 check "readelf -d shows the SONAME libtms.so.$major" \
     grep -q "SONAME.*\[libtms\.so\.$major\]" <(readelf -d "$lib/libtms.so.$version")
-if [[ -x target/release/tms ]]; then
-    check "bin/tms is installed (the tool is built)" test -x "$prefix/bin/tms"
-else
-    check "no bin/tms while the tool is not built" test ! -e "$prefix/bin/tms"
-fi
+check "bin/tms is installed" test -x "$prefix/bin/tms"
+
+# The installed tool on a store an app is writing to: a writer keeps adding jobs and audit rows
+# while `tms backup` copies the files, and the copies are whole and verify.
+live=$TMP/live
+mkdir -p "$live"
+writer() {
+    cd "$live" && exec env -u TMS_LIB "$venv_python" -c '
+import itertools, time, tms
+s = tms.Store("jobs.db", "audit.db")
+for i in itertools.count():
+    s.create_job("app", 1, "Trans-Begin", [f"c{i}-{k}" for k in range(20)])
+    s.record_audit("app", "Trans-Begin", [f"c{i}"])
+    if i == 50:
+        open("ready", "w").close()
+'
+}
+writer &
+writer_pid=$!
+for _ in $(seq 300); do [[ -e $live/ready ]] && break; sleep 0.1; done
+backup_live() { (cd "$live" && "$prefix/bin/tms" backup "$TMP/live-backup") | grep -q '"ok": true'; }
+verify_live() { (cd "$live" && "$prefix/bin/tms" verify-audit) >/dev/null; }
+stats_live() { (cd "$live" && "$prefix/bin/tms" stats) | grep -qE '"jobs": [1-9]'; }
+check "tms backup of a store the app is writing to: integrity ok, the copy's audit log verifies" backup_live
+check "tms verify-audit on the live store exits 0" verify_live
+check "tms stats on the live store counts its jobs" stats_live
+kill "$writer_pid" 2>/dev/null || true
+wait "$writer_pid" 2>/dev/null || true
+check "tms verify-audit on the backup exits 0" \
+    "$prefix/bin/tms" --jobs-db "$TMP/live-backup/jobs.db" --audit-db "$TMP/live-backup/audit.db" verify-audit
 
 pc() { PKG_CONFIG_PATH=$lib/pkgconfig pkg-config "$@"; }
 check "pkg-config knows tms $version" test "$(pc --modversion tms)" = "$version"

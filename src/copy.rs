@@ -60,6 +60,19 @@ impl Store {
     /// # Ok::<(), tms::Error>(())
     /// ```
     pub fn copy_into(&self, dst: &Store) -> Result<CopyReport> {
+        self.copy_into_with_progress(dst, |_, _| {})
+    }
+
+    /// [`Store::copy_into`], telling `progress` what it is copying (`"jobs"`, `"cache"`,
+    /// `"audit"`) and how many of those it has done, after every batch.
+    ///
+    /// ```
+    /// # let (src, _d1) = tms::doctest::store();
+    /// # let (dst, _d2) = tms::doctest::store();
+    /// src.copy_into_with_progress(&dst, |what, done| eprintln!("{what}: {done}"))?;
+    /// # Ok::<(), tms::Error>(())
+    /// ```
+    pub fn copy_into_with_progress(&self, dst: &Store, mut progress: impl FnMut(&str, u64)) -> Result<CopyReport> {
         if std::ptr::eq(self, dst) {
             return Err(Error::invalid("a store cannot be copied into itself"));
         }
@@ -93,6 +106,7 @@ impl Store {
             report.jobs.copied += done.added;
             report.jobs.already_there += done.present;
             report.customers_copied += done.customers;
+            progress("jobs", report.jobs.copied + report.jobs.already_there);
         }
 
         let mut after: Option<(String, String)> = None;
@@ -103,6 +117,7 @@ impl Store {
             let done = dst.engine.import_cache(&batch)?;
             report.cache.copied += done.added;
             report.cache.already_there += done.present;
+            progress("cache", report.cache.copied + report.cache.already_there);
         }
 
         let mut after: Option<i64> = None;
@@ -113,6 +128,7 @@ impl Store {
             let done = dst.engine.import_audit(&batch)?;
             report.audit.copied += done.added;
             report.audit.already_there += done.present;
+            progress("audit", report.audit.copied + report.audit.already_there);
         }
 
         report.audit_verification = dst.verify_audit(None)?;

@@ -399,6 +399,25 @@ pub struct CacheBatch {
     pub miss_count: usize,
 }
 
+/// How much a store holds (the `tms stats` tool prints it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct StoreCounts {
+    /// Jobs in all.
+    pub jobs: i64,
+    /// Jobs by stored status word.
+    pub jobs_by_status: std::collections::BTreeMap<String, i64>,
+    /// Customer rows of all jobs.
+    pub job_customers: i64,
+    /// Audit rows, and of those the ones on the hash chain.
+    pub audit_rows: i64,
+    /// Audit rows on the chain (the others were written before it began).
+    pub audit_chained: i64,
+    /// Audit rows waiting in the outbox for audit.db (SQLite; always 0 on PostgreSQL).
+    pub audit_waiting: i64,
+    /// Appstatus cache entries.
+    pub cache_entries: i64,
+}
+
 /// The app-status cache's size (the legacy `get_cache_stats` dict).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CacheStats {

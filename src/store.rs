@@ -34,6 +34,8 @@ pub struct Store {
     pub(crate) events: EventSink,
     /// Set Action outcomes jobs.db would not take when they came (see `record_outcome`).
     pub(crate) waiting_outcomes: std::sync::Mutex<Vec<crate::set_action::WaitingOutcome>>,
+    /// Jobs the recovery at open marked interrupted.
+    recovered_at_open: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,23 +113,32 @@ impl Store {
     /// A store over an engine; then, best effort, recover interrupted jobs and deliver waiting
     /// audit rows (a store that cannot write now leaves this to another process or a later call).
     fn with_engine(engine: Box<dyn Engine>, options: &StoreOptions) -> Result<Store> {
-        let store = Store {
+        let mut store = Store {
             engine,
             options: options.clone(),
             allowlist: Allowlist::new(&options.allowed_clusters)?,
             http: HttpClient::new(options),
             events: EventSink::default(),
             waiting_outcomes: std::sync::Mutex::new(Vec::new()),
+            recovered_at_open: 0,
         };
         if store.engine.read_only().is_none() {
             match store.recover_interrupted() {
                 Err(e) if matches!(e.kind, ErrorKind::Busy | ErrorKind::ReadOnly | ErrorKind::Full) => {}
-                other => {
-                    other?;
-                }
+                other => store.recovered_at_open = other?,
             }
         }
         Ok(store)
+    }
+
+    /// How many jobs the recovery that opening runs marked interrupted.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// assert_eq!(store.recovered_at_open(), 0);
+    /// ```
+    pub fn recovered_at_open(&self) -> u64 {
+        self.recovered_at_open
     }
 
     /// Where Set Action events go (nowhere by default): (level, event name, legacy log line).
@@ -361,7 +372,52 @@ impl Store {
     /// # Ok::<(), tms::Error>(())
     /// ```
     pub fn verify_audit(&self, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
-        self.engine.verify_audit(anchor)
+        self.engine.verify_audit(anchor, &mut |_| {})
+    }
+
+    /// [`Store::verify_audit`], telling `progress` how many rows it has walked now and then (a
+    /// log of millions of rows takes a while).
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// let mut walked = 0;
+    /// assert!(store.verify_audit_with_progress(None, |n| walked = n)?.ok);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
+    pub fn verify_audit_with_progress(&self, anchor: Option<(i64, &str)>, mut progress: impl FnMut(u64)) -> Result<AuditVerification> {
+        self.engine.verify_audit(anchor, &mut progress)
+    }
+
+    /// How much the store holds: jobs (by status), customers, audit rows (chained, waiting in the
+    /// outbox) and cache entries, read in one snapshot per file.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// # tms::doctest::job(&store);
+    /// assert_eq!(store.counts()?.job_customers, 2);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
+    pub fn counts(&self) -> Result<crate::model::StoreCounts> {
+        self.engine.counts()
+    }
+
+    /// Back a SQLite store up into `dir` (which must not hold jobs.db or audit.db yet) while
+    /// writers go on: SQLite's online backup gives each copy one consistent state of its file,
+    /// and each copy is checked (integrity_check). Returns the copies' paths; `progress` hears
+    /// (pages done, pages in all) per file. A PostgreSQL store refuses (use pg_dump).
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// # let backups = tms::doctest::Dir::new();
+    /// let files = store.backup_to(backups.join("nightly"), |_, _| {})?;
+    /// assert_eq!(files.len(), 2);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
+    pub fn backup_to(&self, dir: impl AsRef<Path>, mut progress: impl FnMut(u64, u64)) -> Result<Vec<std::path::PathBuf>> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::new(ErrorKind::CantOpen, format!("cannot create {}: {e}", dir.display())))?;
+        self.engine.backup(dir, &mut progress)
     }
 
     /// The cached status data for (cid, app), or None when missing or older than `ttl_seconds`.

@@ -179,8 +179,17 @@ pub trait Engine: Send + Sync {
     fn audit_stats(&self) -> Result<AuditStats>;
     /// Delete every audit row and record the reset (stamped `timestamp`); returns how many.
     fn clear_audit(&self, timestamp: &str) -> Result<u64>;
-    /// Check the audit hash chain, optionally against a head the host anchored earlier.
-    fn verify_audit(&self, anchor: Option<(i64, &str)>) -> Result<AuditVerification>;
+    /// Check the audit hash chain, optionally against a head the host anchored earlier;
+    /// `progress` hears the number of rows walked now and then (for a progress bar).
+    fn verify_audit(&self, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification>;
+    /// How much the store holds.
+    fn counts(&self) -> Result<crate::model::StoreCounts>;
+    /// Consistent copies of the store's files in `dir`, taken while writers go on (SQLite's
+    /// online backup); `progress` hears (pages done, pages in all). Engines without files refuse.
+    fn backup(&self, dir: &std::path::Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<std::path::PathBuf>> {
+        let _ = (dir, progress);
+        Err(Error::invalid("backup copies SQLite files; back a PostgreSQL database up with its own tools (pg_dump)"))
+    }
 
     /// The entry's data if it was cached at or after `fresh_since`.
     fn cache_get(&self, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>>;

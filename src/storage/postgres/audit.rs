@@ -151,9 +151,10 @@ const VERIFY: &str = concat!("SELECT ", columns!(), " FROM audit_log ORDER BY id
 const VERIFY_BATCH: i32 = 5_000;
 
 /// Walk the log in id order inside a REPEATABLE READ READ ONLY transaction (one snapshot).
-pub fn verify(tx: &mut postgres::Transaction<'_>, key: &ChainKey, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
+pub fn verify(tx: &mut postgres::Transaction<'_>, key: &ChainKey, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification> {
     let portal = tx.bind(VERIFY, &[]).map_err(pg_error)?;
     let mut verifier = Verifier::new(key);
+    let mut walked = 0u64;
     'walk: loop {
         let rows = tx.query_portal(&portal, VERIFY_BATCH).map_err(pg_error)?;
         if rows.is_empty() {
@@ -163,7 +164,9 @@ pub fn verify(tx: &mut postgres::Transaction<'_>, key: &ChainKey, anchor: Option
             if !verifier.push(&chain_row(r)) {
                 break 'walk;
             }
+            walked += 1;
         }
+        progress(walked);
     }
     verifier.finish(anchor, |seq| {
         Ok(tx

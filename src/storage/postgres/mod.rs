@@ -183,7 +183,25 @@ impl Engine for PostgresEngine {
     fn clear_audit(&self, timestamp: &str) -> Result<u64> {
         self.write(|tx, cache| audit::reset(tx, cache, &self.chain, &self.checked_head, timestamp))
     }
-    fn verify_audit(&self, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
+    fn counts(&self) -> Result<crate::model::StoreCounts> {
+        self.read(|c, _| {
+            let mut tx = c.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start().map_err(pg_error)?;
+            let mut counts = crate::model::StoreCounts::default();
+            for r in tx.query("SELECT COALESCE(status, ''), COUNT(*) FROM jobs GROUP BY status", &[]).map_err(pg_error)? {
+                let n: i64 = r.get(1);
+                counts.jobs += n;
+                counts.jobs_by_status.insert(r.get(0), n);
+            }
+            let one = |tx: &mut postgres::Transaction<'_>, sql: &str| -> Result<i64> { Ok(tx.query_one(sql, &[]).map_err(pg_error)?.get(0)) };
+            counts.job_customers = one(&mut tx, "SELECT COUNT(*) FROM job_customers")?;
+            counts.cache_entries = one(&mut tx, "SELECT COUNT(*) FROM appstatus_cache")?;
+            counts.audit_rows = one(&mut tx, "SELECT COUNT(*) FROM audit_log")?;
+            counts.audit_chained = one(&mut tx, "SELECT COUNT(chain_hash) FROM audit_log")?;
+            tx.commit().map_err(pg_error)?;
+            Ok(counts)
+        })
+    }
+    fn verify_audit(&self, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification> {
         self.read(|c, _| {
             let mut tx = c
                 .build_transaction()
@@ -191,7 +209,7 @@ impl Engine for PostgresEngine {
                 .read_only(true)
                 .start()
                 .map_err(pg_error)?;
-            let report = audit::verify(&mut tx, &self.chain, anchor)?;
+            let report = audit::verify(&mut tx, &self.chain, anchor, progress)?;
             tx.commit().map_err(pg_error)?;
             Ok(report)
         })

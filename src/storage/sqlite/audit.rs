@@ -234,6 +234,11 @@ pub fn trail(conn: &Connection, filter: &AuditFilter<'_>, limit: u32) -> Result<
     Ok(rows)
 }
 
+/// Audit rows, and the chained ones among them.
+pub fn counts(conn: &Connection) -> Result<(i64, i64)> {
+    Ok(conn.query_row("SELECT COUNT(*), COUNT(chain_hash) FROM audit_log", [], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
 pub fn action_types(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt =
         conn.prepare_cached("SELECT DISTINCT action_type FROM audit_log ORDER BY action_type")?;
@@ -283,15 +288,21 @@ pub fn reset(conn: &Connection, key: &ChainKey, checked: &CheckedHead, timestamp
 }
 
 /// Walk the log in id order (see `audit_chain::Verifier`).
-pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
+pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY id"))?;
     let mut rows = stmt.query([])?;
     let mut verifier = Verifier::new(key);
+    let mut walked = 0u64;
     while let Some(r) = rows.next()? {
         if !verifier.push(&chain_row(r)?) {
             break;
         }
+        walked += 1;
+        if walked % 10_000 == 0 {
+            progress(walked);
+        }
     }
+    progress(walked);
     drop(rows);
     verifier.finish(anchor, |seq| {
         Ok(conn

@@ -158,6 +158,21 @@ pub fn customers(conn: &Connection, job_id: &str) -> Result<Option<Vec<String>>>
     Ok(Some(cids))
 }
 
+/// How much jobs.db holds (inside one read transaction).
+pub fn counts(conn: &Connection) -> Result<crate::model::StoreCounts> {
+    let mut counts = crate::model::StoreCounts::default();
+    let mut stmt = conn.prepare("SELECT COALESCE(status, ''), COUNT(*) FROM jobs GROUP BY status")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (status, n) = row?;
+        counts.jobs += n;
+        counts.jobs_by_status.insert(status, n);
+    }
+    counts.job_customers = conn.query_row("SELECT COUNT(*) FROM job_customers", [], |r| r.get(0))?;
+    counts.cache_entries = conn.query_row("SELECT COUNT(*) FROM appstatus_cache", [], |r| r.get(0))?;
+    counts.audit_waiting = conn.query_row("SELECT COUNT(*) FROM audit_outbox", [], |r| r.get(0))?;
+    Ok(counts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,9 +176,26 @@ impl Engine for SqliteEngine {
     fn clear_audit(&self, timestamp: &str) -> Result<u64> {
         write(&self.audit, |tx| audit::reset(tx, &self.chain, &self.checked_head, timestamp))
     }
-    fn verify_audit(&self, anchor: Option<(i64, &str)>) -> Result<AuditVerification> {
+    fn verify_audit(&self, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification> {
         // One read transaction: the walk sees one consistent snapshot however long it takes.
-        read_snapshot(&self.audit, |tx| audit::verify(tx, &self.chain, anchor))
+        read_snapshot(&self.audit, |tx| audit::verify(tx, &self.chain, anchor, progress))
+    }
+    fn counts(&self) -> Result<crate::model::StoreCounts> {
+        let mut counts = read_snapshot(&self.jobs, jobs::counts)?;
+        let (rows, chained) = read(&self.audit, audit::counts)?;
+        counts.audit_rows = rows;
+        counts.audit_chained = chained;
+        Ok(counts)
+    }
+    fn backup(&self, dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<std::path::PathBuf>> {
+        let mut made = Vec::new();
+        for (pool, name) in [(&self.jobs, "jobs.db"), (&self.audit, "audit.db")] {
+            let to = dir.join(name);
+            let conn = pool.get()?;
+            pool::backup(&conn, &to, progress)?;
+            made.push(to);
+        }
+        Ok(made)
     }
 
     fn cache_get(&self, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>> {

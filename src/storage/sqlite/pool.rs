@@ -303,6 +303,35 @@ pub fn check_version(path: &Path, max_version: i64) -> Result<()> {
     }
 }
 
+/// Copy the database behind `conn` to `to` with SQLite's online backup: a few pages at a time,
+/// letting writers go on between steps, restarting when one changes a page already copied, so
+/// the copy is one consistent state of the file. The copy is then checked (integrity_check).
+pub fn backup(conn: &Connection, to: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    if to.exists() {
+        return Err(Error::invalid(format!("{} exists already: back up into a new directory", to.display())));
+    }
+    let mut dest = Connection::open(to).map_err(|e| Error::from(e).context(&format!("cannot create {}", to.display())))?;
+    {
+        let backup = rusqlite::backup::Backup::new(conn, &mut dest)?;
+        loop {
+            let step = backup.step(256)?;
+            let p = backup.progress();
+            progress(u64::try_from(p.pagecount - p.remaining).unwrap_or(0), u64::try_from(p.pagecount).unwrap_or(0));
+            match step {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                // The source is busy this instant: wait a little, as the SQLite docs advise.
+                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    }
+    let check: String = dest.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(Error::new(ErrorKind::Corrupt, format!("the backup {} fails integrity_check: {check}", to.display())));
+    }
+    Ok(())
+}
+
 /// One read-write connection with the library's settings (tests look at what they are).
 pub fn open_connection(path: &Path, options: &StoreOptions) -> Result<Connection> {
     open_with(path, Mode::ReadWrite, i64::MAX, options)

@@ -1,0 +1,181 @@
+"""The `tms` tool (target/release/tms) on real stores: every command, its exit status (0 ok, 1 a
+check found a problem, 2 usage or open errors), its JSON and CSV, and a backup taken while a
+writer keeps writing."""
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+import tms
+from conftest import ROOT, Location
+
+TMS = os.path.join(ROOT, "target", "release", "tms")
+COMMANDS = ["verify-audit", "recover", "jobs", "audit", "backup", "copy", "stats"]
+
+
+def run(*args, cwd=None, env=None):
+    full_env = dict(os.environ)
+    full_env.pop("TMS_JOBS_DB", None)
+    full_env.pop("TMS_AUDIT_DB", None)
+    full_env.update(env or {})
+    return subprocess.run([TMS, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def filled(tmp_path):
+    s = tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"))
+    first = s.create_job("alice", 1, "Trans-Begin", ["c1", "c2"])
+    second = s.create_job("alice", 2, "PE-Enable", ["c3"])
+    s.update_job(second["job_id"], "SUCCESS", 200)
+    s.record_audit("alice", "Trans-Begin", ["c1", "c2"], ip_address="10.0.0.1")
+    s.record_audit("bob", "PE-Enable", "c10", status="failure", error_message="no, with a comma")
+    s.cache_put("c1", {"ready": True})
+    s.close()
+    return tmp_path, first["job_id"], second["job_id"]
+
+
+def test_help_on_every_command():
+    out = run("--help")
+    assert out.returncode == 0 and all(c in out.stdout for c in COMMANDS)
+    for command in COMMANDS:
+        out = run(command, "--help")
+        assert out.returncode == 0 and "Usage: tms " + command in out.stdout, command
+
+
+def test_usage_errors_and_unopenable_stores_exit_2(tmp_path):
+    assert run("no-such-command").returncode == 2
+    assert run("jobs").returncode == 2  # --user is required
+    assert run("recover", "--older-than", "1").returncode == 2
+    out = run("--jobs-db", str(tmp_path / "missing" / "jobs.db"), "stats")
+    assert out.returncode == 2 and out.stderr.startswith("tms: TMS_STATUS_CANT_OPEN:"), out.stderr
+    out = run("verify-audit", "--anchor", "not-an-anchor", cwd=tmp_path)
+    assert out.returncode == 2 and "SEQ:HASH" in out.stderr
+
+
+def test_verify_audit_exits_1_on_tampering_and_sees_a_cut_tail(filled):
+    d, _, _ = filled
+    out = run("verify-audit", cwd=d)
+    assert out.returncode == 0, out.stderr
+    head = json.loads(out.stdout)["head"]
+    def tamper(sql):
+        # Every open of the store puts the triggers back: an attacker drops them each time.
+        con = sqlite3.connect(d / "audit.db")
+        con.executescript("DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete; " + sql)
+        con.close()
+
+    tamper("UPDATE audit_log SET user_id = 'mallory' WHERE chain_seq = 1")
+    out = run("verify-audit", cwd=d)
+    assert out.returncode == 1 and json.loads(out.stdout)["first_problem"]["problem"] == "altered"
+    tamper("UPDATE audit_log SET user_id = 'alice' WHERE chain_seq = 1; DELETE FROM audit_log WHERE chain_seq = 2")
+    assert run("verify-audit", cwd=d).returncode == 0
+    out = run("verify-audit", "--anchor", f"{head['seq']}:{head['hash']}", cwd=d)
+    assert out.returncode == 1 and json.loads(out.stdout)["first_problem"]["problem"] == "cut"
+
+
+def test_a_keyed_log_needs_the_key_file(tmp_path):
+    key = "cli-hmac-key-0123456789"
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), audit_hmac_key=key) as s:
+        s.record_audit("alice", "Trans-Begin")
+    out = run("verify-audit", cwd=tmp_path)
+    assert out.returncode == 1 and json.loads(out.stdout)["first_problem"]["problem"] == "unverifiable"
+    (tmp_path / "key").write_text(key + "\n")
+    assert run("--hmac-key-file", str(tmp_path / "key"), "verify-audit", cwd=tmp_path).returncode == 0
+
+
+def test_jobs_audit_and_stats(filled):
+    d, first, second = filled
+    out = run("jobs", "--user", "alice", cwd=d)
+    listed = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [j["job_id"] for j in listed] == [second, first]  # newest first
+    assert run("jobs", "--user", "alice", "--limit", "1", cwd=d).stdout.count("\n") == 1
+    rows = [json.loads(line) for line in run("audit", "--customer", "c1", cwd=d).stdout.splitlines()]
+    assert [r["user_id"] for r in rows] == ["alice"]  # c1 does not match c10
+    out = run("audit", "--user", "bob", "--format", "csv", cwd=d)
+    parsed = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert parsed[0]["error_message"] == "no, with a comma" and parsed[0]["status"] == "failure"
+    stats = json.loads(run("stats", cwd=d).stdout)
+    assert stats["jobs"] == 2 and stats["jobs_by_status"] == {"IN_PROGRESS": 1, "SUCCESS": 1}
+    assert (stats["job_customers"], stats["audit_rows"], stats["cache_entries"]) == (3, 2, 1)
+    # The environment chooses the files too.
+    env = {"TMS_JOBS_DB": str(d / "jobs.db"), "TMS_AUDIT_DB": str(d / "audit.db")}
+    assert json.loads(run("stats", cwd="/", env=env).stdout)["jobs"] == 2
+
+
+def test_recover_counts_what_opening_marked(filled):
+    d, first, _ = filled
+    time.sleep(2.2)
+    out = run("recover", "--older-than", "2", cwd=d)
+    assert out.returncode == 0 and json.loads(out.stdout) == {"recovered": 1}, out.stderr
+    with tms.Store(str(d / "jobs.db"), str(d / "audit.db")) as s:
+        assert s.get_job(first)["status"] == "FAILED"
+
+
+WRITER = """
+import itertools, sys, tms
+s = tms.Store(sys.argv[1], sys.argv[2])
+for i in itertools.count():
+    s.create_job("app", 1, "Trans-Begin", [f"c{i}-{k}" for k in range(30)])
+    s.record_audit("app", "Trans-Begin", [f"c{i}"])
+    if i == 100:
+        print("writing", flush=True)
+"""
+
+
+def test_backup_while_the_app_writes(tmp_path):
+    jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
+    tms.Store(jobs_db, audit_db).close()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, jobs_db, audit_db],
+                              env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "bindings", "python")),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        out = run("--jobs-db", jobs_db, "--audit-db", audit_db, "backup", str(tmp_path / "copy"))
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert report["integrity_check"] == "ok" and report["audit_verification"]["ok"]
+    finally:
+        writer.kill()
+        writer.wait()
+    copy = sqlite3.connect(tmp_path / "copy" / "jobs.db")
+    assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    n = copy.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    assert n > 100
+    assert copy.execute("SELECT COUNT(*) FROM job_customers").fetchone() == (30 * n,)  # whole jobs only
+    # Backing up onto an existing backup is refused rather than overwriting it.
+    again = run("--jobs-db", jobs_db, "--audit-db", audit_db, "backup", str(tmp_path / "copy"))
+    assert again.returncode == 2
+
+
+def test_copy_to_files_and_to_postgres(filled):
+    d, first, _ = filled
+    out = run("copy", "--to", str(d / "copy" / "jobs.db"), cwd=d)
+    assert out.returncode == 2  # the destination directory does not exist
+    (d / "copy").mkdir()
+    out = run("copy", "--to", str(d / "copy" / "jobs.db"), cwd=d)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert (report["jobs"]["copied"], report["audit"]["copied"]) == (2, 2) and report["audit_verification"]["ok"]
+    assert json.loads(run("--jobs-db", str(d / "copy" / "jobs.db"), "--audit-db", str(d / "copy" / "audit.db"),
+                          "stats").stdout)["jobs"] == 2
+    pg = Location(d, engine="postgres")
+    try:
+        out = run("copy", "--to", pg.jobs, cwd=d)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["jobs"]["copied"] == 2
+        assert json.loads(run("--jobs-db", pg.jobs, "verify-audit").stdout)["ok"]
+        assert json.loads(run("--jobs-db", pg.jobs, "stats").stdout)["job_customers"] == 3
+    finally:
+        pg.drop()
+
+
+def test_nothing_on_stderr_when_it_is_not_a_terminal(filled):
+    d, _, _ = filled
+    out = run("verify-audit", cwd=d)
+    assert out.returncode == 0 and out.stderr == ""

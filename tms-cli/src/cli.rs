@@ -1,0 +1,103 @@
+//! The command line, as clap reads it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The operator's tool for a tms-core store: verify the audit log, recover interrupted jobs, back
+/// up a live store, copy it (onto PostgreSQL), look at jobs and audit rows.
+///
+/// Exit status: 0 success, 1 a check found a problem, 2 a usage error or a store that could not
+/// be opened.
+#[derive(Debug, Parser)]
+#[command(name = "tms", version, about, long_about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which store, and how to open it.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// jobs.db's path, or a PostgreSQL URL (postgresql://user@host/db) for the whole store.
+    #[arg(long, global = true, env = "TMS_JOBS_DB", default_value = "jobs.db", value_name = "PATH|URL")]
+    pub jobs_db: String,
+    /// audit.db's path (not used with a PostgreSQL URL).
+    #[arg(long, global = true, env = "TMS_AUDIT_DB", default_value = "audit.db", value_name = "PATH")]
+    pub audit_db: String,
+    /// A file whose first line is the audit chain's HMAC key (needed to verify or write a keyed log).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub hmac_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the audit log's hash chain; print the verification as JSON; exit 1 when it is not ok.
+    VerifyAudit {
+        /// A head stored earlier (`SEQ:HASH`, from a previous run's "head"): a cut tail shows.
+        #[arg(long, value_name = "SEQ:HASH")]
+        anchor: Option<String>,
+    },
+    /// Mark FAILED the jobs IN_PROGRESS longer than SECONDS (left by a process that died
+    /// mid-call); print how many, those that opening the store marked included.
+    Recover {
+        /// Age in seconds (default: the store's interrupted_after_s, 600).
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(2..=2_592_000))]
+        older_than: Option<u64>,
+    },
+    /// A user's jobs, newest first, one JSON object per line.
+    Jobs {
+        /// Whose jobs.
+        #[arg(long)]
+        user: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(0..=100_000))]
+        limit: i64,
+    },
+    /// Audit rows, newest first.
+    Audit {
+        /// Only this user's rows.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this action type.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only rows naming this customer ID (whole IDs).
+        #[arg(long)]
+        customer: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(0..=100_000))]
+        limit: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+    },
+    /// Consistent copies of both files in DEST_DIR, taken while the app keeps writing (SQLite's
+    /// online backup); each copy passes integrity_check and the copy's audit log verifies.
+    Backup {
+        /// A directory without jobs.db and audit.db in it (created when missing).
+        dest_dir: PathBuf,
+    },
+    /// Copy the whole store (jobs, customers, cache, audit log with its chain) into another one,
+    /// e.g. onto PostgreSQL; safe to run again after an interruption.
+    Copy {
+        /// The destination: jobs.db's path, or a PostgreSQL URL.
+        #[arg(long, value_name = "PATH|URL")]
+        to: String,
+        /// The destination's audit.db (default: audit.db beside --to's file).
+        #[arg(long, value_name = "PATH")]
+        to_audit_db: Option<PathBuf>,
+    },
+    /// Counts as JSON: jobs by status, customers, audit rows, cache entries.
+    Stats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
+}

@@ -1,0 +1,223 @@
+//! What each command does, over the library's Rust API.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tms::model::{AuditFilter, StoreCounts};
+use tms::{Secret, Store, StoreOptions};
+
+use crate::cli::{Cli, Command, Format, StoreArgs};
+use crate::progress;
+
+/// How a command ended when it did not fail.
+pub enum Outcome {
+    Ok,
+    /// The command ran and found something wrong (exit status 1).
+    ProblemFound,
+}
+
+/// A failure: the library's (named as its C status), or the terminal's.
+pub enum Failure {
+    Store(tms::Error),
+    Io(std::io::Error),
+    Usage(String),
+}
+
+impl Failure {
+    pub fn kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Failure::Io(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Store(e) => write!(f, "TMS_STATUS_{}: {}", e.kind.code_name(), e.message),
+            Failure::Io(e) => write!(f, "{e}"),
+            Failure::Usage(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<tms::Error> for Failure {
+    fn from(e: tms::Error) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+fn options(args: &StoreArgs) -> Result<StoreOptions> {
+    let mut options = StoreOptions::default();
+    if let Some(path) = &args.hmac_key_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Usage(format!("cannot read --hmac-key-file {}: {e}", path.display())))?;
+        options.audit_hmac_key = Some(Secret(text.lines().next().unwrap_or("").to_owned()));
+    }
+    Ok(options)
+}
+
+fn is_url(location: &str) -> bool {
+    let l = location.to_ascii_lowercase();
+    l.starts_with("postgresql://") || l.starts_with("postgres://")
+}
+
+fn open(jobs: &str, audit: Option<&str>, options: &StoreOptions) -> Result<Store> {
+    Ok(Store::open_location(jobs, if is_url(jobs) { None } else { audit }, options)?)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| Failure::Io(e.into()))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub fn run(cli: &Cli) -> Result<Outcome> {
+    let mut options = options(&cli.store)?;
+    if let Command::Recover { older_than: Some(secs) } = &cli.command {
+        // Opening recovers with this age already; a live call must be shorter than it.
+        options.interrupted_after_s = *secs;
+        options.request_timeout_s = options.request_timeout_s.min(secs - 1);
+        options.connect_timeout_s = options.connect_timeout_s.min(options.request_timeout_s);
+    }
+    let store = open(&cli.store.jobs_db, Some(&cli.store.audit_db), &options)?;
+    match &cli.command {
+        Command::VerifyAudit { anchor } => verify_audit(&store, anchor.as_deref()),
+        Command::Recover { .. } => {
+            let now = store.recover_interrupted()?;
+            print_json(&serde_json::json!({ "recovered": store.recovered_at_open() + now }))?;
+            Ok(Outcome::Ok)
+        }
+        Command::Jobs { user, limit } => {
+            let mut out = std::io::stdout().lock();
+            for job in store.get_user_jobs(user, *limit)? {
+                serde_json::to_writer(&mut out, &job).map_err(|e| Failure::Io(e.into()))?;
+                writeln!(out)?;
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Audit { user, action, customer, limit, format } => {
+            let filter = AuditFilter { user_id: user.as_deref(), action_type: action.as_deref(), customer_id: customer.as_deref() };
+            let rows = store.audit_trail(&filter, *limit)?;
+            write_audit(&rows, *format)?;
+            Ok(Outcome::Ok)
+        }
+        Command::Backup { dest_dir } => backup(&store, dest_dir, &options),
+        Command::Copy { to, to_audit_db } => copy(&store, to, to_audit_db.as_deref(), &options),
+        Command::Stats => {
+            let counts: StoreCounts = store.counts()?;
+            print_json(&counts)?;
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+fn verify_audit(store: &Store, anchor: Option<&str>) -> Result<Outcome> {
+    let anchor = match anchor {
+        None => None,
+        Some(text) => {
+            let (seq, hash) = text
+                .split_once(':')
+                .and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h)))
+                .ok_or_else(|| Failure::Usage(format!("--anchor {text:?} is not SEQ:HASH")))?;
+            Some((seq, hash))
+        }
+    };
+    let bar = progress::bar("verifying the audit log", None, "rows");
+    let report = store.verify_audit_with_progress(anchor, |n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    print_json(&report)?;
+    Ok(if report.ok { Outcome::Ok } else { Outcome::ProblemFound })
+}
+
+fn write_audit(rows: &[tms::model::AuditRow], format: Format) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Jsonl => {
+            for row in rows {
+                serde_json::to_writer(&mut out, row).map_err(|e| Failure::Io(e.into()))?;
+                writeln!(out)?;
+            }
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(["id", "user_id", "action_type", "customer_ids", "timestamp", "ip_address", "status", "error_message", "duration_ms"])
+                .map_err(csv_failure)?;
+            for r in rows {
+                let ids = match &r.customer_ids {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                w.write_record([
+                    r.id.to_string(),
+                    r.user_id.clone(),
+                    r.action_type.clone(),
+                    ids,
+                    r.timestamp.clone().unwrap_or_default(),
+                    r.ip_address.clone().unwrap_or_default(),
+                    r.status.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    r.error_message.clone().unwrap_or_default(),
+                    r.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+                ])
+                .map_err(csv_failure)?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn csv_failure(e: csv::Error) -> Failure {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => Failure::Io(io),
+        other => Failure::Usage(format!("{other:?}")),
+    }
+}
+
+fn backup(store: &Store, dir: &Path, options: &StoreOptions) -> Result<Outcome> {
+    let bar = progress::bar("backing up", Some(0), "pages");
+    let files = store.backup_to(dir, |done, all| {
+        bar.set_length(all);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    // The copy is a store of its own: its audit log must verify as the original's does.
+    let copy = Store::open(&files[0], &files[1], options)?;
+    let verification = copy.verify_audit(None)?;
+    print_json(&serde_json::json!({
+        "files": files,
+        "integrity_check": "ok",
+        "audit_verification": verification,
+    }))?;
+    Ok(if verification.ok { Outcome::Ok } else { Outcome::ProblemFound })
+}
+
+fn copy(store: &Store, to: &str, to_audit: Option<&Path>, options: &StoreOptions) -> Result<Outcome> {
+    let audit: Option<PathBuf> = if is_url(to) {
+        None
+    } else {
+        Some(to_audit.map(Path::to_path_buf).unwrap_or_else(|| Path::new(to).with_file_name("audit.db")))
+    };
+    let audit_text = audit.as_ref().map(|p| p.to_string_lossy().into_owned());
+    let dst = open(to, audit_text.as_deref(), options)?;
+    let bar = progress::bar("copying", None, "rows");
+    let report = store.copy_into_with_progress(&dst, |what, done| {
+        bar.set_message(format!("copying {what}"));
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    print_json(&report)?;
+    Ok(if report.audit_verification.ok { Outcome::Ok } else { Outcome::ProblemFound })
+}
