@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release "$@"
-# The operator's tool, a workspace member of its own (its dependencies stay out of libtms).
-cargo build --release -p tms-cli
+# The operator's tool, a workspace member of its own, built in a target directory of its own:
+# built beside libtms, its dependencies would switch on features of shared crates and libtms
+# would be compiled again (and differently) each time the two builds alternate.
+cargo build --release -p tms-cli --target-dir target/cli
+cp -f target/cli/release/tms target/release/tms
 major=$(scripts/version.sh | cut -d. -f1)
 ln -sfn libtms.so "target/release/libtms.so.$major"

@@ -1,0 +1,1 @@
+//! Nothing to build: the check is tests/header.rs.
