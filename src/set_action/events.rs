@@ -28,8 +28,9 @@ pub struct Event {
     pub fields: Vec<(&'static str, String)>,
 }
 
-/// Longest error text quoted in a `set_action_done` line (the legacy cut it short too).
-const ERROR_CHARS: usize = 100;
+/// Longest error text quoted in a `set_action_done` line. The legacy cut at 100 characters, which
+/// usually left only the JSON envelope of the cluster's answer and not its message.
+const ERROR_CHARS: usize = 200;
 
 impl Event {
     pub fn new(level: Level, name: &'static str) -> Event {
@@ -41,22 +42,30 @@ impl Event {
         self
     }
 
-    /// A quoted, shortened error text (`error="..."`), as the legacy log wrote it.
+    /// A quoted, shortened error text (`error="..."`). Unlike the legacy log, a `"` or `\\` inside
+    /// is escaped with a backslash, so a reader can find where the value ends.
     pub fn error(self, text: &str) -> Event {
         let short: String = text.chars().take(ERROR_CHARS).collect();
-        self.field("error", format!("\"{short}\""))
+        let escaped = short.replace('\\', "\\\\").replace('"', "\\\"");
+        self.field("error", format!("\"{escaped}\""))
+    }
+
+    /// The line without its time and level: `event | key=value | ...`, for hosts whose logger
+    /// stamps those itself.
+    pub fn message(&self) -> String {
+        let mut message = self.name.to_owned();
+        for (k, v) in &self.fields {
+            // One event per line, whatever a value holds.
+            let v = v.replace(['\n', '\r'], " ");
+            message.push_str(&format!(" | {k}={v}"));
+        }
+        message
     }
 
     /// The legacy line, stamped with the local time now.
     pub fn line(&self) -> String {
         let stamp = crate::clock::local_iso(SystemTime::now());
-        let mut line = format!("{} | {:<8} | {}", &stamp[..19].replace('T', " "), self.level.word(), self.name);
-        for (k, v) in &self.fields {
-            // One event per line, whatever a value holds.
-            let v = v.replace(['\n', '\r'], " ");
-            line.push_str(&format!(" | {k}={v}"));
-        }
-        line
+        format!("{} | {:<8} | {}", &stamp[..19].replace('T', " "), self.level.word(), self.message())
     }
 }
 
@@ -100,7 +109,14 @@ mod tests {
         assert_eq!(parts[1], "INFO    ");
         assert_eq!(&parts[2..5], ["set_action_done", "user=harish", "job_id=NONE"]);
         assert!(parts[6].starts_with("error=\"API returned status 401: yyy"));
-        assert_eq!(parts[6].len(), "error=\"\"".len() + 100);
+        assert_eq!(parts[6].len(), "error=\"\"".len() + ERROR_CHARS);
+        assert_eq!(line.split_once(" | INFO     | ").unwrap().1, e.message());
+    }
+
+    #[test]
+    fn quotes_inside_an_error_are_escaped() {
+        let e = Event::new(Level::Info, "set_action_done").error(r#"API returned status 401: {"m":"a\b"}"#);
+        assert_eq!(e.message(), r#"set_action_done | error="API returned status 401: {\"m\":\"a\\b\"}""#);
     }
 
     #[test]

@@ -325,9 +325,13 @@ def test_events_reach_logging_without_the_token(store, cluster, caplog):
     store.set_action(request(cluster, "/unauthorized"), "harish")
     lines = [r.getMessage() for r in caplog.records if r.name == "tms.set_action"]
     assert len(lines) == 2
-    assert " | INFO     | set_action_start | user=harish | action=Trans-Begin | cid_count=2 | api_base=127.0.0.1" in lines[0]
-    assert "| set_action_done | user=harish | action=Trans-Begin | job_id=" in lines[1]
-    assert "| http_status=401 | elapsed_ms=" in lines[1] and "| result=fail | error=\"API returned status 401" in lines[1]
+    # logging stamps time and level itself: the message starts at the event's name
+    assert lines[0].startswith("set_action_start | user=harish | action=Trans-Begin | cid_count=2 | api_base=127.0.0.1")
+    assert [r.levelname for r in caplog.records if r.name == "tms.set_action"] == ["INFO", "INFO"]
+    assert lines[1].startswith("set_action_done | user=harish | action=Trans-Begin | job_id=")
+    assert "| http_status=401 | elapsed_ms=" in lines[1]
+    # the cluster's quotes are escaped, so the quoted value ends where it should
+    assert r'| result=fail | error="API returned status 401: {\"errorCode\": \"UNAUTHORIZED\"' in lines[1]
     assert all(TOKEN not in line for line in lines)
 
 

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import urllib.request
@@ -37,22 +38,39 @@ def call(base, method, path, user, body=None, headers=None):
         return e.code, json.loads(e.read())
 
 
+def free_port(wanted):
+    """`wanted` if nothing listens there, else a free port (werkzeug would exit on a taken one,
+    not raise)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", wanted))
+            return wanted
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--once", action="store_true", help="exit after the walk-through")
     parser.add_argument("--port", type=int, default=int(os.environ.get("TMS_DEMO_PORT", "5050")))
+    parser.add_argument("--cluster-port", type=int, default=int(os.environ.get("TMS_DEMO_CLUSTER_PORT", "5051")))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The library's own lines carry their time and level; print them as they are.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)-8s | %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    cluster = StubCluster().start()
+    cluster_port = free_port(args.cluster_port)
+    cluster = StubCluster(port=cluster_port).start()
     app = create_app([cluster.base])
-    try:
-        server = make_server("127.0.0.1", args.port, app, threaded=True)
-    except OSError:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
+    port = free_port(args.port)
+    server = make_server("127.0.0.1", port, app, threaded=True)
     base = f"http://127.0.0.1:{server.server_port}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    for name, got, wanted in (("app", port, args.port), ("stub cluster", cluster_port, args.cluster_port)):
+        if got != wanted:
+            print(f"port {wanted} is taken: the {name} listens on {got} instead")
 
     with app.app_context():
         from tms import audit_db, jobs
@@ -61,7 +79,7 @@ def main():
 
     request_body = {
         "url": f"{cluster.base}/tms/v1/set/action",
-        "token": "demo-bearer-token",
+        "token": "demo-bearer-token-0123",
         "isPost": True,
         "contentType": "application/json",
         "postData": {"action": "Trans-Begin",
@@ -75,15 +93,15 @@ def main():
     status, trail = call(base, "GET", "/api/audit/trail?limit=3", "demo_operator")
     print(f"GET /api/audit/trail -> {status}\n{json.dumps(trail, indent=2)}\n")
 
+    print("Try it yourself" + (" (rerun without --once to keep serving):" if args.once else " (Ctrl-C stops the demo):"))
+    print(f"""  curl -s -X POST {base}/proxy_fetch -H 'X-User: alice' -H 'Content-Type: application/json' \\
+       -d '{{"url":"{cluster.base}/tms/v1/set/action","token":"operator-token-123","isPost":true,"postData":{{"action":"PE-Enable","cids":["c1","c2","c1"]}}}}'
+  curl -s {base}/api/jobs/mine -H 'X-User: alice'
+  curl -s '{base}/api/audit/trail?user_id=alice' -H 'X-User: alice'""")
     if args.once:
         server.shutdown()
         cluster.stop()
         return
-    print("Try it yourself (Ctrl-C stops the demo):")
-    print(f"""  curl -s -X POST {base}/proxy_fetch -H 'X-User: alice' -H 'Content-Type: application/json' \\
-       -d '{{"url":"{cluster.base}/tms/v1/set/action","token":"t","isPost":true,"postData":{{"action":"PE-Enable","cids":["c1","c2","c1"]}}}}'
-  curl -s {base}/api/jobs/mine -H 'X-User: alice'
-  curl -s '{base}/api/audit/trail?user_id=alice' -H 'X-User: alice'""")
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

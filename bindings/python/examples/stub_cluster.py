@@ -109,8 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
 class StubCluster:
     """Start with `with StubCluster() as cluster:`; `cluster.base` is its http://127.0.0.1:PORT."""
 
-    def __init__(self, slow_seconds=3.0, big_bytes=64 * 1024):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    def __init__(self, slow_seconds=3.0, big_bytes=64 * 1024, port=0):
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.requests = []
         self.server.slow_seconds = slow_seconds

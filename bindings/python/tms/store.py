@@ -36,9 +36,17 @@ EVENT_LOG = logging.getLogger("tms.set_action")
 
 
 def _log_event(_user_data: int | None, level: int, _event: bytes, line: bytes) -> None:
-    """Set Action events from the library, into `logging` (logger "tms.set_action")."""
+    """Set Action events from the library, into `logging` (logger "tms.set_action").
+
+    The library's line starts with its own time and level; `logging` stamps those itself, so the
+    record's message is the rest (`set_action_done | user=... | ...`). A formatter of
+    `%(asctime)s | %(levelname)-8s | %(message)s` with datefmt `%Y-%m-%d %H:%M:%S` writes the
+    legacy log's lines again.
+    """
     try:
-        EVENT_LOG.log(level, "%s", line.decode("utf-8", "replace"))
+        text = line.decode("utf-8", "replace")
+        parts = text.split(" | ", 2)
+        EVENT_LOG.log(level, "%s", parts[2] if len(parts) == 3 else text)
     except Exception:  # never let a logging problem unwind into C
         pass
 
