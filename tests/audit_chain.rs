@@ -122,7 +122,7 @@ fn legacy_rows_are_unchained_not_tampered() {
     let v = store.verify_audit(None).unwrap();
     assert!(v.ok, "{v:?}");
     assert_eq!((v.unchained, v.checked), (legacy, 2));
-    assert_eq!(count(&inspect(&audit), "PRAGMA user_version"), 3);
+    assert_eq!(count(&inspect(&audit), "PRAGMA user_version"), 4);
 }
 
 #[test]

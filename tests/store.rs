@@ -20,25 +20,22 @@ fn a_new_store_creates_both_files_in_wal_with_the_legacy_tables() {
     let jobs = inspect(&dir.join("jobs.db"));
     let mode: String = jobs.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
-    assert_eq!(count(&jobs, "PRAGMA user_version"), 5);
-    for name in [
-        "jobs",
-        "job_customers",
-        "appstatus_cache",
-        "idx_jobs_user_id",
-        "idx_jobs_created_at",
-        "idx_job_customers_job_id",
-        "idx_appstatus_cache_cid",
-        "idx_appstatus_cache_cid_app",
-    ] {
-        let n = count(&jobs, &format!("SELECT COUNT(*) FROM sqlite_schema WHERE name = '{name}'"));
-        assert_eq!(n, 1, "{name} missing");
+    assert_eq!(count(&jobs, "PRAGMA user_version"), 6);
+    let has = |conn: &rusqlite::Connection, name: &str| {
+        count(conn, &format!("SELECT COUNT(*) FROM sqlite_schema WHERE name = '{name}'")) == 1
+    };
+    for name in ["jobs", "job_customers", "appstatus_cache", "idx_jobs_user_created", "idx_jobs_in_flight"] {
+        assert!(has(&jobs, name), "{name} missing");
+    }
+    // The legacy indexes another index covers, or no query uses, are not created.
+    for name in ["idx_jobs_user_id", "idx_jobs_created_at", "idx_job_customers_job_id", "idx_appstatus_cache_cid"] {
+        assert!(!has(&jobs, name), "{name} present");
     }
     let audit = inspect(&dir.join("audit.db"));
-    for name in ["audit_log", "idx_user_timestamp", "idx_action_type", "idx_timestamp", "idx_customer_search"] {
-        let n = count(&audit, &format!("SELECT COUNT(*) FROM sqlite_schema WHERE name = '{name}'"));
-        assert_eq!(n, 1, "{name} missing");
+    for name in ["audit_log", "idx_user_timestamp", "idx_action_type", "idx_timestamp", "idx_audit_chain_seq"] {
+        assert!(has(&audit, name), "{name} missing");
     }
+    assert!(!has(&audit, "idx_customer_search"));
 }
 
 #[test]
@@ -278,12 +275,97 @@ fn legacy_jobs_and_audit_files_are_adopted_with_every_row() {
     let conn = inspect(&jobs);
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM jobs"), 21);
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM job_customers"), 108);
-    assert_eq!(count(&conn, "PRAGMA user_version"), 5);
+    assert_eq!(count(&conn, "PRAGMA user_version"), 6);
     assert_eq!(
         count(&conn, &format!("SELECT COUNT(*) FROM job_customers WHERE job_id = '{}'", created.job_id)),
         2
     );
     assert_eq!(count(&inspect(&audit), "SELECT COUNT(*) FROM audit_log") as usize, audit_before.len() + 1);
+}
+
+/// Schema v6 rebuilds job_customers without AUTOINCREMENT: every row keeps its id, what someone
+/// added by hand (a column, an index, a trigger) comes along, and new ids continue above the old.
+#[test]
+fn customer_rows_keep_their_ids_when_autoincrement_goes() {
+    let dir = TempDir::new("autoinc");
+    let jobs = copy_fixture(&dir, "jobs.db", "jobs.db");
+    inspect(&jobs)
+        .execute_batch(
+            "ALTER TABLE job_customers ADD COLUMN note TEXT;
+             UPDATE job_customers SET note = 'n' || id;
+             CREATE INDEX by_cid ON job_customers(cid);
+             CREATE TABLE seen (cid TEXT);
+             CREATE TRIGGER remember AFTER INSERT ON job_customers BEGIN INSERT INTO seen VALUES (NEW.cid); END;",
+        )
+        .unwrap();
+    let before = dump(&jobs, "job_customers");
+    let max_id = count(&inspect(&jobs), "SELECT MAX(id) FROM job_customers");
+    assert!(inspect(&jobs).query_row("SELECT sql FROM sqlite_schema WHERE name = 'job_customers'", [], |r| r.get::<_, String>(0)).unwrap().contains("AUTOINCREMENT"));
+
+    let store = Store::open(&jobs, dir.join("audit.db"), &StoreOptions::default()).unwrap();
+    let created = store.create_job(&job("new_user", vec!["x1", "x2"])).unwrap();
+    drop(store);
+
+    let conn = inspect(&jobs);
+    let sql: String = conn.query_row("SELECT sql FROM sqlite_schema WHERE name = 'job_customers'", [], |r| r.get(0)).unwrap();
+    assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'job_customers'"), 0);
+    let after = dump(&jobs, "job_customers");
+    assert_eq!(&after[..before.len()], &before[..], "rows or ids changed");
+    let new_ids: Vec<i64> = conn
+        .prepare(&format!("SELECT id FROM job_customers WHERE job_id = '{}' ORDER BY id", created.job_id))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(new_ids, [max_id + 1, max_id + 2]);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('by_cid', 'remember')"), 2);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM seen"), 2, "the hand-made trigger still fires");
+    // The foreign key to jobs survived the rebuild.
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM pragma_foreign_key_list('job_customers') WHERE \"table\" = 'jobs'"), 1);
+}
+
+/// The legacy app's start-up recreates the dropped indexes with `CREATE INDEX IF NOT EXISTS`
+/// (and its tables' `IF NOT EXISTS` are no-ops): that works while the library has the files open,
+/// the legacy writer's own inserts work, and the library drops the indexes again at its next open.
+#[test]
+fn a_legacy_writer_recreating_the_dropped_indexes_still_works() {
+    let dir = TempDir::new("recreate");
+    let store = open_fresh(&dir);
+    store.create_job(&job("alice", vec!["a1"])).unwrap();
+    let legacy = inspect(&dir.join("jobs.db"));
+    legacy
+        .execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE IF NOT EXISTS job_customers (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL,
+                 cid TEXT NOT NULL, FOREIGN KEY (job_id) REFERENCES jobs(job_id), UNIQUE(job_id, cid));
+             CREATE INDEX IF NOT EXISTS idx_jobs_user_id ON jobs(user_id);
+             CREATE INDEX IF NOT EXISTS idx_jobs_created_at ON jobs(created_at);
+             CREATE INDEX IF NOT EXISTS idx_job_customers_job_id ON job_customers(job_id);
+             CREATE INDEX IF NOT EXISTS idx_appstatus_cache_cid ON appstatus_cache(cid);
+             CREATE INDEX IF NOT EXISTS idx_appstatus_cache_cid_app ON appstatus_cache(cid, app_name);
+             INSERT INTO jobs (job_id, user_id, action_code, action_name, created_at, status)
+                 VALUES ('legacy-job', 'bob', 1, 'Trans-Begin', '2026-01-01T00:00:00.000000', 'IN_PROGRESS');
+             INSERT INTO job_customers (job_id, cid) VALUES ('legacy-job', 'b1'), ('legacy-job', 'b2');",
+        )
+        .unwrap();
+    inspect(&dir.join("audit.db"))
+        .execute_batch("CREATE INDEX IF NOT EXISTS idx_customer_search ON audit_log(customer_ids);")
+        .unwrap();
+    // The open store's prepared statements see the schema change and carry on.
+    let second = store.create_job(&job("alice", vec!["a2", "a3"])).unwrap();
+    assert_eq!(store.get_job_customers(&second.job_id).unwrap(), ["a2", "a3"]);
+    assert_eq!(store.get_job_customers("legacy-job").unwrap(), ["b1", "b2"]);
+    assert_eq!(store.get_user_jobs("bob", 10).unwrap()[0].customer_count, 2);
+    drop(store);
+
+    let store = open_fresh(&dir);
+    for (file, name) in [("jobs.db", "idx_jobs_user_id"), ("jobs.db", "idx_appstatus_cache_cid_app"), ("audit.db", "idx_customer_search")] {
+        let n = count(&inspect(&dir.join(file)), &format!("SELECT COUNT(*) FROM sqlite_schema WHERE name = '{name}'"));
+        assert_eq!(n, 0, "{name} not dropped again");
+    }
+    assert_eq!(store.get_user_jobs("alice", 10).unwrap().len(), 2);
 }
 
 #[test]

@@ -40,13 +40,16 @@ pub fn chain_row(r: &Row<'_>) -> rusqlite::Result<ChainRow> {
     Ok(ChainRow { id: r.get(0)?, legacy, seq: r.get(9)?, prev: r.get(10)?, hash: r.get(11)? })
 }
 
+/// Served by idx_audit_chain_seq: one probe at its end.
+pub(super) fn head_sql() -> String {
+    format!("SELECT {COLUMNS} FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1")
+}
+
 /// The chain's last row, if the chain has begun. Runs inside the writer's transaction, so the
 /// head cannot move before the new row is in.
 fn head(conn: &Connection) -> Result<Option<ChainRow>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1"
-        ))?
+        .prepare_cached(&head_sql())?
         .query_row([], chain_row)
         .optional()?)
 }
@@ -205,16 +208,38 @@ const CUSTOMER_MATCH: &str = "(customer_ids = ?3 OR CASE
                    ',' || ?3 || ',') > 0
     END)";
 
-pub fn trail(conn: &Connection, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
-    let sql = format!(
+/// The trail's query for the filters given. Each combination is its own statement (four of
+/// them, each prepared once) so that SQLite can pick the index that fits: `idx_user_timestamp`
+/// for a user, `idx_action_type` for an action, `idx_timestamp` for neither. One statement with
+/// `(?1 IS NULL OR user_id = ?1)` would walk idx_timestamp for every user.
+pub(super) fn trail_sql(filter: &AuditFilter<'_>) -> String {
+    let mut conditions = Vec::new();
+    if filter.user_id.is_some() {
+        conditions.push("user_id = ?1".to_owned());
+    }
+    if filter.action_type.is_some() {
+        conditions.push("action_type = ?2".to_owned());
+    }
+    if filter.customer_id.is_some() {
+        conditions.push(CUSTOMER_MATCH.to_owned());
+    }
+    if conditions.is_empty() {
+        conditions.push("1".to_owned());
+    }
+    // Numbered parameters: the same binding (?1..?4) serves each statement, SQLite leaves the
+    // ones a statement does not name unused.
+    format!(
         "SELECT id, user_id, action_type, customer_ids, timestamp, ip_address, status,
                 error_message, duration_ms
          FROM audit_log
-         WHERE (?1 IS NULL OR user_id = ?1)
-           AND (?2 IS NULL OR action_type = ?2)
-           AND (?3 IS NULL OR {CUSTOMER_MATCH})
-         ORDER BY timestamp DESC, id DESC LIMIT ?4"
-    );
+         WHERE {}
+         ORDER BY timestamp DESC, id DESC LIMIT ?4",
+        conditions.join(" AND ")
+    )
+}
+
+pub fn trail(conn: &Connection, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
+    let sql = trail_sql(filter);
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
         .query_map(params![filter.user_id, filter.action_type, filter.customer_id, limit], |r| {
@@ -239,9 +264,11 @@ pub fn counts(conn: &Connection) -> Result<(i64, i64)> {
     Ok(conn.query_row("SELECT COUNT(*), COUNT(chain_hash) FROM audit_log", [], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
+/// Read from idx_action_type alone (a covering index, already in order).
+pub(super) const ACTION_TYPES_SQL: &str = "SELECT DISTINCT action_type FROM audit_log ORDER BY action_type";
+
 pub fn action_types(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT DISTINCT action_type FROM audit_log ORDER BY action_type")?;
+    let mut stmt = conn.prepare_cached(ACTION_TYPES_SQL)?;
     let types = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     Ok(types)
 }

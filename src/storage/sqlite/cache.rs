@@ -6,12 +6,13 @@ use crate::error::Result;
 use crate::model::{CacheStats, round2};
 use crate::storage::CacheRecord;
 
+/// Served by the UNIQUE(cid, app_name) index.
+pub(super) const GET_SQL: &str = "SELECT status_data FROM appstatus_cache
+     WHERE cid = ?1 AND app_name = ?2 AND cached_at >= ?3";
+
 pub fn get(conn: &Connection, cid: &str, app_name: &str, fresh_since: &str) -> Result<Option<String>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT status_data FROM appstatus_cache
-             WHERE cid = ?1 AND app_name = ?2 AND cached_at >= ?3",
-        )?
+        .prepare_cached(GET_SQL)?
         .query_row(params![cid, app_name, fresh_since], |r| r.get(0))
         .optional()?)
 }
@@ -32,12 +33,20 @@ pub fn delete_older(conn: &Connection, cutoff: &str) -> Result<u64> {
         as u64)
 }
 
+/// One statement per combination of filters, so that a given cid is found through the
+/// UNIQUE(cid, app_name) index instead of a scan (?1 and ?2 are bound either way).
+pub(super) fn invalidate_sql(cid: bool, app_name: bool) -> &'static str {
+    match (cid, app_name) {
+        (true, true) => "DELETE FROM appstatus_cache WHERE cid = ?1 AND app_name = ?2",
+        (true, false) => "DELETE FROM appstatus_cache WHERE cid = ?1 AND ?2 IS NULL",
+        (false, true) => "DELETE FROM appstatus_cache WHERE app_name = ?2 AND ?1 IS NULL",
+        (false, false) => "DELETE FROM appstatus_cache WHERE ?1 IS NULL AND ?2 IS NULL",
+    }
+}
+
 pub fn invalidate(conn: &Connection, cid: Option<&str>, app_name: Option<&str>) -> Result<u64> {
     Ok(conn
-        .prepare_cached(
-            "DELETE FROM appstatus_cache
-             WHERE (?1 IS NULL OR cid = ?1) AND (?2 IS NULL OR app_name = ?2)",
-        )?
+        .prepare_cached(invalidate_sql(cid.is_some(), app_name.is_some()))?
         .execute(params![cid, app_name])? as u64)
 }
 

@@ -128,7 +128,7 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<JobSummary> {
     })
 }
 
-fn user_jobs_sql() -> String {
+pub(super) fn user_jobs_sql() -> String {
     // idx_jobs_user_created yields the rows already in order; the stored count spares a scan
     // of job_customers per listed job.
     format!(
@@ -145,15 +145,18 @@ pub fn for_user(conn: &Connection, user_id: &str, limit: u32) -> Result<Vec<JobS
     Ok(rows)
 }
 
+pub(super) const JOB_EXISTS_SQL: &str = "SELECT EXISTS(SELECT 1 FROM jobs WHERE job_id = ?1)";
+/// Served by the UNIQUE(job_id, cid) index, already in cid order.
+pub(super) const JOB_CUSTOMERS_SQL: &str = "SELECT cid FROM job_customers WHERE job_id = ?1 ORDER BY cid";
+
 pub fn customers(conn: &Connection, job_id: &str) -> Result<Option<Vec<String>>> {
     let exists: bool = conn
-        .prepare_cached("SELECT EXISTS(SELECT 1 FROM jobs WHERE job_id = ?1)")?
+        .prepare_cached(JOB_EXISTS_SQL)?
         .query_row([job_id], |r| r.get(0))?;
     if !exists {
         return Ok(None);
     }
-    let mut stmt =
-        conn.prepare_cached("SELECT cid FROM job_customers WHERE job_id = ?1 ORDER BY cid")?;
+    let mut stmt = conn.prepare_cached(JOB_CUSTOMERS_SQL)?;
     let cids = stmt.query_map([job_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     Ok(Some(cids))
 }

@@ -17,17 +17,47 @@ type Migration = fn(&Connection) -> Result<()>;
 /// index that serves "a user's newest jobs" without sorting or counting per call; v4 = the
 /// outbox that makes a Set Action's audit row survive a crash between the two files' commits;
 /// v5 = the library's own clock for recovery, request fingerprints for idempotency keys, and
-/// the outbox that lets an outcome commit without audit.db.
+/// the outbox that lets an outcome commit without audit.db; v6 = fewer B-trees per write: the
+/// indexes no query needs dropped, job_customers without AUTOINCREMENT.
 const JOBS_MIGRATIONS: &[Migration] = &[
     jobs_v1_adopt_legacy,
     jobs_v2_set_action_requests,
     jobs_v3_user_job_listing,
     jobs_v4_pending_audit,
     jobs_v5_clock_fingerprints_outbox,
+    jobs_v6_lower_the_floor,
 ];
 /// audit.db: v1 = the legacy layout; v2 = the hash chain and append-only triggers; v3 = no row
-/// replaced by INSERT OR REPLACE, and the outbox's delivery receipts.
-const AUDIT_MIGRATIONS: &[Migration] = &[audit_v1_adopt_legacy, audit_v2_hash_chain, audit_v3_no_replace_receipts];
+/// replaced by INSERT OR REPLACE, and the outbox's delivery receipts; v4 = the index no query can
+/// use dropped.
+const AUDIT_MIGRATIONS: &[Migration] = &[
+    audit_v1_adopt_legacy,
+    audit_v2_hash_chain,
+    audit_v3_no_replace_receipts,
+    audit_v4_lower_the_floor,
+];
+
+/// Legacy indexes that every write pays for and no query of the library or of the legacy app
+/// needs (`tests/query_plans.rs` shows each remaining index serving a query, and each query
+/// served without these):
+/// - `idx_jobs_user_id (user_id)`: a prefix of `idx_jobs_user_created (user_id, created_at)`;
+/// - `idx_jobs_created_at (created_at)`: no query filters or sorts all jobs by time;
+/// - `idx_job_customers_job_id (job_id)`: a prefix of the `UNIQUE(job_id, cid)` index;
+/// - `idx_appstatus_cache_cid (cid)` and `idx_appstatus_cache_cid_app (cid, app_name)`: a prefix
+///   of, and a copy of, the `UNIQUE(cid, app_name)` index.
+///
+/// The legacy app recreates them at start (`CREATE INDEX IF NOT EXISTS`); that still works, and
+/// the library drops them again when it next opens the file (`drop_unneeded_indexes`).
+pub const UNNEEDED_JOBS_INDEXES: &[&str] = &[
+    "idx_jobs_user_id",
+    "idx_jobs_created_at",
+    "idx_job_customers_job_id",
+    "idx_appstatus_cache_cid",
+    "idx_appstatus_cache_cid_app",
+];
+/// `idx_customer_search (customer_ids)` indexes whole JSON texts: no customer match can use it
+/// (the legacy app's `LIKE '%id%'` cannot, nor can the library's whole-ID match).
+pub const UNNEEDED_AUDIT_INDEXES: &[&str] = &["idx_customer_search"];
 
 pub const JOBS_SCHEMA_VERSION: i64 = JOBS_MIGRATIONS.len() as i64;
 pub const AUDIT_SCHEMA_VERSION: i64 = AUDIT_MIGRATIONS.len() as i64;
@@ -282,6 +312,86 @@ fn jobs_v5_clock_fingerprints_outbox(conn: &Connection) -> Result<()> {
             SELECT 'v4:' || job_id, record, audit_id FROM pending_audit;
          DROP TABLE pending_audit;",
     )?;
+    Ok(())
+}
+
+/// Each small job touched nine B-trees; dropping the indexes no query needs leaves six. The
+/// customer rows' ids stay as they are (every row and id is copied) and new ones stay unique and
+/// increasing: without AUTOINCREMENT a new row takes the largest id plus one, and the library
+/// never deletes customer rows, so no id can come back. What goes is one more B-tree write per
+/// job (`sqlite_sequence`), measured at about a tenth of a small job's commit.
+fn jobs_v6_lower_the_floor(conn: &Connection) -> Result<()> {
+    drop_indexes(conn, UNNEEDED_JOBS_INDEXES)?;
+    let autoincrement: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'job_customers'
+            AND sql LIKE '%AUTOINCREMENT%')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !autoincrement {
+        return Ok(());
+    }
+    // Columns, indexes and triggers someone added by hand come along.
+    let mut stmt = conn.prepare("SELECT name, type FROM pragma_table_info('job_customers') WHERE name NOT IN ('id', 'job_id', 'cid')")?;
+    let extra: Vec<(String, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT sql FROM sqlite_schema WHERE tbl_name = 'job_customers' AND type IN ('index', 'trigger')
+            AND sql IS NOT NULL",
+    )?;
+    let dependents: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let extra_decl: String = extra.iter().map(|(n, t)| format!(",\n    {} {t}", quoted(n))).collect();
+    let copied: String = ["id", "job_id", "cid"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(extra.iter().map(|(n, _)| quoted(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    conn.execute_batch(&format!(
+        "CREATE TABLE job_customers_rebuilt (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            cid TEXT NOT NULL{extra_decl},
+            FOREIGN KEY (job_id) REFERENCES jobs(job_id),
+            UNIQUE(job_id, cid)
+         );
+         INSERT INTO job_customers_rebuilt ({copied}) SELECT {copied} FROM job_customers;
+         DROP TABLE job_customers;
+         ALTER TABLE job_customers_rebuilt RENAME TO job_customers;"
+    ))?;
+    for sql in dependents {
+        conn.execute_batch(&sql)?;
+    }
+    Ok(())
+}
+
+fn audit_v4_lower_the_floor(conn: &Connection) -> Result<()> {
+    drop_indexes(conn, UNNEEDED_AUDIT_INDEXES)
+}
+
+fn drop_indexes(conn: &Connection, names: &[&str]) -> Result<()> {
+    for name in names {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
+    }
+    Ok(())
+}
+
+/// Drop again the unneeded indexes a legacy writer recreated (its start-up runs `CREATE INDEX IF
+/// NOT EXISTS`), so that writes do not pay for them. A read of the schema when none is there.
+pub fn drop_unneeded_indexes(conn: &Connection, names: &[&str]) -> Result<()> {
+    let mut present = false;
+    for name in names {
+        present |= conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1)",
+            [name],
+            |r| r.get::<_, bool>(0),
+        )?;
+    }
+    if present {
+        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        drop_indexes(&tx, names)?;
+        tx.commit()?;
+    }
     Ok(())
 }
 
