@@ -26,30 +26,41 @@ fn broken_down(secs: i64, local: bool) -> libc::tm {
 pub fn local_iso(t: SystemTime) -> String {
     let d = since_epoch(t);
     let tm = broken_down(d.as_secs() as i64, true);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        d.subsec_micros()
-    )
+    let mut text = *b"0000-00-00T00:00:00.000000";
+    put_date_time(&mut text, &tm);
+    put_digits(&mut text[20..26], d.subsec_micros());
+    ascii(&text)
 }
 
 /// UTC as the audit table stores it: `2026-01-30 17:00:26`.
 pub fn utc_sql(t: SystemTime) -> String {
     let tm = broken_down(since_epoch(t).as_secs() as i64, false);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    let mut text = *b"0000-00-00 00:00:00";
+    put_date_time(&mut text, &tm);
+    ascii(&text)
+}
+
+// Written digit by digit: every job and audit row takes a timestamp, and `format!` with its
+// width and padding handling cost more than the rest of the timestamp.
+fn put_date_time(text: &mut [u8], tm: &libc::tm) {
+    put_digits(&mut text[0..4], (tm.tm_year + 1900) as u32);
+    put_digits(&mut text[5..7], (tm.tm_mon + 1) as u32);
+    put_digits(&mut text[8..10], tm.tm_mday as u32);
+    put_digits(&mut text[11..13], tm.tm_hour as u32);
+    put_digits(&mut text[14..16], tm.tm_min as u32);
+    put_digits(&mut text[17..19], tm.tm_sec as u32);
+}
+
+/// `value`'s last `out.len()` decimal digits, zero-padded.
+fn put_digits(out: &mut [u8], mut value: u32) {
+    for place in out.iter_mut().rev() {
+        *place = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+fn ascii(text: &[u8]) -> String {
+    text.iter().map(|&b| b as char).collect()
 }
 
 /// Local ISO time `age_s` seconds ago, for comparing against stored local timestamps as text.
@@ -75,5 +86,8 @@ mod tests {
         assert_eq!(local.len(), 26);
         assert!(local.ends_with(":53.003687"), "{local}");
         assert_eq!(&local[10..11], "T");
+        let at_second = UNIX_EPOCH + Duration::from_secs(1_769_612_693);
+        assert!(local_iso(at_second).ends_with(":53.000000"));
+        assert_eq!(utc_sql(UNIX_EPOCH), "1970-01-01 00:00:00");
     }
 }

@@ -51,11 +51,25 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
+    // While few IDs are kept, a repeat is found by comparing with them: a Set Action usually
+    // carries a handful, and hashing them cost more than the comparisons. Past that, a hash set.
+    const LINEAR_UP_TO: usize = 16;
+    let mut out: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    let mut out = Vec::new();
     for raw in ids {
         let id = raw.as_ref().trim();
-        if id.is_empty() || seen.contains(id) {
+        if id.is_empty() {
+            continue;
+        }
+        let repeat = if out.len() <= LINEAR_UP_TO {
+            out.iter().any(|kept| kept == id)
+        } else {
+            if seen.is_empty() {
+                seen.extend(out.iter().cloned());
+            }
+            seen.contains(id)
+        };
+        if repeat {
             continue;
         }
         validate(id)?;
@@ -65,7 +79,9 @@ where
                 format!("too many customer IDs: at most {MAX_IDS} distinct IDs per request"),
             ));
         }
-        seen.insert(id.to_owned());
+        if !seen.is_empty() {
+            seen.insert(id.to_owned());
+        }
         out.push(id.to_owned());
     }
     Ok(out)
@@ -83,7 +99,9 @@ pub fn validate(id: &str) -> Result<()> {
             id.len()
         )));
     }
-    if id.chars().any(char::is_control) {
+    // Real IDs are ASCII: check their bytes, and decode characters only for the others.
+    let control = if id.is_ascii() { id.bytes().any(|b| b.is_ascii_control()) } else { id.chars().any(char::is_control) };
+    if control {
         return Err(Error::invalid(format!("customer ID {} contains a control character", crate::error::shown(id))));
     }
     Ok(())
@@ -153,6 +171,21 @@ mod tests {
         let err = normalize([long.as_str()]).unwrap_err();
         assert!(err.message.contains("129 bytes"), "{}", err.message);
         assert!(normalize(["x".repeat(MAX_ID_BYTES)]).is_ok());
+    }
+
+    /// Repeats are dropped the same way below, at and above the size where the search for them
+    /// changes from comparisons to a hash set.
+    #[test]
+    fn repeats_are_dropped_at_every_size_keeping_first_seen_order() {
+        for n in [1, 2, 15, 16, 17, 18, 40] {
+            let distinct: Vec<String> = (0..n).map(|i| format!("id{i}")).collect();
+            // Each ID twice, the second copies in reverse order, with blanks and spaces between.
+            let mut given: Vec<String> = distinct.clone();
+            given.push(" ".into());
+            given.extend(distinct.iter().rev().map(|id| format!(" {id} ")));
+            given.insert(n / 2, distinct[0].clone());
+            assert_eq!(normalize(&given).unwrap(), distinct, "n = {n}");
+        }
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub mod ffi;
 pub mod set_action;
 #[doc(hidden)]
 pub mod storage;
+pub(crate) mod process;
 mod store;
 pub(crate) mod uuid;
 

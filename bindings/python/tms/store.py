@@ -102,6 +102,7 @@ class Store:
         # close() waits for calls in flight: freeing the handle under a running call would be a
         # use-after-free in C. Set first, so __del__ works whatever fails below.
         self._calls = 0
+        self._closing = False  # set by close(): only then does a finishing call notify
         self._idle = threading.Condition(threading.Lock())  # a plain lock: cheaper than the RLock default
         self._handle: int | None = None
         given: dict[str, Any] = dict(
@@ -140,7 +141,7 @@ class Store:
     def _leave(self) -> None:
         with self._idle:
             self._calls -= 1
-            if self._calls == 0:
+            if self._calls == 0 and self._closing:
                 self._idle.notify_all()
 
     def _call(self, fn: Any, *args: Any) -> None:
@@ -160,6 +161,7 @@ class Store:
     def close(self) -> None:
         """Release the handle once no call is running. Closing twice is harmless."""
         with self._idle:
+            self._closing = True
             while self._calls:
                 self._idle.wait()
             handle, self._handle = self._handle, None
@@ -208,7 +210,8 @@ class Store:
             )
         finally:
             self._leave()
-        _native.take_string(job_id.value)  # the same id is in the JSON
+        if job_id.value:
+            lib.tms_string_free(job_id.value)  # the same id is in the JSON: no need to decode it
         check(status_code)
         return json.loads(cast(str, _native.take_string(job_json.value)))  # set: the call succeeded
 

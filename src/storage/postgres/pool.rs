@@ -78,7 +78,7 @@ impl Pool {
             location,
             session_setup,
             max_idle: usize::try_from(options.max_idle_connections).unwrap_or(8),
-            idle: Mutex::new(Idle { pid: std::process::id(), clients: Vec::new() }),
+            idle: Mutex::new(Idle { pid: crate::process::id(), clients: Vec::new() }),
         };
         let first = pool.connect()?;
         Ok((pool, first))
@@ -111,14 +111,14 @@ impl Pool {
 
     pub fn put(&self, conn: Conn) {
         let mut idle = self.lock();
-        Self::adopt(&mut idle, std::process::id());
+        Self::adopt(&mut idle, crate::process::id());
         if idle.clients.len() < self.max_idle {
             idle.clients.push(conn);
         }
     }
 
     pub fn get(&self) -> Result<Pooled<'_>> {
-        let pid = std::process::id();
+        let pid = crate::process::id();
         let reused = {
             let mut idle = self.lock();
             Self::adopt(&mut idle, pid);
@@ -140,7 +140,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         let mut idle = self.lock();
-        if idle.pid != std::process::id() {
+        if idle.pid != crate::process::id() {
             for inherited in idle.clients.drain(..) {
                 std::mem::forget(inherited);
             }
@@ -165,7 +165,7 @@ impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         // SAFETY: `conn` is taken exactly once, here.
         let conn = unsafe { ManuallyDrop::take(&mut self.conn) };
-        if std::process::id() != self.pid {
+        if crate::process::id() != self.pid {
             std::mem::forget(conn); // checked out before a fork: the parent's, not ours to close
             return;
         }

@@ -144,7 +144,7 @@ impl Pool {
             max_version,
             options: options.clone(),
             idle: Mutex::new(Idle {
-                pid: std::process::id(),
+                pid: crate::process::id(),
                 connections: Vec::new(),
                 checked_out: 0,
                 busy_at_fork: false,
@@ -164,13 +164,13 @@ impl Pool {
     /// Hand back a connection that was opened outside the pool (the one `open` returned).
     pub fn put(&self, conn: Connection) {
         let mut idle = self.lock();
-        if idle.pid == std::process::id() && (idle.connections.len() as u64) < self.shared.options.max_idle_connections {
+        if idle.pid == crate::process::id() && (idle.connections.len() as u64) < self.shared.options.max_idle_connections {
             idle.connections.push(conn);
         }
     }
 
     pub fn get(&self) -> Result<PooledConnection<'_>> {
-        let pid = std::process::id();
+        let pid = crate::process::id();
         let reused = {
             let mut idle = self.lock();
             idle.adopt(pid);
@@ -212,7 +212,7 @@ impl Pool {
     /// This process's writer lock for the file (see [`Idle::writer`]).
     pub fn writer(&self) -> Arc<Mutex<()>> {
         let mut idle = self.lock();
-        idle.adopt(std::process::id());
+        idle.adopt(crate::process::id());
         idle.writer.clone()
     }
 
@@ -238,7 +238,7 @@ impl Pool {
     /// This process's group-commit batcher for the file.
     pub fn group(&self) -> Arc<GroupCommit> {
         let mut idle = self.lock();
-        idle.adopt(std::process::id());
+        idle.adopt(crate::process::id());
         idle.group.clone()
     }
 }
@@ -246,7 +246,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         let mut idle = self.lock();
-        if idle.pid != std::process::id() {
+        if idle.pid != crate::process::id() {
             for inherited in idle.connections.drain(..) {
                 std::mem::forget(inherited);
             }
@@ -265,7 +265,7 @@ impl Drop for PooledConnection<'_> {
     fn drop(&mut self) {
         // SAFETY: `conn` is taken exactly once, here.
         let conn = unsafe { ManuallyDrop::take(&mut self.conn) };
-        if std::process::id() != self.pid {
+        if crate::process::id() != self.pid {
             std::mem::forget(conn); // checked out before a fork: not ours to close
             return;
         }

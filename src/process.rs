@@ -1,0 +1,70 @@
+//! This process's id without a system call per use. Every pool compares it on each checkout to
+//! notice a `fork()` (glibc no longer caches `getpid`, so that was several system calls per
+//! write). The cache is cleared in the child of every fork by a `pthread_atfork` handler, which
+//! also counts forks for whatever keeps per-process state in memory (the id generator's
+//! buffered random bytes).
+//!
+//! A child made by a raw `clone` system call that bypasses the C library's `fork()` would keep
+//! the parent's cached id; Python's `os.fork`, `multiprocessing` and gunicorn all use `fork()`.
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// 0 = not known yet (or forgotten in a child).
+static PID: AtomicU32 = AtomicU32::new(0);
+static FORKS: AtomicU64 = AtomicU64::new(0);
+static HANDLER: Once = Once::new();
+
+extern "C" fn in_child_after_fork() {
+    // Only atomic stores: async-signal-safe, as a handler that runs in a child must be.
+    PID.store(0, Ordering::SeqCst);
+    FORKS.fetch_add(1, Ordering::SeqCst);
+}
+
+fn watch_forks() {
+    HANDLER.call_once(|| {
+        // SAFETY: a plain function pointer with the C signature pthread_atfork expects.
+        unsafe { libc::pthread_atfork(None, None, Some(in_child_after_fork)) };
+    });
+}
+
+/// This process's id (as `std::process::id`), cached until the next fork.
+pub fn id() -> u32 {
+    watch_forks();
+    match PID.load(Ordering::Acquire) {
+        0 => {
+            let pid = std::process::id();
+            PID.store(pid, Ordering::Release);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+/// How many forks led to this process since the library was loaded: state kept in memory for
+/// one process (random bytes not yet used) is stale when this changed.
+pub fn fork_count() -> u64 {
+    watch_forks();
+    FORKS.load(Ordering::Acquire)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cached_id_follows_a_fork() {
+        let parent = super::id();
+        assert_eq!(parent, std::process::id());
+        let forks = super::fork_count();
+        // SAFETY: the child only calls async-signal-safe functions and atomics before _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            let ok = super::id() == unsafe { libc::getpid() } as u32 && super::fork_count() == forks + 1;
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child saw a stale id");
+        assert_eq!(super::id(), parent);
+    }
+}
