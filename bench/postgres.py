@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "bindings", "python"))
 sys.path.insert(0, HERE)
 
 import tms  # noqa: E402
-from run import NATIVE, fmt_us, ids, native, timed, timed_samples  # noqa: E402
+from run import NATIVE, fmt_us, ids, native, timed_samples  # noqa: E402
 
 FULL = {"iters": {3: 300, 150: 99, 27682: 9}, "small_iters": 300, "read_iters": 200,
         "big_jobs": 20_000, "big_per_job": 50, "writer_ms": 8000}
@@ -54,20 +54,20 @@ def with_param(url, param):
 
 
 class Stores:
-    """This run's stores: SQLite directories under a temp dir, PostgreSQL schemas on the server;
-    close() removes them all."""
+    """This run's stores: SQLite directories under a temp dir, PostgreSQL schemas on the server."""
 
     def __init__(self, url):
         self.url = url
         self.run = uuid.uuid4().hex[:8]
         self.base = tempfile.mkdtemp(prefix="tms-pgbench-")
-        self.schemas = []
+        self.dirs, self.schemas = [], []
 
     def new(self, engine, name):
         """A fresh store's location, for tms.Store and the native bench alike."""
         if engine == "SQLite":
             d = os.path.join(self.base, name)
             os.makedirs(d)
+            self.dirs.append(d)
             return d
         schema = f"bench_{self.run}_{name}".lower()
         psql(self.url, f"CREATE SCHEMA {schema}")
@@ -79,10 +79,20 @@ class Stores:
         return int(psql(self.url, "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
                                   f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND c.relkind = 'r'"))
 
-    def close(self):
-        shutil.rmtree(self.base, ignore_errors=True)
+    def free(self):
+        """Remove every store made so far: a finished case's tables would keep the server's
+        autovacuum (and the disk) busy during the next case."""
+        for d in self.dirs:
+            shutil.rmtree(d, ignore_errors=True)
         if self.schemas:
             psql(self.url, f"DROP SCHEMA IF EXISTS {', '.join(self.schemas)} CASCADE")
+        self.dirs, self.schemas = [], []
+
+    def close(self):
+        try:
+            self.free()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
 
 
 def open_store(location, sync):
@@ -91,48 +101,59 @@ def open_store(location, sync):
     return tms.Store(os.path.join(location, "jobs.db"), os.path.join(location, "audit.db"), synchronous=sync)
 
 
-def bench_create(stores, sync, n_ids, iters):
-    """As bench/run.py: the four variants interleaved in ROUNDS rounds, so that drift in the
-    machine falls on all alike; medians over all rounds."""
-    where = {(e, k): stores.new(e, f"c{n_ids}_{sync}_{k}") for e, k in KINDS}
-    lists = [ids(f"L{i}-", n_ids) for i in range(iters)]
+def interleaved(where, sync, iters, make_call, mode, n_ids=3):
+    """One case on both engines, natively (`mode` of the bench example) and via ctypes
+    (`make_call(store)` gives the timed call), alternated in ROUNDS rounds as bench/run.py does,
+    so that drift in the machine (I/O bursts, a neighbour's load, the server's autovacuum) falls
+    on all four alike; medians over all rounds. `where` maps (engine, kind) to a location."""
     opened = {e: open_store(where[(e, "ctypes")], sync) for e in ENGINES}
+    calls = {e: make_call(opened[e]) for e in ENGINES}
     samples = {kind: [] for kind in KINDS}
     per_round = max(1, iters // ROUNDS)
     for r in range(ROUNDS):
-        start = r * per_round
         for e in ENGINES:
-            store = opened[e]
-            samples[(e, "ctypes")] += timed_samples(
-                per_round, lambda i: store.create_job("bench", 1, "Trans-Begin", lists[i % iters]), start)
+            samples[(e, "ctypes")] += timed_samples(per_round, calls[e], r * per_round)
         for e in ENGINES:
-            samples[(e, "native")] += native("native-create", where[(e, "native")], sync, per_round, n_ids, tag=f"r{r}")["samples_us"]
+            samples[(e, "native")] += native(mode, where[(e, "native")], sync, per_round, n_ids, tag=f"r{r}")["samples_us"]
     for store in opened.values():
         store.close()
     return {kind: statistics.median(v) for kind, v in samples.items()}
 
 
+def fresh(stores, name):
+    """A fresh store per engine and kind, as bench/run.py gives each implementation its own."""
+    return {(e, k): stores.new(e, f"{name}_{k}") for e, k in KINDS}
+
+
+def bench_create(stores, sync, n_ids, iters):
+    lists = [ids(f"L{i}-", n_ids) for i in range(iters)]
+
+    def make_call(store):
+        return lambda i: store.create_job("bench", 1, "Trans-Begin", lists[i % iters])
+
+    return interleaved(fresh(stores, f"c{n_ids}_{sync}"), sync, iters, make_call, "native-create", n_ids)
+
+
 def bench_audit(stores, sync, iters):
-    out = {}
-    for e in ENGINES:
-        store = open_store(stores.new(e, f"log_{sync}_ctypes"), sync)
-        out[(e, "ctypes")] = timed(iters, lambda i: store.record_audit("bench", "Trans-Begin", ["c1", "c2", "c3"]))
-        store.close()
-        out[(e, "native")] = native("native-log", stores.new(e, f"log_{sync}_native"), sync, iters)["median_us"]
-    return out
+    def make_call(store):
+        return lambda i: store.record_audit("bench", "Trans-Begin", ["c1", "c2", "c3"])
+
+    return interleaved(fresh(stores, f"log_{sync}"), sync, iters, make_call, "native-log")
 
 
 def bench_reads(big, sync, iters):
-    lst, cust = {}, {}
-    for e in ENGINES:
-        store = open_store(big[e], sync)
+    """Both kinds read the same populated store of each engine."""
+    where = {(e, k): big[e] for e, k in KINDS}
+
+    def listing(store):
+        return lambda i: store.get_user_jobs("user7", 50)
+
+    def customers(store):
         job = store.get_user_jobs("user7", 1)[0]["job_id"]
-        lst[(e, "ctypes")] = timed(iters, lambda i: store.get_user_jobs("user7", 50))
-        cust[(e, "ctypes")] = timed(iters, lambda i: store.get_job_customers(job))
-        store.close()
-        lst[(e, "native")] = native("native-list", big[e], sync, iters)["median_us"]
-        cust[(e, "native")] = native("native-customers", big[e], sync, iters)["median_us"]
-    return lst, cust
+        return lambda i: store.get_job_customers(job)
+
+    return (interleaved(where, sync, iters, listing, "native-list"),
+            interleaved(where, sync, iters, customers, "native-customers"))
 
 
 def writers(location, sync, processes, threads, millis):
@@ -162,7 +183,9 @@ def run(quick, url):
         for sync in SYNCS:
             for n in (3, 150, 27682):
                 results[(f"create_job {n} IDs", sync)] = bench_create(stores, sync, n, cfg["iters"][n])
+                stores.free()
             results[("record_audit", sync)] = bench_audit(stores, sync, cfg["small_iters"])
+            stores.free()
 
         big = {e: stores.new(e, "reads") for e in ENGINES}
         fill = {e: native("populate", big[e], "NORMAL", cfg["big_jobs"], cfg["big_per_job"]) for e in ENGINES}
@@ -176,6 +199,7 @@ def run(quick, url):
                      f"{cfg['big_jobs'] * cfg['big_per_job']:,} customer rows over 100 users: SQLite files {sqlite_mib:.0f} MiB, "
                      f"PostgreSQL tables and indexes {pg_mib:.0f} MiB (filled in {fill['SQLite']['seconds']:.0f} s and "
                      f"{fill['PostgreSQL']['seconds']:.0f} s, then VACUUM ANALYZE)")
+        stores.free()
 
         for sync in SYNCS:
             where = {}
@@ -188,6 +212,7 @@ def run(quick, url):
                     rates[(label, sync, e)] = rate
                     if late:
                         notes.append(f"{label}, {e}, {sync}: a writer was ready after the common start (shorter window)")
+            stores.free()
         notes.append(f"writers: 3-ID create_job calls for {cfg['writer_ms'] / 1000:g} s, native; "
                      "the processes share one store (SQLite: one jobs.db/audit.db; PostgreSQL: one schema)")
         server = psql(url, "SELECT current_setting('server_version') || ', fsync ' || current_setting('fsync') || ', wal_sync_method ' "
