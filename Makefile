@@ -35,11 +35,15 @@ uninstall:
 header:
 	TMS_BLESS=1 cargo test -p tms-header-check
 
-# The side-by-side benchmark (minutes; see BENCHMARKS.md) and its small CI smoke run.
+# The side-by-side benchmark (minutes; see BENCHMARKS.md) and its small CI smoke run. The
+# PostgreSQL comparison runs under scripts/with-postgres.sh (TMS_TEST_PG_URL's server, else a
+# throwaway one), started only for that step so that no idle server runs beside the SQLite one.
 bench: build
 	cargo build --release --example bench
-	@python=$$(scripts/venv.sh) && "$$python" bench/run.py --markdown target/bench-table.md
+	@python=$$(scripts/venv.sh) && "$$python" bench/run.py --markdown target/bench-table.md && \
+	  scripts/with-postgres.sh "$$python" bench/postgres.py --markdown target/bench-pg-table.md
 
 bench-smoke: build
 	cargo build --release --example bench
-	@python=$$(scripts/venv.sh) && "$$python" bench/run.py --quick
+	@python=$$(scripts/venv.sh) && "$$python" bench/run.py --quick && \
+	  scripts/with-postgres.sh "$$python" bench/postgres.py --quick

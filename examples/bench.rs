@@ -1,21 +1,27 @@
-//! The Rust side of the benchmark (bench/run.py drives it): the library's native API and the
-//! floor, a bare rusqlite transaction inserting the same rows into the same schema.
+//! The Rust side of the benchmark (bench/run.py and bench/postgres.py drive it): the library's
+//! native API and the floor, a bare rusqlite transaction inserting the same rows into the same
+//! schema.
 //!
-//! bench <what> <dir> <NORMAL|FULL> <iterations> [ids] [tag]
+//! bench <what> <store> <NORMAL|FULL> <iterations> [ids] [tag]
+//!   <store> is a directory (jobs.db and audit.db in it) or a PostgreSQL URL (postgresql://...);
+//!   the floor is SQLite-only.
 //!   native-create | floor-create   create_job with `ids` customer IDs, per call
 //!   native-update | native-log     update_job / record_audit, per call
 //!   native-list | native-customers get_user_jobs(50) / get_job_customers on an existing store
-//!   populate                       fill <dir> with <iterations> jobs of [ids] customers each
+//!   populate                       fill <store> with <iterations> jobs of [ids] customers each
 //!   group-commit                   commits/s with 1 and with 8 threads (3-ID jobs)
 //!   memory                         resident memory before and after <iterations> create_job calls
+//!   writers                        [ids] threads creating 3-ID jobs for <iterations> ms, from
+//!                                  [tag] = a Unix time in ms (so several processes run together)
 //! Prints one JSON object.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, params};
 use serde_json::json;
 use tms::model::{AuditEntry, JobUpdate, NewJob};
+use tms::storage::postgres::is_postgres_url;
 use tms::{Store, StoreOptions, Synchronous};
 
 fn options(sync: &str) -> StoreOptions {
@@ -23,8 +29,35 @@ fn options(sync: &str) -> StoreOptions {
     StoreOptions { synchronous, ..Default::default() }
 }
 
-fn open(dir: &Path, sync: &str) -> Store {
+/// On PostgreSQL, FULL is synchronous_commit=on and NORMAL is off (see the engine's pool).
+fn open(store: &str, sync: &str) -> Store {
+    if is_postgres_url(store) {
+        return Store::open_postgres(store, &options(sync)).expect("open store");
+    }
+    let dir = Path::new(store);
     Store::open(dir.join("jobs.db"), dir.join("audit.db"), &options(sync)).expect("open store")
+}
+
+/// The directory of a mode that talks to SQLite itself.
+fn sqlite_dir<'a>(store: &'a str, what: &str) -> &'a Path {
+    assert!(!is_postgres_url(store), "{what} is SQLite-only: give it a directory");
+    Path::new(store)
+}
+
+/// Job `j` of the read fixture (id, user, created_at), the same rows on both engines; its
+/// customers are `fixture_cid(j, 0..n)`. Spread over 100 users and a year, as a dashboard's are.
+fn fixture_job(j: usize) -> (String, String, String) {
+    let job_id = format!("{j:08x}-1111-4000-8000-000000000000");
+    let created = format!("2026-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}", 1 + j % 12, 1 + j % 28, j % 24, j % 60, (j / 60) % 60, j);
+    (job_id, format!("user{}", j % 100), created)
+}
+
+fn fixture_cid(j: usize, c: usize) -> String {
+    format!("{j:08x}{c:024x}")
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
@@ -56,7 +89,7 @@ fn rss_kib() -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args[1].as_str();
-    let dir = Path::new(&args[2]);
+    let store_at = args[2].as_str();
     let sync = args[3].as_str();
     let iterations: usize = args[4].parse().unwrap();
     let n_ids: usize = args.get(5).map_or(3, |s| s.parse().unwrap());
@@ -65,7 +98,7 @@ fn main() {
 
     let out = match what {
         "native-create" => {
-            let store = open(dir, sync);
+            let store = open(store_at, sync);
             // One untimed call first: the Python sides keep their store open (warm statement and
             // page caches) across rounds, while this process starts cold each round.
             let warm = ids(&format!("w{tag}-"), n_ids);
@@ -79,7 +112,8 @@ fn main() {
         "floor-create" => {
             // The same rows the library writes, with nothing around them: one prepared
             // statement per table in one BEGIN IMMEDIATE transaction.
-            drop(open(dir, sync)); // the same schema, created by the library (no-op if present)
+            let dir = sqlite_dir(store_at, what);
+            drop(open(store_at, sync)); // the same schema, created by the library (no-op if present)
             let conn = Connection::open(dir.join("jobs.db")).unwrap();
             conn.pragma_update(None, "journal_mode", "WAL").unwrap();
             conn.pragma_update(None, "synchronous", sync).unwrap();
@@ -118,26 +152,26 @@ fn main() {
             time_each(iterations, insert)
         }
         "native-update" => {
-            let store = open(dir, sync);
+            let store = open(store_at, sync);
             let id = store.create_job(&NewJob { user_id: "bench", action_name: "Trans-Begin", cids: vec!["c1"], ..Default::default() }).unwrap().job_id;
             time_each(iterations, |_| {
                 store.update_job(&id, &JobUpdate { status: tms::model::JobStatus::Success, http_status: Some(200), ..Default::default() }).unwrap();
             })
         }
         "native-log" => {
-            let store = open(dir, sync);
+            let store = open(store_at, sync);
             time_each(iterations, |_| {
                 store.record_audit(&AuditEntry { user_id: "bench", action_type: "Trans-Begin", customer_ids: Some(r#"["c1", "c2", "c3"]"#), ..Default::default() }).unwrap();
             })
         }
         "native-list" => {
-            let store = open(dir, sync);
+            let store = open(store_at, sync);
             time_each(iterations, |_| {
                 assert!(!store.get_user_jobs("user7", 50).unwrap().is_empty());
             })
         }
         "native-customers" => {
-            let store = open(dir, sync);
+            let store = open(store_at, sync);
             let id = store.get_user_jobs("user7", 1).unwrap().remove(0).job_id;
             time_each(iterations, |_| {
                 assert!(!store.get_job_customers(&id).unwrap().is_empty());
@@ -146,31 +180,17 @@ fn main() {
         "populate" => {
             // `iterations` jobs of `n_ids` customers over 100 users, written in large
             // transactions: a fixture, not a measurement.
-            drop(open(dir, "NORMAL"));
-            let mut conn = Connection::open(dir.join("jobs.db")).unwrap();
-            conn.pragma_update(None, "synchronous", "OFF").unwrap();
+            drop(open(store_at, "NORMAL")); // the schema, created by the library
             let t = Instant::now();
-            for chunk in 0..iterations.div_ceil(1000) {
-                let tx = conn.transaction().unwrap();
-                {
-                    let mut job = tx.prepare("INSERT INTO jobs (job_id, user_id, action_code, action_name, created_at, status, updated_at, customer_count)
-                                              VALUES (?1, ?2, 1, 'Trans-Begin', ?3, 'SUCCESS', ?3, ?4)").unwrap();
-                    let mut add = tx.prepare("INSERT INTO job_customers (job_id, cid) VALUES (?1, ?2)").unwrap();
-                    for j in chunk * 1000..((chunk + 1) * 1000).min(iterations) {
-                        let job_id = format!("{j:08x}-1111-4000-8000-000000000000");
-                        let created = format!("2026-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}", 1 + j % 12, 1 + j % 28, j % 24, j % 60, (j / 60) % 60, j);
-                        job.execute(params![job_id, format!("user{}", j % 100), created, n_ids as i64]).unwrap();
-                        for c in 0..n_ids {
-                            add.execute(params![job_id, format!("{:08x}{c:024x}", j)]).unwrap();
-                        }
-                    }
-                }
-                tx.commit().unwrap();
+            if is_postgres_url(store_at) {
+                populate_postgres(store_at, iterations, n_ids);
+            } else {
+                populate_sqlite(sqlite_dir(store_at, what), iterations, n_ids);
             }
             json!({"jobs": iterations, "customers": iterations * n_ids, "seconds": t.elapsed().as_secs_f64()})
         }
         "group-commit" => {
-            let store = open(dir, sync);
+            let store = open(store_at, sync);
             // Jobs per second, and each call's latency (what one caller waits, its share of a
             // batch included).
             let run = |threads: usize| {
@@ -206,7 +226,7 @@ fn main() {
                    "eight_threads_p50_us": eight_p50, "eight_threads_p99_us": eight_p99})
         }
         "memory" => {
-            let store = open(dir, sync);
+            let store = open(store_at, sync);
             let call = |i: usize| {
                 let a = format!("m{i}");
                 store.create_job(&NewJob { user_id: "bench", action_name: "Trans-Begin", cids: vec![&a, "x", "y"], ..Default::default() }).unwrap();
@@ -223,7 +243,96 @@ fn main() {
             json!({"calls": iterations, "rss_before_kib": before, "rss_after_kib": after,
                    "growth_mib": (after as f64 - before as f64) / 1024.0, "seconds": t.elapsed().as_secs_f64()})
         }
+        "writers" => {
+            // Throughput of concurrent writers: `threads` here, perhaps more in other processes
+            // started with the same start time, all writing into the same store until it ends.
+            let (millis, threads) = (iterations as u64, n_ids);
+            let start_ms: u64 = tag.parse().expect("writers: [tag] is the start time, Unix ms");
+            let store = open(store_at, sync);
+            let pid = std::process::id();
+            let job = |th: usize, i: usize| {
+                let a = format!("w{pid}-{th}-{i}");
+                store.create_job(&NewJob { user_id: "bench", action_name: "Trans-Begin", cids: vec![&a, "x", "y"], ..Default::default() }).unwrap();
+            };
+            let (counts, late): (Vec<usize>, Vec<bool>) = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|th| {
+                        let job = &job;
+                        s.spawn(move || {
+                            job(th, 0); // untimed: the thread's connection is opened (PostgreSQL) or warmed
+                            let now = unix_ms();
+                            let late = now > start_ms; // this thread's window is shorter than asked
+                            std::thread::sleep(Duration::from_millis(start_ms.saturating_sub(now)));
+                            let end = start_ms + millis;
+                            let mut n = 0;
+                            while unix_ms() < end {
+                                n += 1;
+                                job(th, n);
+                            }
+                            (n, late)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).unzip()
+            });
+            let jobs: usize = counts.iter().sum();
+            // From the common start to the last commit (the last call may end past the window).
+            let seconds = (unix_ms() - start_ms) as f64 / 1000.0;
+            json!({"threads": threads, "jobs": jobs, "seconds": seconds, "per_s": jobs as f64 / seconds,
+                   "late": late.iter().any(|&l| l)})
+        }
         other => panic!("unknown benchmark {other}"),
     };
     println!("{out}");
+}
+
+fn populate_sqlite(dir: &Path, jobs: usize, n_ids: usize) {
+    let mut conn = Connection::open(dir.join("jobs.db")).unwrap();
+    conn.pragma_update(None, "synchronous", "OFF").unwrap();
+    for chunk in 0..jobs.div_ceil(1000) {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut job = tx.prepare("INSERT INTO jobs (job_id, user_id, action_code, action_name, created_at, status, updated_at, customer_count)
+                                      VALUES (?1, ?2, 1, 'Trans-Begin', ?3, 'SUCCESS', ?3, ?4)").unwrap();
+            let mut add = tx.prepare("INSERT INTO job_customers (job_id, cid) VALUES (?1, ?2)").unwrap();
+            for j in chunk * 1000..((chunk + 1) * 1000).min(jobs) {
+                let (job_id, user, created) = fixture_job(j);
+                job.execute(params![job_id, user, created, n_ids as i64]).unwrap();
+                for c in 0..n_ids {
+                    add.execute(params![job_id, fixture_cid(j, c)]).unwrap();
+                }
+            }
+        }
+        tx.commit().unwrap();
+    }
+}
+
+/// The same rows through COPY, in one transaction, then VACUUM ANALYZE: the planner statistics
+/// and visibility map autovacuum would give a store that has been running a while. The fixture
+/// connects without TLS (a benchmark server on loopback; sslmode=require is refused here).
+fn populate_postgres(url: &str, jobs: usize, n_ids: usize) {
+    use std::io::Write;
+    let location = tms::storage::postgres::location::Location::parse(url).unwrap();
+    let mut client = location.config.connect(postgres::NoTls).expect("connect for the fixture");
+    client.batch_execute("SET synchronous_commit = off").unwrap();
+    let mut tx = client.transaction().unwrap();
+    let mut w = tx.copy_in("COPY jobs (job_id, user_id, action_code, action_name, created_at, status, updated_at, customer_count) FROM STDIN").unwrap();
+    for j in 0..jobs {
+        let (job_id, user, created) = fixture_job(j);
+        writeln!(w, "{job_id}\t{user}\t1\tTrans-Begin\t{created}\tSUCCESS\t{created}\t{n_ids}").unwrap();
+    }
+    w.finish().unwrap();
+    let mut w = tx.copy_in("COPY job_customers (job_id, cid) FROM STDIN").unwrap();
+    for j in 0..jobs {
+        let (job_id, _, _) = fixture_job(j);
+        for c in 0..n_ids {
+            writeln!(w, "{job_id}\t{}", fixture_cid(j, c)).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    tx.commit().unwrap();
+    for table in ["jobs", "job_customers"] {
+        // One statement per call: several in one string run as a transaction, which VACUUM refuses.
+        client.batch_execute(&format!("VACUUM ANALYZE {table}")).unwrap();
+    }
 }

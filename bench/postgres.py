@@ -1,0 +1,272 @@
+"""PostgreSQL beside SQLite: create_job (3, 150 and 27,682 IDs), record_audit, get_user_jobs(50)
+and get_job_customers through libtms natively and via ctypes on both engines, at FULL and NORMAL
+(on PostgreSQL: synchronous_commit on and off), and the throughput of 1 writer and of 8 writers
+in 2 processes sharing one store. `--quick` is the smoke run; `--markdown FILE` writes the tables.
+
+It needs a server: `--url`, else TMS_TEST_PG_URL (a role that may create schemas). `make bench`
+runs it under scripts/with-postgres.sh, which starts a throwaway one. Each PostgreSQL store of a
+run lives in a schema of its own (bench_<run>_<name>, as the tests do), all dropped at the end,
+whatever happens.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "bindings", "python"))
+sys.path.insert(0, HERE)
+
+import tms  # noqa: E402
+from run import NATIVE, fmt_us, ids, native, timed_samples  # noqa: E402
+
+FULL = {"iters": {3: 300, 150: 99, 27682: 9}, "small_iters": 300, "read_iters": 200,
+        "big_jobs": 20_000, "big_per_job": 50, "writer_ms": 8000}
+QUICK = {"iters": {3: 21, 150: 9, 27682: 3}, "small_iters": 20, "read_iters": 20,
+         "big_jobs": 2_000, "big_per_job": 10, "writer_ms": 500}
+ROUNDS = 3
+ENGINES = ("SQLite", "PostgreSQL")
+KINDS = [(e, "native") for e in ENGINES] + [(e, "ctypes") for e in ENGINES]
+SYNCS = {"FULL": "FULL (on)", "NORMAL": "NORMAL (off)"}  # PostgreSQL's synchronous_commit in brackets
+# Writer processes start together at a common time this far ahead: enough to exec, open the
+# store and connect each thread, so that the connects are not counted (700 ms was once too short
+# here with the machine's load at 7).
+WRITER_LEAD_MS = 1500
+
+
+def psql(url, sql):
+    tool = os.path.join(os.environ["TMS_TEST_PG_BIN"], "psql") if os.environ.get("TMS_TEST_PG_BIN") else "psql"
+    out = subprocess.run([tool, url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"psql: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def with_param(url, param):
+    return url + ("&" if "?" in url else "?") + param
+
+
+class Stores:
+    """This run's stores: SQLite directories under a temp dir, PostgreSQL schemas on the server."""
+
+    def __init__(self, url):
+        self.url = url
+        self.run = uuid.uuid4().hex[:8]
+        self.base = tempfile.mkdtemp(prefix="tms-pgbench-")
+        self.dirs, self.schemas = [], []
+
+    def new(self, engine, name):
+        """A fresh store's location, for tms.Store and the native bench alike."""
+        if engine == "SQLite":
+            d = os.path.join(self.base, name)
+            os.makedirs(d)
+            self.dirs.append(d)
+            return d
+        schema = f"bench_{self.run}_{name}".lower()
+        psql(self.url, f"CREATE SCHEMA {schema}")
+        self.schemas.append(schema)
+        return with_param(self.url, f"options=-csearch_path%3D{schema}")
+
+    def schema_bytes(self, location):
+        schema = location.rsplit("%3D", 1)[1]
+        return int(psql(self.url, "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+                                  f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND c.relkind = 'r'"))
+
+    def free(self):
+        """Remove every store made so far: a finished case's tables would keep the server's
+        autovacuum (and the disk) busy during the next case."""
+        for d in self.dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        if self.schemas:
+            psql(self.url, f"DROP SCHEMA IF EXISTS {', '.join(self.schemas)} CASCADE")
+        self.dirs, self.schemas = [], []
+
+    def close(self):
+        try:
+            self.free()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def open_store(location, sync):
+    if location.startswith(("postgresql://", "postgres://")):
+        return tms.Store(location, synchronous=sync)
+    return tms.Store(os.path.join(location, "jobs.db"), os.path.join(location, "audit.db"), synchronous=sync)
+
+
+def interleaved(where, sync, iters, make_call, mode, n_ids=3):
+    """One case on both engines, natively (`mode` of the bench example) and via ctypes
+    (`make_call(store)` gives the timed call), alternated in ROUNDS rounds as bench/run.py does,
+    so that drift in the machine (I/O bursts, a neighbour's load, the server's autovacuum) falls
+    on all four alike; medians over all rounds. `where` maps (engine, kind) to a location."""
+    opened = {e: open_store(where[(e, "ctypes")], sync) for e in ENGINES}
+    calls = {e: make_call(opened[e]) for e in ENGINES}
+    samples = {kind: [] for kind in KINDS}
+    per_round = max(1, iters // ROUNDS)
+    for r in range(ROUNDS):
+        for e in ENGINES:
+            samples[(e, "ctypes")] += timed_samples(per_round, calls[e], r * per_round)
+        for e in ENGINES:
+            samples[(e, "native")] += native(mode, where[(e, "native")], sync, per_round, n_ids, tag=f"r{r}")["samples_us"]
+    for store in opened.values():
+        store.close()
+    return {kind: statistics.median(v) for kind, v in samples.items()}
+
+
+def fresh(stores, name):
+    """A fresh store per engine and kind, as bench/run.py gives each implementation its own."""
+    return {(e, k): stores.new(e, f"{name}_{k}") for e, k in KINDS}
+
+
+def bench_create(stores, sync, n_ids, iters):
+    lists = [ids(f"L{i}-", n_ids) for i in range(iters)]
+
+    def make_call(store):
+        return lambda i: store.create_job("bench", 1, "Trans-Begin", lists[i % iters])
+
+    return interleaved(fresh(stores, f"c{n_ids}_{sync}"), sync, iters, make_call, "native-create", n_ids)
+
+
+def bench_audit(stores, sync, iters):
+    def make_call(store):
+        return lambda i: store.record_audit("bench", "Trans-Begin", ["c1", "c2", "c3"])
+
+    return interleaved(fresh(stores, f"log_{sync}"), sync, iters, make_call, "native-log")
+
+
+def bench_reads(big, sync, iters):
+    """Both kinds read the same populated store of each engine."""
+    where = {(e, k): big[e] for e, k in KINDS}
+
+    def listing(store):
+        return lambda i: store.get_user_jobs("user7", 50)
+
+    def customers(store):
+        job = store.get_user_jobs("user7", 1)[0]["job_id"]
+        return lambda i: store.get_job_customers(job)
+
+    return (interleaved(where, sync, iters, listing, "native-list"),
+            interleaved(where, sync, iters, customers, "native-customers"))
+
+
+def writers(location, sync, processes, threads, millis):
+    """Jobs/s of processes x threads writers on one store, all in one window of `millis`."""
+    start = int(time.time() * 1000) + WRITER_LEAD_MS
+    cmd = [NATIVE, "writers", location, sync, str(millis), str(threads), str(start)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    results = []
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"writers: {err}")
+        results.append(json.loads(out))
+    jobs = sum(r["jobs"] for r in results)
+    late = None
+    if any(r["late"] for r in results):  # what each process did, to judge the figure by
+        late = ", ".join(f"{r['jobs']} jobs in {r['seconds']:.1f} s" for r in results)
+    return jobs / max(r["seconds"] for r in results), late
+
+
+def run(quick, url):
+    """Both engines, every case; returns (Markdown table lines, notes)."""
+    if not url:
+        raise RuntimeError("no PostgreSQL server: pass a URL (bench/postgres.py --url, or TMS_TEST_PG_URL)")
+    cfg = QUICK if quick else FULL
+    stores = Stores(url)
+    results, rates, notes = {}, {}, []
+    began = time.monotonic()
+    try:
+        for sync in SYNCS:
+            for n in (3, 150, 27682):
+                results[(f"create_job {n} IDs", sync)] = bench_create(stores, sync, n, cfg["iters"][n])
+                stores.free()
+            results[("record_audit", sync)] = bench_audit(stores, sync, cfg["small_iters"])
+            stores.free()
+
+        big = {e: stores.new(e, "reads") for e in ENGINES}
+        fill = {e: native("populate", big[e], "NORMAL", cfg["big_jobs"], cfg["big_per_job"]) for e in ENGINES}
+        for sync in SYNCS:
+            lst, cust = bench_reads(big, sync, cfg["read_iters"])
+            results[("get_user_jobs(50)", sync)] = lst
+            results[("get_job_customers", sync)] = cust
+        sqlite_mib = sum(os.path.getsize(os.path.join(big["SQLite"], f)) for f in os.listdir(big["SQLite"])) / 2**20
+        pg_mib = stores.schema_bytes(big["PostgreSQL"]) / 2**20
+        notes.append(f"reads on {cfg['big_jobs']:,} jobs x {cfg['big_per_job']} IDs = "
+                     f"{cfg['big_jobs'] * cfg['big_per_job']:,} customer rows over 100 users: SQLite files {sqlite_mib:.0f} MiB, "
+                     f"PostgreSQL tables and indexes {pg_mib:.0f} MiB (filled in {fill['SQLite']['seconds']:.0f} s and "
+                     f"{fill['PostgreSQL']['seconds']:.0f} s, then VACUUM ANALYZE)")
+        stores.free()
+
+        for sync in SYNCS:
+            where = {}
+            for e in ENGINES:
+                where[e] = stores.new(e, f"writers_{sync}")
+                open_store(where[e], sync).close()  # the schema exists before the window opens
+            for label, processes, threads in (("1 writer", 1, 1), ("8 writers (2 processes x 4 threads)", 2, 4)):
+                for e in ENGINES:
+                    rate, late = writers(where[e], sync, processes, threads, cfg["writer_ms"])
+                    rates[(label, sync, e)] = rate
+                    if late:
+                        notes.append(f"{label}, {e}, {sync}: a writer was ready after the common start ({late})")
+            stores.free()
+        notes.append(f"writers: 3-ID create_job calls for {cfg['writer_ms'] / 1000:g} s, native; "
+                     "the processes share one store (SQLite: one jobs.db/audit.db; PostgreSQL: one schema)")
+        server = psql(url, "SELECT current_setting('server_version') || ', fsync ' || current_setting('fsync') || ', wal_sync_method ' "
+                           "|| current_setting('wal_sync_method') || ', commit_delay ' || current_setting('commit_delay')")
+        notes.append(f"PostgreSQL {server}; on the same machine, over TCP loopback; FULL = synchronous_commit on, "
+                     "NORMAL = off (SQLite: PRAGMA synchronous)")
+    finally:
+        stores.close()
+    notes.append(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+                 f"run took {time.monotonic() - began:.0f} s")
+    return render(results, rates), notes
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def render(results, rates):
+    cols = [f"{e} {k}" for e, k in KINDS]
+    lines = ["| case | sync | " + " | ".join(cols) + " | PostgreSQL/SQLite (ctypes) |", "|" + "---|" * (len(cols) + 3)]
+    for (case, sync), r in results.items():
+        cells = [fmt_us(r[kind]) for kind in KINDS] + [ratio(r[("PostgreSQL", "ctypes")], r[("SQLite", "ctypes")])]
+        lines.append(f"| {case} | {SYNCS[sync]} | " + " | ".join(cells) + " |")
+    lines += ["", "| writers, jobs/s | sync | SQLite | PostgreSQL | PostgreSQL/SQLite |", "|---|---|---|---|---|"]
+    for label in ("1 writer", "8 writers (2 processes x 4 threads)"):
+        for sync in SYNCS:
+            s, p = rates[(label, sync, "SQLite")], rates[(label, sync, "PostgreSQL")]
+            lines.append(f"| {label} | {SYNCS[sync]} | {s:,.0f} | {p:,.0f} | {ratio(p, s)} |")
+    return lines
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--markdown")
+    ap.add_argument("--url", default=os.environ.get("TMS_TEST_PG_URL"))
+    args = ap.parse_args()
+    if not args.url:
+        sys.exit("bench/postgres.py: no PostgreSQL server: pass --url or set TMS_TEST_PG_URL "
+                 "(make bench runs this under scripts/with-postgres.sh, which starts one)")
+    lines, notes = run(args.quick, args.url)
+    print("\nmedians per call; PostgreSQL beside SQLite\n")
+    print("\n".join(lines))
+    print("\n" + "\n".join(f"- {n}" for n in notes))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"<!-- generated by bench/postgres.py{' --quick' if args.quick else ''} -->\n"
+                    + "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+        print(f"\nwrote {args.markdown}")
+
+
+if __name__ == "__main__":
+    main()
