@@ -73,11 +73,20 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn time_each(iterations: usize, mut f: impl FnMut(usize)) -> serde_json::Value {
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations {
+        if let Some(pause) = pause() {
+            std::thread::sleep(pause); // untimed, like the gap between a web app's requests
+        }
         let t = Instant::now();
         f(i);
         samples.push(t.elapsed().as_secs_f64() * 1e6);
     }
     json!({"median_us": median(samples.clone()), "iterations": iterations, "samples_us": samples})
+}
+
+/// TMS_BENCH_PAUSE_US: a pause before each timed call (a web app's calls are spaced; caches
+/// and the CPU cool down between them, which a tight loop never shows).
+fn pause() -> Option<std::time::Duration> {
+    std::env::var("TMS_BENCH_PAUSE_US").ok().and_then(|v| v.parse().ok()).filter(|&us: &u64| us > 0).map(std::time::Duration::from_micros)
 }
 
 fn rss_kib() -> u64 {

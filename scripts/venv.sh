@@ -8,8 +8,8 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "creating the Python venv $venv (once)" >&2
   python3 -m venv "$venv" >&2
 fi
-if ! "$venv/bin/python" -c "import pytest, flask, mypy" 2>/dev/null; then
-  echo "installing pytest, Flask and mypy into $venv (once; needs PyPI)" >&2
+if ! "$venv/bin/python" -c "import pytest, flask, mypy, matplotlib, gunicorn" 2>/dev/null; then
+  echo "installing pytest, Flask, mypy, matplotlib and gunicorn into $venv (once; needs PyPI)" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r bindings/python/requirements-dev.txt >&2
 fi
 echo "$PWD/$venv/bin/python"

@@ -112,7 +112,10 @@ class Store:
         # use-after-free in C. Set first, so __del__ works whatever fails below.
         self._calls = 0
         self._closing = False  # set by close(): only then does a finishing call notify
-        self._idle = threading.Condition(threading.Lock())  # a plain lock: cheaper than the RLock default
+        # Calls take the plain lock (a C-level context manager); only close() uses the condition
+        # built on it, so a call pays for no Python-level Condition methods.
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._handle: int | None = None
         given: dict[str, Any] = dict(
             synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
@@ -141,14 +144,14 @@ class Store:
             raise
 
     def _enter(self) -> int:
-        with self._idle:
+        with self._lock:
             if self._handle is None:
                 raise TmsError("the store is closed")
             self._calls += 1
             return self._handle
 
     def _leave(self) -> None:
-        with self._idle:
+        with self._lock:
             self._calls -= 1
             if self._calls == 0 and self._closing:
                 self._idle.notify_all()
@@ -200,20 +203,23 @@ class Store:
         request_payload is any JSON-able value (a dict, normally)."""
         array, count = string_array(cids, "cids")
         job_id, job_json = c_void_p(), c_void_p()
+        # The optional fields are usually None: no encode() call for them (this is the hot path).
+        payload = None if request_payload is None else encode(_json_text(request_payload), "request_payload")
+        summary = None if response_summary is None else encode(_summary_text(response_summary), "response_summary")
         handle = self._enter()
         try:
             status_code = lib.tms_create_job(
                 handle,
                 encode(user_id, "user_id"),
-                _action_code(action_code),
+                action_code if type(action_code) is int and -(2**31) <= action_code < 2**31 else _action_code(action_code),
                 encode(action_name, "action_name"),
                 array,
                 count,
-                encode(cluster_url, "cluster_url"),
-                encode(batch_id, "batch_id"),
-                encode(_json_text(request_payload), "request_payload"),
-                encode(_summary_text(response_summary), "response_summary"),
-                encode(status, "status"),
+                None if cluster_url is None else encode(cluster_url, "cluster_url"),
+                None if batch_id is None else encode(batch_id, "batch_id"),
+                payload,
+                summary,
+                b"IN_PROGRESS" if status == "IN_PROGRESS" else encode(status, "status"),
                 ctypes.byref(job_id),
                 ctypes.byref(job_json),
             )
