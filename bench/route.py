@@ -1,0 +1,506 @@
+"""The whole Set Action route as an operator feels it: POST /proxy_fetch through gunicorn and
+Flask to a cluster on loopback and back, for three servers under the same gunicorn config:
+
+  baseline  the route doing only the HTTP call (bench/baseline_app.py), no persistence
+  library   the reference app, bindings/python/examples/app.py, on libtms
+  legacy    the legacy route re-implemented (bench/legacy_app.py): connection per call, requests
+
+The cluster is bench/route_stub.py, answering after a fixed STUB_LATENCY_MS. Clients (threads
+here, each with a kept-alive http.client connection) send Set Actions of 3 and 150 unique
+customer IDs, 1 and 16 at a time, at synchronous NORMAL and FULL. "Adds" is a route's latency
+minus the baseline's at the same percentile. Every answer must be a success, and the store must
+hold exactly one more job (with its customers, SUCCESS) and one more audit row per request;
+anything else stops the run.
+
+  bench/route.py [--quick] [--markdown FILE] [--charts DIR]
+
+`--quick` is the smoke run (well under a minute, targets not judged). `run(quick)` returns
+(table_lines, target_lines) for bench/run.py.
+"""
+
+import argparse
+import ctypes
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import closing
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+EXAMPLES = os.path.join(ROOT, "bindings", "python", "examples")
+sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+
+import tms  # noqa: E402
+
+STUB_LATENCY_MS = 20.0
+WORKERS, THREADS = 2, 8
+# 2 processes x 8 threads serve 16 callers at once; --keep-alive outlasts the pauses between
+# phases so kept-alive client connections are not closed under a phase.
+GUNICORN = ["--worker-class", "gthread", "--workers", str(WORKERS), "--threads", str(THREADS),
+            "--keep-alive", "60", "--graceful-timeout", "5", "--backlog", "256", "--log-level", "warning"]
+GUNICORN_DESC = f"gunicorn gthread, {WORKERS} workers x {THREADS} threads, loopback"
+IMPLS = ("baseline", "library", "legacy")
+SYNCS = ("NORMAL", "FULL")
+SIZES = (3, 150)
+CLIENTS = (1, 16)
+TOKEN = "bench-bearer-token-0123"
+# Timed requests per client and round (every phase starts with one untimed request per client),
+# and the warm-up's at 16 clients when a server starts.
+FULL = {"rounds": 3, "per_client": {1: 60, 16: 25}, "warmup_per_client": 3}
+QUICK = {"rounds": 1, "per_client": {1: 6, 16: 2}, "warmup_per_client": 1}
+TARGET_MS = 2.0
+
+
+class Failure(RuntimeError):
+    """A request that did not succeed or a store that does not hold what the requests left."""
+
+
+def _die_with_parent():
+    """Run in the child: SIGTERM when the benchmark dies, even by SIGKILL, so no server outlives
+    it (Linux; elsewhere the finally blocks are all there is)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Server:
+    """A server in a process group of its own, ended with all its children by stop()."""
+
+    def __init__(self, name, argv, cwd, env=None, pass_fds=(), stdout=subprocess.DEVNULL):
+        self.name = name
+        self.log_path = os.path.join(cwd, f"{name}.log")
+        self.stopped = False
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=stdout, stderr=log, pass_fds=pass_fds,
+                                         start_new_session=True, preexec_fn=_die_with_parent)
+
+    def log_tail(self, lines=15):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self):
+        """Once: SIGTERM to the group (gunicorn's graceful stop, a fraction of a second here),
+        then SIGKILL to whatever is left of it, also when interrupted while waiting."""
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+            if self.proc.stdout:
+                self.proc.stdout.close()
+
+
+def start_stub(workdir):
+    stub = Server("stub", [sys.executable, os.path.join(HERE, "route_stub.py"), "--latency-ms", str(STUB_LATENCY_MS)],
+                  workdir, stdout=subprocess.PIPE)
+    line = stub.proc.stdout.readline()
+    if not line.strip().isdigit():
+        stub.stop()
+        raise Failure(f"the stub cluster did not start: {stub.log_tail()}")
+    stub.port = int(line)
+    return stub
+
+
+def start_gunicorn(name, app_spec, pythonpath, workdir, env_extra=None):
+    """gunicorn on a socket bound here to a free port and handed over by its descriptor, so no
+    other process can take the port between choosing and binding it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TMS_JOBS_DB", "TMS_AUDIT_DB", "TMS_SYNCHRONOUS")}
+    env.update(env_extra or {})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        argv = [sys.executable, "-m", "gunicorn", *GUNICORN, "--bind", f"fd://{sock.fileno()}",
+                "--pythonpath", pythonpath, app_spec]
+        server = Server(name, argv, workdir, env, pass_fds=(sock.fileno(),))
+        server.port = sock.getsockname()[1]
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return server
+        except OSError:
+            pass
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise Failure(f"{name} did not start:\n{server.log_tail()}")
+        time.sleep(0.1)
+
+
+def fresh_store(workdir, name):
+    """Store files made by libtms (the legacy tables and indexes plus the library's own), as
+    bench/run.py makes them, before any worker opens them."""
+    d = os.path.join(workdir, name)
+    os.makedirs(d)
+    jobs_db, audit_db = os.path.join(d, "jobs.db"), os.path.join(d, "audit.db")
+    tms.Store(jobs_db, audit_db).close()
+    return jobs_db, audit_db
+
+
+def start_route(impl, sync, stub, workdir):
+    if impl == "baseline":
+        return start_gunicorn("baseline", "baseline_app:create_app()", HERE, workdir), None
+    jobs_db, audit_db = fresh_store(workdir, f"{impl}-{sync}")
+    if impl == "library":
+        spec = f"app:create_app([{f'http://127.0.0.1:{stub.port}'!r}])"
+        env = {"TMS_JOBS_DB": jobs_db, "TMS_AUDIT_DB": audit_db, "TMS_SYNCHRONOUS": sync}
+        server = start_gunicorn(f"library-{sync}", spec, EXAMPLES, workdir, env)
+    else:
+        server = start_gunicorn(f"legacy-{sync}", f"legacy_app:create_app({jobs_db!r}, {audit_db!r}, {sync!r})",
+                                HERE, workdir)
+    return server, (jobs_db, audit_db)
+
+
+class Ids:
+    """Customer IDs never used before in this run, shaped like the real ones (lowercase hex)."""
+
+    def __init__(self):
+        self.next = 0
+
+    def take(self, n):
+        start, self.next = self.next, self.next + n
+        return [f"{i:032x}" for i in range(start, start + n)]
+
+
+def request_body(stub, cids):
+    return json.dumps({"url": f"http://127.0.0.1:{stub.port}/tms/v1/set/action", "token": TOKEN, "isPost": True,
+                       "contentType": "application/json",
+                       "postData": {"action": "Trans-Begin", "cids": cids}}).encode()
+
+
+HEADERS = {"Content-Type": "application/json", "X-User": "bench-operator"}
+
+
+def drive(port, bodies_per_client, has_job):
+    """One phase: a thread per client, each sending its bodies one after another on its own
+    kept-alive connection; the first body of each is untimed (it opens the connection). Returns
+    the timed latencies (ms), the wall time of the timed part (s), and the job ids answered."""
+    n = len(bodies_per_client)
+    barrier = threading.Barrier(n + 1)
+    samples, answers, errors = [], [], []
+    lock = threading.Lock()
+
+    def client(bodies):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        mine, got = [], []
+        try:
+            for i, body in enumerate(bodies):
+                if i == 1:
+                    barrier.wait()
+                t = time.perf_counter()
+                conn.request("POST", "/proxy_fetch", body, HEADERS)
+                response = conn.getresponse()
+                raw = response.read()
+                if i:
+                    mine.append((time.perf_counter() - t) * 1000)
+                got.append((response.status, raw))
+        except Exception as e:  # reported below; a missing answer fails the phase
+            errors.append(f"{type(e).__name__}: {e}")
+            barrier.abort()
+        finally:
+            conn.close()
+        with lock:
+            samples.extend(mine)
+            answers.extend(got)
+
+    threads = [threading.Thread(target=client, args=(b,), daemon=True) for b in bodies_per_client]
+    for t in threads:
+        t.start()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    job_ids = []
+    for status, raw in answers:
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = {}
+        if status != 200 or answer.get("status") != "success" or (has_job and not answer.get("job_id")):
+            errors.append(f"HTTP {status}: {raw[:300]!r}")
+        else:
+            job_ids.append(answer.get("job_id"))
+    expected = sum(len(b) for b in bodies_per_client)
+    if errors or len(answers) != expected:
+        raise Failure(f"{len(errors)} of {expected} requests failed, e.g. {errors[:3]}")
+    if has_job and len(set(job_ids)) != expected:
+        raise Failure(f"{expected} requests answered {len(set(job_ids))} distinct job ids")
+    return samples, wall, job_ids
+
+
+def store_counts(store, job_ids=()):
+    """(jobs, customer rows, jobs not SUCCESS, audit rows, audit rows not success), and of the
+    given jobs: how many exist SUCCESS, and their customer rows."""
+    jobs_db, audit_db = store
+    marks = ",".join("?" * len(job_ids)) or "NULL"
+    with closing(sqlite3.connect(jobs_db, timeout=30)) as c:
+        jobs, not_done = c.execute("SELECT COUNT(*), COUNT(*) FILTER (WHERE status != 'SUCCESS') FROM jobs").fetchone()
+        customers = c.execute("SELECT COUNT(*) FROM job_customers").fetchone()[0]
+        answered = c.execute(f"SELECT COUNT(*) FROM jobs WHERE status = 'SUCCESS' AND job_id IN ({marks})",
+                             job_ids).fetchone()[0]
+        answered_customers = c.execute(f"SELECT COUNT(*) FROM job_customers WHERE job_id IN ({marks})",
+                                       job_ids).fetchone()[0]
+    with closing(sqlite3.connect(audit_db, timeout=30)) as c:
+        audit, not_ok = c.execute("SELECT COUNT(*), COUNT(*) FILTER (WHERE status != 'success') FROM audit_log").fetchone()
+    return (jobs, customers, not_done, audit, not_ok), (answered, answered_customers)
+
+
+def group_cpu_s(pgid):
+    """CPU seconds used so far by a process group (gunicorn's master and workers), from /proc:
+    at 16 clients this machine's 2 cores are the bottleneck, and a route's CPU per request is
+    what its latency there is made of."""
+    ticks = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()  # after the command name
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:  # pgrp; then utime and stime, in clock ticks
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_phase(server, store, stub, ids, n_ids, per_client, clients):
+    """Send, then check the store gained exactly one job (n_ids customers, SUCCESS) and one
+    successful audit row per request. Returns the latencies (ms), the wall time (s) and the
+    server's CPU seconds per request."""
+    bodies = [[request_body(stub, ids.take(n_ids)) for _ in range(per_client + 1)] for _ in range(clients)]
+    sent = clients * (per_client + 1)
+    before = store_counts(store)[0] if store else None
+    cpu = group_cpu_s(server.proc.pid)
+    samples, wall, job_ids = drive(server.port, bodies, has_job=store is not None)
+    cpu = (group_cpu_s(server.proc.pid) - cpu) / sent
+    if store:
+        after, answered = store_counts(store, job_ids)
+        gained = tuple(a - b for a, b in zip(after, before))
+        if gained != (sent, sent * n_ids, 0, sent, 0) or answered != (sent, sent * n_ids):
+            raise Failure(f"{server.name}: {sent} requests of {n_ids} IDs left (jobs, customer rows, jobs not "
+                          f"SUCCESS, audit rows, audit rows not success) = {gained}; of the jobs answered "
+                          f"(SUCCESS, customer rows) = {answered}")
+    return samples, wall, cpu
+
+
+def percentile(samples, q):
+    """Nearest rank: a value that was measured."""
+    s = sorted(samples)
+    return s[max(0, min(len(s) - 1, -(-len(s) * q // 100) - 1))]
+
+
+def measure(cfg, workdir):
+    """{(sync, n_ids, clients, impl): {"rounds": [[ms, ...] per round], "wall": s, "cpu": [s per request
+    per round]}}."""
+    results = {}
+    ids = Ids()
+    servers = []
+    try:
+        stub = start_stub(workdir)
+        servers.append(stub)
+        baseline, _ = start_route("baseline", None, stub, workdir)
+        servers.append(baseline)
+        for sync in SYNCS:
+            routes = {"baseline": (baseline, None)}
+            for impl in ("library", "legacy"):
+                routes[impl] = start_route(impl, sync, stub, workdir)
+                servers.append(routes[impl][0])
+            # Warm up: every worker imports, opens its files and its connections.
+            for server, store in routes.values():
+                run_phase(server, store, stub, ids, 3, cfg["warmup_per_client"], 16)
+            for n_ids in SIZES:
+                for clients in CLIENTS:
+                    for r in range(cfg["rounds"]):
+                        # Interleaved, and each round in another order, so the machine's drift
+                        # (I/O bursts, checkpoints, a neighbour's load) falls on all of them alike.
+                        for impl in IMPLS[r % 3:] + IMPLS[:r % 3]:
+                            server, store = routes[impl]
+                            samples, wall, cpu = run_phase(server, store, stub, ids, n_ids,
+                                                           cfg["per_client"][clients], clients)
+                            cell = results.setdefault((sync, n_ids, clients, impl),
+                                                      {"rounds": [], "wall": 0.0, "cpu": []})
+                            cell["rounds"].append(samples)
+                            cell["wall"] += wall
+                            cell["cpu"].append(cpu)
+            for impl in ("library", "legacy"):
+                routes[impl][0].stop()
+    except Failure:
+        for s in servers:
+            tail = s.log_tail()
+            if tail.strip():
+                print(f"--- {s.name} log ---\n{tail}", file=sys.stderr)
+        raise
+    finally:
+        for s in reversed(servers):
+            s.stop()
+    return results
+
+
+def summarize(results):
+    out = {}
+    for key, cell in results.items():
+        every = [x for r in cell["rounds"] for x in r]
+        out[key] = {"p50": percentile(every, 50), "p99": percentile(every, 99), "rps": len(every) / cell["wall"],
+                    "n": len(every), "cpu_ms": 1000 * sum(cell["cpu"]) / len(cell["cpu"]), "round_p99": [percentile(r, 99) for r in cell["rounds"]],
+                    "round_p50": [percentile(r, 50) for r in cell["rounds"]]}
+    return out
+
+
+def ms(v, signed=False):
+    return f"{v:{'+' if signed else ''}.{2 if abs(v) < 10 else 1}f} ms"
+
+
+def spread(values, signed=False):
+    return ms(values[0], signed) if len(values) == 1 else f"{ms(min(values), signed)} – {ms(max(values), signed)}"
+
+
+def adds(s, sync, n, c, impl, q):
+    """A route's latency minus the baseline's at percentile q, overall and per round."""
+    route, base = s[(sync, n, c, impl)], s[(sync, n, c, "baseline")]
+    per_round = [a - b for a, b in zip(route[f"round_{q}"], base[f"round_{q}"])]
+    return route[q] - base[q], per_round
+
+
+def render(s, cfg, quick):
+    header = ["Set Action", "clients", "sync", "route", "req/s", "p50", "p99", "p99 per round",
+              "p50 − stub", "p99 − stub", "adds at p50", "adds at p99", "server CPU/req"]
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for sync in SYNCS:
+        for n in SIZES:
+            for c in CLIENTS:
+                for impl in IMPLS:
+                    x = s[(sync, n, c, impl)]
+                    added = ["-", "-"] if impl == "baseline" else \
+                        [ms(adds(s, sync, n, c, impl, q)[0], True) for q in ("p50", "p99")]
+                    table.append("| " + " | ".join([
+                        f"{n} IDs", str(c), sync, impl, f"{x['rps']:.0f}", ms(x["p50"]), ms(x["p99"]),
+                        spread(x["round_p99"]), ms(x["p50"] - STUB_LATENCY_MS, True),
+                        ms(x["p99"] - STUB_LATENCY_MS, True), *added, ms(x["cpu_ms"])]) + " |")
+    lib, lib_rounds = adds(s, "FULL", 150, 16, "library", "p99")
+    leg, leg_rounds = adds(s, "FULL", 150, 16, "legacy", "p99")
+    verdict = "(smoke run: not judged)" if quick else ("met" if lib <= TARGET_MS else "NOT MET")
+    targets = [
+        f"- at 16 concurrent clients the library adds at most {TARGET_MS:g} ms at p99 to a Set Action of 150 IDs at "
+        f"FULL: it adds {ms(lib, True)} (per round {spread(lib_rounds, True)}); the legacy route adds "
+        f"{ms(leg, True)} (per round {spread(leg_rounds, True)}) **{verdict}**",
+    ]
+    for q in ("p50", "p99"):
+        for impl in ("library", "legacy"):
+            cells = ", ".join(f"{n} IDs/{c}/{sync} {ms(adds(s, sync, n, c, impl, q)[0], True)}"
+                              for sync in SYNCS for n in SIZES for c in CLIENTS)
+            targets.append(f"- {impl} adds at {q} (IDs/clients/sync): {cells}")
+    n_one = s[("FULL", 150, 1, "library")]["n"]
+    n_many = s[("FULL", 150, 16, "library")]["n"]
+    setup = (f"{GUNICORN_DESC}; stub cluster latency {STUB_LATENCY_MS:g} ms; {cfg['rounds']} interleaved rounds, "
+             f"{n_one} timed requests per cell at 1 client and {n_many} at 16; every answer a success, every "
+             "request one job and one audit row (counted); server CPU/req is the CPU time of gunicorn's "
+             "processes per request")
+    return table, targets, setup
+
+
+def draw_chart(s, path):
+    """p50 and p99 against concurrency, per route; an SVG that changes only when the numbers do."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "tms-route-bench", "svg.fonttype": "none", "font.size": 8})
+    colors = {"baseline": "#7f7f7f", "library": "#1f77b4", "legacy": "#d62728"}
+    fig, axes = plt.subplots(len(SIZES), len(SYNCS), figsize=(8, 6), squeeze=False)
+    for i, n in enumerate(SIZES):
+        for j, sync in enumerate(SYNCS):
+            ax = axes[i][j]
+            for impl in IMPLS:
+                for q, style in (("p50", "-"), ("p99", "--")):
+                    ax.plot(CLIENTS, [s[(sync, n, c, impl)][q] for c in CLIENTS], style, marker="o",
+                            color=colors[impl], label=f"{impl} {q}")
+            ax.axhline(STUB_LATENCY_MS, color="black", linewidth=0.6, linestyle=":", label="stub latency")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(CLIENTS, [str(c) for c in CLIENTS])
+            ax.set_ylim(bottom=0)
+            ax.set_title(f"Set Action of {n} IDs, synchronous={sync}")
+            ax.set_xlabel("concurrent clients")
+            ax.set_ylabel("latency (ms)")
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False)
+    fig.suptitle(f"POST /proxy_fetch through {GUNICORN_DESC}")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(fig)
+
+
+def run(quick=False, charts_dir=None):
+    """Measure; returns (table_lines, target_lines), the table as Markdown."""
+    cfg = QUICK if quick else FULL
+    workdir = tempfile.mkdtemp(prefix="tms-route-")
+    try:
+        s = summarize(measure(cfg, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    table, targets, setup = render(s, cfg, quick)
+    if charts_dir:
+        os.makedirs(charts_dir, exist_ok=True)
+        path = os.path.join(charts_dir, "route-latency.svg")
+        draw_chart(s, path)
+        targets.append(f"- chart: {path}")
+    return [setup, ""] + table, targets
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: few requests, targets not judged")
+    ap.add_argument("--markdown", help="also write the table and the targets to this file")
+    ap.add_argument("--charts", help="draw route-latency.svg into this directory")
+    args = ap.parse_args(argv)
+
+    def terminated(*_):
+        raise SystemExit(128 + signal.SIGTERM)  # so the finally blocks stop the servers
+
+    signal.signal(signal.SIGTERM, terminated)
+    started = time.monotonic()
+    table, targets = run(args.quick, args.charts)
+    print("\n".join(table))
+    print("\ntargets" + (" (smoke run: too few requests to judge)" if args.quick else ""))
+    print("\n".join(targets))
+    print(f"\n({time.monotonic() - started:.0f} s)")
+    if args.markdown:
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+        with open(args.markdown, "w") as f:
+            f.write(f"<!-- generated by bench/route.py{' --quick' if args.quick else ''} -->\n"
+                    f"Machine: {machine}; Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}.\n\n"
+                    + "\n".join(table) + "\n\n" + "\n".join(targets) + "\n")
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
