@@ -2,7 +2,7 @@
 #   make demo   runs the main job: the reference Flask app and a stub cluster on loopback, one
 #               Set Action sent through it, then serving for curl (store files in ./data)
 #   make test   runs every test suite: Rust, C, C++, Python
-.PHONY: demo test build header bench bench-smoke install uninstall
+.PHONY: demo test build header bench bench-smoke bench-route install uninstall
 
 # `make install PREFIX=... [DESTDIR=...]` puts libtms where C and C++ programs find it: the shared
 # library with its SONAME links, libtms.a, tms.h, tms.pc for pkg-config, and bin/tms once built.
@@ -43,3 +43,8 @@ bench: build
 bench-smoke: build
 	cargo build --release --example bench
 	@python=$$(scripts/venv.sh) && "$$python" bench/run.py --quick
+
+# The whole Set Action route through gunicorn: baseline, library and legacy routes (minutes;
+# `bench/route.py --quick` is its smoke run).
+bench-route: build
+	@python=$$(scripts/venv.sh) && "$$python" bench/route.py --markdown target/route-table.md --charts target/charts
