@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import sqlite3
+import sys
 
 import requests
 from flask import Flask, jsonify, request, session
@@ -43,14 +44,14 @@ def create_app(jobs_db, audit_db, sync="NORMAL"):
         try:
             return legacy.create_job(jobs_db, sync, *args, **kwargs)
         except sqlite3.Error as e:
-            print(f"[JOBS] create_job failed: {e}")
+            print(f"[JOBS] create_job failed: {e} ({getattr(e, 'sqlite_errorname', '')})", file=sys.stderr)
             return None
 
     def update_job(*args, **kwargs):
         try:
             return legacy.update_job(jobs_db, sync, *args, **kwargs)
         except sqlite3.Error as e:
-            print(f"[JOBS] update_job failed: {e}")
+            print(f"[JOBS] update_job failed: {e} ({getattr(e, 'sqlite_errorname', '')})", file=sys.stderr)
             return False
 
     def log_user_action(user_id, action, cids, status, error_message=None):
@@ -59,7 +60,7 @@ def create_app(jobs_db, audit_db, sync="NORMAL"):
         try:
             return legacy.log_action(audit_db, sync, user_id, action, cids, client_ip(), status, error_message)
         except sqlite3.Error as e:
-            print(f"[AUDIT] log_action failed: {e}")
+            print(f"[AUDIT] log_action failed: {e} ({getattr(e, 'sqlite_errorname', '')})", file=sys.stderr)
             return None
 
     @app.post("/proxy_fetch")
