@@ -22,6 +22,7 @@ import argparse
 import ctypes
 import http.client
 import json
+import math
 import os
 import platform
 import shutil
@@ -153,9 +154,8 @@ def start_gunicorn(name, app_spec, pythonpath, workdir, env_extra=None):
 
 def fresh_store(workdir, name):
     """Store files made by libtms (the legacy tables and indexes plus the library's own), as
-    bench/run.py makes them, before any worker opens them."""
-    d = os.path.join(workdir, name)
-    os.makedirs(d)
+    bench/run.py makes them, before any worker opens them; in a new directory named after name."""
+    d = tempfile.mkdtemp(prefix=f"{name}-", dir=workdir)
     jobs_db, audit_db = os.path.join(d, "jobs.db"), os.path.join(d, "audit.db")
     tms.Store(jobs_db, audit_db).close()
     return jobs_db, audit_db
@@ -165,13 +165,13 @@ def start_route(impl, sync, stub, workdir):
     if impl == "baseline":
         return start_gunicorn("baseline", "baseline_app:create_app()", HERE, workdir), None
     jobs_db, audit_db = fresh_store(workdir, f"{impl}-{sync}")
+    name = os.path.basename(os.path.dirname(jobs_db))
     if impl == "library":
         spec = f"app:create_app([{f'http://127.0.0.1:{stub.port}'!r}])"
         env = {"TMS_JOBS_DB": jobs_db, "TMS_AUDIT_DB": audit_db, "TMS_SYNCHRONOUS": sync}
-        server = start_gunicorn(f"library-{sync}", spec, EXAMPLES, workdir, env)
+        server = start_gunicorn(name, spec, EXAMPLES, workdir, env)
     else:
-        server = start_gunicorn(f"legacy-{sync}", f"legacy_app:create_app({jobs_db!r}, {audit_db!r}, {sync!r})",
-                                HERE, workdir)
+        server = start_gunicorn(name, f"legacy_app:create_app({jobs_db!r}, {audit_db!r}, {sync!r})", HERE, workdir)
     return server, (jobs_db, audit_db)
 
 
@@ -296,18 +296,45 @@ def run_phase(server, store, stub, ids, n_ids, per_client, clients):
     server's CPU seconds per request."""
     bodies = [[request_body(stub, ids.take(n_ids)) for _ in range(per_client + 1)] for _ in range(clients)]
     sent = clients * (per_client + 1)
-    before = store_counts(store)[0] if store else None
-    cpu = group_cpu_s(server.proc.pid)
-    samples, wall, job_ids = drive(server.port, bodies, has_job=store is not None)
-    cpu = (group_cpu_s(server.proc.pid) - cpu) / sent
+    try:
+        before = store_counts(store)[0] if store else None
+        cpu = group_cpu_s(server.proc.pid)
+        samples, wall, job_ids = drive(server.port, bodies, has_job=store is not None)
+        cpu = (group_cpu_s(server.proc.pid) - cpu) / sent
+        if store:
+            after, answered = store_counts(store, job_ids)
+    except sqlite3.Error as e:
+        raise Failure(f"{server.name}: its store cannot be read: {e}") from None
     if store:
-        after, answered = store_counts(store, job_ids)
         gained = tuple(a - b for a, b in zip(after, before))
         if gained != (sent, sent * n_ids, 0, sent, 0) or answered != (sent, sent * n_ids):
             raise Failure(f"{server.name}: {sent} requests of {n_ids} IDs left (jobs, customer rows, jobs not "
                           f"SUCCESS, audit rows, audit rows not success) = {gained}; of the jobs answered "
                           f"(SUCCESS, customer rows) = {answered}")
     return samples, wall, cpu
+
+
+def integrity(store):
+    """None, or what PRAGMA integrity_check says of the store's files (the counts miss a page
+    the store wrote over)."""
+    found = []
+    for path in store:
+        try:
+            with closing(sqlite3.connect(path, timeout=30)) as c:
+                verdict = c.execute("PRAGMA integrity_check").fetchone()[0]
+        except sqlite3.Error as e:
+            verdict = str(e)
+        if verdict != "ok":
+            found.append(f"{os.path.basename(path)}: {verdict.splitlines()[0]}")
+    return "; ".join(found) or None
+
+
+def logged_errors(server, offset):
+    """The SQLite errors (by name) the legacy route printed to its log since offset."""
+    with open(server.log_path, errors="replace") as f:
+        f.seek(offset)
+        names = [line.rsplit("(", 1)[-1].rstrip(")\n") for line in f if "failed:" in line]
+    return ", ".join(f"{name} x{names.count(name)}" for name in sorted(set(names))) or "none"
 
 
 def percentile(samples, q):
@@ -317,40 +344,66 @@ def percentile(samples, q):
 
 
 def measure(cfg, workdir):
-    """{(sync, n_ids, clients, impl): {"rounds": [[ms, ...] per round], "wall": s, "cpu": [s per request
-    per round]}}."""
-    results = {}
-    ids = Ids()
-    servers = []
+    """{(sync, n_ids, clients, impl): {"rounds": [[ms, ...], or None for a failed round], "wall": s,
+    "cpu": [s per request per round]}}, and the legacy route's failures.
+
+    A failure of the baseline or the library stops the run. The legacy route's failures are a
+    result (under 16 clients its connection-per-call persistence has failed here with
+    SQLITE_IOERR_SHORT_READ, SQLITE_CORRUPT and a jobs.db whose first page was overwritten): the
+    round is recorded as failed, and the legacy route starts again on a fresh store so that the
+    later cells still measure it."""
+    results, failures, ids, servers, stores = {}, [], Ids(), [], []
+
+    def start(impl, sync):
+        server, store = start_route(impl, sync, stub, workdir)
+        servers.append(server)
+        stores.append((impl, sync, store))
+        return server, store
+
+    def phase(routes, impl, sync, where, n_ids, per_client, clients):
+        server, store = routes[impl]
+        offset = os.path.getsize(server.log_path)
+        try:
+            return run_phase(server, store, stub, ids, n_ids, per_client, clients)
+        except Failure as e:
+            if impl != "legacy":
+                raise
+            failures.append(f"{where}: {e}; its log: {logged_errors(server, offset)}")
+            server.stop()
+            routes[impl] = start(impl, sync)
+            return None
+
     try:
         stub = start_stub(workdir)
         servers.append(stub)
         baseline, _ = start_route("baseline", None, stub, workdir)
         servers.append(baseline)
         for sync in SYNCS:
-            routes = {"baseline": (baseline, None)}
-            for impl in ("library", "legacy"):
-                routes[impl] = start_route(impl, sync, stub, workdir)
-                servers.append(routes[impl][0])
+            routes = {"baseline": (baseline, None), "library": start("library", sync), "legacy": start("legacy", sync)}
             # Warm up: every worker imports, opens its files and its connections.
-            for server, store in routes.values():
-                run_phase(server, store, stub, ids, 3, cfg["warmup_per_client"], 16)
+            for impl in IMPLS:
+                phase(routes, impl, sync, f"{sync} warm-up", 3, cfg["warmup_per_client"], 16)
             for n_ids in SIZES:
                 for clients in CLIENTS:
                     for r in range(cfg["rounds"]):
                         # Interleaved, and each round in another order, so the machine's drift
                         # (I/O bursts, checkpoints, a neighbour's load) falls on all of them alike.
                         for impl in IMPLS[r % 3:] + IMPLS[:r % 3]:
-                            server, store = routes[impl]
-                            samples, wall, cpu = run_phase(server, store, stub, ids, n_ids,
-                                                           cfg["per_client"][clients], clients)
-                            cell = results.setdefault((sync, n_ids, clients, impl),
-                                                      {"rounds": [], "wall": 0.0, "cpu": []})
-                            cell["rounds"].append(samples)
-                            cell["wall"] += wall
-                            cell["cpu"].append(cpu)
+                            where = f"{sync}, {n_ids} IDs, {clients} client{'s' if clients > 1 else ''}, round {r + 1}"
+                            got = phase(routes, impl, sync, where, n_ids, cfg["per_client"][clients], clients)
+                            cell = results.setdefault((sync, n_ids, clients, impl), {"rounds": [], "wall": 0.0, "cpu": []})
+                            cell["rounds"].append(got and got[0])
+                            if got:
+                                cell["wall"] += got[1]
+                                cell["cpu"].append(got[2])
             for impl in ("library", "legacy"):
                 routes[impl][0].stop()
+            for impl, store_sync, store in stores:
+                broken = integrity(store) if store_sync == sync else None
+                if broken and impl != "legacy":
+                    raise Failure(f"{impl} at {sync}: integrity_check: {broken}")
+                if broken:
+                    failures.append(f"{sync}: a legacy store after the run: integrity_check: {broken}")
     except Failure:
         for s in servers:
             tail = s.log_tail()
@@ -360,37 +413,49 @@ def measure(cfg, workdir):
     finally:
         for s in reversed(servers):
             s.stop()
-    return results
+    return results, failures
 
 
 def summarize(results):
+    """Per cell: p50, p99, req/s and CPU over the rounds that passed their checks (None when
+    none did), and p50 and p99 per round (None for a failed one)."""
     out = {}
     for key, cell in results.items():
-        every = [x for r in cell["rounds"] for x in r]
-        out[key] = {"p50": percentile(every, 50), "p99": percentile(every, 99), "rps": len(every) / cell["wall"],
-                    "n": len(every), "cpu_ms": 1000 * sum(cell["cpu"]) / len(cell["cpu"]), "round_p99": [percentile(r, 99) for r in cell["rounds"]],
-                    "round_p50": [percentile(r, 50) for r in cell["rounds"]]}
+        good = [r for r in cell["rounds"] if r is not None]
+        every = [x for r in good for x in r]
+        out[key] = {"failed": len(cell["rounds"]) - len(good), "rounds": len(cell["rounds"]), "n": len(every),
+                    "round_p50": [r and percentile(r, 50) for r in cell["rounds"]],
+                    "round_p99": [r and percentile(r, 99) for r in cell["rounds"]]}
+        if every:
+            out[key].update(p50=percentile(every, 50), p99=percentile(every, 99), rps=len(every) / cell["wall"],
+                            cpu_ms=1000 * sum(cell["cpu"]) / len(cell["cpu"]))
     return out
 
 
 def ms(v, signed=False):
+    if v is None:
+        return "-"
     return f"{v:{'+' if signed else ''}.{2 if abs(v) < 10 else 1}f} ms"
 
 
 def spread(values, signed=False):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
     return ms(values[0], signed) if len(values) == 1 else f"{ms(min(values), signed)} – {ms(max(values), signed)}"
 
 
 def adds(s, sync, n, c, impl, q):
-    """A route's latency minus the baseline's at percentile q, overall and per round."""
+    """A route's latency minus the baseline's at percentile q, overall and per round (None where
+    the route failed its checks)."""
     route, base = s[(sync, n, c, impl)], s[(sync, n, c, "baseline")]
-    per_round = [a - b for a, b in zip(route[f"round_{q}"], base[f"round_{q}"])]
-    return route[q] - base[q], per_round
+    per_round = [a - b for a, b in zip(route[f"round_{q}"], base[f"round_{q}"]) if a is not None]
+    return (route[q] - base[q] if q in route else None), per_round
 
 
-def render(s, cfg, quick):
+def render(s, failures, cfg, quick):
     header = ["Set Action", "clients", "sync", "route", "req/s", "p50", "p99", "p99 per round",
-              "p50 − stub", "p99 − stub", "adds at p50", "adds at p99", "server CPU/req"]
+              "p50 − stub", "p99 − stub", "adds at p50", "adds at p99", "server CPU/req", "checks"]
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for sync in SYNCS:
         for n in SIZES:
@@ -399,29 +464,34 @@ def render(s, cfg, quick):
                     x = s[(sync, n, c, impl)]
                     added = ["-", "-"] if impl == "baseline" else \
                         [ms(adds(s, sync, n, c, impl, q)[0], True) for q in ("p50", "p99")]
+                    minus_stub = [ms(x[q] - STUB_LATENCY_MS, True) if q in x else "-" for q in ("p50", "p99")]
+                    checks = "ok" if not x["failed"] else f"**{x['failed']} of {x['rounds']} rounds failed**"
                     table.append("| " + " | ".join([
-                        f"{n} IDs", str(c), sync, impl, f"{x['rps']:.0f}", ms(x["p50"]), ms(x["p99"]),
-                        spread(x["round_p99"]), ms(x["p50"] - STUB_LATENCY_MS, True),
-                        ms(x["p99"] - STUB_LATENCY_MS, True), *added, ms(x["cpu_ms"])]) + " |")
+                        f"{n} IDs", str(c), sync, impl, f"{x['rps']:.0f}" if "rps" in x else "-", ms(x.get("p50")),
+                        ms(x.get("p99")), spread(x["round_p99"]), *minus_stub, *added, ms(x.get("cpu_ms")),
+                        checks]) + " |")
     lib, lib_rounds = adds(s, "FULL", 150, 16, "library", "p99")
     leg, leg_rounds = adds(s, "FULL", 150, 16, "legacy", "p99")
+    leg_cell = s[("FULL", 150, 16, "legacy")]
+    leg_failed = f"; it failed its checks in {leg_cell['failed']} of {leg_cell['rounds']} rounds" if leg_cell["failed"] else ""
     verdict = "(smoke run: not judged)" if quick else ("met" if lib <= TARGET_MS else "NOT MET")
     targets = [
         f"- at 16 concurrent clients the library adds at most {TARGET_MS:g} ms at p99 to a Set Action of 150 IDs at "
         f"FULL: it adds {ms(lib, True)} (per round {spread(lib_rounds, True)}); the legacy route adds "
-        f"{ms(leg, True)} (per round {spread(leg_rounds, True)}) **{verdict}**",
+        f"{ms(leg, True)} (per round {spread(leg_rounds, True)}{leg_failed}) **{verdict}**",
     ]
     for q in ("p50", "p99"):
         for impl in ("library", "legacy"):
             cells = ", ".join(f"{n} IDs/{c}/{sync} {ms(adds(s, sync, n, c, impl, q)[0], True)}"
                               for sync in SYNCS for n in SIZES for c in CLIENTS)
             targets.append(f"- {impl} adds at {q} (IDs/clients/sync): {cells}")
+    targets += [f"- the legacy route failed its checks: {f}" for f in failures]
     n_one = s[("FULL", 150, 1, "library")]["n"]
     n_many = s[("FULL", 150, 16, "library")]["n"]
     setup = (f"{GUNICORN_DESC}; stub cluster latency {STUB_LATENCY_MS:g} ms; {cfg['rounds']} interleaved rounds, "
              f"{n_one} timed requests per cell at 1 client and {n_many} at 16; every answer a success, every "
-             "request one job and one audit row (counted); server CPU/req is the CPU time of gunicorn's "
-             "processes per request")
+             "request one job and one audit row (counted), integrity_check on every store; server CPU/req is the "
+             "CPU time of gunicorn's processes per request")
     return table, targets, setup
 
 
@@ -440,7 +510,7 @@ def draw_chart(s, path):
             ax = axes[i][j]
             for impl in IMPLS:
                 for q, style in (("p50", "-"), ("p99", "--")):
-                    ax.plot(CLIENTS, [s[(sync, n, c, impl)][q] for c in CLIENTS], style, marker="o",
+                    ax.plot(CLIENTS, [s[(sync, n, c, impl)].get(q, math.nan) for c in CLIENTS], style, marker="o",
                             color=colors[impl], label=f"{impl} {q}")
             ax.axhline(STUB_LATENCY_MS, color="black", linewidth=0.6, linestyle=":", label="stub latency")
             ax.set_xscale("log", base=2)
@@ -463,10 +533,11 @@ def run(quick=False, charts_dir=None):
     cfg = QUICK if quick else FULL
     workdir = tempfile.mkdtemp(prefix="tms-route-")
     try:
-        s = summarize(measure(cfg, workdir))
+        results, failures = measure(cfg, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    table, targets, setup = render(s, cfg, quick)
+    s = summarize(results)
+    table, targets, setup = render(s, failures, cfg, quick)
     if charts_dir:
         os.makedirs(charts_dir, exist_ok=True)
         path = os.path.join(charts_dir, "route-latency.svg")
