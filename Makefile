@@ -2,7 +2,7 @@
 #   make demo   runs the main job: the reference Flask app and a stub cluster on loopback, one
 #               Set Action sent through it, then serving for curl (store files in ./data)
 #   make test   runs every test suite: Rust, C, C++, Python
-.PHONY: demo test build header bench bench-smoke install uninstall
+.PHONY: demo test build header bench bench-smoke bench-route install uninstall
 
 # `make install PREFIX=... [DESTDIR=...]` puts libtms where C and C++ programs find it: the shared
 # library with its SONAME links, libtms.a, tms.h, tms.pc for pkg-config, and bin/tms once built.
@@ -35,15 +35,26 @@ uninstall:
 header:
 	TMS_BLESS=1 cargo test -p tms-header-check
 
-# The side-by-side benchmark (minutes; see BENCHMARKS.md) and its small CI smoke run. The
-# PostgreSQL comparison runs under scripts/with-postgres.sh (TMS_TEST_PG_URL's server, else a
-# throwaway one), started only for that step so that no idle server runs beside the SQLite one.
+# The benchmark (see BENCHMARKS.md): the side-by-side calls with their instruction counts, the
+# whole Set Action route through gunicorn, and PostgreSQL beside SQLite; the charts go to
+# bench/charts/ (committed with BENCHMARKS.md), the tables to target/. The PostgreSQL step runs
+# under scripts/with-postgres.sh (TMS_TEST_PG_URL's server, else a throwaway one), started only
+# for that step so that no idle server runs beside the others. bench-smoke is the small run
+# `make test` makes so that none of it rots.
 bench: build
 	cargo build --release --example bench
-	@python=$$(scripts/venv.sh) && "$$python" bench/run.py --markdown target/bench-table.md && \
+	@python=$$(scripts/venv.sh) && \
+	  "$$python" bench/run.py --markdown target/bench-table.md --charts bench/charts && \
+	  "$$python" bench/route.py --markdown target/route-table.md --charts bench/charts && \
 	  scripts/with-postgres.sh "$$python" bench/postgres.py --markdown target/bench-pg-table.md
 
 bench-smoke: build
 	cargo build --release --example bench
-	@python=$$(scripts/venv.sh) && "$$python" bench/run.py --quick && \
+	@python=$$(scripts/venv.sh) && \
+	  "$$python" bench/run.py --quick && \
+	  "$$python" bench/route.py --quick && \
 	  scripts/with-postgres.sh "$$python" bench/postgres.py --quick
+
+# The route benchmark alone (minutes).
+bench-route: build
+	@python=$$(scripts/venv.sh) && "$$python" bench/route.py --markdown target/route-table.md --charts target/charts

@@ -23,13 +23,19 @@ MAX_JOBS_LIMIT = 500
 
 
 def create_app(allowed_clusters, store_options=None):
-    """The app on the drop-in modules' paths (jobs.DB_PATH, audit_db.AUDIT_DB_PATH)."""
+    """The app on the drop-in modules' paths (jobs.DB_PATH, audit_db.AUDIT_DB_PATH).
+
+    `synchronous` is FULL unless TMS_SYNCHRONOUS (FULL or NORMAL) or store_options say otherwise.
+    The drop-in modules read the same variable, so both stores on these files agree; it also
+    lets a server such as gunicorn choose it without code (`TMS_SYNCHRONOUS=NORMAL gunicorn
+    'app:create_app(["https://cluster.example/tms/"])'`)."""
     app = Flask(__name__)
     app.secret_key = os.environ.get("TMS_SECRET_KEY") or secrets.token_hex(16)
     jobs.initialize_jobs_database()
     audit_db.initialize_database()
+    options = {"synchronous": os.environ.get("TMS_SYNCHRONOUS") or None, **(store_options or {})}
     store = tms.Store(jobs.DB_PATH, audit_db.AUDIT_DB_PATH,
-                      allowed_clusters=list(allowed_clusters), **(store_options or {}))
+                      allowed_clusters=list(allowed_clusters), **options)
     app.config["TMS_STORE"] = store
 
     def current_user():
