@@ -4,16 +4,16 @@
 //! also counts forks for whatever keeps per-process state in memory (the id generator's
 //! buffered random bytes).
 //!
-//! A child made by a raw `clone` system call that bypasses the C library's `fork()` would keep
-//! the parent's cached id; Python's `os.fork`, `multiprocessing` and gunicorn all use `fork()`.
+//! A child made without the C library's `fork()` (a raw `clone` system call, glibc's `_Fork`)
+//! would keep the parent's cached id; Python's `os.fork`, `multiprocessing` and gunicorn all use
+//! `fork()`.
 
-use std::sync::Once;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// 0 = not known yet (or forgotten in a child).
 static PID: AtomicU32 = AtomicU32::new(0);
 static FORKS: AtomicU64 = AtomicU64::new(0);
-static HANDLER: Once = Once::new();
+static WATCHING: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn in_child_after_fork() {
     // Only atomic stores: async-signal-safe, as a handler that runs in a child must be.
@@ -22,10 +22,14 @@ extern "C" fn in_child_after_fork() {
 }
 
 fn watch_forks() {
-    HANDLER.call_once(|| {
+    // Not a `Once`: a fork while another thread is inside `call_once` would leave the child's
+    // copy "running" for ever, and its first call here would hang. Two threads racing here may
+    // both register the handler; running it twice in a child is harmless (counts only compare).
+    if !WATCHING.load(Ordering::Acquire) {
         // SAFETY: a plain function pointer with the C signature pthread_atfork expects.
         unsafe { libc::pthread_atfork(None, None, Some(in_child_after_fork)) };
-    });
+        WATCHING.store(true, Ordering::Release);
+    }
 }
 
 /// This process's id (as `std::process::id`), cached until the next fork.
@@ -59,7 +63,7 @@ mod tests {
         let child = unsafe { libc::fork() };
         assert!(child >= 0);
         if child == 0 {
-            let ok = super::id() == unsafe { libc::getpid() } as u32 && super::fork_count() == forks + 1;
+            let ok = super::id() == unsafe { libc::getpid() } as u32 && super::fork_count() > forks;
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }
         let mut status = 0;

@@ -79,10 +79,17 @@ mod tests {
                 libc::_exit(0)
             };
         }
+        // The parent keeps no write end: a child that dies without writing ends the read.
+        unsafe { libc::close(fds[1]) };
         let parent_next = super::new_v4().unwrap();
         let mut got = [0u8; 36];
         let n = unsafe { libc::read(fds[0], got.as_mut_ptr().cast(), 36) };
-        unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+        let mut status = 0;
+        unsafe {
+            libc::close(fds[0]);
+            libc::waitpid(child, &mut status, 0);
+        }
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
         assert_eq!(n, 36);
         assert_ne!(std::str::from_utf8(&got).unwrap(), parent_next);
     }

@@ -102,6 +102,33 @@ def test_free_text_keeps_control_characters_and_large_values(store):
         store.create_job("u\x07", 1, "Trans-Begin", ["c1"])
 
 
+def _outcome(store, cids):
+    try:
+        job = store.create_job("u", 1, "Trans-Begin", cids)
+    except tms.TmsError as e:
+        return type(e)
+    return store.get_job_customers(job["job_id"])
+
+
+@pytest.mark.parametrize("value_name", [n for n in NASTY if n != "10 MB"])
+def test_a_long_id_list_treats_each_value_as_a_short_one_does(store, value_name):
+    """Lists past a few dozen IDs go to C packed in one buffer: a nasty value among 40 IDs must
+    meet the same fate (refused with the same error, or stored as the same text) as alone."""
+    value = NASTY[value_name]
+    alone = _outcome(store, [value])
+    among = _outcome(store, [f"{value_name}-{i}" for i in range(20)] + [value] + [f"{value_name}+{i}" for i in range(20)])
+    if isinstance(alone, type):
+        assert among is alone, value_name
+    else:
+        assert sorted(set(among) - {f"{value_name}-{i}" for i in range(20)} - {f"{value_name}+{i}" for i in range(20)}) == alone
+
+
+def test_a_long_list_of_ints_and_repeats_is_stored_like_a_short_one(store):
+    job = store.create_job("u", 1, "Trans-Begin", list(range(30)) + ["0", "29"])
+    assert job["customer_count"] == 30
+    assert store.get_job_customers(job["job_id"]) == sorted(str(i) for i in range(30))
+
+
 def test_a_million_customer_ids_is_refused_quickly(store, loc):
     ids = [f"{i:024d}" for i in range(1_000_000)]
     with pytest.raises(tms.TooLargeError, match="at most 100000"):

@@ -12,6 +12,8 @@ the pointer) so they can be handed back to tms_string_free.
 from __future__ import annotations
 
 import ctypes
+from array import array
+from itertools import accumulate
 import os
 import sys
 from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint64, c_void_p
@@ -163,14 +165,20 @@ def id_list(values: Iterable[object], field: str) -> list[str | bytes]:
 
 
 def string_array(values: Iterable[str | int], field: str) -> tuple[ctypes.Array[c_char_p], int]:
-    """A list of str as a `const char *const *` array; returns (array, count).
+    """A list of str as a `const char *const *` array; returns (array, count). The array keeps
+    the memory its pointers point into alive.
 
-    Lists of tens of thousands of IDs are common, so the usual case (all str, no NUL) runs as
-    one comprehension and one C-level search; anything else takes the checked path per item."""
+    Lists of tens of thousands of IDs are common: the usual case (all str, no NUL) is encoded
+    in one piece (see `_packed`); a short list item by item, which is cheaper below a few dozen;
+    anything else takes the checked path per item."""
     if isinstance(values, (str, bytes)):
         raise InvalidInputError(f"{field} must be a list of strings, not a single string")
     if not isinstance(values, (list, tuple)):
         values = list(values)  # a generator would be spent by the first pass below
+    if len(values) > _PACK_FROM:
+        packed = _packed(values)
+        if packed is not None:
+            return packed, len(values)
     items: list[bytes] | None
     try:
         # An int (or anything else) fails here on purpose; the checked path below takes it.
@@ -181,6 +189,33 @@ def string_array(values: Iterable[str | int], field: str) -> tuple[ctypes.Array[
         checked = [encode(v, f"{field}[{i}]") for i, v in enumerate(id_list(values, field))]
         return (c_char_p * len(checked))(*checked), len(checked)
     return (c_char_p * len(items))(*items), len(items)
+
+
+#: Lists longer than this are packed (measured: 3 IDs 2.8 µs item by item, 4.2 µs packed;
+#: 150 IDs 70 µs against 35 µs; 27,682 IDs 15.6 ms against 6 ms).
+_PACK_FROM = 16
+_POINTER_CODE = "Q" if ctypes.sizeof(ctypes.c_void_p) == 8 else "I"
+
+
+def _packed(values: list[Any] | tuple[Any, ...]) -> ctypes.Array[c_char_p] | None:
+    """All IDs as one NUL-separated buffer and an array of pointers into it, built by C-level
+    loops (one join, one encode, one running sum) instead of a Python object per ID. None when
+    the list is not all ASCII str without NUL: the item-by-item path handles (or refuses) it."""
+    try:
+        joined = "\0".join(values)
+    except TypeError:
+        return None
+    if joined.count("\0") != len(values) - 1:
+        return None  # a NUL inside an ID
+    blob = joined.encode("utf-8", "surrogatepass")
+    if len(blob) != len(joined):
+        return None  # not ASCII: characters are not bytes, the offsets below would be wrong
+    buffer = ctypes.create_string_buffer(blob)
+    starts = array(_POINTER_CODE, accumulate(map((1).__add__, map(len, values)), initial=ctypes.addressof(buffer)))
+    starts.pop()  # the running sum's last value is the end of the buffer
+    pointers = (c_char_p * len(values)).from_buffer(starts)
+    pointers._buffer = buffer  # type: ignore[attr-defined]  # the text must outlive the call
+    return pointers
 
 
 def take_string(ptr: int | None) -> str | None:

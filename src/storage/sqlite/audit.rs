@@ -208,7 +208,7 @@ const CUSTOMER_MATCH: &str = "(customer_ids = ?3 OR CASE
                    ',' || ?3 || ',') > 0
     END)";
 
-/// The trail's query for the filters given. Each combination is its own statement (four of
+/// The trail's query for the filters given. Each combination is its own statement (eight of
 /// them, each prepared once) so that SQLite can pick the index that fits: `idx_user_timestamp`
 /// for a user, `idx_action_type` for an action, `idx_timestamp` for neither. One statement with
 /// `(?1 IS NULL OR user_id = ?1)` would walk idx_timestamp for every user.

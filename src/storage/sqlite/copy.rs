@@ -7,13 +7,18 @@ use crate::audit_chain::{Cell, ChainRow};
 use crate::error::Result;
 use crate::storage::{CacheExport, Imported, JobExport};
 
+/// Jobs in job_id order, read along the primary key's index.
+pub(super) const EXPORT_JOBS_SQL: &str =
+    "SELECT job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at, request_payload,
+            response_summary, status, http_status, error_message, updated_at, customer_count
+     FROM jobs WHERE (?1 IS NULL OR job_id > ?1) ORDER BY job_id LIMIT ?2";
+/// A job's customers in the order they were written: found through the UNIQUE(job_id, cid)
+/// index and sorted (a job's handful to thousands of rows; the copy is not a hot path).
+pub(super) const EXPORT_CUSTOMERS_SQL: &str = "SELECT cid FROM job_customers WHERE job_id = ?1 ORDER BY id";
+
 pub fn export_jobs(conn: &Connection, after: Option<&str>, max_jobs: u32, max_customers: usize) -> Result<Vec<JobExport>> {
-    let mut jobs_stmt = conn.prepare_cached(
-        "SELECT job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at, request_payload,
-                response_summary, status, http_status, error_message, updated_at, customer_count
-         FROM jobs WHERE (?1 IS NULL OR job_id > ?1) ORDER BY job_id LIMIT ?2",
-    )?;
-    let mut cids_stmt = conn.prepare_cached("SELECT cid FROM job_customers WHERE job_id = ?1 ORDER BY id")?;
+    let mut jobs_stmt = conn.prepare_cached(EXPORT_JOBS_SQL)?;
+    let mut cids_stmt = conn.prepare_cached(EXPORT_CUSTOMERS_SQL)?;
     let mut out = Vec::new();
     let mut customers = 0;
     let mut rows = jobs_stmt.query(params![after, max_jobs])?;

@@ -60,16 +60,12 @@ impl SqliteEngine {
         let (jobs, first_jobs) = Pool::open(jobs_path, schema::JOBS_SCHEMA_VERSION, options)?;
         let (audit, first_audit) = Pool::open(audit_path, schema::AUDIT_SCHEMA_VERSION, options)?;
         schema::migrate_jobs(&first_jobs, jobs.read_only().is_none())?;
-        if jobs.read_only().is_none() {
-            schema::drop_unneeded_indexes(&first_jobs, schema::UNNEEDED_JOBS_INDEXES)?;
-        }
         jobs.put(first_jobs);
         schema::migrate_audit(&first_audit, audit.read_only().is_none())?;
         if audit.read_only().is_none() {
             // Triggers go with their table when someone renames it; whatever table is called
             // audit_log now gets them back.
             schema::ensure_audit_triggers(&first_audit)?;
-            schema::drop_unneeded_indexes(&first_audit, schema::UNNEEDED_AUDIT_INDEXES)?;
         }
         audit.put(first_audit);
         let chain = ChainKey::new(options.audit_hmac_key.as_ref().map(|k| k.0.as_str()));

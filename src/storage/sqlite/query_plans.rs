@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-use super::{audit, cache, jobs, schema, set_action};
+use super::{audit, cache, copy, jobs, schema, set_action};
 use crate::model::AuditFilter;
 
 /// A query, who runs it, and how SQLite must reach the rows: `Some(index)` = through that
@@ -32,6 +32,8 @@ fn jobs_queries() -> Vec<Query> {
         q("library: a cached status", cache::GET_SQL, Some("sqlite_autoindex_appstatus_cache_1")),
         q("library: invalidate a cid", cache::invalidate_sql(true, false), Some("sqlite_autoindex_appstatus_cache_1")),
         q("library: invalidate a cid's app", cache::invalidate_sql(true, true), Some("sqlite_autoindex_appstatus_cache_1")),
+        q("library: copy, jobs in order", copy::EXPORT_JOBS_SQL, Some("sqlite_autoindex_jobs_1")),
+        q("library: copy, a job's customers", copy::EXPORT_CUSTOMERS_SQL, Some("sqlite_autoindex_job_customers_1")),
         // The legacy app's jobs.py
         q(
             "legacy: get_user_jobs",

@@ -38,7 +38,7 @@ const AUDIT_MIGRATIONS: &[Migration] = &[
 ];
 
 /// Legacy indexes that every write pays for and no query of the library or of the legacy app
-/// needs (`tests/query_plans.rs` shows each remaining index serving a query, and each query
+/// needs (`storage/sqlite/query_plans.rs` shows each remaining index serving a query, and each query
 /// served without these):
 /// - `idx_jobs_user_id (user_id)`: a prefix of `idx_jobs_user_created (user_id, created_at)`;
 /// - `idx_jobs_created_at (created_at)`: no query filters or sorts all jobs by time;
@@ -46,8 +46,9 @@ const AUDIT_MIGRATIONS: &[Migration] = &[
 /// - `idx_appstatus_cache_cid (cid)` and `idx_appstatus_cache_cid_app (cid, app_name)`: a prefix
 ///   of, and a copy of, the `UNIQUE(cid, app_name)` index.
 ///
-/// The legacy app recreates them at start (`CREATE INDEX IF NOT EXISTS`); that still works, and
-/// the library drops them again when it next opens the file (`drop_unneeded_indexes`).
+/// The legacy app recreates them at its start (`CREATE INDEX IF NOT EXISTS`); that still works,
+/// and the library leaves them then: dropping them at every open would take the write lock at
+/// open and have the two apps build and drop indexes in turn.
 pub const UNNEEDED_JOBS_INDEXES: &[&str] = &[
     "idx_jobs_user_id",
     "idx_jobs_created_at",
@@ -317,52 +318,55 @@ fn jobs_v5_clock_fingerprints_outbox(conn: &Connection) -> Result<()> {
 
 /// Each small job touched nine B-trees; dropping the indexes no query needs leaves six. The
 /// customer rows' ids stay as they are (every row and id is copied) and new ones stay unique and
-/// increasing: without AUTOINCREMENT a new row takes the largest id plus one, and the library
-/// never deletes customer rows, so no id can come back. What goes is one more B-tree write per
-/// job (`sqlite_sequence`), measured at about a tenth of a small job's commit.
+/// increasing: without AUTOINCREMENT a new row takes the largest id plus one, and neither the
+/// library nor the legacy app deletes customer rows, so no id can come back. What goes is one
+/// more B-tree write per job (`sqlite_sequence`), measured at about a tenth of a small job's
+/// commit.
+///
+/// The table is rebuilt from its own definition (SQLite's recipe for changes ALTER TABLE cannot
+/// make), so whatever someone added by hand (columns with their constraints, foreign-key actions,
+/// indexes, triggers) stays; only the AUTOINCREMENT keyword goes.
 fn jobs_v6_lower_the_floor(conn: &Connection) -> Result<()> {
     drop_indexes(conn, UNNEEDED_JOBS_INDEXES)?;
-    let autoincrement: bool = conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'job_customers'
-            AND sql LIKE '%AUTOINCREMENT%')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !autoincrement {
+    let table_sql: String =
+        conn.query_row("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'job_customers'", [], |r| r.get(0))?;
+    let Some(rebuilt_sql) = without_autoincrement(&table_sql) else {
         return Ok(());
-    }
-    // Columns, indexes and triggers someone added by hand come along.
-    let mut stmt = conn.prepare("SELECT name, type FROM pragma_table_info('job_customers') WHERE name NOT IN ('id', 'job_id', 'cid')")?;
-    let extra: Vec<(String, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    };
     let mut stmt = conn.prepare(
         "SELECT sql FROM sqlite_schema WHERE tbl_name = 'job_customers' AND type IN ('index', 'trigger')
             AND sql IS NOT NULL",
     )?;
     let dependents: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-    let extra_decl: String = extra.iter().map(|(n, t)| format!(",\n    {} {t}", quoted(n))).collect();
-    let copied: String = ["id", "job_id", "cid"]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(extra.iter().map(|(n, _)| quoted(n)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    // Stored columns only: generated ones are computed again by the new table.
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_xinfo('job_customers') WHERE hidden = 0")?;
+    let columns: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let copied = columns.iter().map(|n| format!("\"{}\"", n.replace('"', "\"\""))).collect::<Vec<_>>().join(", ");
     conn.execute_batch(&format!(
-        "CREATE TABLE job_customers_rebuilt (
-            id INTEGER PRIMARY KEY,
-            job_id TEXT NOT NULL,
-            cid TEXT NOT NULL{extra_decl},
-            FOREIGN KEY (job_id) REFERENCES jobs(job_id),
-            UNIQUE(job_id, cid)
-         );
+        "{rebuilt_sql};
          INSERT INTO job_customers_rebuilt ({copied}) SELECT {copied} FROM job_customers;
-         DROP TABLE job_customers;
-         ALTER TABLE job_customers_rebuilt RENAME TO job_customers;"
+         DROP TABLE job_customers;"
     ))?;
+    // Views or other tables' triggers that name job_customers would fail the rename's check of
+    // the whole schema while the name is free; the legacy rename does not check them.
+    conn.pragma_update(None, "legacy_alter_table", "ON")?;
+    let renamed = conn.execute_batch("ALTER TABLE job_customers_rebuilt RENAME TO job_customers;");
+    conn.pragma_update(None, "legacy_alter_table", "OFF")?;
+    renamed?;
     for sql in dependents {
         conn.execute_batch(&sql)?;
     }
     Ok(())
+}
+
+/// `CREATE TABLE job_customers (...)` as `CREATE TABLE job_customers_rebuilt (...)` without its
+/// AUTOINCREMENT keyword; None when it has none.
+fn without_autoincrement(table_sql: &str) -> Option<String> {
+    let upper = table_sql.to_ascii_uppercase();
+    let at = upper.find("AUTOINCREMENT")?;
+    let body_at = table_sql.find('(')?;
+    let body = format!("{}{}", &table_sql[body_at..at], &table_sql[at + "AUTOINCREMENT".len()..]);
+    Some(format!("CREATE TABLE job_customers_rebuilt {body}"))
 }
 
 fn audit_v4_lower_the_floor(conn: &Connection) -> Result<()> {
@@ -372,25 +376,6 @@ fn audit_v4_lower_the_floor(conn: &Connection) -> Result<()> {
 fn drop_indexes(conn: &Connection, names: &[&str]) -> Result<()> {
     for name in names {
         conn.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
-    }
-    Ok(())
-}
-
-/// Drop again the unneeded indexes a legacy writer recreated (its start-up runs `CREATE INDEX IF
-/// NOT EXISTS`), so that writes do not pay for them. A read of the schema when none is there.
-pub fn drop_unneeded_indexes(conn: &Connection, names: &[&str]) -> Result<()> {
-    let mut present = false;
-    for name in names {
-        present |= conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1)",
-            [name],
-            |r| r.get::<_, bool>(0),
-        )?;
-    }
-    if present {
-        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-        drop_indexes(&tx, names)?;
-        tx.commit()?;
     }
     Ok(())
 }
