@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 matplotlib.rcParams["svg.hashsalt"] = "tms-bench"
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, readable diffs
 
+# One colour per implementation, the same in every chart (the route's "library" is ctypes).
 COLOURS = {"legacy": "#b2182b", "strong": "#ef8a62", "ctypes": "#2166ac", "native": "#67a9cf", "floor": "#999999",
            "baseline": "#999999", "library": "#2166ac"}
 
@@ -44,7 +45,7 @@ def draw_calls(results, impls, directory):
         ax.set_xticks(range(len(cases)))
         ax.set_xticklabels([c.replace(", ", ",\n") for c in cases], fontsize=8)
         ax.set_title(f"One call, synchronous={sync}: legacy, strong Python, libtms (ctypes, native) and the floor")
-        ax.legend(ncol=len(impls), fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside: bars reach the top
         ax.grid(axis="y", which="major", alpha=0.3)
         written.append(save(fig, directory, f"calls-{sync.lower()}.svg"))
     return written

@@ -500,14 +500,12 @@ def render(s, failures, cfg, quick):
 
 def draw_chart(s, path):
     """p50 and p99 against concurrency, per route; an SVG that changes only when the numbers do."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    import charts  # the benchmark's shared chart settings (stable SVG, colours)
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    plt.rcParams.update({"svg.hashsalt": "tms-route-bench", "svg.fonttype": "none", "font.size": 8})
-    colors = {"baseline": "#7f7f7f", "library": "#1f77b4", "legacy": "#d62728"}
+    plt.rcParams.update({"font.size": 8})
+    colors = charts.COLOURS
     fig, axes = plt.subplots(len(SIZES), len(SYNCS), figsize=(8, 6), squeeze=False)
     for i, n in enumerate(SIZES):
         for j, sync in enumerate(SYNCS):
@@ -532,8 +530,7 @@ def draw_chart(s, path):
     fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False)
     fig.suptitle(f"POST /proxy_fetch through {GUNICORN_DESC}")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, format="svg", metadata={"Date": None})
-    plt.close(fig)
+    charts.save(fig, os.path.dirname(path), os.path.basename(path))
 
 
 def run(quick=False, charts_dir=None):
