@@ -40,19 +40,17 @@ def create_app(jobs_db, audit_db, sync="NORMAL"):
     # The legacy modules swallowed database errors: create_job returned None, update_job False,
     # log_action None, and the route went on. Kept, so a failure shows up as a missing job_id or
     # a missing row (which bench/route.py counts), not as a different answer.
-    def create_job(*args, **kwargs):
-        try:
-            return legacy.create_job(jobs_db, sync, *args, **kwargs)
-        except sqlite3.Error as e:
-            print(f"[JOBS] create_job failed: {e} ({getattr(e, 'sqlite_errorname', '')})", file=sys.stderr)
-            return None
+    def swallowing(fn, on_error):
+        def call(*args, **kwargs):
+            try:
+                return fn(jobs_db, sync, *args, **kwargs)
+            except sqlite3.Error as e:
+                print(f"[JOBS] {fn.__name__} failed: {e} ({getattr(e, 'sqlite_errorname', '')})", file=sys.stderr)
+                return on_error
+        return call
 
-    def update_job(*args, **kwargs):
-        try:
-            return legacy.update_job(jobs_db, sync, *args, **kwargs)
-        except sqlite3.Error as e:
-            print(f"[JOBS] update_job failed: {e} ({getattr(e, 'sqlite_errorname', '')})", file=sys.stderr)
-            return False
+    create_job = swallowing(legacy.create_job, None)
+    update_job = swallowing(legacy.update_job, False)
 
     def log_user_action(user_id, action, cids, status, error_message=None):
         if action not in TRACKED_ACTIONS:
