@@ -58,6 +58,17 @@ pub use set_action::SetActionAnswer;
 pub use set_action::events::{EventCallback, Level as EventLevel};
 pub use store::Store;
 
+/// The version of the SQLite library libtms runs on (`sqlite3_libversion`), e.g. `"3.40.1"`: the
+/// system's by default, so it is worth checking against known SQLite defects (README, SQLite
+/// linking).
+///
+/// ```
+/// assert!(tms::sqlite_version().starts_with('3'));
+/// ```
+pub fn sqlite_version() -> &'static str {
+    rusqlite::version()
+}
+
 /// Throw-away stores for the documentation's examples.
 #[doc(hidden)]
 pub mod doctest {

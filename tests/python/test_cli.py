@@ -102,6 +102,8 @@ def test_jobs_audit_and_stats(filled):
     assert parsed[0]["error_message"] == "no, with a comma" and parsed[0]["status"] == "failure"
     stats = json.loads(run("stats", cwd=d).stdout)
     assert stats["jobs"] == 2 and stats["jobs_by_status"] == {"IN_PROGRESS": 1, "SUCCESS": 1}
+    import sqlite3
+    assert stats["sqlite_version"] == sqlite3.sqlite_version  # the system SQLite, as Python's
     assert (stats["job_customers"], stats["audit_rows"], stats["cache_entries"]) == (3, 2, 1)
     # The environment chooses the files too.
     env = {"TMS_JOBS_DB": str(d / "jobs.db"), "TMS_AUDIT_DB": str(d / "audit.db")}

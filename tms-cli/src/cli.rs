@@ -90,7 +90,8 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         to_audit_db: Option<PathBuf>,
     },
-    /// Counts as JSON: jobs by status, customers, audit rows, cache entries.
+    /// Counts as JSON: jobs by status, customers, audit rows, cache entries, and the SQLite
+    /// version the library runs on.
     Stats,
 }
 

@@ -117,7 +117,11 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Copy { to, to_audit_db } => copy(&store, to, to_audit_db.as_deref(), &options),
         Command::Stats => {
             let counts: StoreCounts = store.counts()?;
-            print_json(&counts)?;
+            let mut stats = serde_json::to_value(&counts).map_err(|e| Failure::Io(e.into()))?;
+            if let Some(fields) = stats.as_object_mut() {
+                fields.insert("sqlite_version".into(), tms::sqlite_version().into());
+            }
+            print_json(&stats)?;
             Ok(Outcome::Ok)
         }
     }
