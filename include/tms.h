@@ -386,6 +386,7 @@ enum TmsStatus tms_store_set_event_callback(const struct TmsStore *store,
 //    4096 bytes);
 //  - `"ca_bundle"`: path of a PEM file of CA certificates trusted for https clusters on top of
 //    the system's trust store (none).
+//
 // Unknown keys and values out of range give TMS_STATUS_INVALID_INPUT.
 //
 // A file or directory that cannot be written is opened read-only: every read works, every

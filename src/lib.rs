@@ -77,6 +77,12 @@ pub mod doctest {
     /// A directory removed when dropped.
     pub struct Dir(PathBuf);
 
+    impl Default for Dir {
+        fn default() -> Dir {
+            Dir::new()
+        }
+    }
+
     impl Dir {
         /// A new empty directory under the system's temp dir.
         pub fn new() -> Dir {

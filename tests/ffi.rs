@@ -130,7 +130,8 @@ fn null_in_every_required_pointer_of_every_function_is_refused() {
     let mut out_s: *mut c_char = null_mut();
     let mut out_code = 0i32;
     let o = &mut out_s as *mut *mut c_char;
-    let cases: Vec<(&str, Box<dyn Fn() -> TmsStatus>)> = unsafe {
+    type Case<'a> = (&'a str, Box<dyn Fn() -> TmsStatus>);
+    let cases: Vec<Case> = unsafe {
         vec![
             ("tms_store_open jobs", Box::new(move || tms_store_open(null(), a, null(), &mut null_mut()))),
             ("tms_store_open audit", Box::new(move || tms_store_open(a, null(), null(), &mut null_mut()))),

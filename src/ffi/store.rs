@@ -43,6 +43,7 @@ pub struct TmsStore {
 ///    4096 bytes);
 ///  - `"ca_bundle"`: path of a PEM file of CA certificates trusted for https clusters on top of
 ///    the system's trust store (none).
+///
 /// Unknown keys and values out of range give TMS_STATUS_INVALID_INPUT.
 ///
 /// A file or directory that cannot be written is opened read-only: every read works, every

@@ -84,7 +84,7 @@ fn check_path(path: &str) -> std::result::Result<(), &'static str> {
             b'%' => match escape_value(&bytes[i..]) {
                 None => return Err("has a malformed %-escape in its path"),
                 Some(b'.' | b'/' | b'\\' | b'%' | b';') => return Err("has an encoded `.`, `/`, `\\`, `%` or `;` in its path"),
-                Some(v) if v < 0x20 || v >= 0x7f => {
+                Some(v) if !(0x20..0x7f).contains(&v) => {
                     return Err("has an encoded control or non-ASCII character in its path");
                 }
                 Some(_) => i += 2,
@@ -127,7 +127,7 @@ fn decode(seg: &str) -> String {
 fn check_query(query: &str) -> std::result::Result<(), &'static str> {
     let bytes = query.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
-        if b < 0x20 || b >= 0x7f {
+        if !(0x20..0x7f).contains(&b) {
             return Err("has a control or non-ASCII character in its query");
         }
         if b == b'%' && escape_value(&bytes[i..]).is_some_and(|v| v < 0x20 || v == 0x7f) {
