@@ -386,6 +386,21 @@ pub struct AuditStats {
     pub success_rate_percent: f64,
 }
 
+impl AuditStats {
+    /// From the counts either engine reads; the success rate is derived here, once.
+    #[doc(hidden)]
+    pub fn from_counts(total: i64, users: i64, actions: i64, successful: i64, failed: i64) -> AuditStats {
+        AuditStats {
+            total_records: total,
+            unique_users: users,
+            unique_actions: actions,
+            successful_actions: successful,
+            failed_actions: failed,
+            success_rate_percent: if total > 0 { round2(successful as f64 * 100.0 / total as f64) } else { 0.0 },
+        }
+    }
+}
+
 /// `get_cached_appstatus_batch`'s answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct CacheBatch {
@@ -431,6 +446,14 @@ pub struct CacheStats {
     pub size_kb: f64,
 }
 
+impl CacheStats {
+    /// From the counts either engine reads; the KiB figure is derived here, once.
+    #[doc(hidden)]
+    pub fn from_counts(total_entries: i64, unique_cids: i64, size_bytes: i64) -> CacheStats {
+        CacheStats { total_entries, unique_cids, size_bytes, size_kb: round2(size_bytes as f64 / 1024.0) }
+    }
+}
+
 /// A list of IDs as the legacy stored it in `audit_log.customer_ids`: Python's `json.dumps(list)`,
 /// i.e. `["a", "b"]` with a space after each comma.
 ///
@@ -461,8 +484,7 @@ pub fn parse_json_or_text(text: Option<String>) -> Value {
 }
 
 /// Round to two decimal places, as Python's `round(x, 2)` did for the stats.
-#[doc(hidden)]
-pub fn round2(x: f64) -> f64 {
+fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 

@@ -22,13 +22,21 @@ extern "C" fn in_child_after_fork() {
 }
 
 fn watch_forks() {
-    // Not a `Once`: a fork while another thread is inside `call_once` would leave the child's
-    // copy "running" for ever, and its first call here would hang. Two threads racing here may
-    // both register the handler; running it twice in a child is harmless (counts only compare).
-    if !WATCHING.load(Ordering::Acquire) {
-        // SAFETY: a plain function pointer with the C signature pthread_atfork expects.
-        unsafe { libc::pthread_atfork(None, None, Some(in_child_after_fork)) };
-        WATCHING.store(true, Ordering::Release);
+    register_fork_handlers(&WATCHING, None, None, Some(in_child_after_fork));
+}
+
+/// A `pthread_atfork` handler the C library calls around every `fork()`.
+pub type ForkHandler = Option<unsafe extern "C" fn()>;
+
+/// Register fork handlers once per `registered` flag. Not with a `Once`: a fork while another
+/// thread is inside `call_once` would leave the child's copy "running" for ever, and the child's
+/// first call would hang. Two threads racing here may both register; every handler of the
+/// library is written to be harmless when it runs twice.
+pub fn register_fork_handlers(registered: &AtomicBool, prepare: ForkHandler, parent: ForkHandler, child: ForkHandler) {
+    if !registered.load(Ordering::Acquire) {
+        // SAFETY: plain function pointers with the C signature pthread_atfork expects.
+        unsafe { libc::pthread_atfork(prepare, parent, child) };
+        registered.store(true, Ordering::Release);
     }
 }
 

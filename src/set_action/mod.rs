@@ -18,7 +18,7 @@ use crate::action::map_action;
 use crate::clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::customer_ids_json;
-use crate::storage::{AuditDelivery, AuditRecord, IdempotencyKey, JobOutcome, JobRecord, PriorRequest};
+use crate::storage::{AuditDelivery, AuditRecord, IdempotencyKey, JobChange, JobRecord, PriorRequest};
 use crate::store::{Store, name};
 use events::{Event, Level};
 use http::Upstream;
@@ -65,7 +65,7 @@ impl WaitingOutcome {
     fn record(&self, store: &Store, audit: Option<&AuditRecord<'_>>) -> Result<AuditDelivery> {
         let now = clock::local_iso(SystemTime::now());
         store.engine.finish_set_action(
-            &JobOutcome {
+            &JobChange {
                 job_id: &self.job_id,
                 status: self.status,
                 http_status: self.http_status,

@@ -24,7 +24,10 @@ pub struct JobRecord<'a> {
     pub cids: &'a [String],
 }
 
-/// A validated change to one job; `None` fields stay as they are.
+/// A validated change to one job's status and outcome fields. `Engine::update_job` leaves a
+/// `None` field as it is (the legacy `update_job`); a Set Action's outcome
+/// (`Engine::finish_set_action`) stores every field as given, `None` as NULL, so a late outcome
+/// replaces whatever recovery wrote meanwhile.
 #[derive(Debug, Clone)]
 pub struct JobChange<'a> {
     pub job_id: &'a str,
@@ -75,18 +78,6 @@ pub struct PriorRequest {
     pub job_error: Option<String>,
     /// The fingerprint of the first request (None for keys stored before fingerprints existed).
     pub fingerprint: Option<String>,
-}
-
-/// A Set Action's outcome: every outcome field is set as given (None stores NULL), so a late
-/// outcome replaces whatever recovery wrote meanwhile.
-#[derive(Debug, Clone)]
-pub struct JobOutcome<'a> {
-    pub job_id: &'a str,
-    pub status: &'a str,
-    pub http_status: Option<i64>,
-    pub error_message: Option<&'a str>,
-    pub response_summary: Option<&'a str>,
-    pub updated_at: &'a str,
 }
 
 /// Where an audit row written through the outbox is now.
@@ -217,7 +208,7 @@ pub trait Engine: Send + Sync {
     /// given, goes with them into the outbox and on to the audit log (see [`AuditDelivery`]).
     fn finish_set_action(
         &self,
-        outcome: &JobOutcome<'_>,
+        outcome: &JobChange<'_>,
         audit: Option<&AuditRecord<'_>>,
         answer: Option<(IdempotencyKey<'_>, i64, &str)>,
     ) -> Result<AuditDelivery>;

@@ -602,6 +602,15 @@ def chain_hash(fields):
     return "sha256:" + hashlib.sha256(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
+def forge_chained_row(con, fields):
+    """Append a row with chain columns a forger computed. `fields` is the chain's field list:
+    [seq, prev, user_id, action_type, customer_ids, timestamp, ip_address, status,
+    error_message, duration_ms]."""
+    con.execute("INSERT INTO audit_log (user_id, action_type, customer_ids, timestamp, ip_address, status, "
+                "error_message, duration_ms, chain_seq, chain_prev, chain_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (*fields[2:], fields[0], fields[1], chain_hash(fields)))
+
+
 def test_3_plain_rows_forged_after_keyed_rows_are_found_and_block_unkeyed_writers(tmp_path):
     key = "k" * 32
     jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
@@ -611,9 +620,7 @@ def test_3_plain_rows_forged_after_keyed_rows_are_found_and_block_unkeyed_writer
     con = sqlite3.connect(audit_db)
     seq, prev = con.execute("SELECT chain_seq, chain_hash FROM audit_log ORDER BY chain_seq DESC LIMIT 1").fetchone()
     f = [seq + 1, prev, "mallory", "PE-Direct", '["vip"]', "2026-01-01 00:00:00", "1.2.3.4", "success", None, 5]
-    con.execute("INSERT INTO audit_log (user_id, action_type, customer_ids, timestamp, ip_address, status, "
-                "error_message, duration_ms, chain_seq, chain_prev, chain_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (*f[2:], f[0], f[1], chain_hash(f)))
+    forge_chained_row(con, f)
     con.commit()
     con.close()
     v = s.verify_audit()
@@ -639,9 +646,7 @@ def test_3_a_forged_digest_row_cannot_vouch_for_forged_legacy_rows(tmp_path, fix
     seq, prev = con.execute("SELECT chain_seq, chain_hash FROM audit_log ORDER BY chain_seq DESC LIMIT 1").fetchone()
     f = [seq + 1, prev, "system", "audit_legacy_digest", None, "2027-01-01 00:00:00", None, "success",
          "rows=1;sha256=" + "0" * 64, None]
-    con.execute("INSERT INTO audit_log (user_id, action_type, customer_ids, timestamp, ip_address, status, "
-                "error_message, duration_ms, chain_seq, chain_prev, chain_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (*f[2:], f[0], f[1], chain_hash(f)))
+    forge_chained_row(con, f)
     con.commit()
     con.close()
     v = s.verify_audit()

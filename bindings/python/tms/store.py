@@ -211,7 +211,7 @@ class Store:
             status_code = lib.tms_create_job(
                 handle,
                 encode(user_id, "user_id"),
-                action_code if type(action_code) is int and -(2**31) <= action_code < 2**31 else _action_code(action_code),
+                _action_code(action_code),
                 encode(action_name, "action_name"),
                 array,
                 count,
@@ -219,7 +219,7 @@ class Store:
                 None if batch_id is None else encode(batch_id, "batch_id"),
                 payload,
                 summary,
-                b"IN_PROGRESS" if status == "IN_PROGRESS" else encode(status, "status"),
+                encode(status, "status"),
                 ctypes.byref(job_id),
                 ctypes.byref(job_json),
             )

@@ -10,7 +10,7 @@ use crate::audit_chain::{
     Cell, ChainKey, ChainRow, CheckedHead, Commitment, LegacyDigest, RESERVED_ACTIONS, Verifier, check_append, link,
 };
 use crate::error::{Error, Result};
-use crate::model::{AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text, round2};
+use crate::model::{AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text};
 use crate::storage::AuditRecord;
 
 macro_rules! columns {
@@ -216,13 +216,5 @@ pub fn stats(c: &mut impl GenericClient, cache: &mut Cache) -> Result<AuditStats
     )?;
     let r = c.query_one(&st, &[]).map_err(pg_error)?;
     let (total, users, actions, ok, failed): (i64, i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
-    let rate = if total > 0 { round2(ok as f64 * 100.0 / total as f64) } else { 0.0 };
-    Ok(AuditStats {
-        total_records: total,
-        unique_users: users,
-        unique_actions: actions,
-        successful_actions: ok,
-        failed_actions: failed,
-        success_rate_percent: rate,
-    })
+    Ok(AuditStats::from_counts(total, users, actions, ok, failed))
 }

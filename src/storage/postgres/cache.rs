@@ -5,7 +5,7 @@ use postgres::GenericClient;
 use super::pg_error;
 use super::pool::Cache;
 use crate::error::Result;
-use crate::model::{CacheStats, round2};
+use crate::model::CacheStats;
 use crate::storage::CacheRecord;
 
 pub fn get_many(c: &mut impl GenericClient, cache: &mut Cache, cids: &[String], app: &str, fresh_since: &str) -> Result<Vec<Option<String>>> {
@@ -49,6 +49,5 @@ pub fn stats(c: &mut impl GenericClient, cache: &mut Cache) -> Result<CacheStats
         "SELECT COUNT(*), COUNT(DISTINCT cid), COALESCE(SUM(length(status_data)), 0)::bigint FROM appstatus_cache",
     )?;
     let r = c.query_one(&st, &[]).map_err(pg_error)?;
-    let bytes: i64 = r.get(2);
-    Ok(CacheStats { total_entries: r.get(0), unique_cids: r.get(1), size_bytes: bytes, size_kb: round2(bytes as f64 / 1024.0) })
+    Ok(CacheStats::from_counts(r.get(0), r.get(1), r.get(2)))
 }

@@ -6,7 +6,7 @@ use super::pg_error;
 use super::pool::Cache;
 use crate::error::Result;
 use crate::model::{JobDetails, JobStatus, JobSummary, parse_json_or_text};
-use crate::storage::{JobChange, JobOutcome, JobRecord};
+use crate::storage::{JobChange, JobRecord};
 
 /// A job's customer count: stored, or counted for rows another writer added without it.
 macro_rules! count {
@@ -53,11 +53,7 @@ const UPDATE: &str = "UPDATE jobs SET status = $2, http_status = COALESCE($3, ht
                       WHERE job_id = $1";
 
 pub fn update(c: &mut impl GenericClient, cache: &mut Cache, ch: &JobChange<'_>) -> Result<bool> {
-    let st = cache.prepare(c, UPDATE)?;
-    let n = c
-        .execute(&st, &[&ch.job_id, &ch.status, &ch.http_status, &ch.error_message, &ch.response_summary, &ch.updated_at])
-        .map_err(pg_error)?;
-    Ok(n > 0)
+    set_fields(c, cache, UPDATE, ch)
 }
 
 const OUTCOME: &str = "UPDATE jobs SET status = $2, http_status = $3, error_message = $4, response_summary = $5,
@@ -65,10 +61,15 @@ const OUTCOME: &str = "UPDATE jobs SET status = $2, http_status = $3, error_mess
                        WHERE job_id = $1";
 
 /// A Set Action's outcome: every outcome column is set, replacing any recovery verdict.
-pub fn record_outcome(c: &mut impl GenericClient, cache: &mut Cache, o: &JobOutcome<'_>) -> Result<bool> {
-    let st = cache.prepare(c, OUTCOME)?;
+pub fn record_outcome(c: &mut impl GenericClient, cache: &mut Cache, o: &JobChange<'_>) -> Result<bool> {
+    set_fields(c, cache, OUTCOME, o)
+}
+
+/// Run UPDATE or OUTCOME with the change's fields bound; whether the job exists.
+fn set_fields(c: &mut impl GenericClient, cache: &mut Cache, sql: &'static str, ch: &JobChange<'_>) -> Result<bool> {
+    let st = cache.prepare(c, sql)?;
     let n = c
-        .execute(&st, &[&o.job_id, &o.status, &o.http_status, &o.error_message, &o.response_summary, &o.updated_at])
+        .execute(&st, &[&ch.job_id, &ch.status, &ch.http_status, &ch.error_message, &ch.response_summary, &ch.updated_at])
         .map_err(pg_error)?;
     Ok(n > 0)
 }

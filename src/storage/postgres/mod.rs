@@ -21,7 +21,7 @@ use crate::model::{AuditFilter, AuditRow, AuditStats, AuditVerification, CacheSt
 use crate::options::StoreOptions;
 use crate::storage::{
     AuditDelivery, AuditRecord, CacheExport, CacheRecord, Engine, IdempotencyKey, Imported, JobChange, JobExport,
-    JobOutcome, JobRecord, PriorRequest,
+    JobRecord, PriorRequest,
 };
 use location::Location;
 use pool::{Cache, Pool};
@@ -255,7 +255,7 @@ impl Engine for PostgresEngine {
     }
     fn finish_set_action(
         &self,
-        outcome: &JobOutcome<'_>,
+        outcome: &JobChange<'_>,
         audit_row: Option<&AuditRecord<'_>>,
         answer: Option<(IdempotencyKey<'_>, i64, &str)>,
     ) -> Result<AuditDelivery> {

@@ -9,7 +9,7 @@ use crate::audit_chain::{
     RESET_USER, Verifier, check_append, link, reset_note, reset_record,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text, round2};
+use crate::model::{AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text};
 use crate::storage::AuditRecord;
 
 /// The legacy columns, then the chain's, in the order every query here reads them.
@@ -281,15 +281,7 @@ pub fn stats(conn: &Connection) -> Result<AuditStats> {
              FROM audit_log",
         )?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
-    let rate = if total > 0 { round2(ok as f64 * 100.0 / total as f64) } else { 0.0 };
-    Ok(AuditStats {
-        total_records: total,
-        unique_users: users,
-        unique_actions: actions,
-        successful_actions: ok,
-        failed_actions: failed,
-        success_rate_percent: rate,
-    })
+    Ok(AuditStats::from_counts(total, users, actions, ok, failed))
 }
 
 /// Clear the log as an explicit, recorded reset: in one transaction, lift the append-only

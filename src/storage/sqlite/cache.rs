@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
-use crate::model::{CacheStats, round2};
+use crate::model::CacheStats;
 use crate::storage::CacheRecord;
 
 /// Served by the UNIQUE(cid, app_name) index.
@@ -57,10 +57,5 @@ pub fn stats(conn: &Connection) -> Result<CacheStats> {
              FROM appstatus_cache",
         )?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(CacheStats {
-        total_entries: total,
-        unique_cids: cids,
-        size_bytes: bytes,
-        size_kb: round2(bytes as f64 / 1024.0),
-    })
+    Ok(CacheStats::from_counts(total, cids, bytes))
 }

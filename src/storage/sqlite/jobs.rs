@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::Result;
 use crate::model::{JobDetails, JobStatus, JobSummary, parse_json_or_text};
-use crate::storage::{JobChange, JobOutcome, JobRecord};
+use crate::storage::{JobChange, JobRecord};
 
 /// A job's customer count: stored since schema v3, counted for rows a legacy writer added.
 const COUNT: &str =
@@ -41,45 +41,43 @@ pub fn insert(conn: &Connection, job: &JobRecord<'_>, now_ms: i64) -> Result<()>
 
 /// The legacy `update_job`: fields given change, the others keep their values.
 pub fn update(conn: &Connection, change: &JobChange<'_>, now_ms: i64) -> Result<bool> {
-    let n = conn
-        .prepare_cached(
-            "UPDATE jobs SET status = ?2,
-                             http_status = COALESCE(?3, http_status),
-                             error_message = COALESCE(?4, error_message),
-                             response_summary = COALESCE(?5, response_summary),
-                             updated_at = ?6, touched_unix_ms = ?7
-             WHERE job_id = ?1",
-        )?
-        .execute(params![
-            change.job_id,
-            change.status,
-            change.http_status,
-            change.error_message,
-            change.response_summary,
-            change.updated_at,
-            now_ms,
-        ])?;
-    Ok(n > 0)
+    set_fields(
+        conn,
+        "UPDATE jobs SET status = ?2,
+                         http_status = COALESCE(?3, http_status),
+                         error_message = COALESCE(?4, error_message),
+                         response_summary = COALESCE(?5, response_summary),
+                         updated_at = ?6, touched_unix_ms = ?7
+         WHERE job_id = ?1",
+        change,
+        now_ms,
+    )
 }
 
 /// A Set Action's outcome: every outcome column is set, so nothing a recovery verdict wrote in
 /// the meantime survives it.
-pub fn record_outcome(conn: &Connection, outcome: &JobOutcome<'_>, now_ms: i64) -> Result<bool> {
-    let n = conn
-        .prepare_cached(
-            "UPDATE jobs SET status = ?2, http_status = ?3, error_message = ?4, response_summary = ?5,
-                             updated_at = ?6, touched_unix_ms = ?7
-             WHERE job_id = ?1",
-        )?
-        .execute(params![
-            outcome.job_id,
-            outcome.status,
-            outcome.http_status,
-            outcome.error_message,
-            outcome.response_summary,
-            outcome.updated_at,
-            now_ms,
-        ])?;
+pub fn record_outcome(conn: &Connection, outcome: &JobChange<'_>, now_ms: i64) -> Result<bool> {
+    set_fields(
+        conn,
+        "UPDATE jobs SET status = ?2, http_status = ?3, error_message = ?4, response_summary = ?5,
+                         updated_at = ?6, touched_unix_ms = ?7
+         WHERE job_id = ?1",
+        outcome,
+        now_ms,
+    )
+}
+
+/// Run one of the two updates above with the change's fields bound; whether the job exists.
+fn set_fields(conn: &Connection, sql: &str, c: &JobChange<'_>, now_ms: i64) -> Result<bool> {
+    let n = conn.prepare_cached(sql)?.execute(params![
+        c.job_id,
+        c.status,
+        c.http_status,
+        c.error_message,
+        c.response_summary,
+        c.updated_at,
+        now_ms,
+    ])?;
     Ok(n > 0)
 }
 

@@ -27,7 +27,7 @@ use crate::model::{AuditFilter, AuditRow, AuditStats, AuditVerification, CacheSt
 use crate::options::StoreOptions;
 use crate::storage::{
     AuditDelivery, AuditRecord, CacheExport, CacheRecord, DbFile, Engine, IdempotencyKey, Imported, JobChange, JobExport,
-    JobOutcome, JobRecord, PriorRequest,
+    JobRecord, PriorRequest,
 };
 use pool::Pool;
 
@@ -243,7 +243,7 @@ impl Engine for SqliteEngine {
     }
     fn finish_set_action(
         &self,
-        outcome: &JobOutcome<'_>,
+        outcome: &JobChange<'_>,
         audit: Option<&AuditRecord<'_>>,
         answer: Option<(IdempotencyKey<'_>, i64, &str)>,
     ) -> Result<AuditDelivery> {

@@ -15,7 +15,8 @@
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rusqlite::{Connection, MAIN_DB, OpenFlags};
 
@@ -53,13 +54,12 @@ pub enum Mode {
 
 /// Every live pool of the process, for the fork handlers.
 static REGISTRY: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
-static FORK_HANDLERS: Once = Once::new();
+static FORK_HANDLERS: AtomicBool = AtomicBool::new(false);
 
 fn register(shared: &Arc<Shared>) {
-    FORK_HANDLERS.call_once(|| {
-        // SAFETY: plain function pointers with the C signature pthread_atfork expects.
-        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), None) };
-    });
+    // Running either handler twice is harmless: a second close finds nothing idle, and the flag
+    // is computed again from the same counts.
+    crate::process::register_fork_handlers(&FORK_HANDLERS, Some(before_fork), Some(after_fork_in_parent), None);
     let mut pools = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     pools.retain(|w| w.strong_count() > 0);
     pools.push(Arc::downgrade(shared));
