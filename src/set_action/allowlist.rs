@@ -23,41 +23,47 @@ pub struct ClusterBase {
     path_prefix: String,
 }
 
+/// A refused URL as messages quote it: in part, and without the credentials or secret query
+/// fields it may carry (the message reaches the audit log and the caller).
+fn quoted(url: &str) -> String {
+    shown(&super::secrets::redact_url(url))
+}
+
 fn not_allowed(message: String) -> Error {
     Error::new(ErrorKind::UrlNotAllowed, message)
 }
 
 /// The parts of an http(s) URL that decide where a request goes.
 fn split(url: &str) -> Result<(String, String, u16, String)> {
-    let uri: Uri = url.parse().map_err(|e| not_allowed(format!("{} is not a valid URL: {e}", shown(url))))?;
+    let uri: Uri = url.parse().map_err(|e| not_allowed(format!("{} is not a valid URL: {e}", quoted(url))))?;
     let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
     let default_port = match scheme.as_str() {
         "http" => 80,
         "https" => 443,
-        "" => return Err(not_allowed(format!("{} is not an absolute http(s) URL", shown(url)))),
+        "" => return Err(not_allowed(format!("{} is not an absolute http(s) URL", quoted(url)))),
         other => return Err(not_allowed(format!("scheme {} is not allowed; only http and https", shown(other)))),
     };
-    let authority = uri.authority().ok_or_else(|| not_allowed(format!("{} has no host", shown(url))))?;
+    let authority = uri.authority().ok_or_else(|| not_allowed(format!("{} has no host", quoted(url))))?;
     if authority.as_str().contains('@') {
-        return Err(not_allowed(format!("{} carries credentials in the URL; refused", shown(url))));
+        return Err(not_allowed(format!("{} carries credentials in the URL; refused", quoted(url))));
     }
     let host = authority.host().to_ascii_lowercase();
     if host.is_empty() {
-        return Err(not_allowed(format!("{} has no host", shown(url))));
+        return Err(not_allowed(format!("{} has no host", quoted(url))));
     }
     // `http` reads a port it cannot parse as "no port" (the scheme's default): refuse it.
     if let Some((_, port)) = authority.as_str().rsplit_once(':') {
         if !port.contains(']') && !port.is_empty() && port.parse::<u16>().is_err() {
-            return Err(not_allowed(format!("{} has a port out of range; refused", shown(url))));
+            return Err(not_allowed(format!("{} has a port out of range; refused", quoted(url))));
         }
     }
     let path = uri.path().to_owned();
     if let Err(why) = check_path(&path) {
-        return Err(not_allowed(format!("{} {why}; refused", shown(url))));
+        return Err(not_allowed(format!("{} {why}; refused", quoted(url))));
     }
     if let Some(query) = uri.query() {
         if let Err(why) = check_query(query) {
-            return Err(not_allowed(format!("{} {why}; refused", shown(url))));
+            return Err(not_allowed(format!("{} {why}; refused", quoted(url))));
         }
     }
     Ok((scheme, host, authority.port_u16().unwrap_or(default_port), path))
@@ -171,8 +177,9 @@ impl Allowlist {
             Ok(())
         } else {
             Err(not_allowed(format!(
-                "URL {} is not under any allowed cluster (configure allowed_clusters)",
-                shown(url)
+                "URL {} is not under any allowed cluster: add its base URL to the store's allowed_clusters \
+                 (TMS_ALLOWED_CLUSTERS for tms.shared_store() and the drop-in modules)",
+                quoted(url)
             )))
         }
     }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use ureq::Agent;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
-use super::request::{BodyEncoding, ProxyRequest, form_fields};
+use super::request::ProxyRequest;
+use super::wire;
 use crate::error::{Error, Result};
 use crate::options::StoreOptions;
 
@@ -104,13 +105,9 @@ impl HttpClient {
             if let Some(b) = &bearer {
                 builder = builder.header("Authorization", b);
             }
-            match (&req.post_data, req.encoding) {
-                (None, _) => builder.send_empty(),
-                (Some(data), BodyEncoding::Form) => builder.send_form(form_fields(data)),
-                // Serialized here, compact: ureq's send_json would pretty-print.
-                (Some(data), BodyEncoding::Json) => {
-                    builder.content_type("application/json").send(data.to_string())
-                }
+            match wire::body(req) {
+                None => builder.send_empty(),
+                Some(body) => builder.content_type(body.content_type).send(body.bytes),
             }
         } else {
             let mut builder = agent.get(&req.url);

@@ -9,6 +9,8 @@ pub mod http;
 pub mod outcome;
 pub mod redact;
 pub mod request;
+pub mod secrets;
+pub mod wire;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -125,6 +127,19 @@ fn check_token(token: Option<&str>) -> Result<()> {
             format!("the bearer token is {n} bytes; at most {MAX_TOKEN_BYTES} are allowed"),
         )),
         _ => Ok(()),
+    }
+}
+
+/// The redactor of a request whose token can be kept out of what is stored: the token and the
+/// request's other secrets (see [`secrets`]). A token the library cannot redact safely is
+/// refused here, before anything quotes it; the refusal comes with a redactor of the other
+/// secrets only, as its message is the library's own words (replacing a short token in them
+/// would garble the reason).
+fn redactor_for(req: &ProxyRequest) -> std::result::Result<Redactor, (Error, Redactor)> {
+    let others = secrets::values(&req.url, req.post_data.as_ref());
+    match check_token(req.token.as_deref()) {
+        Ok(()) => Ok(Redactor::with_secrets(req.token.as_deref(), &others)),
+        Err(e) => Err((e, Redactor::with_secrets(None, &others))),
     }
 }
 
@@ -265,8 +280,16 @@ impl Store {
     }
 
     fn run_proxy(&self, caller: &Caller<'_>, req: &ProxyRequest) -> SetActionAnswer {
-        let redactor = Redactor::new(req.token.as_deref());
-        if let Err(e) = check_token(req.token.as_deref()).and_then(|()| self.allowlist.check(&req.url)) {
+        // Nothing of a plain proxy request's body is stored: its refusals quote only the URL,
+        // with its secrets replaced.
+        let redactor = match redactor_for(req) {
+            Ok(r) => r,
+            Err((e, r)) => {
+                self.audit_refusal(caller, PROXY_ACTION, None, &e, &r);
+                return refusal(&e, None);
+            }
+        };
+        if let Err(e) = self.allowlist.check(&req.url) {
             self.audit_refusal(caller, PROXY_ACTION, None, &e, &redactor);
             return refusal(&e, None);
         }
@@ -281,21 +304,24 @@ impl Store {
     }
 
     fn run_set_action(&self, caller: &Caller<'_>, req: &ProxyRequest, action: &str, cids: &[String]) -> SetActionAnswer {
-        let token = req.token.as_deref();
-        let redactor = Redactor::new(token);
         // Refusals are audited under the action when it is a known one, else as a refused
         // proxy request: an action type is never a name the library has not vetted.
-        let refuse = |as_type: &str, e: Error| {
-            self.audit_refusal(caller, as_type, Some(cids), &e, &redactor);
+        let refuse = |as_type: &str, e: Error, redactor: &Redactor| {
+            self.audit_refusal(caller, as_type, Some(cids), &e, redactor);
             self.done_event(caller, action, None, None, false, Some(&redactor.text(&e.message)));
             refusal(&e, None)
         };
-        let code = match map_action(action) {
-            Ok(a) => a.code,
-            Err(e) => return refuse(PROXY_ACTION, e),
+        let known = map_action(action);
+        let redactor = match redactor_for(req) {
+            Ok(r) => r,
+            Err((e, r)) => return refuse(if known.is_ok() { action } else { PROXY_ACTION }, e, &r),
         };
-        if let Err(e) = check_token(token).and_then(|()| self.allowlist.check(&req.url)) {
-            return refuse(action, e);
+        let code = match known {
+            Ok(a) => a.code,
+            Err(e) => return refuse(PROXY_ACTION, e, &redactor),
+        };
+        if let Err(e) = self.allowlist.check(&req.url) {
+            return refuse(action, e, &redactor);
         }
         self.events.emit(
             Event::new(Level::Info, "set_action_start")
@@ -308,12 +334,13 @@ impl Store {
         // 1. The job, durably, before anything leaves.
         let job_id = match crate::uuid::new_v4() {
             Ok(id) => id,
-            Err(e) => return refuse(action, e),
+            Err(e) => return refuse(action, e, &redactor),
         };
         let created_at = clock::local_iso(SystemTime::now());
-        let payload = req.post_data.as_ref().map(|p| redactor.text(&p.to_string()));
-        // A careless caller may put the token in the URL too (`?access_token=`).
-        let url = redactor.text(&req.url);
+        // Stored without the token or any field named like a credential.
+        let payload = req.post_data.as_ref().map(|p| redactor.text(&secrets::redact_value(p).to_string()));
+        // A careless caller may put the token or another secret in the URL too (`?access_token=`).
+        let url = redactor.text(&secrets::redact_url(&req.url));
         let record = JobRecord {
             job_id: &job_id,
             user_id: caller.user_id,
@@ -342,13 +369,13 @@ impl Store {
                             prior.job_id
                         ),
                     );
-                    return refuse(action, e);
+                    return refuse(action, e, &redactor);
                 }
                 return self.replay(caller, prior);
             }
             Err(e) => {
                 let e = Error::new(e.kind, format!("the job could not be recorded, so nothing was sent: {}", e.message));
-                return refuse(action, e);
+                return refuse(action, e, &redactor);
             }
         }
 

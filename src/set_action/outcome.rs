@@ -191,7 +191,7 @@ mod tests {
         let body = "\u{feff}{\"success\":true,\"big\":123456789012345678901234567890,\"f\":1.10}";
         let v = classify(&answer(200, body), Some("J"), 35, 1000);
         assert_eq!(v.job_status, "SUCCESS");
-        assert_eq!(v.response_summary.as_deref(), Some(r#"{"big":123456789012345678901234567890,"f":1.10,"success":true}"#));
+        assert_eq!(v.response_summary.as_deref(), Some(r#"{"success":true,"big":123456789012345678901234567890,"f":1.10}"#));
         assert!(v.answer.to_string().contains("123456789012345678901234567890"));
         let v = classify(&Upstream::Timeout, Some("J"), 35, 100);
         assert_eq!(v.response_summary.as_deref(), Some("No answer: request timeout after 35s"));

@@ -63,26 +63,20 @@ fn html_escaped(token: &str) -> String {
 impl Redactor {
     /// Every form of `token` worth looking for; no token, nothing to redact.
     pub fn new(token: Option<&str>) -> Redactor {
-        let Some(token) = token.filter(|t| !t.is_empty()) else { return Redactor::default() };
+        Redactor::with_secrets(token, &[])
+    }
+
+    /// Every form of `token` and of the request's other secrets (see `secrets::values`). A
+    /// secret under [`MIN_TOKEN_BYTES`] is left out: replacing so short a text would also hit
+    /// ordinary words (such a field is still replaced where it is stored, by its name).
+    pub fn with_secrets(token: Option<&str>, others: &[String]) -> Redactor {
         let mut forms: Vec<Vec<u8>> = Vec::new();
-        let mut add = |f: String| {
-            if !f.is_empty() && !forms.iter().any(|g| g == f.as_bytes()) {
-                forms.push(f.into_bytes());
-            }
-        };
-        add(token.to_owned());
-        for ascii_only in [false, true] {
-            for escape_slash in [false, true] {
-                // JSON inside JSON: an echo quoted twice.
-                let once = json_escaped(token, ascii_only, escape_slash);
-                add(json_escaped(&once, ascii_only, escape_slash));
-                add(once);
-            }
+        if let Some(token) = token.filter(|t| !t.is_empty()) {
+            add_forms(&mut forms, token);
         }
-        for (upper, plus) in [(true, false), (false, false), (true, true), (false, true)] {
-            add(percent_encoded(token, upper, plus));
+        for secret in others.iter().filter(|s| s.len() >= MIN_TOKEN_BYTES) {
+            add_forms(&mut forms, secret);
         }
-        add(html_escaped(token));
         forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
         Redactor { forms }
     }
@@ -144,6 +138,28 @@ impl Redactor {
             Upstream::Timeout => Upstream::Timeout,
         }
     }
+}
+
+/// Add every spelling of `token` worth looking for to `forms` (each once).
+fn add_forms(forms: &mut Vec<Vec<u8>>, token: &str) {
+    let mut add = |f: String| {
+        if !f.is_empty() && !forms.iter().any(|g| g == f.as_bytes()) {
+            forms.push(f.into_bytes());
+        }
+    };
+    add(token.to_owned());
+    for ascii_only in [false, true] {
+        for escape_slash in [false, true] {
+            // JSON inside JSON: an echo quoted twice.
+            let once = json_escaped(token, ascii_only, escape_slash);
+            add(json_escaped(&once, ascii_only, escape_slash));
+            add(once);
+        }
+    }
+    for (upper, plus) in [(true, false), (false, false), (true, true), (false, true)] {
+        add(percent_encoded(token, upper, plus));
+    }
+    add(html_escaped(token));
 }
 
 fn replace(hay: &[u8], needle: &[u8]) -> Vec<u8> {

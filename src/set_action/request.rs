@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 
 /// Longest URL accepted.
 const MAX_URL_BYTES: usize = 8 * 1024;
+/// Longest `contentType` accepted.
+const MAX_CONTENT_TYPE_BYTES: usize = 256;
 
 /// How postData goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub struct ProxyRequest {
     pub token: Option<String>,
     pub is_post: bool,
     pub encoding: BodyEncoding,
+    /// `contentType` as given (sent as the Content-Type header, as the legacy route did).
+    pub content_type: Option<String>,
     /// What is sent (for a Set Action, with `cids` replaced by the de-duplicated list).
     pub post_data: Option<Value>,
     pub set_action: Option<SetActionPart>,
@@ -47,6 +51,7 @@ impl std::fmt::Debug for ProxyRequest {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("is_post", &self.is_post)
             .field("encoding", &self.encoding)
+            .field("content_type", &self.content_type)
             .field("set_action", &self.set_action)
             .finish_non_exhaustive()
     }
@@ -99,11 +104,29 @@ pub fn parse(text: &str) -> Result<ProxyRequest> {
         Some(Value::Bool(b)) => *b,
         Some(other) => return Err(Error::invalid(format!("`isPost` must be a boolean, not {}", kind(other)))),
     };
-    let encoding = match string_field(&obj, "contentType")? {
+    let content_type = string_field(&obj, "contentType")?.filter(|ct| !ct.trim().is_empty());
+    if let Some(ct) = &content_type {
+        // It becomes a header line: printable ASCII only, so nothing can be smuggled into it.
+        if ct.len() > MAX_CONTENT_TYPE_BYTES || !ct.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+            return Err(Error::invalid(format!(
+                "`contentType` must be printable ASCII of at most {MAX_CONTENT_TYPE_BYTES} bytes: {}",
+                crate::error::shown(ct)
+            )));
+        }
+    }
+    let encoding = match &content_type {
         Some(ct) if ct.to_ascii_lowercase().contains("x-www-form-urlencoded") => BodyEncoding::Form,
         _ => BodyEncoding::Json,
     };
     let mut post_data = field(&obj, "postData").cloned();
+    if let (BodyEncoding::Form, Some(data)) = (encoding, &post_data) {
+        if !matches!(data, Value::Object(_) | Value::String(_)) {
+            return Err(Error::invalid(format!(
+                "`postData` with a form content type must be an object or a string, not {}",
+                kind(data)
+            )));
+        }
+    }
     let set_action = match &mut post_data {
         Some(Value::Object(data)) if data.contains_key("action") && data.contains_key("cids") => {
             let action = match data.get("action") {
@@ -145,7 +168,7 @@ pub fn parse(text: &str) -> Result<ProxyRequest> {
         }
         _ => None,
     };
-    Ok(ProxyRequest { url, token, is_post, encoding, post_data, set_action })
+    Ok(ProxyRequest { url, token, is_post, encoding, content_type, post_data, set_action })
 }
 
 impl ProxyRequest {
@@ -164,9 +187,22 @@ impl ProxyRequest {
             ids.sort_unstable();
             map.insert("cids".into(), Value::from(ids));
         }
-        let canonical = serde_json::json!([self.url, self.is_post, encoding, data]).to_string();
+        let canonical = serde_json::json!([self.url, self.is_post, encoding, data.as_ref().map(sorted_keys)]).to_string();
         let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
         digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// `value` with every object's keys in sorted order (objects keep the order written otherwise).
+fn sorted_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted_keys(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
+        other => other.clone(),
     }
 }
 
@@ -234,6 +270,8 @@ mod tests {
     fn fingerprints_bind_the_request_but_not_the_token() {
         let a = parse(r#"{"url":"https://c/x","token":"t1","isPost":true,"postData":{"action":"PE-Enable","cids":["a","b"]}}"#).unwrap();
         let b = parse(r#"{"postData":{"cids":["b","a","a"],"action":"PE-Enable"},"isPost":true,"token":"t2","url":"https://c/x"}"#).unwrap();
+        // The keys' order is kept for the wire, but does not make another request.
+        assert_eq!(b.post_data.as_ref().unwrap().as_object().unwrap().keys().collect::<Vec<_>>(), ["cids", "action"]);
         let c = parse(r#"{"url":"https://c/x","token":"t1","isPost":true,"postData":{"action":"PE-Enable","cids":["a","c"]}}"#).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());

