@@ -4,7 +4,8 @@
     store = tms.Store("jobs.db", "audit.db", synchronous="FULL")
     job = store.create_job("alice", tms.get_action_code("Trans-Begin"), "Trans-Begin", ["c1", "c2"])
 
-Drop-in replacements for the legacy modules are `tms.jobs` and `tms.audit_db`.
+Drop-in replacements for the legacy modules are `tms.jobs` and `tms.audit_db`; `tms.shared_store()`
+is the one Store they use, for the app's own routes.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from ._native import check, encode, lib
 from ._version import __version__
 from .errors import *  # noqa: F401,F403  (the exception classes are part of the API)
 from .errors import TmsError, UnknownActionError
-from ._shared import configure
+from ._shared import configure, shared_store
 from .store import STORE_OPTIONS, Store
 
 __all__ = ["STORE_OPTIONS", "Store", "TmsError", "__version__", "configure", "get_action_code",
-           "map_action", "parse_customer_ids", "version"]
+           "map_action", "parse_customer_ids", "shared_store", "version"]
 
 
 def version() -> str:

@@ -1,5 +1,7 @@
-"""The store behind the drop-in modules: one per (jobs path, audit path), opened on first use and
-kept for the life of the process (the legacy code opened a connection per call).
+"""The store behind the drop-in modules and `tms.shared_store()`: one per (jobs path, audit
+path), opened on first use and kept for the life of the process (the legacy code opened a
+connection per call), so a route calling `tms.shared_store().set_action(...)` and the drop-ins'
+`create_job`/`log_action` share one pool and one configuration.
 
 Its options come from the environment and from `tms.configure(...)` (which wins), both read at
 first use. Each option has an environment variable `TMS_<NAME IN CAPITALS>`:
@@ -140,6 +142,51 @@ def store() -> Store:
         if found is None:
             found = _stores[key] = _open(key)
         return found
+
+
+def shared_store() -> Store:
+    """The process-wide store of the drop-in modules (`tms.jobs`, `tms.audit_db`): opened on first
+    use at `tms.jobs.DB_PATH` and `tms.audit_db.AUDIT_DB_PATH`, with the options of the `TMS_*`
+    environment and `tms.configure(...)` (the audit log's HMAC key, `allowed_clusters`, timeouts,
+    `synchronous`, ...). Use it in the app's routes, so that they write through the same store and
+    the same settings as the drop-ins; `tms.Store(...)` is for programs that want their own.
+
+    When the app has configured no logging at all (no handler on the `tms` loggers nor on the
+    root logger), the Set Action events (`set_action_start`, `set_action_done`) are written to
+    stderr in the legacy log's line format, as the legacy route printed its `[SET_ACTION]` lines.
+    """
+    found = store()
+    _log_events_by_default()
+    return found
+
+
+_EVENT_FORMAT = "%(asctime)s | %(levelname)-8s | %(message)s"
+_events_checked = False
+
+
+def _log_events_by_default() -> None:
+    global _events_checked
+    if _events_checked:
+        return
+    with _lock:
+        if _events_checked:
+            return
+        _events_checked = True
+        events = logging.getLogger("tms.set_action")
+        if events.hasHandlers():
+            return  # the app routes logging itself (basicConfig, dictConfig, its own handler)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(_EVENT_FORMAT, "%Y-%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.INFO)
+
+
+def legacy_path(module_file: str, name: str) -> str:
+    """Where a legacy module at `module_file` (`<app>/src/jobs.py`) kept its database: `name` in
+    the directory above it, the app's root (`os.path.join(os.path.dirname(__file__), '..',
+    name)`), made absolute so that no working directory changes it."""
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(module_file)), "..", name))
 
 
 def initialize() -> Store:

@@ -1,8 +1,10 @@
 """Drop-in replacement for the legacy audit module: same names, parameters, defaults and return
 shapes, on libtms.
 
-AUDIT_DB_PATH is read from TMS_AUDIT_DB at import (default "audit.db", relative to the working
-directory); assigning the attribute later switches files. The store's options (the audit chain's
+AUDIT_DB_PATH is read from TMS_AUDIT_DB at import; without it, the one-line shim that replaces an
+app's own `src/audit_db.py` (`sys.modules[__name__] = tms.audit_db.in_place_of(__file__)`) makes
+it the legacy module's file, `audit.db` in the app's root, and otherwise it is "audit.db" in the
+working directory. Assigning the attribute later switches files. The store's options (the audit chain's
 HMAC key among them) come from the environment or `tms.configure(...)` before first use (see
 tms._shared). Failures keep the legacy return (None, False, [] or {}) and log the library's
 message through `logging`. Unlike the legacy module, customer_id filters match whole IDs ("c1" no
@@ -14,17 +16,34 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
+from types import ModuleType
 from typing import Any, Iterable
 
 from . import _shared, get_action_code
 from ._shared import configure  # noqa: F401  (options for the drop-in store)
 from .errors import TmsError
 
-AUDIT_DB_PATH = os.environ.get("TMS_AUDIT_DB", "audit.db")
+AUDIT_DB_PATH = os.environ.get("TMS_AUDIT_DB") or "audit.db"
+_AUDIT_DB_PATH_AT_IMPORT = AUDIT_DB_PATH
 
 TRACKED_ACTIONS = ["Trans-Begin", "PE-Enable", "T-Enable", "PE-Finalize", "PE-Direct"]
 
 log = logging.getLogger("tms.audit_db")
+
+
+def in_place_of(legacy_file: str) -> ModuleType:
+    """This module, standing in for an app's own audit module at `legacy_file` (its `__file__`).
+    Unless TMS_AUDIT_DB is set (or AUDIT_DB_PATH was assigned), AUDIT_DB_PATH becomes the file
+    that module used: `audit.db` one directory above it, the app's root, from any working
+    directory. The app's `src/audit_db.py` becomes one line:
+
+        import sys, tms.audit_db; sys.modules[__name__] = tms.audit_db.in_place_of(__file__)
+    """
+    global AUDIT_DB_PATH
+    if not os.environ.get("TMS_AUDIT_DB") and AUDIT_DB_PATH == _AUDIT_DB_PATH_AT_IMPORT:
+        AUDIT_DB_PATH = _shared.legacy_path(legacy_file, "audit.db")
+    return sys.modules[__name__]
 
 
 def _failed(what: str, err: Exception) -> None:

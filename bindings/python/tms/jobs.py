@@ -1,8 +1,10 @@
 """Drop-in replacement for the legacy jobs module: same names, parameters, defaults and return
 shapes, on libtms. Switch the Flask app with `from tms import jobs` (and `from tms import audit_db`).
 
-DB_PATH is read from TMS_JOBS_DB at import (default "jobs.db", relative to the working
-directory); assigning the attribute later switches files, as it did in the legacy module. The
+DB_PATH is read from TMS_JOBS_DB at import; without it, the one-line shim that replaces an
+app's own `src/jobs.py` (`sys.modules[__name__] = tms.jobs.in_place_of(__file__)`) makes it the
+file the legacy module used, `jobs.db` in the app's root, and otherwise it is "jobs.db" in the
+working directory. Assigning the attribute later switches files, as it did in the legacy module. The
 store's options come from the environment (TMS_SYNCHRONOUS, TMS_AUDIT_HMAC_KEY, ...) or from
 `tms.configure(...)` before first use (see tms._shared). Failures keep the legacy return (None,
 False, [] or {}) and log the library's message through `logging`.
@@ -13,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
+from types import ModuleType
 from typing import Any, Iterable
 
 from . import _shared
@@ -20,7 +24,8 @@ from . import get_action_code  # noqa: F401  (the app's helper lives here too)
 from ._shared import configure  # noqa: F401  (options for the drop-in store)
 from .errors import NotFoundError, TmsError
 
-DB_PATH = os.environ.get("TMS_JOBS_DB", "jobs.db")
+DB_PATH = os.environ.get("TMS_JOBS_DB") or "jobs.db"
+_DB_PATH_AT_IMPORT = DB_PATH
 
 log = logging.getLogger("tms.jobs")
 
@@ -29,6 +34,20 @@ _JOB_DETAIL_KEYS = ("job_id", "user_id", "batch_id", "action_code", "action_name
                     "customer_count")
 _USER_JOB_KEYS = ("job_id", "user_id", "action_code", "action_name", "cluster_url", "created_at",
                   "status", "http_status", "error_message", "customer_count")
+
+
+def in_place_of(legacy_file: str) -> ModuleType:
+    """This module, standing in for an app's own jobs module at `legacy_file` (its `__file__`).
+    Unless TMS_JOBS_DB is set (or DB_PATH was assigned), DB_PATH becomes the file that module
+    used: `jobs.db` one directory above it, the app's root, from any working directory. The
+    app's `src/jobs.py` becomes one line:
+
+        import sys, tms.jobs; sys.modules[__name__] = tms.jobs.in_place_of(__file__)
+    """
+    global DB_PATH
+    if not os.environ.get("TMS_JOBS_DB") and DB_PATH == _DB_PATH_AT_IMPORT:
+        DB_PATH = _shared.legacy_path(legacy_file, "jobs.db")
+    return sys.modules[__name__]
 
 
 def _failed(what: str, err: Exception) -> None:
