@@ -182,6 +182,7 @@ impl Store {
         let job_id = crate::uuid::new_v4()?;
         let created_at = clock::local_iso(SystemTime::now());
         self.engine.insert_job(&JobRecord {
+            set_action: false,
             job_id: &job_id,
             user_id,
             batch_id,

@@ -44,7 +44,7 @@ on_each_engine!(
     a_keyed_chain_refuses_a_store_without_its_key,
     the_appstatus_cache,
     many_threads_share_one_store,
-    interrupted_jobs_are_recovered_and_a_late_outcome_replaces_the_verdict,
+    recovery_leaves_jobs_from_create_job_alone,
     a_store_copies_into_the_other_engine_and_back,
 );
 
@@ -176,16 +176,19 @@ fn many_threads_share_one_store(loc: Location) {
     assert!(v.ok && v.checked == 120, "{v:?}");
 }
 
-fn interrupted_jobs_are_recovered_and_a_late_outcome_replaces_the_verdict(loc: Location) {
+/// Recovery marks only the library's own Set Actions (tests/python/test_set_action.py kills a
+/// process mid-call on both engines to show one recovered); a job from `create_job` is its
+/// caller's to finish, however old (the dashboard's `/api/jobs/create` leaves them IN_PROGRESS).
+fn recovery_leaves_jobs_from_create_job_alone(loc: Location) {
     let options = StoreOptions { request_timeout_s: 1, interrupted_after_s: 2, ..Default::default() };
     let store = loc.open(&options).unwrap();
     let id = store.create_job(&job("u", vec!["c1"])).unwrap().job_id;
     assert_eq!(store.recover_interrupted().unwrap(), 0);
     std::thread::sleep(std::time::Duration::from_millis(2300));
-    assert_eq!(store.recover_interrupted().unwrap(), 1);
-    let d = store.get_job(&id).unwrap();
-    assert!(d.status == Some(JobStatus::Failed) && d.error_message.unwrap().contains("interrupted"));
     assert_eq!(store.recover_interrupted().unwrap(), 0);
+    drop(store);
+    let store = loc.open(&options).unwrap(); // nor at open
+    assert_eq!(store.get_job(&id).unwrap().status, Some(JobStatus::InProgress));
 }
 
 fn a_store_copies_into_the_other_engine_and_back(loc: Location) {

@@ -33,6 +33,7 @@ fn a_failing_write_in_a_batch_rolls_back_only_itself() {
                             response_summary: None,
                             status: "IN_PROGRESS",
                             cids: &cids,
+                            set_action: false,
                         })
                         .is_ok();
                     (id, ok)

@@ -20,7 +20,7 @@ fn a_new_store_creates_both_files_in_wal_with_the_legacy_tables() {
     let jobs = inspect(&dir.join("jobs.db"));
     let mode: String = jobs.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
-    assert_eq!(count(&jobs, "PRAGMA user_version"), 6);
+    assert_eq!(count(&jobs, "PRAGMA user_version"), 7);
     let has = |conn: &rusqlite::Connection, name: &str| {
         count(conn, &format!("SELECT COUNT(*) FROM sqlite_schema WHERE name = '{name}'")) == 1
     };
@@ -275,7 +275,7 @@ fn legacy_jobs_and_audit_files_are_adopted_with_every_row() {
     let conn = inspect(&jobs);
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM jobs"), 21);
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM job_customers"), 108);
-    assert_eq!(count(&conn, "PRAGMA user_version"), 6);
+    assert_eq!(count(&conn, "PRAGMA user_version"), 7);
     assert_eq!(
         count(&conn, &format!("SELECT COUNT(*) FROM job_customers WHERE job_id = '{}'", created.job_id)),
         2

@@ -353,6 +353,7 @@ impl Store {
             response_summary: Some("In progress..."),
             status: "IN_PROGRESS",
             cids,
+            set_action: true,
         };
         let fingerprint = req.fingerprint();
         match self.engine.insert_set_action_job(&record, caller.key.map(|k| (k, fingerprint.as_str()))) {

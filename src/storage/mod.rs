@@ -22,6 +22,10 @@ pub struct JobRecord<'a> {
     pub response_summary: Option<&'a str>,
     pub status: &'a str,
     pub cids: &'a [String],
+    /// Created by the library's own Set Action, which records its outcome: if its process dies
+    /// first, recovery marks it interrupted. A job from `create_job` is the caller's to finish,
+    /// and recovery never touches it.
+    pub set_action: bool,
 }
 
 /// A validated change to one job's status and outcome fields. `Engine::update_job` leaves a
@@ -107,6 +111,8 @@ pub struct JobExport {
     pub error_message: Option<String>,
     pub updated_at: Option<String>,
     pub customer_count: Option<i64>,
+    /// See [`JobRecord::set_action`].
+    pub set_action: bool,
     pub cids: Vec<String>,
 }
 

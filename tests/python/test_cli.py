@@ -112,6 +112,12 @@ def test_jobs_audit_and_stats(filled):
 
 def test_recover_counts_what_opening_marked(filled):
     d, first, _ = filled
+    # The row a Set Action leaves when its process dies mid-call (see test_set_action's killed
+    # process); a job from create_job alone is its caller's and never recovered.
+    import sqlite3
+    with sqlite3.connect(d / "jobs.db") as conn:
+        conn.execute("UPDATE jobs SET set_action_job = 1 WHERE job_id = ?", (first,))
+    conn.close()
     time.sleep(2.2)
     out = run("recover", "--older-than", "2", cwd=d)
     assert out.returncode == 0 and json.loads(out.stdout) == {"recovered": 1}, out.stderr

@@ -228,24 +228,27 @@ def test_1_a_read_only_store_reads_and_refuses_writes_and_set_actions_before_sen
 # --- 2. recovery does not depend on the time zone ---------------------------------------------
 
 def test_2_a_store_opened_in_another_time_zone_leaves_a_live_job_alone(tmp_path):
-    tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")).close()
-    create = python(f"""
-        import tms
-        s = tms.Store({str(tmp_path / "jobs.db")!r}, {str(tmp_path / "audit.db")!r})
-        print(s.create_job("u", 1, "Trans-Begin", ["c1"])["job_id"])
-    """, env={"TZ": "UTC"})
-    out, err = create.communicate(timeout=60)
-    assert create.returncode == 0, err
-    job_id = out.strip()
-    # Kolkata is 5.5 hours ahead: compared as local text, the job would look hours old.
-    opener = python(f"""
-        import tms
-        s = tms.Store({str(tmp_path / "jobs.db")!r}, {str(tmp_path / "audit.db")!r})
-        print(s.recover_interrupted(), s.get_job({job_id!r})["status"])
-    """, env={"TZ": "Asia/Kolkata"})
-    out, err = opener.communicate(timeout=60)
-    assert opener.returncode == 0, err
-    assert out.split() == ["0", "IN_PROGRESS"]
+    jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
+    tms.Store(jobs_db, audit_db).close()
+    with StubCluster(slow_seconds=4.0) as slow:
+        # A Set Action in flight in a UTC process (its job IN_PROGRESS while the cluster answers).
+        sender = subprocess.Popen([sys.executable, "-c", SLOW_SET_ACTION, jobs_db, audit_db, slow.base],
+                                  env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "bindings", "python"), TZ="UTC"),
+                                  stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while rows(jobs_db, "SELECT COUNT(*) FROM jobs WHERE set_action_job = 1") != [(1,)]:
+            assert time.monotonic() < deadline, "the Set Action never recorded its job"
+            time.sleep(0.02)
+        # Kolkata is 5.5 hours ahead: compared as local text, the job would look hours old.
+        opener = python(f"""
+            import tms
+            s = tms.Store({jobs_db!r}, {audit_db!r}, interrupted_after_s=600)
+            print(s.recover_interrupted(), s.get_user_jobs("alice")[0]["status"])
+        """, env={"TZ": "Asia/Kolkata"})
+        out, err = opener.communicate(timeout=60)
+        assert opener.returncode == 0, err
+        assert out.split() == ["0", "IN_PROGRESS"]
+        assert json.loads(sender.communicate(timeout=60)[0])[0] == 200
 
 
 SLOW_SET_ACTION = """

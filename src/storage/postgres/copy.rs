@@ -14,7 +14,7 @@ pub fn export_jobs(c: &mut impl GenericClient, cache: &mut Cache, after: Option<
     let st = cache.prepare(
         c,
         "SELECT job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at, request_payload,
-                response_summary, status, http_status, error_message, updated_at, customer_count
+                response_summary, status, http_status, error_message, updated_at, customer_count, set_action_job
          FROM jobs WHERE ($1::text IS NULL OR job_id > $1) ORDER BY job_id LIMIT $2",
     )?;
     let rows = c.query(&st, &[&after, &i64::from(max_jobs)]).map_err(pg_error)?;
@@ -40,6 +40,7 @@ pub fn export_jobs(c: &mut impl GenericClient, cache: &mut Cache, after: Option<
             error_message: r.get(11),
             updated_at: r.get(12),
             customer_count: r.get(13),
+            set_action: r.get(14),
             cids,
         });
         if customers >= max_customers {
@@ -53,8 +54,8 @@ pub fn import_jobs(c: &mut impl GenericClient, cache: &mut Cache, jobs: &[JobExp
     let insert = cache.prepare(
         c,
         "INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at, request_payload,
-                           response_summary, status, http_status, error_message, updated_at, customer_count)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                           response_summary, status, http_status, error_message, updated_at, customer_count, set_action_job)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (job_id) DO NOTHING RETURNING 1",
     )?;
     let refresh = cache.prepare(
@@ -70,7 +71,7 @@ pub fn import_jobs(c: &mut impl GenericClient, cache: &mut Cache, jobs: &[JobExp
                 &insert,
                 &[&j.job_id, &j.user_id, &j.batch_id, &j.action_code, &j.action_name, &j.cluster_url, &j.created_at,
                   &j.request_payload, &j.response_summary, &j.status, &j.http_status, &j.error_message, &j.updated_at,
-                  &j.customer_count],
+                  &j.customer_count, &j.set_action],
             )
             .map_err(pg_error)?
             .is_some();

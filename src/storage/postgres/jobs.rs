@@ -16,8 +16,8 @@ macro_rules! count {
 }
 
 const INSERT: &str = "INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
-                                       request_payload, response_summary, status, updated_at, customer_count)
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11)";
+                                       request_payload, response_summary, status, updated_at, customer_count, set_action_job)
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11, $12)";
 /// Every customer in one round trip, however many.
 const INSERT_CUSTOMERS: &str = "INSERT INTO job_customers (job_id, cid) SELECT $1, unnest($2::text[])";
 
@@ -37,6 +37,7 @@ pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>
             &job.response_summary,
             &job.status,
             &(job.cids.len() as i64),
+            &job.set_action,
         ],
     )
     .map_err(pg_error)?;

@@ -41,8 +41,9 @@ pub fn store_answer(c: &mut impl GenericClient, cache: &mut Cache, key: Idempote
     Ok(())
 }
 
-/// Mark FAILED the jobs IN_PROGRESS that the library last wrote more than `older_than_s` ago by
-/// the server's clock. Rows another host is writing right now are locked and skipped, never
+/// Mark FAILED the library's own Set Actions still IN_PROGRESS that it last wrote more than
+/// `older_than_s` ago by the server's clock (jobs from `create_job` are the caller's: never
+/// touched). Rows another host is writing right now are locked and skipped, never
 /// waited for or taken: a job whose outcome is being recorded is not interrupted.
 pub fn recover_interrupted(c: &mut impl GenericClient, cache: &mut Cache, older_than_s: f64, message: &str, now_text: &str) -> Result<u64> {
     let st = cache.prepare(
@@ -50,7 +51,8 @@ pub fn recover_interrupted(c: &mut impl GenericClient, cache: &mut Cache, older_
         "UPDATE jobs SET status = 'FAILED', error_message = $2, updated_at = $3, touched_at = now(),
                          response_summary = 'No answer recorded: interrupted'
          WHERE job_id IN (SELECT job_id FROM jobs
-                          WHERE status = 'IN_PROGRESS' AND touched_at < now() - make_interval(secs => $1)
+                          WHERE status = 'IN_PROGRESS' AND set_action_job
+                            AND touched_at < now() - make_interval(secs => $1)
                           FOR UPDATE SKIP LOCKED)",
     )?;
     c.execute(&st, &[&older_than_s, &message, &now_text]).map_err(pg_error)

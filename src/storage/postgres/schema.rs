@@ -14,9 +14,15 @@ use super::pg_error;
 use crate::error::{Error, ErrorKind, Result};
 
 /// One migration step's SQL; step `i` brings the store from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Jobs the library's own Set Action created (recovery marks only these interrupted; jobs from
+/// `create_job` are their caller's). Jobs from before are left to their callers.
+const V2: &str = r#"
+ALTER TABLE jobs ADD COLUMN set_action_job BOOLEAN NOT NULL DEFAULT false;
+"#;
 
 const V1: &str = r#"
 CREATE TABLE jobs (

@@ -10,7 +10,7 @@ use crate::storage::{CacheExport, Imported, JobExport};
 /// Jobs in job_id order, read along the primary key's index.
 pub(super) const EXPORT_JOBS_SQL: &str =
     "SELECT job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at, request_payload,
-            response_summary, status, http_status, error_message, updated_at, customer_count
+            response_summary, status, http_status, error_message, updated_at, customer_count, set_action_job
      FROM jobs WHERE (?1 IS NULL OR job_id > ?1) ORDER BY job_id LIMIT ?2";
 /// A job's customers in the order they were written: found through the UNIQUE(job_id, cid)
 /// index and sorted (a job's handful to thousands of rows; the copy is not a hot path).
@@ -41,6 +41,7 @@ pub fn export_jobs(conn: &Connection, after: Option<&str>, max_jobs: u32, max_cu
             error_message: r.get(11)?,
             updated_at: r.get(12)?,
             customer_count: r.get(13)?,
+            set_action: r.get::<_, Option<i64>>(14)? == Some(1),
             cids,
         });
         if customers >= max_customers {
@@ -54,8 +55,9 @@ pub fn import_jobs(conn: &Connection, jobs: &[JobExport], now_ms: i64) -> Result
     let mut done = Imported::default();
     let mut insert = conn.prepare_cached(
         "INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at, request_payload,
-                           response_summary, status, http_status, error_message, updated_at, customer_count, touched_unix_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                           response_summary, status, http_status, error_message, updated_at, customer_count, touched_unix_ms,
+                           set_action_job)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT (job_id) DO NOTHING",
     )?;
     let mut refresh = conn.prepare_cached(
@@ -67,7 +69,7 @@ pub fn import_jobs(conn: &Connection, jobs: &[JobExport], now_ms: i64) -> Result
         let n = insert.execute(params![
             j.job_id, j.user_id, j.batch_id, j.action_code, j.action_name, j.cluster_url, j.created_at,
             j.request_payload, j.response_summary, j.status, j.http_status, j.error_message, j.updated_at,
-            j.customer_count, now_ms
+            j.customer_count, now_ms, j.set_action.then_some(1)
         ])?;
         if n == 1 {
             for cid in &j.cids {

@@ -15,8 +15,8 @@ pub fn insert(conn: &Connection, job: &JobRecord<'_>, now_ms: i64) -> Result<()>
     conn.prepare_cached(
         "INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url,
                            created_at, request_payload, response_summary, status, updated_at,
-                           customer_count, touched_unix_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?7, ?11, ?12)",
+                           customer_count, touched_unix_ms, set_action_job)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?7, ?11, ?12, ?13)",
     )?
     .execute(params![
         job.job_id,
@@ -31,6 +31,7 @@ pub fn insert(conn: &Connection, job: &JobRecord<'_>, now_ms: i64) -> Result<()>
         job.status,
         job.cids.len() as i64,
         now_ms,
+        job.set_action.then_some(1),
     ])?;
     let mut add = conn.prepare_cached("INSERT INTO job_customers (job_id, cid) VALUES (?1, ?2)")?;
     for cid in job.cids {

@@ -27,7 +27,6 @@ fn jobs_queries() -> Vec<Query> {
         q("library: a user's newest jobs", jobs::user_jobs_sql(), Some("idx_jobs_user_created")),
         q("library: does the job exist", jobs::JOB_EXISTS_SQL, Some("sqlite_autoindex_jobs_1")),
         q("library: a job's customers", jobs::JOB_CUSTOMERS_SQL, Some("sqlite_autoindex_job_customers_1")),
-        q("library: clock jobs in flight", set_action::STAMP_UNCLOCKED_SQL, Some("idx_jobs_in_flight")),
         q("library: recover interrupted jobs", set_action::RECOVER_SQL, Some("idx_jobs_in_flight")),
         q("library: a cached status", cache::GET_SQL, Some("sqlite_autoindex_appstatus_cache_1")),
         q("library: invalidate a cid", cache::invalidate_sql(true, false), Some("sqlite_autoindex_appstatus_cache_1")),

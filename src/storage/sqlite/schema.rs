@@ -18,7 +18,8 @@ type Migration = fn(&Connection) -> Result<()>;
 /// outbox that makes a Set Action's audit row survive a crash between the two files' commits;
 /// v5 = the library's own clock for recovery, request fingerprints for idempotency keys, and
 /// the outbox that lets an outcome commit without audit.db; v6 = fewer B-trees per write: the
-/// indexes no query needs dropped, job_customers without AUTOINCREMENT.
+/// indexes no query needs dropped, job_customers without AUTOINCREMENT; v7 = which jobs the
+/// library's own Set Action created (the only ones recovery may mark interrupted).
 const JOBS_MIGRATIONS: &[Migration] = &[
     jobs_v1_adopt_legacy,
     jobs_v2_set_action_requests,
@@ -26,6 +27,7 @@ const JOBS_MIGRATIONS: &[Migration] = &[
     jobs_v4_pending_audit,
     jobs_v5_clock_fingerprints_outbox,
     jobs_v6_lower_the_floor,
+    jobs_v7_set_action_jobs,
 ];
 /// audit.db: v1 = the legacy layout; v2 = the hash chain and append-only triggers; v3 = no row
 /// replaced by INSERT OR REPLACE, and the outbox's delivery receipts; v4 = the index no query can
@@ -313,6 +315,18 @@ fn jobs_v5_clock_fingerprints_outbox(conn: &Connection) -> Result<()> {
             SELECT 'v4:' || job_id, record, audit_id FROM pending_audit;
          DROP TABLE pending_audit;",
     )?;
+    Ok(())
+}
+
+/// `set_action_job`: 1 for a job the library's own Set Action created and whose outcome it
+/// records; NULL for jobs from `create_job` and from legacy writers, which are their caller's to
+/// finish (the dashboard's `/api/jobs/create` leaves its jobs IN_PROGRESS), so recovery never
+/// marks them. Jobs from before this version are not marked: nothing recorded which call made
+/// them, and a wrong "interrupted" in an operator's history is worse than a job left in progress.
+fn jobs_v7_set_action_jobs(conn: &Connection) -> Result<()> {
+    if !columns(conn, "jobs")?.iter().any(|c| c == "set_action_job") {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN set_action_job INTEGER;")?;
+    }
     Ok(())
 }
 

@@ -45,19 +45,16 @@ pub fn store_answer(conn: &Connection, key: IdempotencyKey<'_>, status: i64, bod
     Ok(())
 }
 
-/// Both walk the partial index of jobs in flight (idx_jobs_in_flight), never the whole table.
-pub(super) const STAMP_UNCLOCKED_SQL: &str =
-    "UPDATE jobs SET touched_unix_ms = ?1 WHERE status = 'IN_PROGRESS' AND touched_unix_ms IS NULL";
+/// Walks the partial index of jobs in flight (idx_jobs_in_flight), never the whole table.
 pub(super) const RECOVER_SQL: &str =
     "UPDATE jobs SET status = 'FAILED', error_message = ?2, updated_at = ?3, touched_unix_ms = ?4,
                      response_summary = 'No answer recorded: interrupted'
-     WHERE status = 'IN_PROGRESS' AND touched_unix_ms < ?1";
+     WHERE status = 'IN_PROGRESS' AND touched_unix_ms < ?1 AND set_action_job = 1";
 
-/// Mark FAILED the jobs IN_PROGRESS that the library last wrote before `cutoff_ms` (Unix ms).
-/// A job a legacy writer left IN_PROGRESS has no library clock: it is stamped `now_ms` the first
-/// time recovery sees it, and judged from then on, so no process's time zone is ever involved.
+/// Mark FAILED the library's own Set Actions still IN_PROGRESS that it last wrote before
+/// `cutoff_ms` (Unix ms, the library's clock, so no process's time zone is involved). Jobs from
+/// `create_job` or a legacy writer are their caller's to finish and are never touched.
 pub fn recover_interrupted(conn: &Connection, now_ms: i64, cutoff_ms: i64, message: &str, now_text: &str) -> Result<u64> {
-    conn.prepare_cached(STAMP_UNCLOCKED_SQL)?.execute([now_ms])?;
     Ok(conn
         .prepare_cached(RECOVER_SQL)?
         .execute(params![cutoff_ms, message, now_text, now_ms])? as u64)
