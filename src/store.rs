@@ -44,6 +44,15 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A store going away records what it kept waiting (best effort: outcomes a still unwritable
+/// store refuses are lost with the process, as they would be in a crash; recovery then marks
+/// their jobs interrupted).
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.record_waiting_outcomes();
+    }
+}
+
 impl Store {
     /// Open jobs.db and audit.db (created when missing, migrated in place when older, every row
     /// kept), then, best effort, mark jobs interrupted by a dead process FAILED and deliver audit

@@ -51,7 +51,8 @@ const PROXY_ACTION: &str = "proxy_fetch";
 /// Busy retries of a Set Action's outcome before it is kept waiting in memory.
 const OUTCOME_ATTEMPTS: u64 = 5;
 
-/// A Set Action's outcome that jobs.db would not take when it came (owned, to be recorded later).
+/// A Set Action's outcome that the store would not take when it came (owned, to be recorded
+/// later), with its audit row while that is not written either.
 #[derive(Debug, Clone)]
 pub(crate) struct WaitingOutcome {
     job_id: String,
@@ -61,11 +62,43 @@ pub(crate) struct WaitingOutcome {
     response_summary: Option<String>,
     /// (user, idempotency key, answer status, answer body) for repeats.
     answer: Option<(String, String, i64, String)>,
+    /// The audit row, until it is written: recorded with the outcome (and exactly once, by the
+    /// engine's outbox or receipt), never dropped.
+    audit: Option<WaitingAudit>,
+}
+
+/// An audit row kept to be written later.
+#[derive(Debug, Clone)]
+struct WaitingAudit {
+    user_id: String,
+    action_type: String,
+    customer_ids: String,
+    timestamp: String,
+    ip_address: Option<String>,
+    status: &'static str,
+    error_message: Option<String>,
+    duration_ms: Option<i64>,
+}
+
+impl WaitingAudit {
+    fn record(&self) -> AuditRecord<'_> {
+        AuditRecord {
+            user_id: &self.user_id,
+            action_type: &self.action_type,
+            customer_ids: Some(&self.customer_ids),
+            timestamp: &self.timestamp,
+            ip_address: self.ip_address.as_deref(),
+            status: self.status,
+            error_message: self.error_message.as_deref(),
+            duration_ms: self.duration_ms,
+        }
+    }
 }
 
 impl WaitingOutcome {
-    fn record(&self, store: &Store, audit: Option<&AuditRecord<'_>>) -> Result<AuditDelivery> {
+    fn record(&self, store: &Store) -> Result<AuditDelivery> {
         let now = clock::local_iso(SystemTime::now());
+        let audit = self.audit.as_ref().map(WaitingAudit::record);
         store.engine.finish_set_action(
             &JobChange {
                 job_id: &self.job_id,
@@ -75,7 +108,7 @@ impl WaitingOutcome {
                 response_summary: self.response_summary.as_deref(),
                 updated_at: &now,
             },
-            audit,
+            audit.as_ref(),
             self.answer.as_ref().map(|(user_id, key, status, body)| (IdempotencyKey { user_id, key }, *status, body.as_str())),
         )
     }
@@ -414,34 +447,36 @@ impl Store {
         SetActionAnswer { http_status: v.answer_status, body, job_id: Some(job_id) }
     }
 
-    /// Write the job's outcome, stored answer and audit row. A busy jobs.db is retried (the job
-    /// is already durable, so the outcome is worth waiting for); if it stays unwritable the audit
-    /// row goes straight to audit.db and the outcome waits in this process's memory, recorded by
-    /// its next Set Action or `recover_interrupted` (see [`Store::record_waiting_outcomes`]).
+    /// Write the job's outcome, stored answer and audit row. A busy store is retried (the job
+    /// is already durable, so the outcome is worth waiting for). If it stays unwritable, the
+    /// outcome waits in this process's memory, recorded by its next Set Action,
+    /// `recover_interrupted` or close (see [`Store::record_waiting_outcomes`]), and so does the
+    /// audit row unless it could be written alone: on SQLite straight into audit.db (jobs.db is
+    /// the file that refused), never on PostgreSQL, where the two commit together or not at all.
+    /// The error says which of these happened.
     fn record_outcome(&self, caller: &Caller<'_>, action: &str, cids: &[String], job_id: &str, v: &Verdict, redactor: &Redactor) -> Result<AuditDelivery> {
-        let waiting = WaitingOutcome {
+        let error_message = v.error_message.as_deref().map(|m| redactor.text(m));
+        let mut waiting = WaitingOutcome {
             job_id: job_id.to_owned(),
             status: v.job_status,
             http_status: v.job_http_status,
-            error_message: v.error_message.as_deref().map(|m| redactor.text(m)),
+            error_message: error_message.clone(),
             response_summary: v.response_summary.as_deref().map(|s| redactor.text(s)),
             answer: caller.key.map(|k| (k.user_id.to_owned(), k.key.to_owned(), i64::from(v.answer_status), redactor.text(&v.answer.to_string()))),
-        };
-        let ids = customer_ids_json(cids);
-        let now = SystemTime::now();
-        let audit = AuditRecord {
-            user_id: caller.user_id,
-            action_type: action,
-            customer_ids: Some(&ids),
-            timestamp: &clock::utc_sql(now),
-            ip_address: caller.client_ip,
-            status: v.audit_status,
-            error_message: waiting.error_message.as_deref(),
-            duration_ms: Some(caller.elapsed_ms()),
+            audit: Some(WaitingAudit {
+                user_id: caller.user_id.to_owned(),
+                action_type: action.to_owned(),
+                customer_ids: customer_ids_json(cids),
+                timestamp: clock::utc_sql(SystemTime::now()),
+                ip_address: caller.client_ip.map(str::to_owned),
+                status: v.audit_status,
+                error_message,
+                duration_ms: Some(caller.elapsed_ms()),
+            }),
         };
         let mut attempt = 0;
         let failed = loop {
-            match waiting.record(self, Some(&audit)) {
+            match waiting.record(self) {
                 Err(e) if e.kind == ErrorKind::Busy && attempt < OUTCOME_ATTEMPTS => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(100 * attempt));
@@ -450,37 +485,46 @@ impl Store {
                 Ok(delivery) => return Ok(delivery),
             }
         };
-        // jobs.db will not take the outcome now. The audit log still gets its row, and the
-        // outcome is kept to be recorded later, rather than be lost to "interrupted".
-        let _ = self.engine.insert_audit(&audit);
-        if failed.kind != ErrorKind::NotFound {
-            if let Ok(mut list) = self.waiting_outcomes.try_lock() {
-                list.push(waiting);
-            }
+        if failed.kind == ErrorKind::NotFound {
+            return Err(failed.context("the job's outcome could not be recorded: its job is gone"));
         }
-        Err(failed.context("the job's outcome could not be recorded yet (this process records it at its next Set \
-                            Action); its audit row was written"))
+        let audit_note = if self.engine.audit_commits_with_outcome() {
+            "its audit row waits with it (the two are written together)"
+        } else {
+            let written = waiting.audit.as_ref().is_some_and(|a| self.engine.insert_audit(&a.record()).is_ok());
+            if written {
+                waiting.audit = None;
+                "its audit row was written"
+            } else {
+                "its audit row could not be written either and waits with it"
+            }
+        };
+        self.waiting_outcomes.lock().unwrap_or_else(|p| p.into_inner()).push(waiting);
+        Err(failed.context(&format!(
+            "the job's outcome could not be recorded yet (this process records it at its next Set Action, \
+             recover_interrupted or close); {audit_note}"
+        )))
     }
 
-    /// Record the outcomes an unwritable jobs.db kept waiting in this process (oldest first);
-    /// those that still cannot be written keep waiting.
+    /// Record the outcomes (with their audit rows) an unwritable store kept waiting in this
+    /// process, oldest first; those that still cannot be written keep waiting, none is dropped.
     pub(crate) fn record_waiting_outcomes(&self) {
+        // Another thread already recording them: nothing to do here.
         let waiting = match self.waiting_outcomes.try_lock() {
             Ok(mut list) if !list.is_empty() => std::mem::take(&mut *list),
             _ => return,
         };
         let mut still = Vec::new();
         for w in waiting {
-            match w.record(self, None) {
+            match w.record(self) {
                 Err(e) if e.kind != ErrorKind::NotFound => still.push(w),
                 _ => {}
             }
         }
         if !still.is_empty() {
-            if let Ok(mut list) = self.waiting_outcomes.try_lock() {
-                still.append(&mut list);
-                *list = still;
-            }
+            let mut list = self.waiting_outcomes.lock().unwrap_or_else(|p| p.into_inner());
+            still.append(&mut list);
+            *list = still;
         }
     }
 

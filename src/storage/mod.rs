@@ -170,6 +170,12 @@ pub trait Engine: Send + Sync {
     /// Record an audit row that must not be lost to a busy or failing audit log: it is kept
     /// durably first, then delivered (now if possible, else later).
     fn insert_audit_durably(&self, row: &AuditRecord<'_>) -> Result<AuditDelivery>;
+    /// Whether a Set Action's outcome and its audit row commit in one transaction (PostgreSQL:
+    /// one database), so that neither may ever be written without the other; SQLite's two
+    /// files commit apart, tied by the outbox.
+    fn audit_commits_with_outcome(&self) -> bool {
+        false
+    }
     /// Newest first, at most `limit`.
     fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>>;
     fn action_types(&self) -> Result<Vec<String>>;

@@ -48,6 +48,12 @@ pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>
     Ok(())
 }
 
+/// Whether job `job_id` exists (a rerun's check for its own insert).
+pub fn exists(c: &mut impl GenericClient, cache: &mut Cache, job_id: &str) -> Result<bool> {
+    let st = cache.prepare(c, "SELECT 1 FROM jobs WHERE job_id = $1")?;
+    Ok(c.query_opt(&st, &[&job_id]).map_err(pg_error)?.is_some())
+}
+
 const UPDATE: &str = "UPDATE jobs SET status = $2, http_status = COALESCE($3, http_status),
                           error_message = COALESCE($4, error_message),
                           response_summary = COALESCE($5, response_summary), updated_at = $6, touched_at = now()

@@ -55,6 +55,23 @@ pub(crate) fn pg_error(e: postgres::Error) -> Error {
     Error::new(kind, message)
 }
 
+/// Attempts of one call when its connection is lost: the first, and one on a fresh connection.
+/// More would only wait out an outage the caller should hear about (a Set Action keeps its
+/// outcome and audit row waiting and records them later).
+const ATTEMPTS: u32 = 2;
+
+/// Whether a transaction may run again after its connection was lost while COMMIT was in
+/// flight (when it is unknown whether the first run committed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Running it again changes nothing if the first run committed (an update to fixed values,
+    /// an insert that first looks for its own row, an audit row behind a receipt).
+    Safe,
+    /// A second run would write a second time (an audit row appended to the chain): repeated
+    /// only when the connection was lost before COMMIT was sent.
+    BeforeCommitOnly,
+}
+
 pub struct PostgresEngine {
     pool: Pool,
     chain: ChainKey,
@@ -99,21 +116,75 @@ impl PostgresEngine {
         Ok(())
     }
 
-    /// Run `f` in a READ COMMITTED transaction.
-    fn write<T>(&self, f: impl FnOnce(&mut postgres::Transaction<'_>, &mut Cache) -> Result<T>) -> Result<T> {
+    /// Run `f` in a READ COMMITTED transaction. If the connection is lost (a restart, a
+    /// failover, a terminated backend, a dead network), the transaction runs again on a fresh
+    /// connection: always when it failed before COMMIT was sent (nothing was written), and after
+    /// that only when `replay` says running it twice writes it once.
+    fn write<T>(&self, replay: Replay, mut f: impl FnMut(&mut postgres::Transaction<'_>, &mut Cache) -> Result<T>) -> Result<T> {
         self.check_writable()?;
-        let mut conn = self.pool.get()?;
-        let pool::Conn { client, cache } = &mut *conn;
-        let mut tx = client.transaction().map_err(pg_error)?;
-        let value = f(&mut tx, cache)?;
-        tx.commit().map_err(pg_error)?;
-        Ok(value)
+        let mut attempt = 1;
+        loop {
+            let mut conn = self.pool.get()?;
+            let (result, committing) = {
+                let pool::Conn { client, cache } = &mut *conn;
+                match client.transaction() {
+                    Err(e) => (Err(pg_error(e)), false),
+                    Ok(mut tx) => match f(&mut tx, cache) {
+                        Err(e) => (Err(e), false), // the transaction rolls back as it drops
+                        Ok(value) => match tx.commit() {
+                            Ok(()) => (Ok(value), false),
+                            Err(e) => (Err(pg_error(e)), true),
+                        },
+                    },
+                }
+            };
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            if !self.gone(&mut conn, &error) {
+                return Err(error);
+            }
+            drop(conn);
+            if attempt < ATTEMPTS && (!committing || replay == Replay::Safe) {
+                attempt += 1;
+                continue;
+            }
+            return Err(if committing {
+                error.context("the connection to the server was lost while committing, so whether this write took effect is unknown")
+            } else {
+                error.context("the connection to the server was lost")
+            });
+        }
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut postgres::Client, &mut Cache) -> Result<T>) -> Result<T> {
-        let mut conn = self.pool.get()?;
-        let pool::Conn { client, cache } = &mut *conn;
-        f(client, cache)
+    /// Run a read; on a lost connection, once more on a fresh one (a read can always be repeated).
+    fn read<T>(&self, mut f: impl FnMut(&mut postgres::Client, &mut Cache) -> Result<T>) -> Result<T> {
+        let mut attempt = 1;
+        loop {
+            let mut conn = self.pool.get()?;
+            let result = {
+                let pool::Conn { client, cache } = &mut *conn;
+                f(client, cache)
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e) if attempt < ATTEMPTS && self.gone(&mut conn, &e) => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// After `error` on `conn`: whether the connection is gone (and so dropped, never reused).
+    /// A read-only refusal (25006) on a store opened writable means the server was demoted in a
+    /// failover: its connections go too, and a fresh one finds the new primary through the
+    /// URL's host list and `target_session_attrs=read-write`.
+    fn gone(&self, conn: &mut pool::Pooled<'_>, error: &Error) -> bool {
+        if error.kind == ErrorKind::ReadOnly {
+            conn.discard();
+            return true;
+        }
+        conn.lost()
     }
 }
 
@@ -143,10 +214,17 @@ impl Engine for PostgresEngine {
     }
 
     fn insert_job(&self, job: &JobRecord<'_>) -> Result<()> {
-        self.write(|tx, cache| jobs::insert(tx, cache, job))
+        let mut retried = false;
+        self.write(Replay::Safe, |tx, cache| {
+            // A rerun after a commit whose answer was lost finds the job there: done.
+            if std::mem::replace(&mut retried, true) && jobs::exists(tx, cache, job.job_id)? {
+                return Ok(());
+            }
+            jobs::insert(tx, cache, job)
+        })
     }
     fn update_job(&self, change: &JobChange<'_>) -> Result<bool> {
-        self.write(|tx, cache| jobs::update(tx, cache, change))
+        self.write(Replay::Safe, |tx, cache| jobs::update(tx, cache, change))
     }
     fn job(&self, job_id: &str) -> Result<Option<JobDetails>> {
         self.read(|c, cache| jobs::details(c, cache, job_id))
@@ -165,11 +243,14 @@ impl Engine for PostgresEngine {
     }
 
     fn insert_audit(&self, row: &AuditRecord<'_>) -> Result<i64> {
-        self.write(|tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head))
+        self.write(Replay::BeforeCommitOnly, |tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head))
     }
     fn insert_audit_durably(&self, row: &AuditRecord<'_>) -> Result<AuditDelivery> {
         // One database: a committed row is as durable as the outbox would make it.
         self.insert_audit(row).map(|_| AuditDelivery::Delivered)
+    }
+    fn audit_commits_with_outcome(&self) -> bool {
+        true
     }
     fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
         self.read(|c, cache| audit::trail(c, cache, filter, limit))
@@ -181,7 +262,7 @@ impl Engine for PostgresEngine {
         self.read(audit::stats)
     }
     fn clear_audit(&self, timestamp: &str) -> Result<u64> {
-        self.write(|tx, cache| audit::reset(tx, cache, &self.chain, &self.checked_head, timestamp))
+        self.write(Replay::BeforeCommitOnly, |tx, cache| audit::reset(tx, cache, &self.chain, &self.checked_head, timestamp))
     }
     fn counts(&self) -> Result<crate::model::StoreCounts> {
         self.read(|c, _| {
@@ -222,33 +303,35 @@ impl Engine for PostgresEngine {
         self.read(|c, cache| cache::get_many(c, cache, cids, app_name, fresh_since))
     }
     fn cache_put(&self, entry: &CacheRecord<'_>) -> Result<()> {
-        self.write(|tx, cache| cache::put(tx, cache, entry))
+        self.write(Replay::Safe, |tx, cache| cache::put(tx, cache, entry))
     }
     fn cache_delete_older(&self, cutoff: &str) -> Result<u64> {
-        self.write(|tx, cache| cache::delete_older(tx, cache, cutoff))
+        self.write(Replay::Safe, |tx, cache| cache::delete_older(tx, cache, cutoff))
     }
     fn cache_invalidate(&self, cid: Option<&str>, app_name: Option<&str>) -> Result<u64> {
-        self.write(|tx, cache| cache::invalidate(tx, cache, cid, app_name))
+        self.write(Replay::Safe, |tx, cache| cache::invalidate(tx, cache, cid, app_name))
     }
     fn cache_stats(&self) -> Result<CacheStats> {
         self.read(cache::stats)
     }
 
     fn insert_set_action_job(&self, job: &JobRecord<'_>, key: Option<(IdempotencyKey<'_>, &str)>) -> Result<Option<PriorRequest>> {
-        self.check_writable()?;
-        let mut conn = self.pool.get()?;
-        let pool::Conn { client, cache } = &mut *conn;
-        let mut tx = client.transaction().map_err(pg_error)?;
-        if let Some((key, fingerprint)) = key {
-            if !requests::claim_key(&mut tx, cache, key, fingerprint, job.job_id, job.created_at)? {
-                // Taken (by a request that has committed by now): answer from it.
-                tx.rollback().map_err(pg_error)?;
-                return requests::prior(client, cache, key);
+        let mut retried = false;
+        self.write(Replay::Safe, |tx, cache| {
+            // A rerun after a commit whose answer was lost finds its own job: recorded.
+            if std::mem::replace(&mut retried, true) && jobs::exists(tx, cache, job.job_id)? {
+                return Ok(None);
             }
-        }
-        jobs::insert(&mut tx, cache, job)?;
-        tx.commit().map_err(pg_error)?;
-        Ok(None)
+            if let Some((key, fingerprint)) = key {
+                if !requests::claim_key(tx, cache, key, fingerprint, job.job_id, job.created_at)? {
+                    // Taken by a request that has committed by now (the claim waited for it, and
+                    // READ COMMITTED shows its rows to the next statement): answer from it.
+                    return requests::prior(tx, cache, key);
+                }
+            }
+            jobs::insert(tx, cache, job)?;
+            Ok(None)
+        })
     }
     fn prior_request(&self, key: IdempotencyKey<'_>) -> Result<Option<PriorRequest>> {
         self.read(|c, cache| requests::prior(c, cache, key))
@@ -259,13 +342,19 @@ impl Engine for PostgresEngine {
         audit_row: Option<&AuditRecord<'_>>,
         answer: Option<(IdempotencyKey<'_>, i64, &str)>,
     ) -> Result<AuditDelivery> {
-        let found = self.write(|tx, cache| {
+        // Replay-safe: the outcome and the answer are fixed values, and the audit row is written
+        // only by the transaction that claims the job's receipt, so a rerun after a lost commit
+        // (or a later delivery of a waiting outcome) never appends it twice.
+        let found = self.write(Replay::Safe, |tx, cache| {
             let found = jobs::record_outcome(tx, cache, outcome)?;
             if let Some((key, status, body)) = answer {
                 requests::store_answer(tx, cache, key, status, body)?;
             }
             if let Some(row) = audit_row {
-                audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
+                if found && requests::claim_audit_receipt(tx, cache, outcome.job_id)? {
+                    let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
+                    requests::set_audit_receipt(tx, cache, outcome.job_id, id)?;
+                }
             }
             Ok(found)
         })?;
@@ -283,20 +372,20 @@ impl Engine for PostgresEngine {
         })
     }
     fn import_jobs(&self, jobs: &[JobExport]) -> Result<Imported> {
-        self.write(|tx, cache| copy::import_jobs(tx, cache, jobs))
+        self.write(Replay::Safe, |tx, cache| copy::import_jobs(tx, cache, jobs))
     }
     fn export_cache(&self, after: Option<(&str, &str)>, limit: u32) -> Result<Vec<CacheExport>> {
         self.read(|c, cache| copy::export_cache(c, cache, after, limit))
     }
     fn import_cache(&self, rows: &[CacheExport]) -> Result<Imported> {
-        self.write(|tx, cache| copy::import_cache(tx, cache, rows))
+        self.write(Replay::Safe, |tx, cache| copy::import_cache(tx, cache, rows))
     }
     fn export_audit(&self, after_id: Option<i64>, limit: u32) -> Result<Vec<crate::audit_chain::ChainRow>> {
         self.read(|c, cache| copy::export_audit(c, cache, after_id, limit))
     }
     fn import_audit(&self, rows: &[crate::audit_chain::ChainRow]) -> Result<Imported> {
         // The head is locked first, so no append on another host interleaves with the copy.
-        self.write(|tx, cache| {
+        self.write(Replay::BeforeCommitOnly, |tx, cache| {
             tx.batch_execute("SELECT 1 FROM audit_chain_head FOR UPDATE").map_err(pg_error)?;
             copy::import_audit(tx, cache, rows)
         })
@@ -308,6 +397,6 @@ impl Engine for PostgresEngine {
         Ok(0) // one database: nothing ever waits
     }
     fn recover_interrupted(&self, older_than: std::time::Duration, message: &str, now_text: &str) -> Result<u64> {
-        self.write(|tx, cache| requests::recover_interrupted(tx, cache, older_than.as_secs_f64(), message, now_text))
+        self.write(Replay::Safe, |tx, cache| requests::recover_interrupted(tx, cache, older_than.as_secs_f64(), message, now_text))
     }
 }

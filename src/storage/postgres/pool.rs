@@ -18,6 +18,9 @@ use super::pg_error;
 use crate::error::Result;
 use crate::options::StoreOptions;
 
+/// How long a connection that just failed gets to answer an empty query before it counts as lost.
+const LIVENESS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A connection's prepared statements, by SQL text (prepared once per connection).
 #[derive(Default)]
 pub struct Cache(HashMap<&'static str, Statement>);
@@ -53,11 +56,13 @@ pub struct Pool {
 }
 
 /// A connection checked out of the pool; goes back when dropped (unless the process forked, or
-/// it is left inside a transaction, or broken).
+/// it was lost: see [`Pooled::lost`]).
 pub struct Pooled<'a> {
     pool: &'a Pool,
     pid: u32,
     conn: ManuallyDrop<Conn>,
+    /// Set once the connection failed: it is closed, never handed out again.
+    lost: bool,
 }
 
 impl Pool {
@@ -125,15 +130,54 @@ impl Pool {
             idle.clients.pop()
         };
         let conn = match reused {
-            // A connection the server dropped (restart, idle timeout) is replaced, not handed out.
-            Some(c) if !c.client.is_closed() => c,
-            Some(_) | None => self.connect()?,
+            // A connection the server dropped (restart, failover, pg_terminate_backend, an idle
+            // reaper) is replaced, not handed out.
+            Some(mut c) => {
+                if still_open(&mut c.client) {
+                    c
+                } else {
+                    self.connect()?
+                }
+            }
+            None => self.connect()?,
         };
-        Ok(Pooled { pool: self, pid, conn: ManuallyDrop::new(conn) })
+        Ok(Pooled { pool: self, pid, conn: ManuallyDrop::new(conn), lost: false })
     }
 
     pub fn location(&self) -> &Location {
         &self.location
+    }
+}
+
+/// Whether an idle connection is still open. The sync client reads its socket only inside a
+/// call, so `is_closed()` alone stays false for a connection the server has closed since; one
+/// non-blocking poll reads what the server sent meanwhile (the FATAL of a terminated backend,
+/// the end of the stream), which closes the client's side. A connection silently cut (no FIN
+/// or RST) still looks open here: the first statement on it fails, and the engine retries on a
+/// fresh connection (see `PostgresEngine::write`).
+fn still_open(client: &mut Client) -> bool {
+    if client.is_closed() {
+        return false;
+    }
+    let _ = fallible_iterator::FallibleIterator::next(&mut client.notifications().iter());
+    !client.is_closed()
+}
+
+impl Pooled<'_> {
+    /// After a failure: whether this connection is gone (closed, or not answering an empty
+    /// query within a second: the server went away, was restarted, the backend was terminated,
+    /// or the network drops its packets). A lost connection is marked and dropped instead of
+    /// going back to the pool; a retry gets a fresh one.
+    pub fn lost(&mut self) -> bool {
+        if !self.lost && (self.conn.client.is_closed() || self.conn.client.is_valid(LIVENESS_WAIT).is_err()) {
+            self.lost = true;
+        }
+        self.lost
+    }
+
+    /// Never hand this connection out again (e.g. a standby's after a failover: 25006).
+    pub fn discard(&mut self) {
+        self.lost = true;
     }
 }
 
@@ -169,7 +213,7 @@ impl Drop for Pooled<'_> {
             std::mem::forget(conn); // checked out before a fork: the parent's, not ours to close
             return;
         }
-        if !conn.client.is_closed() {
+        if !self.lost && !conn.client.is_closed() {
             self.pool.put(conn);
         }
     }

@@ -41,6 +41,23 @@ pub fn store_answer(c: &mut impl GenericClient, cache: &mut Cache, key: Idempote
     Ok(())
 }
 
+/// Claim the right to write job `job_id`'s Set Action audit row: true for the one transaction
+/// that inserts its receipt (a concurrent claimer waits for it, then finds it taken).
+pub fn claim_audit_receipt(c: &mut impl GenericClient, cache: &mut Cache, job_id: &str) -> Result<bool> {
+    let st = cache.prepare(
+        c,
+        "INSERT INTO set_action_audit_receipts (job_id, audit_id) VALUES ($1, NULL) ON CONFLICT DO NOTHING RETURNING 1",
+    )?;
+    Ok(c.query_opt(&st, &[&job_id]).map_err(pg_error)?.is_some())
+}
+
+/// Record which audit row the receipt stands for.
+pub fn set_audit_receipt(c: &mut impl GenericClient, cache: &mut Cache, job_id: &str, audit_id: i64) -> Result<()> {
+    let st = cache.prepare(c, "UPDATE set_action_audit_receipts SET audit_id = $2 WHERE job_id = $1")?;
+    c.execute(&st, &[&job_id, &audit_id]).map_err(pg_error)?;
+    Ok(())
+}
+
 /// Mark FAILED the library's own Set Actions still IN_PROGRESS that it last wrote more than
 /// `older_than_s` ago by the server's clock (jobs from `create_job` are the caller's: never
 /// touched). Rows another host is writing right now are locked and skipped, never

@@ -18,10 +18,18 @@ const MIGRATIONS: &[&str] = &[V1, V2];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Jobs the library's own Set Action created (recovery marks only these interrupted; jobs from
-/// `create_job` are their caller's). Jobs from before are left to their callers.
+/// - `set_action_job`: jobs the library's own Set Action created (recovery marks only these
+///   interrupted; jobs from `create_job` are their caller's). Jobs from before are left alone.
+/// - `set_action_audit_receipts`: which Set Actions have their audit row, written in the
+///   transaction that writes the row. An outcome recorded again (a rerun after a commit whose
+///   answer the dropped connection lost, or a waiting outcome delivered later) finds the receipt
+///   and appends nothing: the audit row is written exactly once.
 const V2: &str = r#"
 ALTER TABLE jobs ADD COLUMN set_action_job BOOLEAN NOT NULL DEFAULT false;
+CREATE TABLE set_action_audit_receipts (
+    job_id TEXT PRIMARY KEY REFERENCES jobs (job_id),
+    audit_id BIGINT
+);
 "#;
 
 const V1: &str = r#"
