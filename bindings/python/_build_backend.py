@@ -2,7 +2,9 @@
 
 - BuildPy builds libtms with `cargo build --release` at the root of the repository this directory
   belongs to (into CARGO_TARGET_DIR when that is set, as cargo does) and copies the shared library
-  into the package, beside the modules, where tms/_native.py looks for it first.
+  into the package, beside the modules, where tms/_native.py looks for it first. The copy is
+  stripped of its debug info (`strip -S`): cargo's release build keeps line tables, which make
+  the library six times its size; the unstripped build stays in cargo's target directory.
 - Build and EggInfo put setuptools' build tree (build/) and its *.egg-info into a temporary
   directory of this build, removed when it ends, instead of the source tree: a read-only checkout
   builds, nothing in the checkout changes, and no file of an earlier build (a module since
@@ -144,8 +146,23 @@ class EggInfo(egg_info):
         super().finalize_options()
 
 
+def strip_debug_info(path):
+    """Remove the debug sections from the library at PATH, in place (`strip -S`, as GNU and
+    macOS strip both spell it; STRIP names another strip). Its symbols stay: a profiler or a
+    backtrace still names the functions."""
+    strip = os.environ.get("STRIP", "strip")
+    if shutil.which(strip) is None:
+        raise BuildError(
+            f"{strip} was not found: the wheel's libtms is stripped of its debug info (binutils "
+            "on Linux, the Xcode command-line tools on macOS), or set STRIP to a strip program."
+        )
+    done = subprocess.run([strip, "-S", path])
+    if done.returncode != 0:
+        raise BuildError(f"`{strip} -S {path}` failed (exit status {done.returncode})")
+
+
 class BuildPy(build_py):
-    """build_py, and libtms copied into the package."""
+    """build_py, and libtms copied into the package, stripped."""
 
     def run(self):
         super().run()
@@ -157,6 +174,7 @@ class BuildPy(build_py):
             # left by an earlier run), which a copy "if newer" would skip.
             os.makedirs(os.path.dirname(self._library_output()), exist_ok=True)
             shutil.copy(library, self._library_output())
+            strip_debug_info(self._library_output())
 
     def _library_output(self):
         return os.path.join(self.build_lib, "tms", LIBRARY_NAME)
