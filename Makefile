@@ -2,7 +2,7 @@
 #   make demo   runs the main job: the reference Flask app and a stub cluster on loopback, one
 #               Set Action sent through it, then serving for curl (store files in ./data)
 #   make test   runs every test suite: Rust, C, C++, Python
-.PHONY: demo test build header bench bench-smoke bench-route install uninstall
+.PHONY: demo test build header bench bench-smoke bench-route install uninstall wheel
 
 # `make install PREFIX=... [DESTDIR=...]` puts libtms where C and C++ programs find it: the shared
 # library with its SONAME links, libtms.a, tms.h, tms.pc for pkg-config, and bin/tms once built.
@@ -24,6 +24,11 @@ demo: build
 
 test:
 	scripts/test.sh
+
+# `make wheel` builds the Python wheel once into target/wheels/ (under CARGO_TARGET_DIR when set)
+# and prints its path; `pip install` of that file needs no Rust (README, Python).
+wheel:
+	@scripts/wheel.sh
 
 install:
 	$(INSTALL_DIRS) scripts/install.sh install

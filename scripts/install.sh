@@ -23,6 +23,16 @@ install_file() {
     mv -f "$3.tmp.$$" "$3"
 }
 
+# install_stripped MODE SOURCE DEST: install_file, the copy stripped of its debug info first
+# (strip -S; STRIP names another strip). cargo's release profile keeps line tables, which make the
+# files several times their size; their symbols stay, so profilers and backtraces still name
+# functions. The unstripped build stays in target/release/.
+install_stripped() {
+    install -m "$1" "$2" "$3.tmp.$$"
+    "${STRIP:-strip}" -S "$3.tmp.$$" || { rm -f "$3.tmp.$$"; return 1; }
+    mv -f "$3.tmp.$$" "$3"
+}
+
 case ${1:-} in
 install)
     # tms.pc first: its probe rebuilds the static library as a unit of its own, and the build
@@ -32,17 +42,17 @@ install)
     install -d "$lib" "$DESTDIR$INCLUDEDIR" "$DESTDIR$PKGCONFIGDIR"
     # The real file carries the full version; libtms.so.<major> (the SONAME) is what programs
     # load at run time, libtms.so what `-ltms` finds when linking.
-    install_file 0755 target/release/libtms.so "$lib/libtms.so.$version"
+    install_stripped 0755 target/release/libtms.so "$lib/libtms.so.$version"
     ln -sfn "libtms.so.$version" "$lib/libtms.so.$major"
     ln -sfn "libtms.so.$major" "$lib/libtms.so"
-    install_file 0644 target/release/libtms.a "$lib/libtms.a"
+    install_stripped 0644 target/release/libtms.a "$lib/libtms.a"
     install_file 0644 include/tms.h "$DESTDIR$INCLUDEDIR/tms.h"
     printf '%s\n' "$pc" >"target/tms.pc"
     install_file 0644 target/tms.pc "$DESTDIR$PKGCONFIGDIR/tms.pc"
     # The operators' command-line tool is built by its own crate; install it once it exists.
     if [[ -x target/release/tms ]]; then
         install -d "$DESTDIR$BINDIR"
-        install_file 0755 target/release/tms "$DESTDIR$BINDIR/tms"
+        install_stripped 0755 target/release/tms "$DESTDIR$BINDIR/tms"
     fi
     echo "installed libtms $version into ${DESTDIR}${PREFIX}"
     echo "programs find libtms.so.$major at run time through an rpath (-Wl,-rpath,$LIBDIR) or, when"

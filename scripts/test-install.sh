@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs libtms as a user would, into temporary directories, and uses the result from outside
 # the repository:
-#  - Python: `pip install ./bindings/python` into a fresh venv, then `import tms` from another
-#    directory with TMS_LIB unset, a store and a job; the wheel (`pip wheel`) holds libtms.so and
-#    no SQLite, and the library links the system libsqlite3.
+#  - Python: `make wheel`, the wheel installed into a fresh venv with no cargo on PATH, then
+#    `import tms` from another directory with TMS_LIB unset, a store and a job; the wheel holds
+#    libtms.so, stripped, exporting the header's functions, and no SQLite, and the library links
+#    the system libsqlite3. `make wheel` and `pip wheel` from a read-only copy of the checkout,
+#    with CARGO_TARGET_DIR outside it, change nothing in it.
 #  - C: `make install PREFIX=...`, the README's main.c built with pkg-config (shared with an rpath,
-#    and static), the README's CMakeLists.txt, the SONAME and its links, DESTDIR, make uninstall.
-# Both builds reuse target/release (pip's runs the same `cargo build --release`, so nothing is
-# compiled again). Prints "install: N passed, M failed" last; exits non-zero on any failure.
+#    and static), the README's CMakeLists.txt, the SONAME and its links, the files stripped,
+#    DESTDIR, make uninstall.
+# Every build reuses target/release (the wheel's runs the same `cargo build --release`, so nothing
+# is compiled again). Prints "install: N passed, M failed" last; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -48,11 +51,55 @@ scripts/build.sh --quiet
 
 # --- Python ---------------------------------------------------------------------------------------
 
-echo "== pip install ./bindings/python into a fresh venv"
+# Every function include/tms.h declares, which a packaged or installed libtms must export.
+header_functions() { grep -oE '\btms_[a-z0-9_]+ *\(' include/tms.h | tr -d ' (' | sort -u; }
+# exports_the_header LIBRARY: every header function is a defined dynamic symbol of LIBRARY.
+exports_the_header() {
+    local missing
+    missing=$(comm -23 <(header_functions) <(nm -D --defined-only "$1" | awk '{print $3}' | sort -u))
+    echo "missing: $missing"
+    test -z "$missing" && test "$(header_functions | wc -l)" -ge 20
+}
+# has_no_debug_info FILE: no .debug_* section (readelf -S lists each member of an archive) but
+# .debug_gdb_scripts, which is not debug info: a few loaded bytes naming Rust's gdb pretty-printers
+# in an executable, which strip keeps.
+has_no_debug_info() {
+    readelf -S --wide "$1" >"$TMP/sections" || return 1
+    ! grep -E '\] +\.z?debug_' "$TMP/sections" | grep -v '\] \.debug_gdb_scripts '
+}
+# near_the_readme_size FILE: FILE's size is within 20% of what the README's Python section says
+# the wheel's libtms.so weighs ("the `libtms.so` in it is N MB").
+near_the_readme_size() {
+    local said size
+    said=$(tr '\n' ' ' <README.md | sed -nE 's/.*the `libtms\.so` in it is +([0-9.]+) MB.*/\1/p')
+    size=$(stat -c %s "$1")
+    echo "README: ${said:-nothing} MB, $1: $size bytes"
+    [[ -n $said ]] && awk -v said="$said" -v size="$size" 'BEGIN { d = size / 1e6 / said; exit !(d > 0.8 && d < 1.2) }'
+}
+
+echo "== make wheel, then pip install of that wheel into a fresh venv with no cargo on PATH"
+target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
+wheel_name=tms_core-$version-py3-none-linux_$arch.whl
+check "make wheel" make --no-print-directory wheel
+made_wheel=$(tail -1 "$TMP/check.log")
+check "make wheel prints the path of the wheel, target/wheels/$wheel_name" \
+    test "$made_wheel" = "$target_dir/wheels/$wheel_name" -a -f "$made_wheel"
+mkdir -p "$TMP/wheel"
+cp "$made_wheel" "$TMP/wheel/" 2>/dev/null
+wheel=$TMP/wheel/$wheel_name
+
 python3 -m venv "$TMP/venv"
 venv_python=$TMP/venv/bin/python
 PIP=("$venv_python" -m pip --disable-pip-version-check --quiet)
-check "pip install ./bindings/python" "${PIP[@]}" install ./bindings/python
+# PATH without any directory holding cargo or rustc (rustup's ~/.cargo/bin among them).
+no_rust_path=$(IFS=:; for d in $PATH; do [[ -e $d/cargo || -e $d/rustc ]] || printf '%s:' "$d"; done)
+no_rust_path=${no_rust_path%:}
+install_without_rust() {
+    env PATH="$no_rust_path" bash -c '! command -v cargo && ! command -v rustc' &&
+        env PATH="$no_rust_path" CARGO=/nonexistent/cargo RUSTC=/nonexistent/rustc \
+            "${PIP[@]}" install --no-index --no-deps "$wheel"
+}
+check "pip install target/wheels/$wheel_name with no cargo or rustc on PATH, no index" install_without_rust
 
 mkdir -p "$TMP/elsewhere"
 use_installed_package() (
@@ -83,11 +130,12 @@ check "the installed libtms.so defines no sqlite3_ function (no SQLite of its ow
     bash -c "! nm -D --defined-only '$installed_lib' | grep -w 'sqlite3_[a-z0-9_]*'"
 check "the installed libtms.so has the SONAME libtms.so.$major" \
     grep -q "SONAME.*\[libtms\.so\.$major\]" <(readelf -d "$installed_lib")
+check "the installed libtms.so has no .debug_* section (stripped)" has_no_debug_info "$installed_lib"
+check "the installed libtms.so exports every tms_ function of include/tms.h" exports_the_header "$installed_lib"
+check "the installed libtms.so weighs what the README says (within 20%)" near_the_readme_size "$installed_lib"
 
-echo "== pip wheel ./bindings/python"
-check "pip wheel ./bindings/python" "${PIP[@]}" wheel --no-deps ./bindings/python -w "$TMP/wheel"
 inspect_wheel() {
-    "$venv_python" - "$TMP"/wheel/*.whl "$version" "$arch" <<'PY'
+    "$venv_python" - "$1" "$version" "$arch" <<'PY'
 import os, sys, zipfile
 
 wheel, version, arch = sys.argv[1:]
@@ -103,7 +151,60 @@ assert "Root-Is-Purelib: false" in meta and f"Tag: py3-none-linux_{arch}" in met
 print(name, "holds", len(names), "files")
 PY
 }
-check "the wheel is py3-none-linux_$arch, not pure, with libtms.so and py.typed and no SQLite" inspect_wheel
+check "the wheel is py3-none-linux_$arch, not pure, with libtms.so and py.typed and no SQLite" inspect_wheel "$wheel"
+
+# A copy of the checkout as a user might have it: the tracked files (and new ones not ignored) of
+# this working tree, without target/ or any other build product, their times kept so that cargo,
+# pointed at this target/ through CARGO_TARGET_DIR, finds its build fresh and compiles nothing.
+# Each build sees it read-only: through a read-only bind mount in a mount namespace of its own
+# when run as root (root ignores write bits), else through chmod. Where root cannot mount (a
+# container without CAP_SYS_ADMIN), only the listing with hashes taken before and after, which
+# must be the same in every case, says that nothing was written.
+echo "== make wheel and pip wheel from a read-only copy of the checkout, CARGO_TARGET_DIR outside it"
+copy=$TMP/checkout
+mkdir -p "$copy"
+git ls-files -z --cached --others --exclude-standard |
+    tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$copy"
+read_only_mount() {
+    unshare -m -- bash -c 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"' \
+        _ "$copy" "$@"
+}
+if [[ $EUID -ne 0 ]]; then
+    chmod -R a-w "$copy"
+    read_only() { "$@"; }
+elif read_only_mount true 2>/dev/null; then
+    read_only() { read_only_mount "$@"; }
+else
+    echo "note: root cannot mount here; the copy stays writable and only the listing checks it"
+    read_only() { "$@"; }
+fi
+snapshot() (
+    cd "$copy" && find . -printf '%p %y %m %s %T@ %l\n' | sort && find . -type f -print0 | sort -z |
+        xargs -0 sha256sum
+)
+snapshot >"$TMP/before"
+if [[ $EUID -ne 0 ]] || read_only_mount true 2>/dev/null; then
+    check "the copy is read-only to the builds (a file cannot be created in bindings/python)" \
+        read_only bash -c "! touch '$copy/bindings/python/probe' 2>/dev/null"
+fi
+check "make wheel in the read-only copy, CARGO_TARGET_DIR=$target_dir" \
+    read_only env CARGO_TARGET_DIR="$target_dir" make -C "$copy" --no-print-directory wheel
+check "it prints the wheel's path under CARGO_TARGET_DIR" \
+    test "$(tail -1 "$TMP/check.log")" = "$target_dir/wheels/$wheel_name"
+# PYTHONDONTWRITEBYTECODE: Python's bytecode cache of the backend, which a read-only directory
+# goes without, would otherwise be the one write that the chmod case cannot stop.
+check "pip wheel of the read-only copy's bindings/python" \
+    read_only env CARGO_TARGET_DIR="$target_dir" PYTHONDONTWRITEBYTECODE=1 \
+        "${PIP[@]}" wheel --no-deps "$copy/bindings/python" -w "$TMP/ro-wheel"
+check "the wheel pip built from the copy holds the same stripped libtms.so as make wheel's" \
+    bash -c "mkdir -p '$TMP/ro-lib' && cd '$TMP/ro-lib' &&
+             '$venv_python' -m zipfile -e '$TMP/ro-wheel/$wheel_name' . && cmp tms/libtms.so '$installed_lib'"
+snapshot >"$TMP/after"
+chmod -R u+w "$copy"
+check "nothing in the copy of the checkout changed (listing and hashes before and after)" \
+    diff "$TMP/before" "$TMP/after"
+check "the copy holds no build product (build/, *.egg-info, target/, __pycache__)" \
+    bash -c "found=\$(find '$copy' -name build -o -name '*.egg-info' -o -name target -o -name __pycache__); echo \"\$found\"; test -z \"\$found\""
 
 # --- C and C++ ------------------------------------------------------------------------------------
 
@@ -122,6 +223,19 @@ check "lib/libtms.so.$version, its links libtms.so.$major and libtms.so, libtms.
 check "readelf -d shows the SONAME libtms.so.$major" \
     grep -q "SONAME.*\[libtms\.so\.$major\]" <(readelf -d "$lib/libtms.so.$version")
 check "bin/tms is installed" test -x "$prefix/bin/tms"
+check "the installed libtms.so.$version has no .debug_* section (stripped)" has_no_debug_info "$lib/libtms.so.$version"
+others_stripped() { has_no_debug_info "$lib/libtms.a" && has_no_debug_info "$prefix/bin/tms"; }
+check "the installed libtms.a and bin/tms have no .debug_* section either" others_stripped
+check "the installed libtms.so.$version exports every tms_ function of include/tms.h" \
+    exports_the_header "$lib/libtms.so.$version"
+check "the installed libtms.so.$version weighs what the README says (within 20%)" \
+    near_the_readme_size "$lib/libtms.so.$version"
+load_installed_library() (
+    cd "$TMP/elsewhere" && TMS_LIB=$lib/libtms.so.$version "$venv_python" -c \
+        'import sys, tms, tms._native as n; assert n.library_path == sys.argv[1]; print(tms.version())' \
+        "$lib/libtms.so.$version"
+)
+check "Python loads the installed libtms.so.$version (TMS_LIB) and calls it" load_installed_library
 
 # The installed tool on a store an app is writing to: a writer keeps adding jobs and audit rows
 # while `tms backup` copies the files, and the copies are whole and verify.

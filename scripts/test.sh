@@ -26,7 +26,7 @@ rust_passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/rust-tests.log 
 echo "== C and C++"
 scripts/test-c.sh 2>&1 | tee target/c-tests.log
 
-echo "== Installing: pip install into a venv, make install + pkg-config, used from outside the repo"
+echo "== Installing: make wheel, pip install of it without cargo, from a read-only checkout; make install + pkg-config; used from outside the repo"
 scripts/test-install.sh 2>&1 | tee target/install-tests.log
 install_passed=$(grep -Eo '^install: [0-9]+ passed' target/install-tests.log | awk '{print $2}')
 

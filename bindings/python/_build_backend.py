@@ -1,8 +1,14 @@
-"""How the `tms` wheel is built: setuptools' PEP 517 backend plus two commands.
+"""How the `tms` wheel is built: setuptools' PEP 517 backend plus four commands.
 
 - BuildPy builds libtms with `cargo build --release` at the root of the repository this directory
-  belongs to and copies the shared library into the package, beside the modules, where
-  tms/_native.py looks for it first.
+  belongs to (into CARGO_TARGET_DIR when that is set, as cargo does) and copies the shared library
+  into the package, beside the modules, where tms/_native.py looks for it first. The copy is
+  stripped of its debug info (`strip -S`): cargo's release build keeps line tables, which make
+  the library six times its size; the unstripped build stays in cargo's target directory.
+- Build and EggInfo put setuptools' build tree (build/) and its *.egg-info into a temporary
+  directory of this build, removed when it ends, instead of the source tree: a read-only checkout
+  builds, nothing in the checkout changes, and no file of an earlier build (a module since
+  deleted) can reach the wheel.
 - BdistWheel marks the wheel as not pure and tags it py3-none-<platform>: the library is native
   code for one platform, but the binding is ctypes, so there is no CPython extension and no ABI
   to tie it to one Python version.
@@ -15,16 +21,20 @@ SQLite into the wheel; `auditwheel repair` would, and is not part of this build.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 from setuptools.build_meta import *  # noqa: F401,F403  (the other hooks are setuptools' own)
 from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.command.build import build
 from setuptools.command.build_py import build_py
+from setuptools.command.egg_info import egg_info
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -102,8 +112,57 @@ def build_libtms():
     raise BuildError(f"cargo build --release did not report building {LIBRARY_NAME}")
 
 
+_SCRATCH: list[str] = []
+
+
+def _scratch(name):
+    """A directory NAME in this build's temporary directory (under TMPDIR), made on first use and
+    removed when the build process ends: each PEP 517 hook runs in a process of its own, and
+    what one hook leaves for the next (the wheel, the metadata) pip gives it a directory for."""
+    if not _SCRATCH:
+        _SCRATCH.append(tempfile.mkdtemp(prefix="tms-wheel-build-"))
+        atexit.register(shutil.rmtree, _SCRATCH[0], True)
+    path = os.path.join(_SCRATCH[0], name)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+class Build(build):
+    """build, with its tree (build/lib, build/bdist.*) in the temporary directory."""
+
+    def finalize_options(self):
+        if self.build_base == "build":  # setuptools' default, relative to bindings/python
+            self.build_base = _scratch("build")
+        super().finalize_options()
+
+
+class EggInfo(egg_info):
+    """egg_info, writing tms_core.egg-info into the temporary directory rather than beside
+    pyproject.toml (pip's metadata step names a directory of its own, which is kept)."""
+
+    def finalize_options(self):
+        if self.egg_base is None:
+            self.egg_base = _scratch("egg-info")
+        super().finalize_options()
+
+
+def strip_debug_info(path):
+    """Remove the debug sections from the library at PATH, in place (`strip -S`, as GNU and
+    macOS strip both spell it; STRIP names another strip). Its symbols stay: a profiler or a
+    backtrace still names the functions."""
+    strip = os.environ.get("STRIP", "strip")
+    if shutil.which(strip) is None:
+        raise BuildError(
+            f"{strip} was not found: the wheel's libtms is stripped of its debug info (binutils "
+            "on Linux, the Xcode command-line tools on macOS), or set STRIP to a strip program."
+        )
+    done = subprocess.run([strip, "-S", path])
+    if done.returncode != 0:
+        raise BuildError(f"`{strip} -S {path}` failed (exit status {done.returncode})")
+
+
 class BuildPy(build_py):
-    """build_py, and libtms copied into the package."""
+    """build_py, and libtms copied into the package, stripped."""
 
     def run(self):
         super().run()
@@ -112,9 +171,10 @@ class BuildPy(build_py):
         # the library in target/release/; copying it there would shadow later builds.
         if not self.editable_mode:
             # Always copied: cargo may hand back an older build (its mtime older than a copy
-            # left in build/ by an earlier run), which a copy "if newer" would skip.
+            # left by an earlier run), which a copy "if newer" would skip.
             os.makedirs(os.path.dirname(self._library_output()), exist_ok=True)
             shutil.copy(library, self._library_output())
+            strip_debug_info(self._library_output())
 
     def _library_output(self):
         return os.path.join(self.build_lib, "tms", LIBRARY_NAME)
