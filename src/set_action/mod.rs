@@ -370,8 +370,9 @@ impl Store {
             Err(e) => return refuse(action, e, &redactor),
         };
         let created_at = clock::local_iso(SystemTime::now());
-        // Stored without the token or any field named like a credential.
-        let payload = req.post_data.as_ref().map(|p| redactor.text(&secrets::redact_value(p).to_string()));
+        // Stored without the token or any field named like a credential, as the legacy stored
+        // it (`json.dumps`).
+        let payload = req.post_data.as_ref().map(|p| redactor.text(&wire::python_json(&secrets::redact_value(p))));
         // A careless caller may put the token or another secret in the URL too (`?access_token=`).
         let url = redactor.text(&secrets::redact_url(&req.url));
         let record = JobRecord {

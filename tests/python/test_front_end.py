@@ -52,6 +52,8 @@ def test_the_set_action_goes_out_as_json_dumps_of_its_post_data(store, cluster, 
     # What the page reads: result.status, result.data (the inner answer), result.job_id.
     assert status == 200 and answer["status"] == "success" and answer["data"]["success"] is True
     assert answer["job_id"] and answer["httpStatus"] == 200
+    # Stored as the legacy stored it: json.dumps of postData.
+    assert loc.rows("SELECT request_payload FROM jobs") == [(json.dumps(body["postData"]),)]
 
 
 def test_the_token_button_sends_its_form_string_byte_for_byte(store, cluster, loc, caplog):
