@@ -271,6 +271,24 @@ fn postgres_errors_never_show_the_password() {
     assert_eq!(err.kind, ErrorKind::CantOpen, "{}", err.message);
     assert!(err.message.contains("password authentication failed"), "{}", err.message);
     assert!(!err.message.contains("wrong-password-123") && !err.message.contains("right-password"), "{}", err.message);
+    // Wrong passwords in every legal and sloppy spelling: refused by the server, never shown,
+    // not even in part (an unencoded `@` used to spill the password's tail into the host).
+    let (_, rest) = pw_url.split_once('@').unwrap();
+    let (hostport, tail) = rest.split_once('/').unwrap();
+    let multi = format!("{hostport},{hostport}/{tail}&target_session_attrs=read-write");
+    for url in [
+        format!("postgresql://tms_pw:Hunter2@Zq9Secret@{rest}"),
+        format!("postgresql://tms_pw:Hu:nt/er2%zz@Zq9Secret@{rest}"),
+        format!("postgresql://tms_pw:Hunter2%40Zq9Secret@{rest}"),
+        format!("postgresql://tms_pw@{rest}&password=Hunter2@Zq9Secret"),
+        format!("postgresql://tms_pw:Hunter2@Zq9Secret@{multi}"),
+    ] {
+        let err = tms::Store::open_postgres(&url, &StoreOptions::default()).unwrap_err();
+        assert!(err.message.contains("password authentication failed"), "{url}: {}", err.message);
+        for piece in ["Hunter", "Zq9", "Secret", "nt/er"] {
+            assert!(!err.message.contains(piece), "{url}: {}", err.message);
+        }
+    }
     // The right one works.
     assert!(tms::Store::open_postgres(&pw_url, &StoreOptions::default()).is_ok());
 }

@@ -152,3 +152,34 @@ def test_a_waiting_outcome_is_recorded_when_the_store_closes(pg, slow):
     assert holder.wait(timeout=30) == 0
     store.close()
     assert_every_answer_recorded_once(pg, [(status, body)])
+
+
+def test_no_spelling_of_a_password_reaches_an_exception_or_the_tool():
+    import traceback
+
+    import tms
+    from conftest import ROOT
+
+    tool = os.path.join(ROOT, "target", "release", "tms")
+    rest = os.environ["TMS_TEST_PG_PW_URL"].split("@", 1)[1]
+    hostport, tail = rest.split("/", 1)
+    urls = [f"postgresql://tms_pw:Hunter2@Zq9Secret@{rest}",
+            f"postgresql://tms_pw:Hu:nt/er2%zz@Zq9Secret@{rest}",
+            f"postgresql://tms_pw@{rest}&password=Hunter2@Zq9Secret",
+            f"postgresql://tms_pw:Hunter2@Zq9Secret@{hostport},{hostport}/{tail}&target_session_attrs=read-write"]
+    pieces = ("Hunter", "Zq9", "Secret", "nt/er")
+    for url in urls:
+        with pytest.raises(tms.TmsError) as info:
+            tms.Store(url)
+        text = "".join(traceback.format_exception(info.value))
+        assert "password authentication failed" in text, text
+        assert not any(p in text for p in pieces), text
+        # The tool: given on the command line, or in the environment (where --help would show
+        # environment values).
+        for args, env in ([["--jobs-db", url, "stats"], {}], [["stats"], {"TMS_JOBS_DB": url}],
+                          [["stats", "--help"], {"TMS_JOBS_DB": url}]):
+            out = subprocess.run([tool, *args], capture_output=True, text=True, timeout=60,
+                                 env=dict(os.environ, **env))
+            shown = out.stdout + out.stderr
+            assert not any(p in shown for p in pieces), (args, shown)
+            assert out.returncode == (0 if "--help" in args else 2), (args, shown)

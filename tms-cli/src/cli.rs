@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// jobs.db's path, or a PostgreSQL URL (postgresql://user@host/db) for the whole store.
-    #[arg(long, global = true, env = "TMS_JOBS_DB", default_value = "jobs.db", value_name = "PATH|URL")]
+    #[arg(long, global = true, env = "TMS_JOBS_DB", hide_env_values = true, default_value = "jobs.db", value_name = "PATH|URL")]
     pub jobs_db: String,
     /// audit.db's path (not used with a PostgreSQL URL).
     #[arg(long, global = true, env = "TMS_AUDIT_DB", default_value = "audit.db", value_name = "PATH")]

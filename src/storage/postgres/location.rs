@@ -28,6 +28,9 @@ pub struct Location {
     pub config: postgres::Config,
     pub tls: TlsMode,
     shown: String,
+    /// Every spelling of the URL's password (raw, decoded, encoded; from the userinfo and from
+    /// a `password=` parameter), for [`Location::scrub`].
+    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for Location {
@@ -62,10 +65,102 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Characters a URL's userinfo may hold as they are (RFC 3986's unreserved ones).
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// `text` percent-encoded for a userinfo part; an escape already there (`%` and two hex digits)
+/// is kept, so a correctly encoded URL comes out as it went in.
+fn encode_userinfo(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = b == b'%' && bytes.len() > i + 2 && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit();
+        if is_unreserved(b) || escape {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The URL with its user and password percent-encoded as they were meant, and every spelling
+/// of the password. The userinfo runs from `://` to the *last* `@` before the query: a password
+/// holding an unencoded `@`, `/`, `:` or `%` (`postgresql://u:Hunter2@Zq9@host/db`) would
+/// otherwise end early, spill its tail into the host name and show up in "cannot connect to
+/// ..." (libpq stops at the first `@`).
+fn normalize(url: &str) -> (String, Vec<String>) {
+    let mut secrets = Vec::new();
+    let (before_query, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    for pair in query.unwrap_or("").split('&') {
+        if let Some(("password", value)) = pair.split_once('=') {
+            secrets.extend([value.to_owned(), percent_decode(value)]);
+        }
+    }
+    let rebuilt = match before_query.split_once("://") {
+        Some((scheme, rest)) => match rest.rfind('@') {
+            Some(at) => {
+                let (user, password) = match rest[..at].split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (&rest[..at], None),
+                };
+                let mut out = format!("{scheme}://{}", encode_userinfo(user));
+                if let Some(p) = password {
+                    let encoded = encode_userinfo(p);
+                    secrets.extend([p.to_owned(), percent_decode(p), encoded.clone()]);
+                    out.push(':');
+                    out.push_str(&encoded);
+                }
+                out.push_str(&rest[at..]);
+                out
+            }
+            None => before_query.to_owned(),
+        },
+        None => before_query.to_owned(),
+    };
+    secrets.retain(|s| !s.is_empty());
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    let url = match query {
+        Some(q) => format!("{rebuilt}?{q}"),
+        None => rebuilt,
+    };
+    (url, secrets)
+}
+
+/// `message` with every spelling of a password in `secrets` replaced.
+fn scrub_with(secrets: &[String], message: &str) -> String {
+    let mut out = message.to_owned();
+    for s in secrets {
+        out = out.replace(s.as_str(), "[REDACTED]");
+    }
+    out
+}
+
 impl Location {
-    /// Parse a URL. Errors never quote the URL (it may hold a password).
+    /// Parse a URL. Errors never quote the URL (it may hold a password), and no part of the
+    /// password reaches one in any spelling (see [`normalize`]).
     pub fn parse(url: &str) -> Result<Location> {
-        let url = url.trim();
+        let (url, secrets) = normalize(url.trim());
+        Self::parse_normalized(&url, &secrets)
+            .map_err(|mut e| {
+                e.message = scrub_with(&secrets, &e.message);
+                e
+            })
+    }
+
+    /// `message` without the URL's password, in any spelling: for every text that may quote
+    /// what the driver says about this location.
+    pub fn scrub(&self, message: &str) -> String {
+        scrub_with(&self.secrets, message)
+    }
+
+    fn parse_normalized(url: &str, secrets: &[String]) -> Result<Location> {
         let invalid = |why: String| Error::new(ErrorKind::InvalidInput, format!("invalid PostgreSQL URL: {why}"));
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut mode: Option<String> = None;
@@ -109,8 +204,8 @@ impl Location {
         if config.get_hosts().is_empty() {
             return Err(invalid("it names no host".into()));
         }
-        let shown = Self::show(&config);
-        Ok(Location { config, tls, shown })
+        let shown = scrub_with(secrets, &Self::show(&config));
+        Ok(Location { config, tls, shown, secrets: secrets.to_vec() })
     }
 
     /// `postgresql://user@host:port/db`, for messages: never the password.
@@ -150,5 +245,29 @@ mod tests {
             assert!(!e.message.contains("pw@"), "{}", e.message);
         }
         assert!(is_postgres_url("postgresql://x") && is_postgres_url("POSTGRES://x") && !is_postgres_url("/tmp/jobs.db"));
+    }
+
+    #[test]
+    fn sloppy_passwords_are_encoded_as_meant_and_never_shown() {
+        for (url, host) in [
+            ("postgresql://tmsu:Hunter2@Zq9Secret@db.example/tms", "db.example"),
+            ("postgresql://tmsu:Hu:nt/er2%zz@Zq9Secret@db.example:6432/tms?sslmode=disable", "db.example"),
+            ("postgresql://tmsu:Hunter2%40Zq9Secret@h1:5432,h2:5433/tms?target_session_attrs=read-write", "h1"),
+            ("postgres://tmsu@db.example/tms?password=Hunter2@Zq9Secret", "db.example"),
+        ] {
+            let l = Location::parse(url).unwrap_or_else(|e| panic!("{url}: {}", e.message));
+            assert_eq!(l.shown(), format!("postgresql://tmsu@{host}:{}/tms", l.config.get_ports()[0]), "{url}");
+            assert!(matches!(&l.config.get_hosts()[0], postgres::config::Host::Tcp(h) if h == host), "{url}");
+            assert!(!format!("{l:?}").contains("Zq9") && !l.shown().contains("Hunter"), "{url}");
+            assert!(!l.scrub(url).contains("Zq9"), "{url}: {}", l.scrub(url));
+        }
+        let l = Location::parse("postgresql://u:p%40ss@h/d").unwrap();
+        assert_eq!(l.config.get_password(), Some(&b"p@ss"[..]));
+        // Broken URLs: the error names the problem, never a piece of the password.
+        for url in ["postgresql://u:Hunter2@Zq9Secret@h:notaport/d", "postgresql://u:Hunter2@Zq9Secret@/d",
+                    "postgresql://u:Hunter2@Zq9Secret@h/d?bogus=Zq9Secret"] {
+            let e = Location::parse(url).unwrap_err();
+            assert!(!e.message.contains("Zq9") && !e.message.contains("Hunter"), "{url}: {}", e.message);
+        }
     }
 }

@@ -95,9 +95,18 @@ impl Pool {
             None => self.location.config.connect(postgres::NoTls),
             Some(tls) => self.location.config.connect(tls),
         }
-        .map_err(|e| pg_error(e).context(&format!("cannot connect to {shown}")))?;
-        client.batch_execute(&self.session_setup).map_err(|e| pg_error(e).context(&format!("cannot set up {shown}")))?;
+        .map_err(|e| self.scrubbed(pg_error(e).context(&format!("cannot connect to {shown}"))))?;
+        client
+            .batch_execute(&self.session_setup)
+            .map_err(|e| self.scrubbed(pg_error(e).context(&format!("cannot set up {shown}"))))?;
         Ok(Conn { client, cache: Cache::default() })
+    }
+
+    /// `e` without the URL's password in any spelling (a driver's message may quote a host or
+    /// a user name that a sloppy URL mixed with it).
+    fn scrubbed(&self, mut e: crate::error::Error) -> crate::error::Error {
+        e.message = self.location.scrub(&e.message);
+        e
     }
 
     fn lock(&self) -> MutexGuard<'_, Idle> {
