@@ -187,11 +187,11 @@ impl StoreOptions {
             )));
         }
         for base in &self.allowed_clusters {
-            crate::set_action::allowlist::ClusterBase::parse(base)
+            crate::net::allowlist::ClusterBase::parse(base)
                 .map_err(|e| e.context("invalid store options: allowed_clusters"))?;
         }
         if let Some(path) = &self.ca_bundle {
-            crate::set_action::http::read_ca_bundle(path)
+            crate::net::ca_bundle::read_ca_bundle(path)
                 .map_err(|e| e.context("invalid store options: ca_bundle"))?;
         }
         Ok(())

@@ -11,7 +11,7 @@ use crate::customer_ids;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::*;
 use crate::options::StoreOptions;
-use crate::set_action::allowlist::Allowlist;
+use crate::net::allowlist::Allowlist;
 use crate::set_action::events::{EventCallback, EventSink};
 use crate::set_action::http::HttpClient;
 use crate::storage::sqlite::SqliteEngine;

@@ -9,11 +9,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use ureq::Agent;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 use super::request::ProxyRequest;
 use super::wire;
-use crate::error::{Error, Result};
 use crate::options::StoreOptions;
 
 /// What came back from the cluster.
@@ -34,23 +33,6 @@ pub struct HttpClient {
     agent: OnceLock<std::result::Result<Agent, String>>,
 }
 
-/// The certificates of a PEM file; an unreadable file or one without a certificate is an error.
-pub fn read_ca_bundle(path: &str) -> Result<Vec<Certificate<'static>>> {
-    let pem = std::fs::read(path).map_err(|e| Error::invalid(format!("cannot read {path:?}: {e}")))?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item {
-            Ok(PemItem::Certificate(c)) => certs.push(c),
-            Ok(_) => {}
-            Err(e) => return Err(Error::invalid(format!("{path:?} is not a PEM file: {e}"))),
-        }
-    }
-    if certs.is_empty() {
-        return Err(Error::invalid(format!("{path:?} holds no PEM certificate")));
-    }
-    Ok(certs)
-}
-
 fn root_certs(options: &StoreOptions) -> std::result::Result<RootCerts, String> {
     let mut certs: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
         .certs
@@ -59,7 +41,7 @@ fn root_certs(options: &StoreOptions) -> std::result::Result<RootCerts, String> 
         .collect();
     let system_found = !certs.is_empty();
     if let Some(path) = &options.ca_bundle {
-        certs.extend(read_ca_bundle(path).map_err(|e| format!("ca_bundle: {e}"))?);
+        certs.extend(crate::net::ca_bundle::read_ca_bundle(path).map_err(|e| format!("ca_bundle: {e}"))?);
     }
     Ok(if system_found || options.ca_bundle.is_some() { RootCerts::new_with_certs(&certs) } else { RootCerts::WebPki })
 }

@@ -80,7 +80,7 @@ fn roots(root_cert: Option<&str>) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
     match root_cert {
         Some(path) => {
-            for cert in crate::set_action::http::read_ca_bundle(path).map_err(|e| e.context("sslrootcert"))? {
+            for cert in crate::net::ca_bundle::read_ca_bundle(path).map_err(|e| e.context("sslrootcert"))? {
                 store
                     .add(CertificateDer::from(cert.der().to_vec()))
                     .map_err(|e| Error::invalid(format!("sslrootcert {path:?}: {e}")))?;

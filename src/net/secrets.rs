@@ -3,7 +3,7 @@
 //! (the UI's "Generate token" button posts `grant_type=...&client_id=...&client_secret=...`) or in
 //! the URL's query. What the library stores of a request has them replaced by `[REDACTED]`:
 //! the job's request_payload and cluster_url, and any message that quotes the URL. Their values
-//! also join the token in the [`super::redact::Redactor`], so a cluster echoing one back is
+//! also join the token in the `set_action::redact::Redactor`, so a cluster echoing one back is
 //! redacted like an echoed token.
 
 use serde_json::Value;
