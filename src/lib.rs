@@ -39,6 +39,8 @@ pub mod model;
 pub mod options;
 
 #[doc(hidden)]
+pub mod audit_adopt;
+#[doc(hidden)]
 pub mod audit_chain;
 #[doc(hidden)]
 pub mod clock;

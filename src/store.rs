@@ -358,6 +358,29 @@ impl Store {
         self.engine.clear_audit(&clock::utc_sql(SystemTime::now()))
     }
 
+    /// Adopt into the chain the rows a legacy writer appended after the chain's head (plain
+    /// INSERTs without chain columns, e.g. while the app was rolled back to the legacy code),
+    /// which `verify_audit` otherwise reports as inserted for ever. One `audit_adopt_unchained`
+    /// row, chained and written by the user `system`, commits to exactly those rows (count and
+    /// digest over their ids and every column) and names how many, their ids and `reason`; the
+    /// rows themselves are not changed. Afterwards `verify_audit` is ok, and any change to an
+    /// adopted row, the adoption row or any other chained row still shows.
+    ///
+    /// `reason` is required: one line, 1 to 1000 bytes after trimming. Refused with
+    /// [`ErrorKind::NotFound`] when nothing follows the head, [`ErrorKind::AuditChainBroken`] when
+    /// unchained rows sit inside the chain or anything else fails verification (nothing is
+    /// written), [`ErrorKind::AuditKeyMismatch`] on an HMAC-keyed log without its key.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// let refused = store.adopt_unchained("rolled back for INC-42").unwrap_err();
+    /// assert_eq!(refused.kind, tms::ErrorKind::NotFound); // nothing to adopt
+    /// ```
+    pub fn adopt_unchained(&self, reason: &str) -> Result<Adoption> {
+        let reason = crate::audit_adopt::checked_reason(reason)?;
+        self.engine.adopt_unchained(reason, &clock::utc_sql(SystemTime::now()))
+    }
+
     /// Check the audit log's hash chain: the first row altered, removed or inserted out of chain,
     /// the rows written before the chain existed (unchained, not tampered), and the chain's head.
     /// `anchor` is a head (seq, hash) stored elsewhere earlier: if it is gone, the tail was cut.

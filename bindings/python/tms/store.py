@@ -342,6 +342,16 @@ class Store:
             seq, hash_ = _int64_ptr(anchor["seq"], "anchor seq"), encode(anchor["hash"], "anchor hash")
         return self._call_json(lib.tms_verify_audit, seq, hash_)
 
+    def adopt_unchained(self, reason: str) -> dict[str, Any]:
+        """After a rollback to the legacy code and forward again: adopt into the audit chain the
+        rows the legacy code appended after the chain's head (plain INSERTs, which verify_audit
+        reports as inserted), with one chained `audit_adopt_unchained` row naming how many, their
+        ids and `reason` (required, one line, at most 1000 bytes). No row is changed. Returns
+        {adopted, ids, after_seq, marker_id, marker_seq}. Raises NotFoundError when nothing waits,
+        AuditChainBrokenError when unchained rows sit inside the chain or the log fails
+        verification elsewhere, AuditKeyMismatchError on a keyed log without its key."""
+        return self._call_json(lib.tms_adopt_unchained, encode(reason, "reason"))
+
     def action_types(self) -> list[str]:
         """The distinct action types recorded, sorted."""
         return self._call_json(lib.tms_get_action_types)
