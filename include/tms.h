@@ -328,6 +328,19 @@ enum TmsStatus tms_get_job_customers(const struct TmsStore *store,
                                      const char *job_id,
                                      char **out_json);
 
+// The store's metrics in the Prometheus text exposition format, version 0.0.4 (serve it as
+// `text/plain; version=0.0.4`): `tms_jobs{status}` (jobs by stored status), `tms_audit_rows` and
+// `tms_audit_outbox_pending` (gauges read from the database now), `tms_set_actions_total{outcome}`
+// (this process's `tms_set_action` calls by outcome: success, failure, refused, repeat) and
+// `tms_set_action_duration_seconds` (a histogram of their durations). The counters and the
+// histogram count this process's calls since it loaded libtms, every store handle's together.
+// `*out_text` receives the text, owned by the caller (free with `tms_string_free`); on failure
+// it is left untouched. Thread-safe.
+//
+// # Safety
+// Pointers are NULL or valid; `store` is an open handle.
+enum TmsStatus tms_store_metrics(const struct TmsStore *store, char **out_text);
+
 // Handle one `/proxy_fetch` request body (`{"url","token","isPost","contentType","postData"}`)
 // for `user_id` and produce what the route answers, in the legacy shapes.
 //

@@ -47,6 +47,8 @@ pub mod clock;
 #[doc(hidden)]
 pub mod ffi;
 #[doc(hidden)]
+pub mod metrics;
+#[doc(hidden)]
 pub mod set_action;
 #[doc(hidden)]
 pub mod storage;

@@ -424,6 +424,22 @@ impl Store {
         self.engine.counts()
     }
 
+    /// Metrics in the Prometheus text exposition format (0.0.4), for a `/metrics` route
+    /// (content type `text/plain; version=0.0.4`): jobs by status, audit rows and rows waiting in
+    /// the outbox (gauges read from the database now), and this process's Set Action calls by
+    /// outcome (`tms_set_actions_total`) and their durations (`tms_set_action_duration_seconds`),
+    /// counted per process since it loaded libtms.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// let text = store.metrics()?;
+    /// assert!(text.contains("# TYPE tms_set_actions_total counter") && text.contains("tms_audit_rows 0"));
+    /// # Ok::<(), tms::Error>(())
+    /// ```
+    pub fn metrics(&self) -> Result<String> {
+        Ok(crate::metrics::render(&self.engine.counts()?, &crate::metrics::SET_ACTIONS))
+    }
+
     /// Back a SQLite store up into `dir` (which must not hold jobs.db or audit.db yet) while
     /// writers go on: SQLite's online backup gives each copy one consistent state of its file,
     /// and each copy is checked (integrity_check). Returns the copies' paths; `progress` hears

@@ -10,6 +10,7 @@ pub mod outcome;
 pub mod redact;
 pub mod request;
 
+use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use crate::action::map_action;
 use crate::clock;
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::SetActionOutcome;
 use crate::model::customer_ids_json;
 use crate::storage::{AuditDelivery, AuditRecord, IdempotencyKey, JobChange, JobRecord, PriorRequest};
 use crate::store::{Store, name};
@@ -134,6 +136,8 @@ struct Caller<'a> {
     client_ip: Option<&'a str>,
     key: Option<IdempotencyKey<'a>>,
     started: Instant,
+    /// How the call ended, for the process's metrics (refused until something is sent).
+    outcome: &'a Cell<SetActionOutcome>,
 }
 
 impl Caller<'_> {
@@ -164,6 +168,21 @@ impl Store {
         idempotency_key: Option<&str>,
     ) -> SetActionAnswer {
         let started = Instant::now();
+        let outcome = Cell::new(SetActionOutcome::Refused);
+        let answer = self.answer_set_action(request_json, user_id, client_ip, idempotency_key, started, &outcome);
+        crate::metrics::SET_ACTIONS.observe(outcome.get(), started.elapsed());
+        answer
+    }
+
+    fn answer_set_action(
+        &self,
+        request_json: &str,
+        user_id: &str,
+        client_ip: Option<&str>,
+        idempotency_key: Option<&str>,
+        started: Instant,
+        outcome: &Cell<SetActionOutcome>,
+    ) -> SetActionAnswer {
         let checked = (|| -> Result<(&str, Option<&str>, Option<&str>, ProxyRequest)> {
             let user_id = name("user_id", user_id)?;
             let client_ip = client_ip.map(|ip| name("client_ip", ip)).transpose()?;
@@ -187,6 +206,7 @@ impl Store {
             client_ip,
             key: key.map(|key| IdempotencyKey { user_id, key }),
             started,
+            outcome,
         };
         match &req.set_action {
             Some(part) => self.run_set_action(&caller, &req, &part.action, &part.cids),
@@ -272,6 +292,7 @@ impl Store {
         }
         let up = self.send(req, &redactor);
         let v = classify(&up, None, self.options.request_timeout_s, self.options.max_response_bytes);
+        caller.outcome.set(if v.succeeded() { SetActionOutcome::Success } else { SetActionOutcome::Failure });
         SetActionAnswer { http_status: v.answer_status, body: v.answer, job_id: None }
     }
 
@@ -344,6 +365,7 @@ impl Store {
                     );
                     return refuse(action, e);
                 }
+                caller.outcome.set(SetActionOutcome::Repeat);
                 return self.replay(caller, prior);
             }
             Err(e) => {
@@ -355,6 +377,7 @@ impl Store {
         // 2. The remote call, and what its answer means.
         let up = self.send(req, &redactor);
         let v = classify(&up, Some(&job_id), self.options.request_timeout_s, self.options.max_response_bytes);
+        caller.outcome.set(if v.succeeded() { SetActionOutcome::Success } else { SetActionOutcome::Failure });
 
         // 3. The job's outcome (and the answer for repeats) in jobs.db; its audit row follows.
         let recorded = self.record_outcome(caller, action, cids, &job_id, &v, &redactor);

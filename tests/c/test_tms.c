@@ -711,6 +711,36 @@ static void test_adopt_unchained(const char *tmp) {
     tms_store_close(store);
 }
 
+/* The metrics text: Prometheus exposition format, the gauges read from the store. */
+static void test_metrics(const TmsStore *store) {
+    char *text = NULL;
+    CHECK_STATUS(tms_store_metrics(NULL, &text), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_store_metrics(store, NULL), TMS_STATUS_NULL_ARGUMENT);
+    CHECK(text == NULL);
+    CHECK_OK(tms_store_metrics(store, &text));
+    CHECK(text != NULL);
+    if (text == NULL) {
+        return;
+    }
+    CHECK(contains(text, "# TYPE tms_jobs gauge\n"));
+    CHECK(contains(text, "# TYPE tms_set_actions_total counter\n"));
+    CHECK(contains(text, "tms_set_actions_total{outcome=\"refused\"} "));
+    CHECK(contains(text, "# TYPE tms_set_action_duration_seconds histogram\n"));
+    CHECK(contains(text, "tms_set_action_duration_seconds_bucket{le=\"+Inf\"} "));
+    CHECK(contains(text, "tms_audit_outbox_pending 0\n"));
+    /* The audit rows as tms_get_audit_stats counts them. */
+    char *stats = NULL;
+    CHECK_OK(tms_get_audit_stats(store, &stats));
+    if (stats != NULL) {
+        const char *total = strstr(stats, "\"total_records\":");
+        char expected[64];
+        snprintf(expected, sizeof expected, "tms_audit_rows %ld\n", total ? strtol(total + 16, NULL, 10) : -1L);
+        CHECK(contains(text, expected));
+        tms_string_free(stats);
+    }
+    tms_string_free(text);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
@@ -736,6 +766,7 @@ int main(int argc, char **argv) {
         test_audit(store);
         test_cache(store);
         test_threads(store);
+        test_metrics(store);
         tms_store_close(store);
     }
     test_adopt_unchained(tmp);
