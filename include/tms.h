@@ -78,6 +78,10 @@ typedef enum TmsStatus {
   // The audit log is chained with an HMAC key and this store was opened without it (or with
   // another key): it may not append rows the chain's owner could not verify.
   TMS_STATUS_AUDIT_KEY_MISMATCH = 19,
+  // The audit log's chain is broken where the operation needs it whole (`tms_adopt_unchained`:
+  // unchained rows inside the chain, or altered rows): nothing was written. Run
+  // `tms_verify_audit` to see the first problem.
+  TMS_STATUS_AUDIT_CHAIN_BROKEN = 20,
 } TmsStatus;
 
 // An open job-and-audit store: jobs.db and audit.db.
@@ -103,9 +107,10 @@ extern "C" {
 // array such as `["c1", "c2"]` for a list); `customer_ids`, `ip_address`, `error_message` and
 // `duration_ms` may be NULL; `status` may be NULL for "success", else "success" or "failure".
 // The timestamp is the current UTC time. On success, when `out_id` is not NULL, `*out_id`
-// receives the new row's id. The action types `audit_reset` and `audit_legacy_digest` are the
-// library's own (TMS_STATUS_INVALID_INPUT). On an HMAC-keyed log a store opened without the
-// key, or with another one, gets TMS_STATUS_AUDIT_KEY_MISMATCH. Thread-safe.
+// receives the new row's id. The action types `audit_reset`, `audit_legacy_digest` and
+// `audit_adopt_unchained` are the library's own (TMS_STATUS_INVALID_INPUT). On an HMAC-keyed
+// log a store opened without the key, or with another one, gets TMS_STATUS_AUDIT_KEY_MISMATCH.
+// Thread-safe.
 //
 // # Safety
 // Pointers are NULL or valid; `store` is an open handle.
@@ -155,14 +160,38 @@ enum TmsStatus tms_get_audit_stats(const struct TmsStore *store, char **out_json
 // Pointers are NULL or valid; `store` is an open handle.
 enum TmsStatus tms_clear_audit_logs(const struct TmsStore *store, uint64_t *out_deleted);
 
+// Adopt into the chain the audit rows a legacy writer appended after the chain's head (plain
+// INSERTs without chain columns, e.g. while the app ran the legacy code after a rollback), which
+// `tms_verify_audit` otherwise reports as `inserted` for ever. One `audit_adopt_unchained` row
+// (user `system`), itself chained, commits to exactly those rows and names how many, their ids
+// and `reason`; no row is changed. Afterwards `tms_verify_audit` is ok and counts them as
+// `adopted`; a later change to any of them, or to any chained row, still shows.
+//
+// `reason` (required, UTF-8, one line, 1 to 1000 bytes after trimming) says why, e.g. the
+// rollback's ticket. On success `*out_json` receives `{"adopted", "ids", "after_seq",
+// "marker_id", "marker_seq"}` (`ids` as ranges, `"41-57,60"`), owned by the caller (free with
+// `tms_string_free`); on failure it is left untouched and nothing was written:
+// TMS_STATUS_NOT_FOUND when no unchained row follows the head, TMS_STATUS_AUDIT_CHAIN_BROKEN
+// when unchained rows sit inside the chain (an insertion) or the log fails verification
+// elsewhere, TMS_STATUS_AUDIT_KEY_MISMATCH on an HMAC-keyed log without its key. Thread-safe
+// (it holds the audit log's write lock while it walks the log).
+//
+// # Safety
+// Pointers are NULL or valid; `store` is an open handle.
+enum TmsStatus tms_adopt_unchained(const struct TmsStore *store,
+                                   const char *reason,
+                                   char **out_json);
+
 // Check the audit log's hash chain. `*out_json` receives `{"ok", "checked", "unchained",
-// "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} | null}`
-// where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows and
-// no key). Rows written before the chain began (legacy rows) are counted as `unchained`: the
-// chain's first row commits to their number and a digest of them, so a row added among them
-// (at any id), altered or removed is reported too (`id` null, the detail says so); an unchained
-// row after the chain began is `inserted`. Store `head` elsewhere and pass it back as `anchor_seq`/`anchor_hash` (both NULL: no anchor)
-// to detect a cut tail. Owned by the caller (free with `tms_string_free`). Thread-safe.
+// "adopted", "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} |
+// null}` where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows
+// and no key). Rows written before the chain began (legacy rows) are counted as `unchained`:
+// the chain's first row commits to their number and a digest of them, so a row added among them
+// (at any id), altered or removed is reported too (`id` null, the detail says so). An unchained
+// row after the chain began is `inserted`, unless `tms_adopt_unchained` adopted it (counted as
+// `adopted`; its adoption row commits to it the same way). Store `head` elsewhere and pass it
+// back as `anchor_seq`/`anchor_hash` (both NULL: no anchor) to detect a cut tail. Owned by the
+// caller (free with `tms_string_free`). Thread-safe.
 //
 // # Safety
 // Pointers are NULL or valid; `store` is an open handle.
@@ -298,6 +327,19 @@ enum TmsStatus tms_get_user_jobs(const struct TmsStore *store,
 enum TmsStatus tms_get_job_customers(const struct TmsStore *store,
                                      const char *job_id,
                                      char **out_json);
+
+// The store's metrics in the Prometheus text exposition format, version 0.0.4 (serve it as
+// `text/plain; version=0.0.4`): `tms_jobs{status}` (jobs by stored status), `tms_audit_rows` and
+// `tms_audit_outbox_pending` (gauges read from the database now), `tms_set_actions_total{outcome}`
+// (this process's `tms_set_action` calls by outcome: success, failure, refused, repeat) and
+// `tms_set_action_duration_seconds` (a histogram of their durations). The counters and the
+// histogram count this process's calls since it loaded libtms, every store handle's together.
+// `*out_text` receives the text, owned by the caller (free with `tms_string_free`); on failure
+// it is left untouched. Thread-safe.
+//
+// # Safety
+// Pointers are NULL or valid; `store` is an open handle.
+enum TmsStatus tms_store_metrics(const struct TmsStore *store, char **out_text);
 
 // Handle one `/proxy_fetch` request body (`{"url","token","isPost","contentType","postData"}`)
 // for `user_id` and produce what the route answers, in the legacy shapes.

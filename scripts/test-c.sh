@@ -15,7 +15,7 @@ SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer -g)
 LINK=(-Ltarget/release -ltms "-Wl,-rpath,$ROOT/target/release")
 
 gcc -std=c11 -Wall -Wextra -Werror -pedantic "${SAN[@]}" -pthread -Iinclude \
-    tests/c/test_tms.c "${LINK[@]}" -o "$OUT/test_tms_c"
+    tests/c/test_tms.c "${LINK[@]}" -lsqlite3 -o "$OUT/test_tms_c"
 g++ -std=c++17 -Wall -Wextra -Werror -pedantic "${SAN[@]}" -Iinclude \
     tests/cpp/test_tms.cpp "${LINK[@]}" -o "$OUT/test_tms_cpp"
 

@@ -18,10 +18,14 @@ pub const RESET_ACTION: &str = "audit_reset";
 /// action_type of the row that commits an older chain to the rows written before it began
 /// (`error_message` holds the [`Commitment`]).
 pub const DIGEST_ACTION: &str = "audit_legacy_digest";
-/// user_id of the library's own rows (resets and digests).
+/// action_type of the row that adopts into the chain the unchained rows a legacy writer appended
+/// after the chain's head (`error_message` starts with the [`Commitment`] to them; see
+/// `audit_adopt`).
+pub const ADOPT_ACTION: &str = "audit_adopt_unchained";
+/// user_id of the library's own rows (resets, digests, adoptions).
 pub const RESET_USER: &str = "system";
 /// Action types only the library itself writes; every other writer is refused them.
-pub(crate) const RESERVED_ACTIONS: [&str; 2] = [RESET_ACTION, DIGEST_ACTION];
+pub(crate) const RESERVED_ACTIONS: [&str; 3] = [RESET_ACTION, DIGEST_ACTION, ADOPT_ACTION];
 
 /// What a chain commits to about the rows written before it began (legacy rows): how many there
 /// were and a SHA-256 over all of them in id order. Any row added among them (at any id, -1 and
@@ -351,7 +355,10 @@ pub fn check_append(
 /// Rows before the chain's first row are the legacy rows it committed to (by count and digest,
 /// in its first row's `prev`, or in one later digest row for chains begun before commitments
 /// existed); an unchained row anywhere after the first chained row was inserted out of chain;
-/// on a keyed chain a plain row after a keyed one was not written by a store with the key.
+/// on a keyed chain a plain row after a keyed one was not written by a store with the key,
+/// unless the next chained row is an [`ADOPT_ACTION`] row committing to exactly those rows (a
+/// legacy writer's rows, adopted by an operator after a rollback). A run of unchained rows that
+/// no adoption follows (one at the end of the log included) is reported as inserted.
 pub struct Verifier<'k> {
     key: &'k ChainKey,
     report: AuditVerification,
@@ -360,6 +367,30 @@ pub struct Verifier<'k> {
     committed: Option<Commitment>,
     digest_allowed: bool,
     keyed_seen: bool,
+    /// Unchained rows after the chain began, waiting for the adoption row that commits to them.
+    tail: Option<Tail>,
+}
+
+/// A run of unchained rows after chained ones: where it starts, its ids and its digest.
+#[derive(Clone, Default)]
+pub struct Tail {
+    pub first_id: i64,
+    pub ids: crate::audit_adopt::IdRanges,
+    pub digest: LegacyDigest,
+}
+
+/// What [`Verifier::finish_for_adoption`] found: the chain's head and the unchained rows after it.
+pub struct Adoptable {
+    pub head: ChainHead,
+    pub tail: Tail,
+}
+
+/// Why a log cannot be adopted.
+pub enum NotAdoptable {
+    /// The chain has not begun, or no unchained row follows its head.
+    Nothing,
+    /// A problem other than a legacy append (the first one found).
+    Broken(ChainProblem),
 }
 
 fn problem(id: Option<i64>, seq: Option<i64>, problem: ProblemKind, detail: String) -> ChainProblem {
@@ -370,12 +401,13 @@ impl<'k> Verifier<'k> {
     pub fn new(key: &'k ChainKey) -> Verifier<'k> {
         Verifier {
             key,
-            report: AuditVerification { ok: true, checked: 0, unchained: 0, head: None, first_problem: None },
+            report: AuditVerification { ok: true, checked: 0, unchained: 0, adopted: 0, head: None, first_problem: None },
             last: None,
             legacy: LegacyDigest::default(),
             committed: None,
             digest_allowed: false,
             keyed_seen: false,
+            tail: None,
         }
     }
 
@@ -398,7 +430,20 @@ impl<'k> Verifier<'k> {
                 row.add_to(&mut self.legacy);
                 return Ok(());
             }
-            return Err(problem(Some(id), None, ProblemKind::Inserted, format!("row {id} has no chain hash but follows chained rows")));
+            // Perhaps a legacy writer's append after a rollback: inserted unless an adoption row
+            // follows and commits to it.
+            let tail = self.tail.get_or_insert_with(|| Tail { first_id: id, ..Tail::default() });
+            tail.ids.push(id);
+            row.add_to(&mut tail.digest);
+            return Ok(());
+        };
+        let adopted = match self.tail.take() {
+            Some(tail) if row.is_system(ADOPT_ACTION) => Some(tail),
+            Some(tail) => return Err(unchained_after_chain(tail.first_id)),
+            None if row.is_system(ADOPT_ACTION) => {
+                return Err(problem(Some(id), row.seq, ProblemKind::Inserted, format!("row {id} adopts unchained rows but none precede it")));
+            }
+            None => None,
         };
         let (Some(seq), Some(prev)) = (row.seq, row.prev.clone()) else {
             return Err(problem(Some(id), row.seq, ProblemKind::Altered, format!("row {id} has a chain hash but no sequence or link")));
@@ -449,6 +494,26 @@ impl<'k> Verifier<'k> {
             self.committed = Some(Commitment::empty());
             self.digest_allowed = false;
         }
+        if let Some(tail) = adopted {
+            let promised = row.legacy[6].text().and_then(crate::audit_adopt::commitment_of);
+            let Some(promised) = promised else {
+                return Err(problem(Some(id), Some(seq), ProblemKind::Altered, format!("adoption row {id} holds no readable commitment")));
+            };
+            let found = tail.digest.finish();
+            if found != promised {
+                return Err(problem(
+                    Some(id),
+                    Some(seq),
+                    mismatch_kind(&found, &promised),
+                    format!(
+                        "the {} unchained rows before adoption row {id} do not match the {} rows it adopted: rows were \
+                         added, altered or removed among them",
+                        found.rows, promised.rows
+                    ),
+                ));
+            }
+            self.report.adopted += found.rows;
+        }
         if row.is_system(DIGEST_ACTION) {
             if !self.digest_allowed {
                 return Err(problem(
@@ -469,23 +534,13 @@ impl<'k> Verifier<'k> {
         Ok(())
     }
 
-    /// After the last row: check the legacy rows against the chain's commitment, then the anchor
-    /// (a head stored elsewhere earlier; `row_at(seq)` gives the id and hash of the row with that
-    /// seq, if any).
-    pub fn finish(
-        mut self,
-        anchor: Option<(i64, &str)>,
-        row_at: impl FnOnce(i64) -> crate::error::Result<Option<(i64, String)>>,
-    ) -> crate::error::Result<AuditVerification> {
+    /// The rows before the chain's first row against the chain's commitment to them.
+    fn check_legacy(&mut self) {
         if self.report.first_problem.is_none() {
             if let Some(promised) = &self.committed {
                 let now = std::mem::take(&mut self.legacy).finish();
                 if &now != promised {
-                    let kind = match now.rows.cmp(&promised.rows) {
-                        std::cmp::Ordering::Greater => ProblemKind::Inserted,
-                        std::cmp::Ordering::Less => ProblemKind::Removed,
-                        std::cmp::Ordering::Equal => ProblemKind::Altered,
-                    };
+                    let kind = mismatch_kind(&now, promised);
                     self.report.first_problem = Some(problem(
                         None,
                         None,
@@ -499,6 +554,37 @@ impl<'k> Verifier<'k> {
                 }
             }
         }
+    }
+
+    /// After the last row, for an adoption: the chain's head and the unchained rows after it,
+    /// when everything before them verifies (the legacy rows against the chain's commitment
+    /// included).
+    pub fn finish_for_adoption(mut self) -> std::result::Result<Adoptable, NotAdoptable> {
+        let tail = self.tail.take();
+        self.check_legacy();
+        if let Some(p) = self.report.first_problem {
+            return Err(NotAdoptable::Broken(p));
+        }
+        match (self.last, tail) {
+            (Some(head), Some(tail)) => Ok(Adoptable { head, tail }),
+            _ => Err(NotAdoptable::Nothing),
+        }
+    }
+
+    /// After the last row: check the legacy rows against the chain's commitment, then the anchor
+    /// (a head stored elsewhere earlier; `row_at(seq)` gives the id and hash of the row with that
+    /// seq, if any).
+    pub fn finish(
+        mut self,
+        anchor: Option<(i64, &str)>,
+        row_at: impl FnOnce(i64) -> crate::error::Result<Option<(i64, String)>>,
+    ) -> crate::error::Result<AuditVerification> {
+        if self.report.first_problem.is_none() {
+            if let Some(tail) = self.tail.take() {
+                self.report.first_problem = Some(unchained_after_chain(tail.first_id));
+            }
+        }
+        self.check_legacy();
         if self.report.first_problem.is_none() {
             if let Some((anchor_seq, anchor_hash)) = anchor {
                 self.report.first_problem = match row_at(anchor_seq)? {
@@ -521,6 +607,20 @@ impl<'k> Verifier<'k> {
         self.report.ok = self.report.first_problem.is_none();
         self.report.head = self.last;
         Ok(self.report)
+    }
+}
+
+/// An unchained row after chained ones that no adoption row covers.
+fn unchained_after_chain(id: i64) -> ChainProblem {
+    problem(Some(id), None, ProblemKind::Inserted, format!("row {id} has no chain hash but follows chained rows"))
+}
+
+/// What a digest that differs from its commitment shows: more rows, fewer, or changed ones.
+fn mismatch_kind(found: &Commitment, promised: &Commitment) -> ProblemKind {
+    match found.rows.cmp(&promised.rows) {
+        std::cmp::Ordering::Greater => ProblemKind::Inserted,
+        std::cmp::Ordering::Less => ProblemKind::Removed,
+        std::cmp::Ordering::Equal => ProblemKind::Altered,
     }
 }
 

@@ -94,7 +94,7 @@ impl Store {
             customers_copied: 0,
             cache: Counted::default(),
             audit: Counted::default(),
-            audit_verification: AuditVerification { ok: true, checked: 0, unchained: 0, head: None, first_problem: None },
+            audit_verification: AuditVerification { ok: true, checked: 0, unchained: 0, adopted: 0, head: None, first_problem: None },
         };
 
         let mut after: Option<String> = None;

@@ -42,6 +42,9 @@ pub enum ErrorKind {
     IdempotencyKeyReused,
     /// The audit chain is HMAC-keyed and this store has no key, or another one.
     AuditKeyMismatch,
+    /// The audit log's chain is broken where an operation needs it whole (e.g. unchained rows
+    /// inside the chain, which adopting would hide): nothing was written.
+    AuditChainBroken,
 }
 
 impl ErrorKind {
@@ -65,6 +68,7 @@ impl ErrorKind {
             ErrorKind::TokenTooShort => "TOKEN_TOO_SHORT",
             ErrorKind::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorKind::AuditKeyMismatch => "AUDIT_KEY_MISMATCH",
+            ErrorKind::AuditChainBroken => "AUDIT_CHAIN_BROKEN",
         }
     }
 }

@@ -40,11 +40,15 @@ pub mod model;
 pub mod options;
 
 #[doc(hidden)]
+pub mod audit_adopt;
+#[doc(hidden)]
 pub mod audit_chain;
 #[doc(hidden)]
 pub mod clock;
 #[doc(hidden)]
 pub mod ffi;
+#[doc(hidden)]
+pub mod metrics;
 #[doc(hidden)]
 pub mod net;
 #[doc(hidden)]

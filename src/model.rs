@@ -321,7 +321,7 @@ pub struct JobDetails {
 pub struct AuditEntry<'a> {
     /// Who acted (an identifier).
     pub user_id: &'a str,
-    /// What they did, e.g. an action name (`audit_reset` and `audit_legacy_digest` are reserved).
+    /// What they did, e.g. an action name (`audit_reset`, `audit_legacy_digest` and `audit_adopt_unchained` are reserved).
     pub action_type: &'a str,
     /// A JSON array of IDs, or any text.
     pub customer_ids: Option<&'a str>,
@@ -548,6 +548,21 @@ pub struct ChainProblem {
     pub detail: String,
 }
 
+/// What `adopt_unchained` did: which unchained rows it adopted and the row that records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Adoption {
+    /// How many unchained rows were adopted.
+    pub adopted: i64,
+    /// Their ids, as ranges (`"41-57,60"`).
+    pub ids: String,
+    /// The chain's head they followed (seq).
+    pub after_seq: i64,
+    /// The id of the `audit_adopt_unchained` row that records the adoption.
+    pub marker_id: i64,
+    /// That row's chain seq (`after_seq + 1`).
+    pub marker_seq: i64,
+}
+
 /// What `verify_audit` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditVerification {
@@ -557,6 +572,9 @@ pub struct AuditVerification {
     pub checked: i64,
     /// Rows written before the chain began, covered by its commitment to them.
     pub unchained: i64,
+    /// Rows a legacy writer appended after the chain, each run covered by the
+    /// `audit_adopt_unchained` row that adopted it (`Store::adopt_unchained`).
+    pub adopted: i64,
     /// The chain's last row checked: store it elsewhere and pass it back as an anchor later.
     pub head: Option<ChainHead>,
     /// The first break found.

@@ -368,6 +368,29 @@ impl Store {
         self.engine.clear_audit(&clock::utc_sql(SystemTime::now()))
     }
 
+    /// Adopt into the chain the rows a legacy writer appended after the chain's head (plain
+    /// INSERTs without chain columns, e.g. while the app was rolled back to the legacy code),
+    /// which `verify_audit` otherwise reports as inserted for ever. One `audit_adopt_unchained`
+    /// row, chained and written by the user `system`, commits to exactly those rows (count and
+    /// digest over their ids and every column) and names how many, their ids and `reason`; the
+    /// rows themselves are not changed. Afterwards `verify_audit` is ok, and any change to an
+    /// adopted row, the adoption row or any other chained row still shows.
+    ///
+    /// `reason` is required: one line, 1 to 1000 bytes after trimming. Refused with
+    /// [`ErrorKind::NotFound`] when nothing follows the head, [`ErrorKind::AuditChainBroken`] when
+    /// unchained rows sit inside the chain or anything else fails verification (nothing is
+    /// written), [`ErrorKind::AuditKeyMismatch`] on an HMAC-keyed log without its key.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// let refused = store.adopt_unchained("rolled back for INC-42").unwrap_err();
+    /// assert_eq!(refused.kind, tms::ErrorKind::NotFound); // nothing to adopt
+    /// ```
+    pub fn adopt_unchained(&self, reason: &str) -> Result<Adoption> {
+        let reason = crate::audit_adopt::checked_reason(reason)?;
+        self.engine.adopt_unchained(reason, &clock::utc_sql(SystemTime::now()))
+    }
+
     /// Check the audit log's hash chain: the first row altered, removed or inserted out of chain,
     /// the rows written before the chain existed (unchained, not tampered), and the chain's head.
     /// `anchor` is a head (seq, hash) stored elsewhere earlier: if it is gone, the tail was cut.
@@ -409,6 +432,22 @@ impl Store {
     /// ```
     pub fn counts(&self) -> Result<crate::model::StoreCounts> {
         self.engine.counts()
+    }
+
+    /// Metrics in the Prometheus text exposition format (0.0.4), for a `/metrics` route
+    /// (content type `text/plain; version=0.0.4`): jobs by status, audit rows and rows waiting in
+    /// the outbox (gauges read from the database now), and this process's Set Action calls by
+    /// outcome (`tms_set_actions_total`) and their durations (`tms_set_action_duration_seconds`),
+    /// counted per process since it loaded libtms.
+    ///
+    /// ```
+    /// # let (store, _dir) = tms::doctest::store();
+    /// let text = store.metrics()?;
+    /// assert!(text.contains("# TYPE tms_set_actions_total counter") && text.contains("tms_audit_rows 0"));
+    /// # Ok::<(), tms::Error>(())
+    /// ```
+    pub fn metrics(&self) -> Result<String> {
+        Ok(crate::metrics::render(&self.engine.counts()?, &crate::metrics::SET_ACTIONS))
     }
 
     /// Back a SQLite store up into `dir` (which must not hold jobs.db or audit.db yet) while

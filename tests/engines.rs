@@ -46,7 +46,101 @@ on_each_engine!(
     many_threads_share_one_store,
     recovery_leaves_jobs_from_create_job_alone,
     a_store_copies_into_the_other_engine_and_back,
+    a_legacy_append_after_a_rollback_is_adopted_explicitly,
+    rows_inside_the_chain_are_never_adopted,
+    adopting_a_keyed_log_needs_its_key,
 );
+
+/// What the legacy Python app's log_action does: a plain INSERT, no chain columns.
+fn legacy_insert(loc: &Location, user: &str, status: &str) {
+    loc.execute(&format!(
+        "INSERT INTO audit_log (user_id, action_type, customer_ids, \"timestamp\", ip_address, status, error_message, duration_ms) \
+         VALUES ('{user}', 'PE-Enable', '[\"c9\"]', '2026-12-01 10:00:00', '10.1.1.1', '{status}', NULL, 12)"
+    ));
+}
+
+fn problem_of(store: &tms::Store) -> Option<(String, Option<i64>, Option<i64>)> {
+    store.verify_audit(None).unwrap().first_problem.map(|p| (p.problem.as_str().to_owned(), p.id, p.seq))
+}
+
+fn a_legacy_append_after_a_rollback_is_adopted_explicitly(loc: Location) {
+    let store = loc.store();
+    for u in ["u1", "u2", "u3"] {
+        store.record_audit(&audit(u)).unwrap();
+    }
+    assert_eq!(store.adopt_unchained("INC-7 rollback").unwrap_err().kind, ErrorKind::NotFound);
+    // The rollback: the legacy code appends two plain rows after the chain's head (ids 4 and 5).
+    legacy_insert(&loc, "legacy-a", "success");
+    legacy_insert(&loc, "legacy-b", "failure");
+    assert_eq!(problem_of(&store), Some(("inserted".into(), Some(4), None)));
+    // Refused reasons write nothing.
+    for bad in ["", "   ", "two\nlines"] {
+        assert_eq!(store.adopt_unchained(bad).unwrap_err().kind, ErrorKind::InvalidInput, "{bad:?}");
+    }
+    assert_eq!(store.adopt_unchained(&"r".repeat(1001)).unwrap_err().kind, ErrorKind::TooLarge);
+    assert_eq!(store.counts().unwrap().audit_rows, 5);
+
+    let adoption = store.adopt_unchained("  INC-7 rollback to 1.x and forward  ").unwrap();
+    assert_eq!((adoption.adopted, adoption.ids.as_str(), adoption.after_seq, adoption.marker_id, adoption.marker_seq), (2, "4-5", 3, 6, 4));
+    let v = store.verify_audit(None).unwrap();
+    assert!(v.ok, "{:?}", v.first_problem);
+    assert_eq!((v.checked, v.adopted, v.unchained, v.head.as_ref().unwrap().seq), (4, 2, 0, 4));
+    // The adoption row is in the trail, by the system user, naming the rows and the reason.
+    let marker = &store.audit_trail(&AuditFilter { action_type: Some("audit_adopt_unchained"), ..Default::default() }, 10).unwrap()[0];
+    assert_eq!((marker.id, marker.user_id.as_str()), (6, "system"));
+    let note = marker.error_message.as_deref().unwrap();
+    assert!(note.contains(";ids=4-5: 2 unchained rows") && note.ends_with("after seq 3 adopted into the chain; reason: INC-7 rollback to 1.x and forward"), "{note}");
+    // Callers may not write the library's own row type; the chain goes on; nothing is left to adopt.
+    let forged = tms::model::AuditEntry { action_type: "audit_adopt_unchained", ..audit("mallory") };
+    assert_eq!(store.record_audit(&forged).unwrap_err().kind, ErrorKind::InvalidInput);
+    store.record_audit(&audit("u4")).unwrap();
+    assert!(store.verify_audit(None).unwrap().ok);
+    assert_eq!(store.adopt_unchained("again").unwrap_err().kind, ErrorKind::NotFound);
+
+    // A change anywhere still shows: an adopted row, a chained row before the adoption, the
+    // adoption row itself, a row after it; and an adopted row removed.
+    for (change, undo, expect) in [
+        ("UPDATE audit_log SET status = 'success' WHERE id = 5", "UPDATE audit_log SET status = 'failure' WHERE id = 5", ("altered", Some(6), Some(4))),
+        ("UPDATE audit_log SET user_id = 'x' WHERE chain_seq = 2", "UPDATE audit_log SET user_id = 'u2' WHERE chain_seq = 2", ("altered", Some(2), Some(2))),
+        ("UPDATE audit_log SET error_message = replace(error_message, 'INC-7', 'INC-8') WHERE id = 6", "UPDATE audit_log SET error_message = replace(error_message, 'INC-8', 'INC-7') WHERE id = 6", ("altered", Some(6), Some(4))),
+        ("UPDATE audit_log SET duration_ms = 1 WHERE chain_seq = 5", "UPDATE audit_log SET duration_ms = NULL WHERE chain_seq = 5", ("altered", Some(7), Some(5))),
+    ] {
+        tamper(&loc, change);
+        let p = problem_of(&store).unwrap_or_else(|| panic!("{change} went unnoticed"));
+        assert_eq!((p.0.as_str(), p.1, p.2), expect, "{change}");
+        tamper(&loc, undo);
+        assert!(store.verify_audit(None).unwrap().ok, "{undo}");
+    }
+    tamper(&loc, "DELETE FROM audit_log WHERE id = 4");
+    assert_eq!(problem_of(&store), Some(("removed".into(), Some(6), Some(4))));
+}
+
+fn rows_inside_the_chain_are_never_adopted(loc: Location) {
+    let store = loc.store();
+    store.record_audit(&audit("u1")).unwrap();
+    legacy_insert(&loc, "ghost", "success");
+    store.record_audit(&audit("u2")).unwrap(); // chained after the unchained row: it sits inside
+    legacy_insert(&loc, "legacy", "success");
+    let refused = store.adopt_unchained("INC-9").unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::AuditChainBroken, "{}", refused.message);
+    assert!(refused.message.contains("inside the chain (first: row 2)"), "{}", refused.message);
+    assert_eq!(store.counts().unwrap().audit_rows, 4); // nothing written
+    assert_eq!(problem_of(&store), Some(("inserted".into(), Some(2), None)));
+}
+
+fn adopting_a_keyed_log_needs_its_key(loc: Location) {
+    let key = |k: &str| StoreOptions { audit_hmac_key: Some(Secret(k.into())), ..Default::default() };
+    let keyed = loc.open(&key("adopt-suite-key-0123456789")).unwrap();
+    keyed.record_audit(&audit("u1")).unwrap();
+    legacy_insert(&loc, "legacy", "success");
+    for other in [loc.store(), loc.open(&key("another-key-0123456789")).unwrap()] {
+        assert_eq!(other.adopt_unchained("INC-1").unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    }
+    assert_eq!(keyed.counts().unwrap().audit_rows, 2);
+    assert_eq!(keyed.adopt_unchained("INC-1").unwrap().adopted, 1);
+    let v = keyed.verify_audit(None).unwrap();
+    assert!(v.ok && v.head.unwrap().hash.starts_with("hmac-sha256:"), "{:?}", v.first_problem);
+}
 
 fn jobs_round_trip(loc: Location) {
     let store = loc.store();

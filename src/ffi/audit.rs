@@ -11,9 +11,10 @@ use crate::model::{AuditEntry, AuditFilter};
 /// array such as `["c1", "c2"]` for a list); `customer_ids`, `ip_address`, `error_message` and
 /// `duration_ms` may be NULL; `status` may be NULL for "success", else "success" or "failure".
 /// The timestamp is the current UTC time. On success, when `out_id` is not NULL, `*out_id`
-/// receives the new row's id. The action types `audit_reset` and `audit_legacy_digest` are the
-/// library's own (TMS_STATUS_INVALID_INPUT). On an HMAC-keyed log a store opened without the
-/// key, or with another one, gets TMS_STATUS_AUDIT_KEY_MISMATCH. Thread-safe.
+/// receives the new row's id. The action types `audit_reset`, `audit_legacy_digest` and
+/// `audit_adopt_unchained` are the library's own (TMS_STATUS_INVALID_INPUT). On an HMAC-keyed
+/// log a store opened without the key, or with another one, gets TMS_STATUS_AUDIT_KEY_MISMATCH.
+/// Thread-safe.
 ///
 /// # Safety
 /// Pointers are NULL or valid; `store` is an open handle.
@@ -125,14 +126,49 @@ pub unsafe extern "C" fn tms_clear_audit_logs(store: *const TmsStore, out_delete
     })
 }
 
+/// Adopt into the chain the audit rows a legacy writer appended after the chain's head (plain
+/// INSERTs without chain columns, e.g. while the app ran the legacy code after a rollback), which
+/// `tms_verify_audit` otherwise reports as `inserted` for ever. One `audit_adopt_unchained` row
+/// (user `system`), itself chained, commits to exactly those rows and names how many, their ids
+/// and `reason`; no row is changed. Afterwards `tms_verify_audit` is ok and counts them as
+/// `adopted`; a later change to any of them, or to any chained row, still shows.
+///
+/// `reason` (required, UTF-8, one line, 1 to 1000 bytes after trimming) says why, e.g. the
+/// rollback's ticket. On success `*out_json` receives `{"adopted", "ids", "after_seq",
+/// "marker_id", "marker_seq"}` (`ids` as ranges, `"41-57,60"`), owned by the caller (free with
+/// `tms_string_free`); on failure it is left untouched and nothing was written:
+/// TMS_STATUS_NOT_FOUND when no unchained row follows the head, TMS_STATUS_AUDIT_CHAIN_BROKEN
+/// when unchained rows sit inside the chain (an insertion) or the log fails verification
+/// elsewhere, TMS_STATUS_AUDIT_KEY_MISMATCH on an HMAC-keyed log without its key. Thread-safe
+/// (it holds the audit log's write lock while it walks the log).
+///
+/// # Safety
+/// Pointers are NULL or valid; `store` is an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_adopt_unchained(
+    store: *const TmsStore,
+    reason: *const c_char,
+    out_json: *mut *mut c_char,
+) -> TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let reason = unsafe { required(reason, "reason") }?;
+        let out_json = out(out_json, "out_json")?;
+        *out_json = c_json(&store.adopt_unchained(reason)?)?;
+        Ok(())
+    })
+}
+
 /// Check the audit log's hash chain. `*out_json` receives `{"ok", "checked", "unchained",
-/// "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} | null}`
-/// where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows and
-/// no key). Rows written before the chain began (legacy rows) are counted as `unchained`: the
-/// chain's first row commits to their number and a digest of them, so a row added among them
-/// (at any id), altered or removed is reported too (`id` null, the detail says so); an unchained
-/// row after the chain began is `inserted`. Store `head` elsewhere and pass it back as `anchor_seq`/`anchor_hash` (both NULL: no anchor)
-/// to detect a cut tail. Owned by the caller (free with `tms_string_free`). Thread-safe.
+/// "adopted", "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} |
+/// null}` where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows
+/// and no key). Rows written before the chain began (legacy rows) are counted as `unchained`:
+/// the chain's first row commits to their number and a digest of them, so a row added among them
+/// (at any id), altered or removed is reported too (`id` null, the detail says so). An unchained
+/// row after the chain began is `inserted`, unless `tms_adopt_unchained` adopted it (counted as
+/// `adopted`; its adoption row commits to it the same way). Store `head` elsewhere and pass it
+/// back as `anchor_seq`/`anchor_hash` (both NULL: no anchor) to detect a cut tail. Owned by the
+/// caller (free with `tms_string_free`). Thread-safe.
 ///
 /// # Safety
 /// Pointers are NULL or valid; `store` is an open handle.

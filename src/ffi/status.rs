@@ -47,10 +47,14 @@ pub enum TmsStatus {
     /// The audit log is chained with an HMAC key and this store was opened without it (or with
     /// another key): it may not append rows the chain's owner could not verify.
     AuditKeyMismatch = 19,
+    /// The audit log's chain is broken where the operation needs it whole (`tms_adopt_unchained`:
+    /// unchained rows inside the chain, or altered rows): nothing was written. Run
+    /// `tms_verify_audit` to see the first problem.
+    AuditChainBroken = 20,
 }
 
 // Not `pub`: cbindgen would export it into the header.
-const ALL: [TmsStatus; 20] = [
+const ALL: [TmsStatus; 21] = [
     TmsStatus::Ok,
     TmsStatus::NullArgument,
     TmsStatus::InvalidUtf8,
@@ -71,6 +75,7 @@ const ALL: [TmsStatus; 20] = [
     TmsStatus::TokenTooShort,
     TmsStatus::IdempotencyKeyReused,
     TmsStatus::AuditKeyMismatch,
+    TmsStatus::AuditChainBroken,
 ];
 
 impl TmsStatus {
@@ -102,6 +107,7 @@ impl TmsStatus {
             TmsStatus::TokenTooShort => "TMS_STATUS_TOKEN_TOO_SHORT\0",
             TmsStatus::IdempotencyKeyReused => "TMS_STATUS_IDEMPOTENCY_KEY_REUSED\0",
             TmsStatus::AuditKeyMismatch => "TMS_STATUS_AUDIT_KEY_MISMATCH\0",
+            TmsStatus::AuditChainBroken => "TMS_STATUS_AUDIT_CHAIN_BROKEN\0",
         }
     }
 }
@@ -126,6 +132,7 @@ impl From<ErrorKind> for TmsStatus {
             ErrorKind::TokenTooShort => TmsStatus::TokenTooShort,
             ErrorKind::IdempotencyKeyReused => TmsStatus::IdempotencyKeyReused,
             ErrorKind::AuditKeyMismatch => TmsStatus::AuditKeyMismatch,
+            ErrorKind::AuditChainBroken => TmsStatus::AuditChainBroken,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod wire;
 // for the paths callers already use.
 pub use crate::net::{allowlist, secrets};
 
+use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use crate::action::map_action;
 use crate::clock;
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::SetActionOutcome;
 use crate::model::customer_ids_json;
 use crate::storage::{AuditDelivery, AuditRecord, IdempotencyKey, JobChange, JobRecord, PriorRequest};
 use crate::store::{Store, name};
@@ -184,6 +186,9 @@ struct Caller<'a> {
     client_ip: Option<&'a str>,
     key: Option<IdempotencyKey<'a>>,
     started: Instant,
+    /// How the call ended, for the process's metrics (refused until something is sent; None
+    /// for a plain proxy request, which is no Set Action and is not counted as one).
+    outcome: &'a Cell<Option<SetActionOutcome>>,
 }
 
 impl Caller<'_> {
@@ -214,6 +219,23 @@ impl Store {
         idempotency_key: Option<&str>,
     ) -> SetActionAnswer {
         let started = Instant::now();
+        let outcome = Cell::new(Some(SetActionOutcome::Refused));
+        let answer = self.answer_set_action(request_json, user_id, client_ip, idempotency_key, started, &outcome);
+        if let Some(outcome) = outcome.get() {
+            crate::metrics::SET_ACTIONS.observe(outcome, started.elapsed());
+        }
+        answer
+    }
+
+    fn answer_set_action(
+        &self,
+        request_json: &str,
+        user_id: &str,
+        client_ip: Option<&str>,
+        idempotency_key: Option<&str>,
+        started: Instant,
+        outcome: &Cell<Option<SetActionOutcome>>,
+    ) -> SetActionAnswer {
         let checked = (|| -> Result<(&str, Option<&str>, Option<&str>, ProxyRequest)> {
             let user_id = name("user_id", user_id)?;
             let client_ip = client_ip.map(|ip| name("client_ip", ip)).transpose()?;
@@ -237,6 +259,7 @@ impl Store {
             client_ip,
             key: key.map(|key| IdempotencyKey { user_id, key }),
             started,
+            outcome,
         };
         match &req.set_action {
             Some(part) => self.run_set_action(&caller, &req, &part.action, &part.cids),
@@ -315,6 +338,8 @@ impl Store {
     }
 
     fn run_proxy(&self, caller: &Caller<'_>, req: &ProxyRequest) -> SetActionAnswer {
+        // A GET of status data or an SSO token request: proxied, not counted as a Set Action.
+        caller.outcome.set(None);
         // Nothing of a plain proxy request's body is stored: its refusals quote only the URL,
         // with its secrets replaced.
         let redactor = match redactor_for(req) {
@@ -408,6 +433,7 @@ impl Store {
                     );
                     return refuse(action, e, &redactor);
                 }
+                caller.outcome.set(Some(SetActionOutcome::Repeat));
                 return self.replay(caller, prior);
             }
             Err(e) => {
@@ -419,6 +445,7 @@ impl Store {
         // 2. The remote call, and what its answer means.
         let up = self.send(req, &redactor);
         let v = classify(&up, Some(&job_id), self.options.request_timeout_s, self.options.max_response_bytes);
+        caller.outcome.set(Some(if v.succeeded() { SetActionOutcome::Success } else { SetActionOutcome::Failure }));
 
         // 3. The job's outcome (and the answer for repeats) in jobs.db; its audit row follows.
         let recorded = self.record_outcome(caller, action, cids, &job_id, &v, &redactor);

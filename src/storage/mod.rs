@@ -182,6 +182,10 @@ pub trait Engine: Send + Sync {
     fn audit_stats(&self) -> Result<AuditStats>;
     /// Delete every audit row and record the reset (stamped `timestamp`); returns how many.
     fn clear_audit(&self, timestamp: &str) -> Result<u64>;
+    /// Adopt into the chain the unchained rows a legacy writer appended after its head, with one
+    /// `audit_adopt_unchained` row (stamped `timestamp`) committing to them and giving `reason`
+    /// (already checked); refused when nothing waits or the log is otherwise broken.
+    fn adopt_unchained(&self, reason: &str, timestamp: &str) -> Result<crate::model::Adoption>;
     /// Check the audit hash chain, optionally against a head the host anchored earlier;
     /// `progress` hears the number of rows walked now and then (for a progress bar).
     fn verify_audit(&self, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification>;

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "tms.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -143,6 +145,7 @@ static void test_static_functions(void) {
     CHECK_STREQ(tms_status_name(TMS_STATUS_TOKEN_TOO_SHORT), "TMS_STATUS_TOKEN_TOO_SHORT");
     CHECK_STREQ(tms_status_name(TMS_STATUS_IDEMPOTENCY_KEY_REUSED), "TMS_STATUS_IDEMPOTENCY_KEY_REUSED");
     CHECK_STREQ(tms_status_name(TMS_STATUS_AUDIT_KEY_MISMATCH), "TMS_STATUS_AUDIT_KEY_MISMATCH");
+    CHECK_STREQ(tms_status_name(TMS_STATUS_AUDIT_CHAIN_BROKEN), "TMS_STATUS_AUDIT_CHAIN_BROKEN");
     CHECK_STREQ(tms_status_name(999), "TMS_STATUS_UNKNOWN");
     CHECK_STREQ(tms_status_name(-1), "TMS_STATUS_UNKNOWN");
 
@@ -658,6 +661,86 @@ static void test_threads(const TmsStore *store) {
     CHECK(count_user_jobs(store, "thread_user") == THREADS * JOBS_PER_THREAD);
 }
 
+/* Rolling back to the legacy code and forward: the legacy app's plain INSERT after the chain's
+ * head fails verification until tms_adopt_unchained adopts it. */
+static void test_adopt_unchained(const char *tmp) {
+    char jobs[4096], audit[4096];
+    join_path(jobs, sizeof jobs, tmp, "adopt_jobs.db");
+    join_path(audit, sizeof audit, tmp, "adopt_audit.db");
+    TmsStore *store = NULL;
+    CHECK_OK(tms_store_open(jobs, audit, NULL, &store));
+    if (store == NULL) {
+        return;
+    }
+    CHECK_OK(tms_record_audit(store, "c_user", "Trans-Begin", NULL, NULL, NULL, NULL, NULL, NULL));
+
+    char *json = NULL;
+    CHECK_STATUS(tms_adopt_unchained(store, "INC-5", &json), TMS_STATUS_NOT_FOUND);
+    CHECK(json == NULL); /* outputs are written only on success */
+    CHECK(last_error_is_set());
+    CHECK_STATUS(tms_adopt_unchained(store, NULL, &json), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_adopt_unchained(store, "INC-5", NULL), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_adopt_unchained(NULL, "INC-5", &json), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_adopt_unchained(store, "\xff", &json), TMS_STATUS_INVALID_UTF8);
+    CHECK_STATUS(tms_adopt_unchained(store, " ", &json), TMS_STATUS_INVALID_INPUT);
+    CHECK(json == NULL);
+
+    /* The legacy writer, as the legacy Python did it: no chain columns. */
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(audit, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "INSERT INTO audit_log (user_id, action_type, status) VALUES ('legacy', 'PE-Enable', 'success')",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+
+    CHECK_OK(tms_verify_audit(store, NULL, NULL, &json));
+    CHECK(json != NULL && contains(json, "\"ok\":false") && contains(json, "\"problem\":\"inserted\""));
+    tms_string_free(json);
+    json = NULL;
+
+    CHECK_OK(tms_adopt_unchained(store, "INC-5 rollback", &json));
+    CHECK(json != NULL && contains(json, "\"adopted\":1") && contains(json, "\"ids\":\"2\"") &&
+          contains(json, "\"marker_seq\":2"));
+    tms_string_free(json);
+    json = NULL;
+    CHECK_OK(tms_verify_audit(store, NULL, NULL, &json));
+    CHECK(json != NULL && contains(json, "\"ok\":true") && contains(json, "\"adopted\":1"));
+    tms_string_free(json);
+    json = NULL;
+    CHECK_STATUS(tms_adopt_unchained(store, "INC-5 again", &json), TMS_STATUS_NOT_FOUND);
+    CHECK(json == NULL);
+    tms_store_close(store);
+}
+
+/* The metrics text: Prometheus exposition format, the gauges read from the store. */
+static void test_metrics(const TmsStore *store) {
+    char *text = NULL;
+    CHECK_STATUS(tms_store_metrics(NULL, &text), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_store_metrics(store, NULL), TMS_STATUS_NULL_ARGUMENT);
+    CHECK(text == NULL);
+    CHECK_OK(tms_store_metrics(store, &text));
+    CHECK(text != NULL);
+    if (text == NULL) {
+        return;
+    }
+    CHECK(contains(text, "# TYPE tms_jobs gauge\n"));
+    CHECK(contains(text, "# TYPE tms_set_actions_total counter\n"));
+    CHECK(contains(text, "tms_set_actions_total{outcome=\"refused\"} "));
+    CHECK(contains(text, "# TYPE tms_set_action_duration_seconds histogram\n"));
+    CHECK(contains(text, "tms_set_action_duration_seconds_bucket{le=\"+Inf\"} "));
+    CHECK(contains(text, "tms_audit_outbox_pending 0\n"));
+    /* The audit rows as tms_get_audit_stats counts them. */
+    char *stats = NULL;
+    CHECK_OK(tms_get_audit_stats(store, &stats));
+    if (stats != NULL) {
+        const char *total = strstr(stats, "\"total_records\":");
+        char expected[64];
+        snprintf(expected, sizeof expected, "tms_audit_rows %ld\n", total ? strtol(total + 16, NULL, 10) : -1L);
+        CHECK(contains(text, expected));
+        tms_string_free(stats);
+    }
+    tms_string_free(text);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
@@ -683,8 +766,10 @@ int main(int argc, char **argv) {
         test_audit(store);
         test_cache(store);
         test_threads(store);
+        test_metrics(store);
         tms_store_close(store);
     }
+    test_adopt_unchained(tmp);
 
     if (argc >= 3) {
         test_legacy(argv[2]);

@@ -17,7 +17,7 @@ import tms
 from conftest import ROOT, Location
 
 TMS = os.path.join(ROOT, "target", "release", "tms")
-COMMANDS = ["verify-audit", "recover", "jobs", "audit", "backup", "copy", "stats"]
+COMMANDS = ["verify-audit", "adopt-unchained", "recover", "jobs", "audit", "backup", "copy", "stats"]
 
 
 def run(*args, cwd=None, env=None):
@@ -187,3 +187,58 @@ def test_nothing_on_stderr_when_it_is_not_a_terminal(filled):
     d, _, _ = filled
     out = run("verify-audit", cwd=d)
     assert out.returncode == 0 and out.stderr == ""
+
+
+def legacy_log_action(audit_db, user_id):
+    """The legacy app's log_action after a rollback: a plain INSERT without the chain's columns."""
+    con = sqlite3.connect(audit_db)
+    with con:
+        con.execute("INSERT INTO audit_log (user_id, action_type, status) VALUES (?, 'PE-Enable', 'success')", (user_id,))
+    con.close()
+
+
+def test_adopt_unchained_after_a_rollback_and_its_exit_statuses(filled):
+    tmp, _, _ = filled
+    out = run("adopt-unchained", "--reason", "INC-3", cwd=tmp)
+    assert out.returncode == 2 and out.stderr.startswith("tms: TMS_STATUS_NOT_FOUND: nothing to adopt"), out.stderr
+    legacy_log_action(str(tmp / "audit.db"), "carol")
+    legacy_log_action(str(tmp / "audit.db"), "dave")
+    out = run("verify-audit", cwd=tmp)
+    assert out.returncode == 1 and json.loads(out.stdout)["first_problem"]["problem"] == "inserted"
+    assert run("adopt-unchained", cwd=tmp).returncode == 2  # --reason is required
+    out = run("adopt-unchained", "--reason", "", cwd=tmp)
+    assert out.returncode == 2 and "TMS_STATUS_INVALID_INPUT" in out.stderr, out.stderr
+    out = run("adopt-unchained", "--reason", "INC-3: rolled back to 1.x and forward", cwd=tmp)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"adopted": 2, "ids": "3-4", "after_seq": 2, "marker_id": 5, "marker_seq": 3}
+    out = run("verify-audit", cwd=tmp)
+    assert out.returncode == 0 and json.loads(out.stdout)["adopted"] == 2, out.stdout
+    out = run("audit", "--action", "audit_adopt_unchained", cwd=tmp)
+    assert "reason: INC-3: rolled back to 1.x and forward" in json.loads(out.stdout)["error_message"]
+
+
+def test_adopt_unchained_refuses_rows_inside_the_chain_with_exit_1(filled):
+    tmp, _, _ = filled
+    legacy_log_action(str(tmp / "audit.db"), "ghost")
+    s = tms.Store(str(tmp / "jobs.db"), str(tmp / "audit.db"))
+    s.record_audit("alice", "Trans-Begin")  # chained after the unchained row: it now sits inside
+    s.close()
+    out = run("adopt-unchained", "--reason", "INC-4", cwd=tmp)
+    assert out.returncode == 1 and "TMS_STATUS_AUDIT_CHAIN_BROKEN" in out.stderr and "inside the chain" in out.stderr
+    assert out.stdout == ""
+    assert run("verify-audit", cwd=tmp).returncode == 1
+
+
+def test_adopt_unchained_on_a_keyed_log_needs_the_key_file(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("cli-adopt-key-0123456789abcdef\n")
+    s = tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), audit_hmac_key="cli-adopt-key-0123456789abcdef")
+    s.record_audit("alice", "Trans-Begin")
+    s.close()
+    legacy_log_action(str(tmp_path / "audit.db"), "carol")
+    out = run("adopt-unchained", "--reason", "INC-5", cwd=tmp_path)
+    assert out.returncode == 2 and "TMS_STATUS_AUDIT_KEY_MISMATCH" in out.stderr, out.stderr
+    assert "cli-adopt-key" not in out.stderr
+    out = run("--hmac-key-file", str(key), "adopt-unchained", "--reason", "INC-5", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert run("--hmac-key-file", str(key), "verify-audit", cwd=tmp_path).returncode == 0

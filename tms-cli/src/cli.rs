@@ -40,6 +40,17 @@ pub enum Command {
         #[arg(long, value_name = "SEQ:HASH")]
         anchor: Option<String>,
     },
+    /// After a rollback to the legacy code and forward again: adopt into the audit chain the rows
+    /// the legacy code appended after the chain's head (which verify-audit reports as inserted),
+    /// with one chained `audit_adopt_unchained` row naming how many, their ids and REASON. No row
+    /// is changed. Prints what was adopted as JSON. Exit 1 (nothing written) when unchained rows
+    /// sit inside the chain or the log fails verification elsewhere; 2 when there is nothing to
+    /// adopt, the reason is refused or a keyed log's --hmac-key-file is missing.
+    AdoptUnchained {
+        /// Why (one line, at most 1000 bytes), e.g. the rollback's ticket; recorded in the log.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Mark FAILED the jobs IN_PROGRESS longer than SECONDS (left by a process that died
     /// mid-call); print how many, those that opening the store marked included.
     Recover {

@@ -94,6 +94,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
     let store = open(&cli.store.jobs_db, Some(&cli.store.audit_db), &options)?;
     match &cli.command {
         Command::VerifyAudit { anchor } => verify_audit(&store, anchor.as_deref()),
+        Command::AdoptUnchained { reason } => adopt_unchained(&store, reason),
         Command::Recover { .. } => {
             let now = store.recover_interrupted()?;
             print_json(&serde_json::json!({ "recovered": store.recovered_at_open() + now }))?;
@@ -143,6 +144,21 @@ fn verify_audit(store: &Store, anchor: Option<&str>) -> Result<Outcome> {
     bar.finish_and_clear();
     print_json(&report)?;
     Ok(if report.ok { Outcome::Ok } else { Outcome::ProblemFound })
+}
+
+fn adopt_unchained(store: &Store, reason: &str) -> Result<Outcome> {
+    match store.adopt_unchained(reason) {
+        Ok(adoption) => {
+            print_json(&adoption)?;
+            Ok(Outcome::Ok)
+        }
+        // A log adoption must not paper over: a problem found, as verify-audit's exit 1.
+        Err(e) if e.kind == tms::ErrorKind::AuditChainBroken => {
+            eprintln!("tms: {}", Failure::Store(e));
+            Ok(Outcome::ProblemFound)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn write_audit(rows: &[tms::model::AuditRow], format: Format) -> Result<()> {

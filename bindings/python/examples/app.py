@@ -140,6 +140,11 @@ def create_app(allowed_clusters, store_options=None):
     def audit_stats():
         return jsonify({"status": "success", "stats": audit_db.get_audit_stats()})
 
+    @app.get("/metrics")
+    def metrics():
+        # Prometheus scrapes without a session, as /health is read; the text holds counts only.
+        return store.metrics(), 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+
     @app.get("/health")
     def health():
         return jsonify({"status": "ok", "library": tms.version(),

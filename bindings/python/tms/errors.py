@@ -103,6 +103,13 @@ class AuditKeyMismatchError(TmsError):
     status = 19
 
 
+class AuditChainBrokenError(TmsError):
+    """The audit log's chain is broken where the call needs it whole (``adopt_unchained``:
+    unchained rows inside the chain, or altered rows); nothing was written."""
+
+    status = 20
+
+
 BY_STATUS: dict[int, type[TmsError]] = {
     cls.status: cls
     for cls in (
@@ -125,6 +132,7 @@ BY_STATUS: dict[int, type[TmsError]] = {
         TokenTooShortError,
         IdempotencyKeyReusedError,
         AuditKeyMismatchError,
+        AuditChainBrokenError,
     )
 }
 

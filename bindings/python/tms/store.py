@@ -170,6 +170,13 @@ class Store:
         finally:
             self._leave()
 
+    def _call_text(self, fn: Any, *args: Any) -> str:
+        handle = self._enter()
+        try:
+            return call_json(fn, handle, *args)  # any `char **out` text, freed in call_json's finally
+        finally:
+            self._leave()
+
     def close(self) -> None:
         """Release the handle once no call is running. Closing twice is harmless."""
         with self._idle:
@@ -341,6 +348,23 @@ class Store:
         if anchor is not None:
             seq, hash_ = _int64_ptr(anchor["seq"], "anchor seq"), encode(anchor["hash"], "anchor hash")
         return self._call_json(lib.tms_verify_audit, seq, hash_)
+
+    def adopt_unchained(self, reason: str) -> dict[str, Any]:
+        """After a rollback to the legacy code and forward again: adopt into the audit chain the
+        rows the legacy code appended after the chain's head (plain INSERTs, which verify_audit
+        reports as inserted), with one chained `audit_adopt_unchained` row naming how many, their
+        ids and `reason` (required, one line, at most 1000 bytes). No row is changed. Returns
+        {adopted, ids, after_seq, marker_id, marker_seq}. Raises NotFoundError when nothing waits,
+        AuditChainBrokenError when unchained rows sit inside the chain or the log fails
+        verification elsewhere, AuditKeyMismatchError on a keyed log without its key."""
+        return self._call_json(lib.tms_adopt_unchained, encode(reason, "reason"))
+
+    def metrics(self) -> str:
+        """The store's metrics in the Prometheus text exposition format 0.0.4 (serve it as
+        `text/plain; version=0.0.4`): jobs by status, audit rows and rows waiting in the outbox
+        (read from the database now), and this process's Set Action calls by outcome and their
+        durations (counted per process)."""
+        return self._call_text(lib.tms_store_metrics)
 
     def action_types(self) -> list[str]:
         """The distinct action types recorded, sorted."""

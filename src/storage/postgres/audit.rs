@@ -6,11 +6,13 @@ use postgres::{GenericClient, Row};
 
 use super::pg_error;
 use super::pool::Cache;
+use crate::audit_adopt;
 use crate::audit_chain::{
-    Cell, ChainKey, ChainRow, CheckedHead, Commitment, LegacyDigest, RESERVED_ACTIONS, Verifier, check_append, link,
+    Cell, ChainKey, ChainRow, CheckedHead, Commitment, LegacyDigest, NotAdoptable, RESERVED_ACTIONS, Verifier,
+    check_append, link,
 };
 use crate::error::{Error, Result};
-use crate::model::{AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text};
+use crate::model::{Adoption, AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text};
 use crate::storage::AuditRecord;
 
 macro_rules! columns {
@@ -146,14 +148,9 @@ pub fn reset(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, chec
     Ok(deleted)
 }
 
-const VERIFY: &str = concat!("SELECT ", columns!(), " FROM audit_log ORDER BY id");
-/// Rows fetched per round trip while verifying: memory stays bounded for any size of log.
-const VERIFY_BATCH: i32 = 5_000;
-
-/// Walk the log in id order inside a REPEATABLE READ READ ONLY transaction (one snapshot).
-pub fn verify(tx: &mut postgres::Transaction<'_>, key: &ChainKey, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification> {
+/// Feed the log to `verifier` in id order, a batch at a time, up to its first problem.
+fn walk(tx: &mut postgres::Transaction<'_>, verifier: &mut Verifier<'_>, progress: &mut dyn FnMut(u64)) -> Result<()> {
     let portal = tx.bind(VERIFY, &[]).map_err(pg_error)?;
-    let mut verifier = Verifier::new(key);
     let mut walked = 0u64;
     'walk: loop {
         let rows = tx.query_portal(&portal, VERIFY_BATCH).map_err(pg_error)?;
@@ -168,6 +165,46 @@ pub fn verify(tx: &mut postgres::Transaction<'_>, key: &ChainKey, anchor: Option
         }
         progress(walked);
     }
+    Ok(())
+}
+
+/// Adopt the unchained rows a legacy writer appended after the chain's head (see
+/// `audit_adopt`; the SQLite engine's `adopt`). The head is locked first (the order every
+/// appender takes), then the table against plain INSERTs: a legacy writer's row in flight is
+/// committed before the walk, and none lands between the walk and the adoption row. No row is
+/// changed.
+pub fn adopt(tx: &mut postgres::Transaction<'_>, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead, timestamp: &str, reason: &str) -> Result<Adoption> {
+    let Some(head) = lock_head(tx, cache, key, checked)? else { return Err(audit_adopt::nothing_to_adopt()) };
+    tx.batch_execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE").map_err(pg_error)?;
+    let mut verifier = Verifier::new(key);
+    walk(tx, &mut verifier, &mut |_| {})?;
+    let found = match verifier.finish_for_adoption() {
+        Ok(found) => found,
+        Err(NotAdoptable::Nothing) => return Err(audit_adopt::nothing_to_adopt()),
+        Err(NotAdoptable::Broken(problem)) => return Err(audit_adopt::broken(&problem)),
+    };
+    if found.head.seq != head.0 || found.head.hash != head.1 {
+        return Err(Error::new(
+            crate::ErrorKind::AuditChainBroken,
+            format!("the chain's head record (seq {}) is not the log's last chained row (seq {}); nothing was adopted", head.0, found.head.seq),
+        ));
+    }
+    let ids = found.tail.ids.text();
+    let commitment = found.tail.digest.finish();
+    let note = audit_adopt::note(&commitment, &found.tail.ids, head.0, reason);
+    let after_seq = head.0;
+    let marker_id = append(tx, cache, &audit_adopt::record(timestamp, &note), key, checked, Some(head))?;
+    Ok(Adoption { adopted: commitment.rows, ids, after_seq, marker_id, marker_seq: after_seq + 1 })
+}
+
+const VERIFY: &str = concat!("SELECT ", columns!(), " FROM audit_log ORDER BY id");
+/// Rows fetched per round trip while verifying: memory stays bounded for any size of log.
+const VERIFY_BATCH: i32 = 5_000;
+
+/// Walk the log in id order inside a REPEATABLE READ READ ONLY transaction (one snapshot).
+pub fn verify(tx: &mut postgres::Transaction<'_>, key: &ChainKey, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification> {
+    let mut verifier = Verifier::new(key);
+    walk(tx, &mut verifier, progress)?;
     verifier.finish(anchor, |seq| {
         Ok(tx
             .query_opt("SELECT id, chain_hash FROM audit_log WHERE chain_seq = $1", &[&seq])

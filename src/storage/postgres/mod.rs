@@ -282,6 +282,9 @@ impl Engine for PostgresEngine {
             Ok(counts)
         })
     }
+    fn adopt_unchained(&self, reason: &str, timestamp: &str) -> Result<crate::model::Adoption> {
+        self.write(Replay::BeforeCommitOnly, |tx, cache| audit::adopt(tx, cache, &self.chain, &self.checked_head, timestamp, reason))
+    }
     fn verify_audit(&self, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification> {
         self.read(|c, _| {
             let mut tx = c

@@ -4,12 +4,13 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::schema::AUDIT_TRIGGERS;
+use crate::audit_adopt;
 use crate::audit_chain::{
-    Cell, ChainKey, ChainRow, CheckedHead, Commitment, DIGEST_ACTION, GENESIS, LegacyDigest, RESERVED_ACTIONS,
-    RESET_USER, Verifier, check_append, link, reset_note, reset_record,
+    Cell, ChainKey, ChainRow, CheckedHead, Commitment, DIGEST_ACTION, GENESIS, LegacyDigest, NotAdoptable,
+    RESERVED_ACTIONS, RESET_USER, Verifier, check_append, link, reset_note, reset_record,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text};
+use crate::model::{Adoption, AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text};
 use crate::storage::AuditRecord;
 
 /// The legacy columns, then the chain's, in the order every query here reads them.
@@ -306,11 +307,10 @@ pub fn reset(conn: &Connection, key: &ChainKey, checked: &CheckedHead, timestamp
     Ok(deleted)
 }
 
-/// Walk the log in id order (see `audit_chain::Verifier`).
-pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification> {
+/// Feed the log to `verifier` in id order, up to its first problem.
+fn walk(conn: &Connection, verifier: &mut Verifier<'_>, progress: &mut dyn FnMut(u64)) -> Result<()> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY id"))?;
     let mut rows = stmt.query([])?;
-    let mut verifier = Verifier::new(key);
     let mut walked = 0u64;
     while let Some(r) = rows.next()? {
         if !verifier.push(&chain_row(r)?) {
@@ -322,7 +322,40 @@ pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>, pr
         }
     }
     progress(walked);
-    drop(rows);
+    Ok(())
+}
+
+/// Adopt the unchained rows a legacy writer appended after the chain's head (see
+/// `audit_adopt`): inside the audit file's write transaction, so no writer (the legacy app's
+/// included) appends meanwhile, walk the whole log; refuse when the chain has not begun, nothing
+/// follows its head, or anything else is wrong; else append the adoption row. No row is changed.
+pub fn adopt(conn: &Connection, key: &ChainKey, checked: &CheckedHead, timestamp: &str, reason: &str) -> Result<Adoption> {
+    let Some(head_row) = head(conn)? else { return Err(audit_adopt::nothing_to_adopt()) };
+    check_key(conn, &head_row, key, checked)?;
+    let mut verifier = Verifier::new(key);
+    walk(conn, &mut verifier, &mut |_| {})?;
+    let found = match verifier.finish_for_adoption() {
+        Ok(found) => found,
+        Err(NotAdoptable::Nothing) => return Err(audit_adopt::nothing_to_adopt()),
+        Err(NotAdoptable::Broken(problem)) => return Err(audit_adopt::broken(&problem)),
+    };
+    if head_row.seq != Some(found.head.seq) || head_row.hash.as_deref() != Some(found.head.hash.as_str()) {
+        return Err(Error::new(
+            ErrorKind::AuditChainBroken,
+            "the chain's highest seq is not the log's last chained row; nothing was adopted (run verify-audit)",
+        ));
+    }
+    let ids = found.tail.ids.text();
+    let commitment = found.tail.digest.finish();
+    let note = audit_adopt::note(&commitment, &found.tail.ids, found.head.seq, reason);
+    let marker_id = append(conn, &audit_adopt::record(timestamp, &note), key, checked)?;
+    Ok(Adoption { adopted: commitment.rows, ids, after_seq: found.head.seq, marker_id, marker_seq: found.head.seq + 1 })
+}
+
+/// Walk the log in id order (see `audit_chain::Verifier`).
+pub fn verify(conn: &Connection, key: &ChainKey, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification> {
+    let mut verifier = Verifier::new(key);
+    walk(conn, &mut verifier, progress)?;
     verifier.finish(anchor, |seq| {
         Ok(conn
             .query_row("SELECT id, chain_hash FROM audit_log WHERE chain_seq = ?1", [seq], |r| Ok((r.get(0)?, r.get(1)?)))

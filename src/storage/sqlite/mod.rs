@@ -178,6 +178,9 @@ impl Engine for SqliteEngine {
     fn clear_audit(&self, timestamp: &str) -> Result<u64> {
         write(&self.audit, |tx| audit::reset(tx, &self.chain, &self.checked_head, timestamp))
     }
+    fn adopt_unchained(&self, reason: &str, timestamp: &str) -> Result<crate::model::Adoption> {
+        write(&self.audit, |tx| audit::adopt(tx, &self.chain, &self.checked_head, timestamp, reason))
+    }
     fn verify_audit(&self, anchor: Option<(i64, &str)>, progress: &mut dyn FnMut(u64)) -> Result<AuditVerification> {
         // One read transaction: the walk sees one consistent snapshot however long it takes.
         read_snapshot(&self.audit, |tx| audit::verify(tx, &self.chain, anchor, progress))
