@@ -79,8 +79,8 @@ typedef enum TmsStatus {
   // another key): it may not append rows the chain's owner could not verify.
   TMS_STATUS_AUDIT_KEY_MISMATCH = 19,
   // The audit log's chain is broken where the operation needs it whole (`tms_adopt_unchained`:
-  // unchained rows inside the chain, or altered rows): nothing was written. Run
-  // `tms_verify_audit` to see the first problem.
+  // a chained row altered or removed, or the rows before the chain not matching it): nothing
+  // was written. Run `tms_verify_audit` to see the first problem.
   TMS_STATUS_AUDIT_CHAIN_BROKEN = 20,
 } TmsStatus;
 
@@ -171,9 +171,8 @@ enum TmsStatus tms_clear_audit_logs(const struct TmsStore *store, uint64_t *out_
 // rollback's ticket. On success `*out_json` receives `{"adopted", "ids", "after_seq",
 // "marker_id", "marker_seq"}` (`ids` as ranges, `"41-57,60"`), owned by the caller (free with
 // `tms_string_free`); on failure it is left untouched and nothing was written:
-// TMS_STATUS_NOT_FOUND when no unchained row follows the head, TMS_STATUS_AUDIT_CHAIN_BROKEN
-// when unchained rows sit inside the chain (an insertion) or the log fails verification
-// elsewhere, TMS_STATUS_AUDIT_KEY_MISMATCH on an HMAC-keyed log without its key. Thread-safe
+// TMS_STATUS_NOT_FOUND when every row after the chain's start is chained or adopted,
+// TMS_STATUS_AUDIT_CHAIN_BROKEN when the log fails verification beyond its unchained rows, TMS_STATUS_AUDIT_KEY_MISMATCH on an HMAC-keyed log without its key. Thread-safe
 // (it holds the audit log's write lock while it walks the log).
 //
 // # Safety

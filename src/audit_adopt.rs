@@ -1,9 +1,11 @@
 //! Adopting a legacy writer's rows after a rollback. A downgrade to the legacy code appends plain
-//! audit rows (no chain columns) after the chain's head, which verification reports as inserted
-//! for ever. An operator's explicit step adopts them: one `audit_adopt_unchained` row, itself
-//! chained, commits to exactly those rows (their count and a digest over their ids and every
-//! column, as the chain's first row commits to the rows before it) and names their ids and the
-//! reason. The rows themselves are never changed, so the append-only protection stays whole.
+//! audit rows (no chain columns) after the chain's head; back on the library, the app appends
+//! chained rows after them again. Verification reports the first of them as inserted, for ever.
+//! An operator's explicit step adopts them: one `audit_adopt_unchained` row, itself chained,
+//! commits to exactly the unchained rows since the chain began (or the previous adoption): their
+//! count and a digest over their ids and every column, as the chain's first row commits to the
+//! rows before it; it names their ids and the reason. The rows themselves are never changed, so
+//! the append-only protection stays whole.
 //!
 //! Here: the adoption row's text, its parsing, the reason's checks and the ids' ranges. The
 //! walk that finds the rows is `audit_chain::Verifier`; the writes are the engines'.
@@ -64,10 +66,11 @@ impl IdRanges {
 /// the reason for people: `rows=N;sha256=HEX;ids=A-B: N unchained rows ... reason: TEXT`.
 pub fn note(commitment: &Commitment, ids: &IdRanges, after_seq: i64, reason: &str) -> String {
     format!(
-        "{};ids={}: {} unchained rows a legacy writer appended after seq {after_seq} adopted into the chain; reason: {reason}",
+        "{};ids={}: {} unchained rows (a legacy writer's, by the operator's word) adopted into the chain at seq {}; reason: {reason}",
         commitment.text(),
         ids.text(),
         commitment.rows,
+        after_seq + 1,
     )
 }
 
@@ -94,21 +97,21 @@ pub fn record<'a>(timestamp: &'a str, note: &'a str) -> AuditRecord<'a> {
 /// The refusal when nothing waits to be adopted.
 pub fn nothing_to_adopt() -> Error {
     Error::not_found(
-        "nothing to adopt: no unchained row follows the audit chain's head (rows written before the chain \
-         began are covered by its first row already)",
+        "nothing to adopt: every row after the audit chain's start is chained or adopted already (rows \
+         written before the chain began are covered by its first row)",
     )
 }
 
 /// The refusal when the log is broken in a way adoption must not paper over.
 pub fn broken(problem: &crate::model::ChainProblem) -> Error {
-    let what = match (problem.problem, problem.id, problem.seq) {
-        (crate::model::ProblemKind::Inserted, Some(id), None) => format!(
-            "unchained rows sit inside the chain (first: row {id}), with chained rows after them: that is an \
-             insertion, not a legacy append"
+    Error::new(
+        ErrorKind::AuditChainBroken,
+        format!(
+            "the audit log has a {} problem besides unchained rows: {}; nothing was adopted (run verify-audit)",
+            problem.problem.as_str(),
+            problem.detail
         ),
-        _ => format!("the audit log has a {} problem before its unchained tail: {}", problem.problem.as_str(), problem.detail),
-    };
-    Error::new(ErrorKind::AuditChainBroken, format!("{what}; nothing was adopted (run verify-audit)"))
+    )
 }
 
 #[cfg(test)]

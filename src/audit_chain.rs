@@ -356,9 +356,10 @@ pub fn check_append(
 /// in its first row's `prev`, or in one later digest row for chains begun before commitments
 /// existed); an unchained row anywhere after the first chained row was inserted out of chain;
 /// on a keyed chain a plain row after a keyed one was not written by a store with the key,
-/// unless the next chained row is an [`ADOPT_ACTION`] row committing to exactly those rows (a
-/// legacy writer's rows, adopted by an operator after a rollback). A run of unchained rows that
-/// no adoption follows (one at the end of the log included) is reported as inserted.
+/// unless a later [`ADOPT_ACTION`] row commits to exactly those rows (a legacy writer's rows,
+/// adopted by an operator after a rollback and forward again: by then the app may have appended
+/// chained rows after them). Unchained rows that no adoption covers are reported as inserted
+/// (the first of them); an adoption covers every unchained row since the previous one.
 pub struct Verifier<'k> {
     key: &'k ChainKey,
     report: AuditVerification,
@@ -367,11 +368,12 @@ pub struct Verifier<'k> {
     committed: Option<Commitment>,
     digest_allowed: bool,
     keyed_seen: bool,
-    /// Unchained rows after the chain began, waiting for the adoption row that commits to them.
+    /// Unchained rows after the chain began (since the last adoption), waiting for the adoption
+    /// row that commits to them.
     tail: Option<Tail>,
 }
 
-/// A run of unchained rows after chained ones: where it starts, its ids and its digest.
+/// The unchained rows after chained ones not yet adopted: the first's id, their ids and digest.
 #[derive(Clone, Default)]
 pub struct Tail {
     pub first_id: i64,
@@ -379,7 +381,8 @@ pub struct Tail {
     pub digest: LegacyDigest,
 }
 
-/// What [`Verifier::finish_for_adoption`] found: the chain's head and the unchained rows after it.
+/// What [`Verifier::finish_for_adoption`] found: the chain's head and the unchained rows no
+/// adoption covers yet.
 pub struct Adoptable {
     pub head: ChainHead,
     pub tail: Tail,
@@ -387,7 +390,7 @@ pub struct Adoptable {
 
 /// Why a log cannot be adopted.
 pub enum NotAdoptable {
-    /// The chain has not begun, or no unchained row follows its head.
+    /// The chain has not begun, or every unchained row after its start is adopted already.
     Nothing,
     /// A problem other than a legacy append (the first one found).
     Broken(ChainProblem),
@@ -430,20 +433,21 @@ impl<'k> Verifier<'k> {
                 row.add_to(&mut self.legacy);
                 return Ok(());
             }
-            // Perhaps a legacy writer's append after a rollback: inserted unless an adoption row
-            // follows and commits to it.
+            // Perhaps a legacy writer's append after a rollback: inserted unless a later adoption
+            // row commits to it.
             let tail = self.tail.get_or_insert_with(|| Tail { first_id: id, ..Tail::default() });
             tail.ids.push(id);
             row.add_to(&mut tail.digest);
             return Ok(());
         };
-        let adopted = match self.tail.take() {
-            Some(tail) if row.is_system(ADOPT_ACTION) => Some(tail),
-            Some(tail) => return Err(unchained_after_chain(tail.first_id)),
-            None if row.is_system(ADOPT_ACTION) => {
-                return Err(problem(Some(id), row.seq, ProblemKind::Inserted, format!("row {id} adopts unchained rows but none precede it")));
-            }
-            None => None,
+        let adopted = match row.is_system(ADOPT_ACTION) {
+            false => None,
+            true => match self.tail.take() {
+                Some(tail) => Some(tail),
+                None => {
+                    return Err(problem(Some(id), row.seq, ProblemKind::Inserted, format!("row {id} adopts unchained rows but none precede it")));
+                }
+            },
         };
         let (Some(seq), Some(prev)) = (row.seq, row.prev.clone()) else {
             return Err(problem(Some(id), row.seq, ProblemKind::Altered, format!("row {id} has a chain hash but no sequence or link")));
@@ -506,8 +510,8 @@ impl<'k> Verifier<'k> {
                     Some(seq),
                     mismatch_kind(&found, &promised),
                     format!(
-                        "the {} unchained rows before adoption row {id} do not match the {} rows it adopted: rows were \
-                         added, altered or removed among them",
+                        "the {} unchained rows before adoption row {id} (since the chain began or the previous \
+                         adoption) do not match the {} rows it adopted: rows were added, altered or removed among them",
                         found.rows, promised.rows
                     ),
                 ));

@@ -42,8 +42,8 @@ pub enum ErrorKind {
     IdempotencyKeyReused,
     /// The audit chain is HMAC-keyed and this store has no key, or another one.
     AuditKeyMismatch,
-    /// The audit log's chain is broken where an operation needs it whole (e.g. unchained rows
-    /// inside the chain, which adopting would hide): nothing was written.
+    /// The audit log's chain is broken where an operation needs it whole (a chained row altered
+    /// or removed, which adopting would hide): nothing was written.
     AuditChainBroken,
 }
 

@@ -368,7 +368,7 @@ impl Store {
         self.engine.clear_audit(&clock::utc_sql(SystemTime::now()))
     }
 
-    /// Adopt into the chain the rows a legacy writer appended after the chain's head (plain
+    /// Adopt into the chain the unchained rows a legacy writer appended after the chain began (plain
     /// INSERTs without chain columns, e.g. while the app was rolled back to the legacy code),
     /// which `verify_audit` otherwise reports as inserted for ever. One `audit_adopt_unchained`
     /// row, chained and written by the user `system`, commits to exactly those rows (count and
@@ -377,9 +377,8 @@ impl Store {
     /// adopted row, the adoption row or any other chained row still shows.
     ///
     /// `reason` is required: one line, 1 to 1000 bytes after trimming. Refused with
-    /// [`ErrorKind::NotFound`] when nothing follows the head, [`ErrorKind::AuditChainBroken`] when
-    /// unchained rows sit inside the chain or anything else fails verification (nothing is
-    /// written), [`ErrorKind::AuditKeyMismatch`] on an HMAC-keyed log without its key.
+    /// [`ErrorKind::NotFound`] when nothing is unchained, [`ErrorKind::AuditChainBroken`] when
+    /// anything else fails verification (nothing is written), [`ErrorKind::AuditKeyMismatch`] on an HMAC-keyed log without its key.
     ///
     /// ```
     /// # let (store, _dir) = tms::doctest::store();

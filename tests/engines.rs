@@ -47,7 +47,7 @@ on_each_engine!(
     recovery_leaves_jobs_from_create_job_alone,
     a_store_copies_into_the_other_engine_and_back,
     a_legacy_append_after_a_rollback_is_adopted_explicitly,
-    rows_inside_the_chain_are_never_adopted,
+    rows_the_app_wrote_past_are_adopted_where_they_sit,
     adopting_a_keyed_log_needs_its_key,
 );
 
@@ -89,7 +89,7 @@ fn a_legacy_append_after_a_rollback_is_adopted_explicitly(loc: Location) {
     let marker = &store.audit_trail(&AuditFilter { action_type: Some("audit_adopt_unchained"), ..Default::default() }, 10).unwrap()[0];
     assert_eq!((marker.id, marker.user_id.as_str()), (6, "system"));
     let note = marker.error_message.as_deref().unwrap();
-    assert!(note.contains(";ids=4-5: 2 unchained rows") && note.ends_with("after seq 3 adopted into the chain; reason: INC-7 rollback to 1.x and forward"), "{note}");
+    assert!(note.contains(";ids=4-5: 2 unchained rows") && note.ends_with("adopted into the chain at seq 4; reason: INC-7 rollback to 1.x and forward"), "{note}");
     // Callers may not write the library's own row type; the chain goes on; nothing is left to adopt.
     let forged = tms::model::AuditEntry { action_type: "audit_adopt_unchained", ..audit("mallory") };
     assert_eq!(store.record_audit(&forged).unwrap_err().kind, ErrorKind::InvalidInput);
@@ -115,17 +115,33 @@ fn a_legacy_append_after_a_rollback_is_adopted_explicitly(loc: Location) {
     assert_eq!(problem_of(&store), Some(("removed".into(), Some(6), Some(4))));
 }
 
-fn rows_inside_the_chain_are_never_adopted(loc: Location) {
+/// The usual order in production: roll back (the legacy code appends plain rows), roll forward,
+/// the app writes chained rows again, and only then does verify-audit show the legacy rows. They
+/// are adopted where they sit, and the chain around them keeps every check.
+fn rows_the_app_wrote_past_are_adopted_where_they_sit(loc: Location) {
     let store = loc.store();
     store.record_audit(&audit("u1")).unwrap();
-    legacy_insert(&loc, "ghost", "success");
-    store.record_audit(&audit("u2")).unwrap(); // chained after the unchained row: it sits inside
-    legacy_insert(&loc, "legacy", "success");
-    let refused = store.adopt_unchained("INC-9").unwrap_err();
-    assert_eq!(refused.kind, ErrorKind::AuditChainBroken, "{}", refused.message);
-    assert!(refused.message.contains("inside the chain (first: row 2)"), "{}", refused.message);
-    assert_eq!(store.counts().unwrap().audit_rows, 4); // nothing written
+    legacy_insert(&loc, "legacy-a", "success"); // id 2
+    store.record_audit(&audit("u2")).unwrap(); // rolled forward: chained after it
+    legacy_insert(&loc, "legacy-b", "success"); // id 4: a second rollback
+    store.record_audit(&audit("u3")).unwrap();
     assert_eq!(problem_of(&store), Some(("inserted".into(), Some(2), None)));
+    let adoption = store.adopt_unchained("INC-9 two rollbacks").unwrap();
+    assert_eq!((adoption.adopted, adoption.ids.as_str(), adoption.marker_id), (2, "2,4", 6));
+    let v = store.verify_audit(None).unwrap();
+    assert!(v.ok && v.adopted == 2, "{:?}", v.first_problem);
+    // A plain row written after the adoption is not covered by it: inserted again.
+    legacy_insert(&loc, "ghost", "success"); // id 7
+    store.record_audit(&audit("u4")).unwrap();
+    assert_eq!(problem_of(&store), Some(("inserted".into(), Some(7), None)));
+    // A change to an adopted row, or to a chained row between them, still shows.
+    tamper(&loc, "DELETE FROM audit_log WHERE id = 7");
+    assert!(store.verify_audit(None).unwrap().ok);
+    tamper(&loc, "UPDATE audit_log SET user_id = 'x' WHERE id = 2");
+    assert_eq!(problem_of(&store).map(|p| p.0), Some("altered".into()));
+    tamper(&loc, "UPDATE audit_log SET user_id = 'legacy-a' WHERE id = 2");
+    tamper(&loc, "UPDATE audit_log SET user_id = 'x' WHERE id = 3");
+    assert_eq!(problem_of(&store), Some(("altered".into(), Some(3), Some(2))));
 }
 
 fn adopting_a_keyed_log_needs_its_key(loc: Location) {

@@ -48,8 +48,8 @@ pub enum TmsStatus {
     /// another key): it may not append rows the chain's owner could not verify.
     AuditKeyMismatch = 19,
     /// The audit log's chain is broken where the operation needs it whole (`tms_adopt_unchained`:
-    /// unchained rows inside the chain, or altered rows): nothing was written. Run
-    /// `tms_verify_audit` to see the first problem.
+    /// a chained row altered or removed, or the rows before the chain not matching it): nothing
+    /// was written. Run `tms_verify_audit` to see the first problem.
     AuditChainBroken = 20,
 }
 

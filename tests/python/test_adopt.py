@@ -72,15 +72,20 @@ def test_adopting_a_legacy_append_after_a_rollback(loc, store):
     assert store.verify_audit()["first_problem"]["id"] == 1
 
 
-def test_unchained_rows_inside_the_chain_are_refused(loc, store):
+def test_rows_the_app_has_written_past_are_adopted_and_a_broken_chain_is_refused(loc, store):
     store.record_audit("alice", "Trans-Begin")
-    legacy_log_action(loc, "ghost")
-    store.record_audit("bob", "Trans-Begin")
-    with pytest.raises(tms.AuditChainBrokenError, match="inside the chain") as refused:
-        store.adopt_unchained("INC-13")
-    assert refused.value.status == 20
-    assert store.audit_stats()["total_records"] == 3
+    legacy_log_action(loc, "legacy")  # the rollback
+    store.record_audit("bob", "Trans-Begin")  # forward again: the app writes before anyone looks
     assert not store.verify_audit()["ok"]
+    assert store.adopt_unchained("INC-13")["ids"] == "2"
+    assert store.verify_audit()["ok"]
+    # A chained row changed: the log is broken beyond unchained rows, and nothing is adopted.
+    legacy_log_action(loc, "ghost")
+    tamper(loc, "UPDATE audit_log SET user_id = 'mallory' WHERE id = 3")
+    with pytest.raises(tms.AuditChainBrokenError, match="altered") as refused:
+        store.adopt_unchained("INC-14")
+    assert refused.value.status == 20
+    assert store.audit_stats()["total_records"] == 5
 
 
 def test_a_keyed_log_is_adopted_only_with_its_key(loc):

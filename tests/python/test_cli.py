@@ -24,6 +24,7 @@ def run(*args, cwd=None, env=None):
     full_env = dict(os.environ)
     full_env.pop("TMS_JOBS_DB", None)
     full_env.pop("TMS_AUDIT_DB", None)
+    full_env.pop("TMS_AUDIT_HMAC_KEY_FILE", None)
     full_env.update(env or {})
     return subprocess.run([TMS, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120)
 
@@ -217,14 +218,19 @@ def test_adopt_unchained_after_a_rollback_and_its_exit_statuses(filled):
     assert "reason: INC-3: rolled back to 1.x and forward" in json.loads(out.stdout)["error_message"]
 
 
-def test_adopt_unchained_refuses_rows_inside_the_chain_with_exit_1(filled):
+def test_adopt_unchained_refuses_a_broken_chain_with_exit_1(filled):
     tmp, _, _ = filled
     legacy_log_action(str(tmp / "audit.db"), "ghost")
     s = tms.Store(str(tmp / "jobs.db"), str(tmp / "audit.db"))
-    s.record_audit("alice", "Trans-Begin")  # chained after the unchained row: it now sits inside
+    s.record_audit("alice", "Trans-Begin")  # forward again: chained after the legacy row
     s.close()
+    import sqlite3
+    with sqlite3.connect(tmp / "audit.db") as conn:  # and someone rewrote a chained row
+        conn.execute("DROP TRIGGER audit_log_no_update")
+        conn.execute("UPDATE audit_log SET user_id = 'mallory' WHERE id = 1")
+    conn.close()
     out = run("adopt-unchained", "--reason", "INC-4", cwd=tmp)
-    assert out.returncode == 1 and "TMS_STATUS_AUDIT_CHAIN_BROKEN" in out.stderr and "inside the chain" in out.stderr
+    assert out.returncode == 1 and "TMS_STATUS_AUDIT_CHAIN_BROKEN" in out.stderr and "altered" in out.stderr, out.stderr
     assert out.stdout == ""
     assert run("verify-audit", cwd=tmp).returncode == 1
 
@@ -242,3 +248,7 @@ def test_adopt_unchained_on_a_keyed_log_needs_the_key_file(tmp_path):
     out = run("--hmac-key-file", str(key), "adopt-unchained", "--reason", "INC-5", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert run("--hmac-key-file", str(key), "verify-audit", cwd=tmp_path).returncode == 0
+    # The drop-ins' variable is the tool's default, so one environment configures both.
+    out = run("verify-audit", cwd=tmp_path, env={"TMS_AUDIT_HMAC_KEY_FILE": str(key)})
+    assert out.returncode == 0 and json.loads(out.stdout)["ok"], out.stdout + out.stderr
+    assert run("verify-audit", cwd=tmp_path).returncode == 1  # unverifiable without the key

@@ -27,8 +27,9 @@ pub struct StoreArgs {
     /// audit.db's path (not used with a PostgreSQL URL).
     #[arg(long, global = true, env = "TMS_AUDIT_DB", default_value = "audit.db", value_name = "PATH")]
     pub audit_db: String,
-    /// A file whose first line is the audit chain's HMAC key (needed to verify or write a keyed log).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// A file whose first line is the audit chain's HMAC key (needed to verify or write a keyed
+    /// log); the drop-in modules' TMS_AUDIT_HMAC_KEY_FILE is read when it is not given.
+    #[arg(long, global = true, env = "TMS_AUDIT_HMAC_KEY_FILE", value_name = "FILE")]
     pub hmac_key_file: Option<PathBuf>,
 }
 
@@ -40,12 +41,12 @@ pub enum Command {
         #[arg(long, value_name = "SEQ:HASH")]
         anchor: Option<String>,
     },
-    /// After a rollback to the legacy code and forward again: adopt into the audit chain the rows
-    /// the legacy code appended after the chain's head (which verify-audit reports as inserted),
-    /// with one chained `audit_adopt_unchained` row naming how many, their ids and REASON. No row
-    /// is changed. Prints what was adopted as JSON. Exit 1 (nothing written) when unchained rows
-    /// sit inside the chain or the log fails verification elsewhere; 2 when there is nothing to
-    /// adopt, the reason is refused or a keyed log's --hmac-key-file is missing.
+    /// After a rollback to the legacy code and forward again: adopt into the audit chain the
+    /// unchained rows the legacy code appended (which verify-audit reports as inserted), wherever
+    /// they sit, with one chained `audit_adopt_unchained` row naming how many, their ids and
+    /// REASON. No row is changed. Prints what was adopted as JSON. Exit 1 (nothing written) when
+    /// the log fails verification beyond its unchained rows; 2 when there is nothing to adopt,
+    /// the reason is refused or a keyed log's --hmac-key-file is missing.
     AdoptUnchained {
         /// Why (one line, at most 1000 bytes), e.g. the rollback's ticket; recorded in the log.
         #[arg(long, value_name = "TEXT")]
