@@ -133,6 +133,36 @@ fn normalize(url: &str) -> (String, Vec<String>) {
     (url, secrets)
 }
 
+/// When a connection attempt gives up, and how a dead peer is noticed, unless the URL says
+/// otherwise (libpq's names; tokio-postgres reads each in seconds). Without them a server that
+/// vanished without a reset (a failed host, a dropped route) would hold a connect for minutes
+/// and a query until the kernel gives up (about 15 minutes on Linux): calls must fail within
+/// seconds instead, and the pool then finds the next host of a multi-host URL.
+const DEFAULT_TIMEOUTS: [(&str, u64); 5] = [
+    ("connect_timeout", 5),
+    ("keepalives_idle", 30),
+    ("keepalives_interval", 10),
+    ("keepalives_retries", 3),
+    ("tcp_user_timeout", 30),
+];
+
+fn apply_default_timeouts(config: &mut postgres::Config, given: &[&str]) {
+    let named = |key: &str| given.iter().any(|pair| pair.split('=').next() == Some(key));
+    for (key, value) in DEFAULT_TIMEOUTS {
+        if named(key) {
+            continue;
+        }
+        let seconds = std::time::Duration::from_secs(value);
+        match key {
+            "connect_timeout" => config.connect_timeout(seconds),
+            "keepalives_idle" => config.keepalives_idle(seconds),
+            "keepalives_interval" => config.keepalives_interval(seconds),
+            "keepalives_retries" => config.keepalives_retries(value as u32),
+            _ => config.tcp_user_timeout(seconds),
+        };
+    }
+}
+
 /// `message` with every spelling of a password in `secrets` replaced.
 fn scrub_with(secrets: &[String], message: &str) -> String {
     let mut out = message.to_owned();
@@ -204,6 +234,7 @@ impl Location {
         if config.get_hosts().is_empty() {
             return Err(invalid("it names no host".into()));
         }
+        apply_default_timeouts(&mut config, &kept);
         let shown = scrub_with(secrets, &Self::show(&config));
         Ok(Location { config, tls, shown, secrets: secrets.to_vec() })
     }
@@ -263,6 +294,12 @@ mod tests {
         }
         let l = Location::parse("postgresql://u:p%40ss@h/d").unwrap();
         assert_eq!(l.config.get_password(), Some(&b"p@ss"[..]));
+        // Timeouts: the URL's own, else ones that fail calls within seconds.
+        assert_eq!(l.config.get_connect_timeout(), Some(&std::time::Duration::from_secs(5)));
+        assert_eq!(l.config.get_tcp_user_timeout(), Some(&std::time::Duration::from_secs(30)));
+        let l = Location::parse("postgresql://u@h/d?connect_timeout=2&keepalives_idle=7").unwrap();
+        assert_eq!(l.config.get_connect_timeout(), Some(&std::time::Duration::from_secs(2)));
+        assert_eq!(l.config.get_keepalives_idle(), std::time::Duration::from_secs(7));
         // Broken URLs: the error names the problem, never a piece of the password.
         for url in ["postgresql://u:Hunter2@Zq9Secret@h:notaport/d", "postgresql://u:Hunter2@Zq9Secret@/d",
                     "postgresql://u:Hunter2@Zq9Secret@h/d?bogus=Zq9Secret"] {
