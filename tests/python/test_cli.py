@@ -17,7 +17,7 @@ import tms
 from conftest import ROOT, Location
 
 TMS = os.path.join(ROOT, "target", "release", "tms")
-COMMANDS = ["verify-audit", "adopt-unchained", "recover", "jobs", "audit", "backup", "copy", "stats"]
+COMMANDS = ["verify-audit", "adopt-unchained", "recover", "jobs", "audit", "backup", "copy", "stats", "migrate"]
 
 
 def run(*args, cwd=None, env=None):

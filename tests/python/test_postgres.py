@@ -103,7 +103,7 @@ def test_hosts_starting_together_migrate_once(pg):
     for h in hosts:
         out, err = h.communicate(timeout=120)
         assert h.returncode == 0 and out.strip() == "ok", err
-    assert pg.rows("SELECT component, version FROM tms_schema") == [("store", 2)]
+    assert pg.rows("SELECT component, version FROM tms_schema") == [("store", 3)]
     assert pg.rows("SELECT COUNT(*) FROM audit_chain_head") == [(1,)]
 
 

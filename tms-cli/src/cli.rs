@@ -105,6 +105,10 @@ pub enum Command {
     /// Counts as JSON: jobs by status, customers, audit rows, cache entries, and the SQLite
     /// version the library runs on.
     Stats,
+    /// Create the store's schema or bring it up to this version (every row kept). On PostgreSQL
+    /// run it with the schema owner's URL (the app's role may only use the schema; see the
+    /// README's "Two roles"); opening a store does the same when its role may.
+    Migrate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

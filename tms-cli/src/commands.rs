@@ -116,6 +116,11 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         }
         Command::Backup { dest_dir } => backup(&store, dest_dir, &options),
         Command::Copy { to, to_audit_db } => copy(&store, to, to_audit_db.as_deref(), &options),
+        Command::Migrate => {
+            // Opening migrated it, or refused with the reason (exit 2).
+            print_json(&serde_json::json!({ "migrated": true }))?;
+            Ok(Outcome::Ok)
+        }
         Command::Stats => {
             let counts: StoreCounts = store.counts()?;
             let mut stats = serde_json::to_value(&counts).map_err(|e| Failure::Io(e.into()))?;

@@ -45,11 +45,15 @@ pub fn chain_row(r: &Row) -> ChainRow {
     }
 }
 
-const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_chain_head FOR UPDATE";
+/// Through the schema owner's functions (schema v3): the app's role may lock and extend the head,
+/// never write audit_log or the head itself.
+const LOCK_HEAD: &str = "SELECT seq, hash FROM tms_audit_lock_head()";
 const ROW_AT: &str = concat!("SELECT ", columns!(), " FROM audit_log WHERE chain_seq = $1");
 const KEYED_SINCE: &str =
     "SELECT EXISTS(SELECT 1 FROM audit_log WHERE chain_seq > $1 AND chain_hash LIKE 'hmac-sha256:%')";
 const LEGACY: &str = concat!("SELECT ", columns!(), " FROM audit_log WHERE chain_hash IS NULL ORDER BY id");
+const APPEND: &str = "SELECT tms_audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+/// The owner's own writes (the reset): straight into the tables.
 const INSERT: &str = "INSERT INTO audit_log (user_id, action_type, customer_ids, \"timestamp\", ip_address, status,
                                             error_message, duration_ms, chain_seq, chain_prev, chain_hash)
                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
@@ -87,7 +91,7 @@ fn legacy_commitment(c: &mut impl GenericClient, cache: &mut Cache) -> Result<Co
 
 fn append(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead, head: Option<(i64, String)>) -> Result<i64> {
     let (seq, prev, hash) = link(key, head, || legacy_commitment(c, cache), row)?;
-    let st = cache.prepare(c, INSERT)?;
+    let st = cache.prepare(c, APPEND)?;
     let id: i64 = c
         .query_one(
             &st,
@@ -96,8 +100,6 @@ fn append(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, 
         )
         .map_err(pg_error)?
         .get(0);
-    let st = cache.prepare(c, SET_HEAD)?;
-    c.execute(&st, &[&seq, &hash]).map_err(pg_error)?;
     checked.set(seq, hash);
     Ok(id)
 }

@@ -14,7 +14,7 @@ use super::pg_error;
 use crate::error::{Error, ErrorKind, Result};
 
 /// One migration step's SQL; step `i` brings the store from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -30,6 +30,60 @@ CREATE TABLE set_action_audit_receipts (
     job_id TEXT PRIMARY KEY REFERENCES jobs (job_id),
     audit_id BIGINT
 );
+"#;
+
+/// Least privilege: the app's role may append to the audit log but never change it.
+/// - The append-only trigger lets the reset's DELETE through only for the table's owner (a
+///   session setting alone switched it off for anyone who could DELETE).
+/// - The chain's head is locked and audit rows are appended through two functions that run as
+///   the schema's owner (SECURITY DEFINER, with a fixed search_path): the app's role needs
+///   EXECUTE on them and SELECT on the tables, never INSERT, UPDATE or DELETE on audit_log or
+///   the head. The append checks that the new row extends the head it locked.
+/// - Both functions are not for PUBLIC: the DBA grants EXECUTE to the app's role (README).
+const V3: &str = r#"
+CREATE OR REPLACE FUNCTION tms_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND current_setting('tms.audit_reset', true) = 'on'
+       AND pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'MEMBER') THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'audit_log is append-only: rows cannot be changed (the owner''s clear_audit_logs records a reset)'
+        USING ERRCODE = '42501';
+END $$;
+DO $do$
+BEGIN
+    EXECUTE format($f$
+        CREATE OR REPLACE FUNCTION tms_audit_lock_head(OUT seq BIGINT, OUT hash TEXT)
+        LANGUAGE sql SECURITY DEFINER SET search_path = %I, pg_temp
+        AS 'SELECT seq, hash FROM audit_chain_head FOR UPDATE'
+    $f$, current_schema());
+    EXECUTE format($f$
+        CREATE OR REPLACE FUNCTION tms_audit_append(p_user_id TEXT, p_action_type TEXT, p_customer_ids TEXT,
+            p_timestamp TEXT, p_ip_address TEXT, p_status TEXT, p_error_message TEXT, p_duration_ms BIGINT,
+            p_seq BIGINT, p_prev TEXT, p_hash TEXT) RETURNS BIGINT
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
+        DECLARE
+            head_seq BIGINT;
+            head_hash TEXT;
+            new_id BIGINT;
+        BEGIN
+            SELECT seq, hash INTO head_seq, head_hash FROM audit_chain_head FOR UPDATE;
+            IF p_seq IS DISTINCT FROM head_seq + 1 OR (head_seq > 0 AND p_prev IS DISTINCT FROM head_hash) THEN
+                RAISE EXCEPTION 'audit append does not extend the chain''s head (seq %%)', head_seq
+                    USING ERRCODE = '40001';
+            END IF;
+            INSERT INTO audit_log (user_id, action_type, customer_ids, "timestamp", ip_address, status,
+                                   error_message, duration_ms, chain_seq, chain_prev, chain_hash)
+            VALUES (p_user_id, p_action_type, p_customer_ids, p_timestamp, p_ip_address, p_status,
+                    p_error_message, p_duration_ms, p_seq, p_prev, p_hash)
+            RETURNING id INTO new_id;
+            UPDATE audit_chain_head SET seq = p_seq, hash = p_hash;
+            RETURN new_id;
+        END $body$
+    $f$, current_schema());
+END $do$;
+REVOKE ALL ON FUNCTION tms_audit_lock_head() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tms_audit_append(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT) FROM PUBLIC;
 "#;
 
 const V1: &str = r#"
@@ -181,30 +235,52 @@ pub fn migrate(client: &mut Client, writable: bool) -> Result<()> {
             format!("the database is read-only and has store schema version {found}; this library needs {SCHEMA_VERSION}"),
         ));
     }
-    let mut tx = client.transaction().map_err(pg_error)?;
+    let migrated = upgrade(client, found).map_err(|e| {
+        if e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+            Error::new(
+                ErrorKind::CantOpen,
+                format!(
+                    "the database has store schema version {found}; this library needs {SCHEMA_VERSION}, and this role \
+                     may not change the schema: run `tms migrate --jobs-db URL` with the schema owner's URL, then open \
+                     it again (nothing was changed)"
+                ),
+            )
+        } else {
+            pg_error(e).context(&format!("cannot bring the database from store schema version {found} to {SCHEMA_VERSION}"))
+        }
+    })?;
+    if migrated > SCHEMA_VERSION {
+        return Err(too_new(migrated));
+    }
+    Ok(())
+}
+
+/// The migration steps from `found` on, in one transaction; the version found under the lock
+/// (a newer one than this library's is left as it is: nothing is committed).
+fn upgrade(client: &mut Client, found: i64) -> std::result::Result<i64, postgres::Error> {
+    let mut tx = client.transaction()?;
     // One migrator at a time per schema, whichever host: the others wait here, then find the
     // version current.
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':tms-core:migrate'))", &[])
-        .map_err(pg_error)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS tms_schema (component TEXT PRIMARY KEY, version BIGINT NOT NULL)")
-        .map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':tms-core:migrate'))", &[])?;
+    if found == 0 {
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS tms_schema (component TEXT PRIMARY KEY, version BIGINT NOT NULL)")?;
+    }
     let mut version: i64 = tx
-        .query_opt("SELECT version FROM tms_schema WHERE component = 'store'", &[])
-        .map_err(pg_error)?
+        .query_opt("SELECT version FROM tms_schema WHERE component = 'store'", &[])?
         .map_or(0, |r| r.get(0));
+    // Another host may have migrated meanwhile, even past this library.
     if version > SCHEMA_VERSION {
-        return Err(too_new(version));
+        return Ok(version);
     }
     while version < SCHEMA_VERSION {
-        tx.batch_execute(MIGRATIONS[usize::try_from(version).unwrap_or(0)])
-            .map_err(|e| pg_error(e).context(&format!("cannot bring the database to store schema version {}", version + 1)))?;
+        tx.batch_execute(MIGRATIONS[usize::try_from(version).unwrap_or(0)])?;
         version += 1;
     }
     tx.execute(
         "INSERT INTO tms_schema (component, version) VALUES ('store', $1)
          ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
         &[&version],
-    )
-    .map_err(pg_error)?;
-    tx.commit().map_err(pg_error)
+    )?;
+    tx.commit()?;
+    Ok(version)
 }

@@ -1,0 +1,112 @@
+"""Least privilege on PostgreSQL: the schema's owner runs `tms migrate`, the README's GRANTs give
+the app's role what it uses, and that role can append to the audit log but never change, delete
+or reset it, by any statement or session setting. Against the shared test server, with roles and
+a schema of the test's own."""
+
+import json
+import os
+import re
+import subprocess
+import uuid
+
+import pytest
+
+import tms
+from conftest import ROOT, pg_tool, pg_url, psql, with_param
+from stub_cluster import StubCluster
+
+TOOL = os.path.join(ROOT, "target", "release", "tms")
+
+
+def readme_grants(schema, app_role):
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    [block] = [b for b in re.findall(r"```sql\n(.*?)```", text, re.S) if "GRANT" in b and "tms_app" in b]
+    return block.replace("tms_app", app_role).replace("SET search_path = tms", f"SET search_path = {schema}") \
+        .replace("ON SCHEMA tms ", f"ON SCHEMA {schema} ").replace("IN SCHEMA tms ", f"IN SCHEMA {schema} ")
+
+
+@pytest.fixture
+def roles():
+    tag = uuid.uuid4().hex[:10]
+    owner, app, schema = f"tms_owner_{tag}", f"tms_app_{tag}", f"tms_{tag}"
+    psql(pg_url(), f"CREATE ROLE {owner} LOGIN; CREATE ROLE {app} LOGIN; GRANT CONNECT ON DATABASE tms_test TO {app}")
+    psql(pg_url(), f"CREATE SCHEMA {schema} AUTHORIZATION {owner}")
+
+    def url(role):
+        base = pg_url().replace("postgresql://postgres@", f"postgresql://{role}@")
+        return with_param(base, f"options=-csearch_path%3D{schema}")
+
+    yield {"owner": url(owner), "app": url(app), "schema": schema, "app_role": app, "owner_role": owner}
+    psql(pg_url(), f"DROP SCHEMA {schema} CASCADE; DROP OWNED BY {app}; DROP ROLE {app}; DROP OWNED BY {owner}; DROP ROLE {owner}")
+
+
+def as_role(url, sql):
+    """Run SQL as a role: (ok, error text)."""
+    out = subprocess.run([pg_tool("psql"), url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         capture_output=True, text=True, timeout=60)
+    return out.returncode == 0, out.stderr
+
+
+def migrate(url):
+    return subprocess.run([TOOL, "--jobs-db", url, "migrate"], capture_output=True, text=True, timeout=120)
+
+
+def test_the_app_role_appends_but_never_changes_the_audit_log(roles):
+    out = migrate(roles["owner"])
+    assert out.returncode == 0 and json.loads(out.stdout) == {"migrated": True}, out.stderr
+    ok, err = as_role(roles["owner"], readme_grants(roles["schema"], roles["app_role"]))
+    assert ok, err
+    # Everything the dashboard does works with the app's role.
+    with StubCluster() as cluster, tms.Store(roles["app"], allowed_clusters=[cluster.base]) as s:
+        job = s.create_job("alice", 1, "Trans-Begin", ["c1", "c2"])
+        s.update_job(job["job_id"], "SUCCESS", http_status=200)
+        status, body = s.set_action({"url": cluster.base + "/tms/v1/set/action", "token": "operator-token-0123",
+                                     "isPost": True, "postData": {"action": "PE-Enable", "cids": ["c3"]}},
+                                    "alice", idempotency_key="k1")
+        assert status == 200 and "warning" not in body, body
+        s.record_audit("alice", "Trans-Begin", ["c1"])
+        s.cache_put("c1", {"ready": True})
+        assert s.cache_invalidate("c1") == 1
+        assert s.recover_interrupted() == 0
+        assert len(s.audit_trail(10)) == 2 and s.verify_audit()["ok"]
+        assert "tms_audit_rows 2" in s.metrics()
+        # The owner's operations are refused to it.
+        with pytest.raises(tms.TmsError, match="permission denied"):
+            s.clear_audit_logs()
+    # No statement or setting lets it change the log or the head: not even with DELETE granted,
+    # the way the review's role had it, and the reset's session setting.
+    psql(pg_url(), f"GRANT DELETE ON {roles['schema']}.audit_log TO {roles['app_role']}")
+    for sql in ["UPDATE audit_log SET user_id = 'mallory'",
+                "DELETE FROM audit_log",
+                "BEGIN; SET LOCAL tms.audit_reset = 'on'; DELETE FROM audit_log; COMMIT",
+                "TRUNCATE audit_log",
+                "UPDATE audit_chain_head SET seq = 0, hash = ''",
+                "INSERT INTO audit_log (user_id, action_type) VALUES ('mallory', 'Trans-Begin')",
+                "ALTER TABLE audit_log DISABLE TRIGGER USER",
+                "SELECT tms_audit_append('m', 'Trans-Begin', NULL, NULL, NULL, 'success', NULL, NULL, 1, '', 'x')"]:
+        ok, err = as_role(roles["app"], sql)
+        assert not ok and ("permission denied" in err or "append-only" in err or "must be owner" in err
+                           or "does not extend" in err), (sql, err)
+    with tms.Store(roles["owner"]) as owner:
+        assert owner.verify_audit()["checked"] == 2
+        # The owner resets through the library; the reset is itself a chained row.
+        assert owner.clear_audit_logs() == 2
+        check = owner.verify_audit()
+        assert check["ok"] and check["checked"] == 1, check
+        assert owner.audit_trail(5)[0]["action_type"] == "audit_reset"
+
+
+def test_an_old_schema_opened_with_the_app_role_says_to_migrate_as_owner(roles):
+    assert migrate(roles["owner"]).returncode == 0
+    assert as_role(roles["owner"], readme_grants(roles["schema"], roles["app_role"]))[0]
+    # As if the schema were one version behind this library.
+    psql(roles["owner"], "UPDATE tms_schema SET version = version - 1")
+    with pytest.raises(tms.TmsError) as refused:
+        tms.Store(roles["app"])
+    assert "run `tms migrate --jobs-db URL` with the schema owner's URL" in str(refused.value)
+    assert isinstance(refused.value, tms.CantOpenError)
+    out = migrate(roles["app"])
+    assert out.returncode == 2 and "tms migrate" in out.stderr
+    assert migrate(roles["owner"]).returncode == 0
+    tms.Store(roles["app"]).close()
