@@ -26,7 +26,7 @@ pub struct ClusterBase {
 /// A refused URL as messages quote it: in part, and without the credentials or secret query
 /// fields it may carry (the message reaches the audit log and the caller).
 fn quoted(url: &str) -> String {
-    shown(&crate::net::secrets::redact_url(url))
+    shown(&crate::net::secrets::redact_url_for_message(url))
 }
 
 fn not_allowed(message: String) -> Error {

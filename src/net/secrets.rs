@@ -14,16 +14,21 @@ pub const MARK: &str = "[REDACTED]";
 /// Name parts that make a field a secret, compared on the name in lower case with everything
 /// but letters and digits removed (`Client-Secret`, `client_secret` and `clientSecret` alike).
 const SECRET_PARTS: &[&str] = &[
-    "secret", "password", "passwd", "passphrase", "token", "apikey", "accesskey", "privatekey",
-    "credential", "authorization", "assertion", "signature", "cookie", "session",
+    "secret", "passw", "passwd", "passphrase", "token", "apikey", "accesskey", "privkey", "privatekey",
+    "credential", "auth", "assertion", "signature", "cookie", "session", "bearer", "jwt",
 ];
+/// Name endings that make a field a secret (`hmac_key`, `signing_key`, `db_pass`, `user_pw`).
+const SECRET_ENDINGS: &[&str] = &["key", "pass", "pwd", "pw", "sig"];
 /// Whole names that are secrets, compared the same way (an OAuth `code` is one).
-const SECRET_NAMES: &[&str] = &["pwd", "pass", "auth", "key", "sig", "otp", "pin", "code", "bearer", "jwt"];
+const SECRET_NAMES: &[&str] = &["otp", "pin", "code"];
 
-/// Whether a field called `name` holds a secret.
+/// Whether a field called `name` holds a secret. Generous on purpose: a field wrongly taken for
+/// one is only shown as `[REDACTED]` in what the library stores, never changed on the wire.
 pub fn is_secret_name(name: &str) -> bool {
     let folded: String = name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect();
-    SECRET_NAMES.contains(&folded.as_str()) || SECRET_PARTS.iter().any(|part| folded.contains(part))
+    SECRET_NAMES.contains(&folded.as_str())
+        || SECRET_PARTS.iter().any(|part| folded.contains(part))
+        || SECRET_ENDINGS.iter().any(|end| folded.ends_with(end))
 }
 
 /// `value` with every secret field (at any depth) replaced by [`MARK`]; a string that is a
@@ -41,6 +46,14 @@ pub fn redact_value(value: &Value) -> Value {
     }
 }
 
+/// JSON text with its secret fields replaced (see [`redact_value`]); other text as it is.
+pub fn redact_json_text(text: &str) -> String {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value @ (Value::Object(_) | Value::Array(_))) => redact_value(&value).to_string(),
+        _ => text.to_owned(),
+    }
+}
+
 /// A form string (`name=value&...`) with the values of secret fields replaced by [`MARK`]; text
 /// that holds no `=` is returned as it is.
 pub fn redact_form(text: &str) -> String {
@@ -48,10 +61,11 @@ pub fn redact_form(text: &str) -> String {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len());
-    for (i, pair) in text.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
+    // `&` separates fields, and `;` in the older form servers still accept.
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.find(['&', ';']).unwrap_or(rest.len());
+        let pair = &rest[..end];
         match pair.split_once('=') {
             Some((name, _)) if is_secret_name(&decode(name)) => {
                 out.push_str(name);
@@ -60,8 +74,31 @@ pub fn redact_form(text: &str) -> String {
             }
             _ => out.push_str(pair),
         }
+        if end < rest.len() {
+            out.push_str(&rest[end..end + 1]);
+            rest = &rest[end + 1..];
+        } else {
+            rest = "";
+        }
     }
     out
+}
+
+/// A URL as a message quotes it (a refusal's answer, its audit row, an event): [`redact_url`],
+/// and then, when an `@` is still left after `://`, everything up to the last one replaced too.
+/// A sloppy URL may hide a password in what no parser takes for userinfo
+/// (`http://user:pa?ss=x@host/`, `http://user:pa/ss@host/`); a message can do without it.
+pub fn redact_url_for_message(url: &str) -> String {
+    let out = redact_url(url);
+    match out.split_once("://") {
+        Some((scheme, rest)) => match rest.rfind('@') {
+            Some(at) if !rest[..at].ends_with(MARK) || rest[..at].contains(['?', '/', '#']) => {
+                format!("{scheme}://{MARK}{}", &rest[at..])
+            }
+            _ => out,
+        },
+        None => out,
+    }
 }
 
 /// `url` with the values of secret query fields replaced by [`MARK`] (the fragment too, as it
@@ -109,12 +146,14 @@ fn without_userinfo(head: &str) -> String {
 /// in the URL's query, decoded, for the redactor to find wherever they are echoed.
 pub fn values(url: &str, post_data: Option<&Value>) -> Vec<String> {
     let mut found = Vec::new();
-    let head = url.split(['?', '#']).next().unwrap_or("");
-    let authority = head.split_once("://").map_or(head, |(_, rest)| rest.split('/').next().unwrap_or(""));
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
-        let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-        found.push(password.to_owned());
-        found.push(decode(password));
+    // Whatever stands between `://` and the last `@` may be a password, however sloppily the
+    // URL spells it.
+    if let Some((_, rest)) = url.split_once("://") {
+        if let Some((userinfo, _)) = rest.rsplit_once('@') {
+            let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+            found.push(password.to_owned());
+            found.push(decode(password));
+        }
     }
     if let Some((_, query)) = url.split_once('?') {
         form_values(query.split('#').next().unwrap_or(""), &mut found);
@@ -149,7 +188,7 @@ fn value_secrets(value: &Value, found: &mut Vec<String>) {
 }
 
 fn form_values(text: &str, found: &mut Vec<String>) {
-    for pair in text.split('&') {
+    for pair in text.split(['&', ';']) {
         if let Some((name, value)) = pair.split_once('=') {
             if is_secret_name(&decode(name)) && !value.is_empty() {
                 found.push(value.to_owned());
@@ -197,7 +236,8 @@ mod tests {
     #[test]
     fn credential_names_in_any_spelling_are_secrets() {
         for name in ["client_secret", "clientSecret", "Client-Secret", "password", "refresh_token", "api_key",
-                     "X-API-KEY", "access_token", "pwd", "code", "private_key", "Authorization"] {
+                     "X-API-KEY", "access_token", "pwd", "code", "private_key", "Authorization", "hmac_key",
+                     "client_key", "signing_key", "db_pass", "pw", "privkey", "user_pw"] {
             assert!(is_secret_name(name), "{name}");
         }
         for name in ["action", "cids", "grant_type", "client_id", "app", "cid", "scope", "url", "keys_count"] {
@@ -210,6 +250,12 @@ mod tests {
         let form = "grant_type=client_credentials&client_id=dash&client_secret=s3cr%2Bt+value";
         assert_eq!(redact_form(form), "grant_type=client_credentials&client_id=dash&client_secret=[REDACTED]");
         assert_eq!(redact_url("https://u:p%40ss@h:1/x?a=1"), "https://[REDACTED]@h:1/x?a=1");
+        assert_eq!(redact_url("https://h/x?a=1;client_secret=S;b=2"), "https://h/x?a=1;client_secret=[REDACTED];b=2");
+        for sloppy in ["http://user:pa?ss=PWQMARK4@127.0.0.1/x", "http://user:PWSLASH5/x@127.0.0.1/x"] {
+            let shown = redact_url_for_message(sloppy);
+            assert!(!shown.contains("PW") && shown.ends_with("@127.0.0.1/x"), "{shown}");
+        }
+        assert_eq!(redact_url_for_message("https://h/x?a=1"), "https://h/x?a=1");
         assert_eq!(redact_url("https://h/x?cid=a1&api_key=K&app=ALL#access_token=T"),
                    "https://h/x?cid=a1&api_key=[REDACTED]&app=ALL#access_token=[REDACTED]");
         let data = json!({"action": "PE-Enable", "cids": ["c1"], "login": {"password": "pw123456"}, "note": form});

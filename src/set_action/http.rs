@@ -82,21 +82,22 @@ impl HttpClient {
             Err(e) => return Upstream::Failed(format!("cannot set up TLS: {e}")),
         };
         let bearer = req.token.as_ref().map(|t| format!("Bearer {t}"));
-        let result = if req.is_post {
-            let mut builder = agent.post(&req.url);
-            if let Some(b) = &bearer {
-                builder = builder.header("Authorization", b);
+        let result = match wire::body(req) {
+            Some(body) => {
+                let mut builder = agent.post(&req.url);
+                if let Some(b) = &bearer {
+                    builder = builder.header("Authorization", b);
+                }
+                builder.content_type(body.content_type).send(body.bytes)
             }
-            match wire::body(req) {
-                None => builder.send_empty(),
-                Some(body) => builder.content_type(body.content_type).send(body.bytes),
+            // No body: a GET, as the legacy route sent a request without postData.
+            None => {
+                let mut builder = agent.get(&req.url).header("Content-Type", req.content_type_header());
+                if let Some(b) = &bearer {
+                    builder = builder.header("Authorization", b);
+                }
+                builder.call()
             }
-        } else {
-            let mut builder = agent.get(&req.url);
-            if let Some(b) = &bearer {
-                builder = builder.header("Authorization", b);
-            }
-            builder.call()
         };
         let response = match result {
             Ok(r) => r,

@@ -491,8 +491,12 @@ impl Store {
             status: v.job_status,
             http_status: v.job_http_status,
             error_message: error_message.clone(),
-            response_summary: v.response_summary.as_deref().map(|s| redactor.text(s)),
-            answer: caller.key.map(|k| (k.user_id.to_owned(), k.key.to_owned(), i64::from(v.answer_status), redactor.text(&v.answer.to_string()))),
+            // Stored: also without fields the cluster's answer names like credentials.
+            response_summary: v.response_summary.as_deref().map(|s| redactor.text(&secrets::redact_json_text(s))),
+            answer: caller.key.map(|k| {
+                let stored = secrets::redact_value(&v.answer).to_string();
+                (k.user_id.to_owned(), k.key.to_owned(), i64::from(v.answer_status), redactor.text(&stored))
+            }),
             audit: Some(WaitingAudit {
                 user_id: caller.user_id.to_owned(),
                 action_type: action.to_owned(),

@@ -7,6 +7,10 @@ use super::http::Upstream;
 /// Shortest token accepted: below it, replacing the token's text in an answer would also hit
 /// ordinary words, and a short token is weak anyway.
 pub(crate) const MIN_TOKEN_BYTES: usize = 8;
+/// Shortest other secret (a `password` or `client_secret` field's value) looked for in answers:
+/// those fields are not refused when short, and a value worth calling a secret is longer; a
+/// shorter one is still replaced by its field's name where the library stores it.
+const MIN_OTHER_SECRET_BYTES: usize = 4;
 /// Longest token accepted.
 pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -67,14 +71,16 @@ impl Redactor {
     }
 
     /// Every form of `token` and of the request's other secrets (see `secrets::values`). A
-    /// secret under [`MIN_TOKEN_BYTES`] is left out: replacing so short a text would also hit
-    /// ordinary words (such a field is still replaced where it is stored, by its name).
+    /// secret under [`MIN_OTHER_SECRET_BYTES`] is left out: replacing so short a text would hit
+    /// ordinary text everywhere (such a field is still replaced where it is stored, by its name);
+    /// one from 4 bytes on is replaced even where that also hits ordinary text, which is the
+    /// lesser harm.
     pub fn with_secrets(token: Option<&str>, others: &[String]) -> Redactor {
         let mut forms: Vec<Vec<u8>> = Vec::new();
         if let Some(token) = token.filter(|t| !t.is_empty()) {
             add_forms(&mut forms, token);
         }
-        for secret in others.iter().filter(|s| s.len() >= MIN_TOKEN_BYTES) {
+        for secret in others.iter().filter(|s| s.len() >= MIN_OTHER_SECRET_BYTES) {
             add_forms(&mut forms, secret);
         }
         forms.sort_by_key(|f| std::cmp::Reverse(f.len()));

@@ -114,8 +114,10 @@ pub fn parse(text: &str) -> Result<ProxyRequest> {
             )));
         }
     }
+    // Exactly the legacy route's test (`content_type == 'application/x-www-form-urlencoded'`):
+    // any other content type, a `; charset=` one included, sent JSON.
     let encoding = match &content_type {
-        Some(ct) if ct.to_ascii_lowercase().contains("x-www-form-urlencoded") => BodyEncoding::Form,
+        Some(ct) if ct == "application/x-www-form-urlencoded" => BodyEncoding::Form,
         _ => BodyEncoding::Json,
     };
     let mut post_data = field(&obj, "postData").cloned();
@@ -209,10 +211,13 @@ fn sorted_keys(value: &Value) -> Value {
 /// postData as form fields, the way Python's `requests` encodes a dict: strings as they are,
 /// lists as one field per element, anything else as its JSON text; nulls are left out.
 pub fn form_fields(data: &Value) -> Vec<(String, String)> {
+    // str() of a value, as requests writes it: Python's True/False, numbers as written.
     fn text(v: &Value) -> Option<String> {
         match v {
             Value::Null => None,
             Value::String(s) => Some(s.clone()),
+            Value::Bool(true) => Some("True".into()),
+            Value::Bool(false) => Some("False".into()),
             other => Some(other.to_string()),
         }
     }
@@ -221,11 +226,36 @@ pub fn form_fields(data: &Value) -> Vec<(String, String)> {
         for (k, v) in obj {
             match v {
                 Value::Array(items) => fields.extend(items.iter().filter_map(text).map(|t| (k.clone(), t))),
+                // requests iterates a dict value: one field per key.
+                Value::Object(inner) => fields.extend(inner.keys().map(|t| (k.clone(), t.clone()))),
                 other => fields.extend(text(other).map(|t| (k.clone(), t))),
             }
         }
     }
     fields
+}
+
+impl ProxyRequest {
+    /// Whether a body is sent: as the legacy route decided (`if is_post and post_data:`), a
+    /// POST whose postData is empty or false (`""`, `{}`, `[]`, `0`, `false`, null) went out as
+    /// a GET.
+    pub fn sends_body(&self) -> bool {
+        self.is_post
+            && match &self.post_data {
+                None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+                Some(Value::String(s)) => !s.is_empty(),
+                Some(Value::Object(m)) => !m.is_empty(),
+                Some(Value::Array(a)) => !a.is_empty(),
+                Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+                Some(Value::Bool(true)) => true,
+            }
+    }
+
+    /// The Content-Type sent: `contentType` as given, `application/json` when none was (the
+    /// legacy route sent one on every request, GETs included).
+    pub fn content_type_header(&self) -> &str {
+        self.content_type.as_deref().unwrap_or("application/json")
+    }
 }
 
 #[cfg(test)]

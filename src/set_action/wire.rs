@@ -9,7 +9,9 @@
 //!   non-ASCII as `\uXXXX`, a string as a JSON string (as `requests`' `json=` sends it).
 //!
 //! The Content-Type header is the request's `contentType` as given (the legacy route set it from
-//! there), `application/json` when none was given.
+//! there), `application/json` when none was given; a form is only `contentType` equal to
+//! `application/x-www-form-urlencoded`, as the legacy route compared it. A POST without a body
+//! (postData missing, empty or false) went out as a GET, and still does.
 
 use serde_json::Value;
 use serde_json::ser::{CharEscape, Formatter, Serializer};
@@ -24,16 +26,19 @@ pub struct WireBody {
     pub bytes: Vec<u8>,
 }
 
-/// The body of a POST; None when the request has no postData (an empty POST).
+/// The body of a POST; None when the request goes out as a GET (see
+/// [`ProxyRequest::sends_body`]).
 pub fn body(req: &ProxyRequest) -> Option<WireBody> {
+    if !req.sends_body() {
+        return None;
+    }
     let data = req.post_data.as_ref()?;
-    let (default_type, bytes) = match (req.encoding, data) {
-        (BodyEncoding::Form, Value::String(text)) => ("application/x-www-form-urlencoded", text.clone().into_bytes()),
-        (BodyEncoding::Form, data) => ("application/x-www-form-urlencoded", form_urlencoded(&form_fields(data)).into_bytes()),
-        (BodyEncoding::Json, data) => ("application/json", python_json(data).into_bytes()),
+    let bytes = match (req.encoding, data) {
+        (BodyEncoding::Form, Value::String(text)) => text.clone().into_bytes(),
+        (BodyEncoding::Form, data) => form_urlencoded(&form_fields(data)).into_bytes(),
+        (BodyEncoding::Json, data) => python_json(data).into_bytes(),
     };
-    let content_type = req.content_type.clone().unwrap_or_else(|| default_type.to_owned());
-    Some(WireBody { content_type, bytes })
+    Some(WireBody { content_type: req.content_type_header().to_owned(), bytes })
 }
 
 /// `urllib.parse.urlencode(fields)`: each name and value through `quote_plus` (letters, digits

@@ -96,9 +96,20 @@ def test_a_secret_echoed_in_a_refused_token_request_goes_nowhere(store, cluster,
     assert wrong not in caplog.text
 
 
+def requests_form(data):
+    """The form body the legacy route's `requests.post(url, data=data)` sent (requests' own encoder)."""
+    from requests.models import RequestEncodingMixin
+
+    return RequestEncodingMixin._encode_params(data).encode()
+
+
 @pytest.mark.parametrize("post_data, content_type, expected", [
     ({"grant_type": "client_credentials", "scope": "a b", "ids": ["x", "y"]}, "application/x-www-form-urlencoded",
-     urlencode({"grant_type": "client_credentials", "scope": "a b", "ids": ["x", "y"]}, doseq=True).encode()),
+     requests_form({"grant_type": "client_credentials", "scope": "a b", "ids": ["x", "y"]})),
+    ({"flag": True, "off": False, "n": 2, "d": {"x": 1, "y": 2}, "gone": None}, "application/x-www-form-urlencoded",
+     requests_form({"flag": True, "off": False, "n": 2, "d": {"x": 1, "y": 2}, "gone": None})),
+    # The legacy route compared the content type exactly: anything else, a charset included, was JSON.
+    ({"a": "b"}, "application/x-www-form-urlencoded; charset=UTF-8", json.dumps({"a": "b"}).encode()),
     ("grant_type=client_credentials&scope=a+b", "application/x-www-form-urlencoded",
      b"grant_type=client_credentials&scope=a+b"),
     ("a plain string", "application/json", json.dumps("a plain string").encode()),
@@ -140,6 +151,7 @@ def test_the_pages_gets_of_app_status_and_transition_data(store, cluster, loc, t
     for sent in cluster.requests:
         assert sent["method"] == "GET" and sent["body"] == b""
         assert sent["headers"].get("authorization") == ("Bearer " + token if token else None)
+        assert sent["headers"]["content-type"] == "application/json"  # the legacy route's header
     # A GET of status data is no Set Action: nothing is stored.
     assert (job_count(loc), audit_count(loc)) == (0, 0)
     # An error answer carries what the page shows: httpStatus and a message.
@@ -176,3 +188,45 @@ def test_a_short_token_is_refused_with_its_reason_intact(store, cluster, loc):
     assert message.startswith("the bearer token is 1 bytes; at least 8 are needed") and "[REDACTED]" not in message
     assert answer["message"] == message
     assert cluster.requests == []
+
+
+@pytest.mark.parametrize("post_data", [None, "", {}, [], 0, False])
+def test_a_post_without_a_body_goes_out_as_a_get_as_the_legacy_sent_it(store, cluster, post_data):
+    status, answer = store.set_action({"url": cluster.base + "/tms/v1/status", "token": TOKEN, "isPost": True,
+                                       "postData": post_data}, "alice")
+    sent = only_request(cluster)
+    assert (sent["method"], sent["body"], status) == ("GET", b"", 200), (sent, answer)
+
+
+def test_secrets_in_any_spelling_stay_out_of_what_is_stored(store, cluster, loc, caplog):
+    caplog.set_level(logging.DEBUG)
+    values = {"hmac_key": "HMACKEYVAL1", "client_key": "CLIENTKEYVAL2", "signing_key": "SIGNKEYVAL3",
+              "db_pass": "DBPASSVAL4", "pw": "PWVAL5", "privkey": "PRIVKEYVAL6", "password": "hun7"}
+    body = {"url": cluster.base + "/tms/v1/set/action?a=1;client_secret=SEMISECRET2", "token": TOKEN,
+            "isPost": True, "postData": {"action": "PE-Enable", "cids": ["c1"], **values,
+                                         "note": "a=1;client_secret=FORMSEMI7"}}
+    # The stub echoes nothing here; a cluster that echoes the request is in the next request.
+    assert store.set_action(body, "alice")[0] == 200
+    refused = {"url": "http://user:pa?ss=PWQMARK4@127.0.0.1/x", "token": TOKEN, "isPost": True,
+               "postData": {"action": "PE-Enable", "cids": ["c2"]}}
+    status, answer = store.set_action(refused, "alice")
+    assert status == 403 and "PWQMARK4" not in answer["message"], answer
+    status, answer = store.set_action({**refused, "url": "http://user:PWSLASH5/x@127.0.0.1/x"}, "alice")
+    assert status == 403 and "PWSLASH5" not in answer["message"], answer
+    dump = loc.dump()
+    for secret in [*values.values(), "SEMISECRET2", "FORMSEMI7", "PWQMARK4", "PWSLASH5"]:
+        assert secret.encode() not in dump, secret
+        assert secret not in caplog.text, secret
+
+
+def test_a_secret_the_cluster_echoes_back_is_not_stored(store, cluster, loc):
+    # /echo-body answers with the request it got, as text and parsed: a short password comes
+    # back in fields of its own name and inside a string.
+    body = {"url": cluster.base + "/echo-body", "token": TOKEN, "isPost": True,
+            "postData": {"action": "PE-Enable", "cids": ["c1"], "password": "hun7", "pw": "zq42"}}
+    status, answer = store.set_action(body, "alice", idempotency_key="k1")
+    # Redacted before anything reads the answer, as an echoed token is: the answer too.
+    assert status == 200 and answer["data"]["as_json"]["password"] == "[REDACTED]", answer
+    assert json.loads(loc.rows("SELECT response_summary FROM jobs")[0][0])["as_json"]["password"] == "[REDACTED]"
+    dump = loc.dump()
+    assert b"hun7" not in dump and b"zq42" not in dump

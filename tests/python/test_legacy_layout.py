@@ -286,9 +286,31 @@ def test_shared_store_logs_events_only_where_the_app_configured_no_logging(legac
         {setup}
         tms.shared_store()
         tms.shared_store()
-        print(len(logging.getLogger("tms").handlers), logging.getLogger("tms").level)
+        events = logging.getLogger("tms.set_action")
+        print(len(events.handlers), events.level, events.propagate)
+        logging.basicConfig(level=logging.INFO, format="ROOT %(message)s")  # the app, later
+        events.info("set_action_done | user=u")
     """
     out = run_elsewhere(legacy_app, tmp_path, code.format(setup=""))
-    assert out.stdout.split() == ["1", str(20)]  # one stderr handler, INFO, added once
+    assert out.stdout.split() == ["1", "20", "False"]  # one stderr handler, INFO, added once
+    assert out.stderr.count("set_action_done | user=u") == 1, out.stderr  # never printed twice
     out = run_elsewhere(legacy_app, tmp_path, code.format(setup="logging.basicConfig(level=logging.WARNING)"))
-    assert out.stdout.split() == ["0", "0"]  # the app's own configuration is left alone
+    assert out.stdout.split() == ["0", "0", "True"]  # the app's own configuration is left alone
+
+
+def test_one_shim_alone_keeps_both_files_in_the_app_root(legacy_app, tmp_path):
+    """A script importing only src.jobs (the legacy test scripts do) must not open an audit.db in
+    its working directory, nor a second store when src.audit_db comes later."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    for first, second in (("jobs", "audit_db"), ("audit_db", "jobs")):
+        out = run_elsewhere(legacy_app, elsewhere, f"""
+            import json, tms, tms._shared
+            import src.{first}
+            tms.shared_store()
+            import src.{second}
+            tms.shared_store()
+            print(json.dumps([tms.jobs.DB_PATH, tms.audit_db.AUDIT_DB_PATH, len(tms._shared._stores)]))
+        """)
+        assert json.loads(out.stdout) == [str(legacy_app / "jobs.db"), str(legacy_app / "audit.db"), 1], out.stdout
+        assert os.listdir(elsewhere) == []

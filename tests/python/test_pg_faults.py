@@ -166,6 +166,7 @@ def test_no_spelling_of_a_password_reaches_an_exception_or_the_tool():
     urls = [f"postgresql://tms_pw:Hunter2@Zq9Secret@{rest}",
             f"postgresql://tms_pw:Hu:nt/er2%zz@Zq9Secret@{rest}",
             f"postgresql://tms_pw@{rest}&password=Hunter2@Zq9Secret",
+            f"postgresql://tms_pw:Pass?word@Zq9Secret@{rest}",
             f"postgresql://tms_pw:Hunter2@Zq9Secret@{hostport},{hostport}/{tail}&target_session_attrs=read-write"]
     pieces = ("Hunter", "Zq9", "Secret", "nt/er")
     for url in urls:

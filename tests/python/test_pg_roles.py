@@ -80,6 +80,12 @@ def test_the_app_role_appends_but_never_changes_the_audit_log(roles):
     for sql in ["UPDATE audit_log SET user_id = 'mallory'",
                 "DELETE FROM audit_log",
                 "BEGIN; SET LOCAL tms.audit_reset = 'on'; DELETE FROM audit_log; COMMIT",
+                # A temporary pg_class claiming the app's role owns audit_log (pg_temp comes
+                # first in a session's search_path).
+                "CREATE TEMP TABLE pg_class (oid oid, relowner oid); "
+                "INSERT INTO pg_temp.pg_class SELECT 'audit_log'::regclass::oid, r.oid FROM pg_catalog.pg_roles r "
+                "WHERE r.rolname = current_user; "
+                "BEGIN; SET LOCAL tms.audit_reset = 'on'; DELETE FROM audit_log; COMMIT",
                 "TRUNCATE audit_log",
                 "UPDATE audit_chain_head SET seq = 0, hash = ''",
                 "INSERT INTO audit_log (user_id, action_type) VALUES ('mallory', 'Trans-Begin')",

@@ -13,6 +13,7 @@ Paths choose the behaviour, so one server covers every row of the outcome table:
   POST /bom                 200 JSON preceded by a UTF-8 byte order mark
   POST /bignum              200 JSON with an integer beyond 64 bits
   POST /echo-json           200 JSON that echoes the Authorization header (JSON-escaped)
+  POST /echo-body           200 {"success": true, "received": <the request body as text>, "as_json": <it parsed>}
   POST /straddle?at=N       200: N bytes of filler, then the Authorization header, then more
   POST /echo-thrice?at=N    500: N bytes of filler, the token twice, 7 bytes, the token again
   GET  /tms/v1/status       200 {"apps": [...]}
@@ -118,6 +119,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, b"\xef\xbb\xbf" + json.dumps({"success": True, "n": 1}).encode())
         elif path == "/bignum":
             self._reply(200, '{"success": true, "big": 123456789012345678901234567890, "f": 1.10}')
+        elif path == "/echo-body":
+            text = body.decode("utf-8", "replace")
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            self._reply(200, json.dumps({"success": True, "received": text, "as_json": parsed}))
         elif path == "/echo-json":
             echo = self.headers.get("Authorization", "")
             self._reply(200, json.dumps({"success": True, "seen": echo, "twice": json.dumps(echo)}))

@@ -177,9 +177,11 @@ def _log_events_by_default() -> None:
             return  # the app routes logging itself (basicConfig, dictConfig, its own handler)
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter(_EVENT_FORMAT, "%Y-%m-%d %H:%M:%S"))
-        log.addHandler(handler)
-        if log.level == logging.NOTSET:
-            log.setLevel(logging.INFO)
+        events.addHandler(handler)
+        # Not passed on as well: an app that sets up logging later would print each line twice.
+        events.propagate = False
+        if events.level == logging.NOTSET:
+            events.setLevel(logging.INFO)
 
 
 def legacy_path(module_file: str, name: str) -> str:

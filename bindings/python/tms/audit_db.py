@@ -40,10 +40,18 @@ def in_place_of(legacy_file: str) -> ModuleType:
 
         import sys, tms.audit_db; sys.modules[__name__] = tms.audit_db.in_place_of(__file__)
     """
+    _default_to_legacy_file(legacy_file)
+    # jobs.db sat beside it: a script that imports only src.audit_db uses the app's jobs.db too.
+    from . import jobs
+
+    jobs._default_to_legacy_file(legacy_file)
+    return sys.modules[__name__]
+
+
+def _default_to_legacy_file(legacy_file: str) -> None:
     global AUDIT_DB_PATH
     if not os.environ.get("TMS_AUDIT_DB") and AUDIT_DB_PATH == _AUDIT_DB_PATH_AT_IMPORT:
         AUDIT_DB_PATH = _shared.legacy_path(legacy_file, "audit.db")
-    return sys.modules[__name__]
 
 
 def _failed(what: str, err: Exception) -> None:

@@ -44,10 +44,19 @@ def in_place_of(legacy_file: str) -> ModuleType:
 
         import sys, tms.jobs; sys.modules[__name__] = tms.jobs.in_place_of(__file__)
     """
+    _default_to_legacy_file(legacy_file)
+    # The legacy audit module sat beside this one and kept audit.db beside jobs.db: a script
+    # that imports only src.jobs must not open an audit.db in its working directory.
+    from . import audit_db
+
+    audit_db._default_to_legacy_file(legacy_file)
+    return sys.modules[__name__]
+
+
+def _default_to_legacy_file(legacy_file: str) -> None:
     global DB_PATH
     if not os.environ.get("TMS_JOBS_DB") and DB_PATH == _DB_PATH_AT_IMPORT:
         DB_PATH = _shared.legacy_path(legacy_file, "jobs.db")
-    return sys.modules[__name__]
 
 
 def _failed(what: str, err: Exception) -> None:

@@ -93,10 +93,41 @@ fn encode_userinfo(text: &str) -> String {
 /// ..." (libpq stops at the first `@`).
 fn normalize(url: &str) -> (String, Vec<String>) {
     let mut secrets = Vec::new();
-    let (before_query, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
+    // A password may hold an unencoded `?` too (`u:Pass?word@host/db`): when the text before the
+    // first `?` has no `@` but a later `@` is followed by a host (no `=` or `&` before the next
+    // `/` or `?`), the userinfo runs to that `@`.
+    let split_at = match url.split_once("://") {
+        Some((scheme, rest)) if !url.split('?').next().unwrap_or("").contains('@') => rest
+            .rfind('@')
+            .filter(|&at| {
+                let host = rest[at + 1..].split(['/', '?']).next().unwrap_or("");
+                !host.is_empty() && !host.contains(['=', '&'])
+            })
+            .and_then(|at| rest[at..].find('?').map(|q| scheme.len() + 3 + at + q)),
+        _ => None,
     };
+    let (before_query, query) = match split_at {
+        Some(i) => (&url[..i], Some(&url[i + 1..])),
+        None => match url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (url, None),
+        },
+    };
+    // Whatever stands between `://` and the URL's last `@` may be password, however it is
+    // spelled or wherever it was cut: each piece of it is scrubbed from messages (the user
+    // name and parameter names aside).
+    if let Some((_, rest)) = url.split_once("://") {
+        if let Some(at) = rest.rfind('@') {
+            let userinfo = &rest[..at];
+            let after_user = userinfo.split_once(':').map_or("", |(_, p)| p);
+            secrets.extend(
+                after_user
+                    .split(['@', '?', '/', '&', '=', '#', ';', ':'])
+                    .filter(|piece| piece.len() >= 4 && !URL_WORDS.contains(piece))
+                    .flat_map(|piece| [piece.to_owned(), percent_decode(piece)]),
+            );
+        }
+    }
     for pair in query.unwrap_or("").split('&') {
         if let Some(("password", value)) = pair.split_once('=') {
             secrets.extend([value.to_owned(), percent_decode(value)]);
@@ -162,6 +193,15 @@ fn apply_default_timeouts(config: &mut postgres::Config, given: &[&str]) {
         };
     }
 }
+
+/// Parameter names and words of a URL that are not secrets even when a sloppy URL puts them
+/// where a password could be.
+const URL_WORDS: &[&str] = &[
+    "sslmode", "sslrootcert", "password", "options", "application_name", "target_session_attrs", "connect_timeout",
+    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_retries", "tcp_user_timeout", "dbname",
+    "user", "host", "port", "disable", "prefer", "require", "verify-ca", "verify-full", "read-write", "postgresql",
+    "postgres",
+];
 
 /// `message` with every spelling of a password in `secrets` replaced.
 fn scrub_with(secrets: &[String], message: &str) -> String {
@@ -285,6 +325,7 @@ mod tests {
             ("postgresql://tmsu:Hu:nt/er2%zz@Zq9Secret@db.example:6432/tms?sslmode=disable", "db.example"),
             ("postgresql://tmsu:Hunter2%40Zq9Secret@h1:5432,h2:5433/tms?target_session_attrs=read-write", "h1"),
             ("postgres://tmsu@db.example/tms?password=Hunter2@Zq9Secret", "db.example"),
+            ("postgresql://tmsu:Pass?word@Zq9Secret@db.example/tms?sslmode=disable", "db.example"),
         ] {
             let l = Location::parse(url).unwrap_or_else(|e| panic!("{url}: {}", e.message));
             assert_eq!(l.shown(), format!("postgresql://tmsu@{host}:{}/tms", l.config.get_ports()[0]), "{url}");
@@ -302,7 +343,8 @@ mod tests {
         assert_eq!(l.config.get_keepalives_idle(), std::time::Duration::from_secs(7));
         // Broken URLs: the error names the problem, never a piece of the password.
         for url in ["postgresql://u:Hunter2@Zq9Secret@h:notaport/d", "postgresql://u:Hunter2@Zq9Secret@/d",
-                    "postgresql://u:Hunter2@Zq9Secret@h/d?bogus=Zq9Secret"] {
+                    "postgresql://u:Hunter2@Zq9Secret@h/d?bogus=Zq9Secret",
+                    "postgresql://tmsu:Hunter2?sslmode=Zq9Secret@h/db", "postgresql://u:Hu/nt?er@Zq9Secret@h:x/d"] {
             let e = Location::parse(url).unwrap_err();
             assert!(!e.message.contains("Zq9") && !e.message.contains("Hunter"), "{url}: {}", e.message);
         }

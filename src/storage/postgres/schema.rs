@@ -41,10 +41,14 @@ CREATE TABLE set_action_audit_receipts (
 ///   the head. The append checks that the new row extends the head it locked.
 /// - Both functions are not for PUBLIC: the DBA grants EXECUTE to the app's role (README).
 const V3: &str = r#"
-CREATE OR REPLACE FUNCTION tms_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION tms_audit_append_only() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF TG_OP = 'DELETE' AND current_setting('tms.audit_reset', true) = 'on'
-       AND pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'MEMBER') THEN
+    -- Catalog names qualified and the search_path fixed: a session's temporary table called
+    -- pg_class must not stand in for the catalog's.
+    IF TG_OP = 'DELETE' AND pg_catalog.current_setting('tms.audit_reset', true) = 'on'
+       AND pg_catalog.pg_has_role(current_user,
+                                  (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID), 'MEMBER') THEN
         RETURN OLD;
     END IF;
     RAISE EXCEPTION 'audit_log is append-only: rows cannot be changed (the owner''s clear_audit_logs records a reset)'
