@@ -10,7 +10,7 @@
 //! Here: the adoption row's text, its parsing, the reason's checks and the ids' ranges. The
 //! walk that finds the rows is `audit_chain::Verifier`; the writes are the engines'.
 
-use crate::audit_chain::{ADOPT_ACTION, Commitment, RESET_USER};
+use crate::audit_chain::{ADOPT_ACTION, Commitment};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::AuditRecord;
 
@@ -82,16 +82,7 @@ pub fn commitment_of(note: &str) -> Option<Commitment> {
 
 /// The adoption row.
 pub fn record<'a>(timestamp: &'a str, note: &'a str) -> AuditRecord<'a> {
-    AuditRecord {
-        user_id: RESET_USER,
-        action_type: ADOPT_ACTION,
-        customer_ids: None,
-        timestamp,
-        ip_address: None,
-        status: "success",
-        error_message: Some(note),
-        duration_ms: None,
-    }
+    crate::audit_chain::system_record(ADOPT_ACTION, timestamp, note)
 }
 
 /// The refusal when nothing waits to be adopted.

@@ -665,9 +665,15 @@ pub fn reset_note(deleted: u64, continues_from: Option<i64>) -> String {
 
 /// The row a reset leaves.
 pub fn reset_record<'a>(timestamp: &'a str, note: &'a str) -> AuditRecord<'a> {
+    system_record(RESET_ACTION, timestamp, note)
+}
+
+/// A row the library itself writes (a reset, an adoption): by [`RESET_USER`], `note` as its
+/// message.
+pub fn system_record<'a>(action_type: &'a str, timestamp: &'a str, note: &'a str) -> AuditRecord<'a> {
     AuditRecord {
         user_id: RESET_USER,
-        action_type: RESET_ACTION,
+        action_type,
         customer_ids: None,
         timestamp,
         ip_address: None,

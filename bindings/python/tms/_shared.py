@@ -184,6 +184,19 @@ def _log_events_by_default() -> None:
             events.setLevel(logging.INFO)
 
 
+def use_legacy_files(module_file: str) -> None:
+    """Where the legacy modules beside `module_file` kept their databases, as the drop-ins'
+    defaults: `jobs.db` and `audit.db` in the app's root (see `legacy_path`), for both modules at
+    once (a script importing only `src.jobs` must not open an audit.db in its working
+    directory). A path from TMS_JOBS_DB / TMS_AUDIT_DB, or one the app assigned, stays."""
+    from . import audit_db, jobs
+
+    for module, attribute, variable, name in ((jobs, "DB_PATH", "TMS_JOBS_DB", "jobs.db"),
+                                              (audit_db, "AUDIT_DB_PATH", "TMS_AUDIT_DB", "audit.db")):
+        if not os.environ.get(variable) and getattr(module, attribute) == module._PATH_AT_IMPORT:
+            setattr(module, attribute, legacy_path(module_file, name))
+
+
 def legacy_path(module_file: str, name: str) -> str:
     """Where a legacy module at `module_file` (`<app>/src/jobs.py`) kept its database: `name` in
     the directory above it, the app's root (`os.path.join(os.path.dirname(__file__), '..',

@@ -25,7 +25,7 @@ from ._shared import configure  # noqa: F401  (options for the drop-in store)
 from .errors import TmsError
 
 AUDIT_DB_PATH = os.environ.get("TMS_AUDIT_DB") or "audit.db"
-_AUDIT_DB_PATH_AT_IMPORT = AUDIT_DB_PATH
+_PATH_AT_IMPORT = AUDIT_DB_PATH  # the default, until the app or in_place_of() says otherwise
 
 TRACKED_ACTIONS = ["Trans-Begin", "PE-Enable", "T-Enable", "PE-Finalize", "PE-Direct"]
 
@@ -36,22 +36,13 @@ def in_place_of(legacy_file: str) -> ModuleType:
     """This module, standing in for an app's own audit module at `legacy_file` (its `__file__`).
     Unless TMS_AUDIT_DB is set (or AUDIT_DB_PATH was assigned), AUDIT_DB_PATH becomes the file
     that module used: `audit.db` one directory above it, the app's root, from any working
-    directory. The app's `src/audit_db.py` becomes one line:
+    directory (and `tms.jobs.DB_PATH` the `jobs.db` beside it). The app's `src/audit_db.py`
+    becomes one line:
 
         import sys, tms.audit_db; sys.modules[__name__] = tms.audit_db.in_place_of(__file__)
     """
-    _default_to_legacy_file(legacy_file)
-    # jobs.db sat beside it: a script that imports only src.audit_db uses the app's jobs.db too.
-    from . import jobs
-
-    jobs._default_to_legacy_file(legacy_file)
+    _shared.use_legacy_files(legacy_file)
     return sys.modules[__name__]
-
-
-def _default_to_legacy_file(legacy_file: str) -> None:
-    global AUDIT_DB_PATH
-    if not os.environ.get("TMS_AUDIT_DB") and AUDIT_DB_PATH == _AUDIT_DB_PATH_AT_IMPORT:
-        AUDIT_DB_PATH = _shared.legacy_path(legacy_file, "audit.db")
 
 
 def _failed(what: str, err: Exception) -> None:

@@ -25,7 +25,7 @@ from ._shared import configure  # noqa: F401  (options for the drop-in store)
 from .errors import NotFoundError, TmsError
 
 DB_PATH = os.environ.get("TMS_JOBS_DB") or "jobs.db"
-_DB_PATH_AT_IMPORT = DB_PATH
+_PATH_AT_IMPORT = DB_PATH  # the default, until the app or in_place_of() says otherwise
 
 log = logging.getLogger("tms.jobs")
 
@@ -39,24 +39,14 @@ _USER_JOB_KEYS = ("job_id", "user_id", "action_code", "action_name", "cluster_ur
 def in_place_of(legacy_file: str) -> ModuleType:
     """This module, standing in for an app's own jobs module at `legacy_file` (its `__file__`).
     Unless TMS_JOBS_DB is set (or DB_PATH was assigned), DB_PATH becomes the file that module
-    used: `jobs.db` one directory above it, the app's root, from any working directory. The
-    app's `src/jobs.py` becomes one line:
+    used: `jobs.db` one directory above it, the app's root, from any working directory (and
+    `tms.audit_db.AUDIT_DB_PATH` the `audit.db` beside it). The app's `src/jobs.py` becomes one
+    line:
 
         import sys, tms.jobs; sys.modules[__name__] = tms.jobs.in_place_of(__file__)
     """
-    _default_to_legacy_file(legacy_file)
-    # The legacy audit module sat beside this one and kept audit.db beside jobs.db: a script
-    # that imports only src.jobs must not open an audit.db in its working directory.
-    from . import audit_db
-
-    audit_db._default_to_legacy_file(legacy_file)
+    _shared.use_legacy_files(legacy_file)
     return sys.modules[__name__]
-
-
-def _default_to_legacy_file(legacy_file: str) -> None:
-    global DB_PATH
-    if not os.environ.get("TMS_JOBS_DB") and DB_PATH == _DB_PATH_AT_IMPORT:
-        DB_PATH = _shared.legacy_path(legacy_file, "jobs.db")
 
 
 def _failed(what: str, err: Exception) -> None:
