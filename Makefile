@@ -51,14 +51,16 @@ bench: build
 	@python=$$(scripts/venv.sh) && \
 	  "$$python" bench/run.py --markdown target/bench-table.md --charts bench/charts && \
 	  "$$python" bench/route.py --markdown target/route-table.md --charts bench/charts && \
-	  scripts/with-postgres.sh "$$python" bench/postgres.py --markdown target/bench-pg-table.md
+	  scripts/with-postgres.sh "$$python" bench/postgres.py --markdown target/bench-pg-table.md && \
+	  scripts/with-postgres.sh "$$python" bench/failover.py
 
 bench-smoke: build
 	cargo build --release --example bench
 	@python=$$(scripts/venv.sh) && \
 	  "$$python" bench/run.py --quick && \
 	  "$$python" bench/route.py --quick && \
-	  scripts/with-postgres.sh "$$python" bench/postgres.py --quick
+	  scripts/with-postgres.sh "$$python" bench/postgres.py --quick && \
+	  scripts/with-postgres.sh "$$python" bench/failover.py --quick
 
 # The route benchmark alone (minutes).
 bench-route: build

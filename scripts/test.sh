@@ -50,6 +50,7 @@ cargo build --release --example bench
 "$python" bench/run.py --quick > target/bench-smoke.log
 "$python" bench/route.py --quick >> target/bench-smoke.log
 "$python" bench/postgres.py --quick >> target/bench-smoke.log
+"$python" bench/failover.py --quick >> target/bench-smoke.log 2>&1
 tail -3 target/bench-smoke.log
 
 # set -e and pipefail stopped the script at the first failing suite, so reaching here means 0 failed.
