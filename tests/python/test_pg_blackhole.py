@@ -1,8 +1,9 @@
-"""A network that silently drops every packet (no reset): the loopback interface of a private
-network namespace taken down under a store and its server. Calls fail within the URL's timeouts
-instead of hanging, a Set Action caught in it keeps its outcome and audit row until the network
-is back, and the store goes on without being reopened. Linux only (unshare -n, ip); run as root
-as the test suite is."""
+"""A network that silently drops every packet (no reset), then one that resets connections: the
+loopback interface of a private network namespace taken down under a store and its server, then
+the store's sockets aborted with `ss -K`. Calls fail within the URL's timeouts instead of
+hanging, a Set Action caught in it keeps its outcome and audit row until the network is back, a
+reset under a call in flight goes unnoticed by the caller, and the store goes on without being
+reopened. Linux only (unshare -n, ip, ss); run as root as the test suite is."""
 
 import json
 import os
@@ -60,10 +61,26 @@ with Servers() as servers, StubCluster(slow_seconds=1.0) as cluster:
     report["after"] = s.set_action({"url": cluster.base + "/tms/v1/set/action", "token": "operator-token-0123456789",
                                     "isPost": True, "postData": {"action": "PE-Enable", "cids": ["after"]}}, "alice")
     report["after_seconds"] = time.monotonic() - started
+    # Then the connections are reset under a call in flight: `ss -K` aborts the store's sockets
+    # to the server (the client sees ECONNABORTED, as on a reset), while the cluster answers.
+    answer.clear()
+    sent = len(cluster.requests)
+    t = threading.Thread(target=lambda: answer.setdefault("v", s.set_action(
+        {"url": cluster.base + "/slow", "token": "operator-token-0123456789", "isPost": True,
+         "postData": {"action": "PE-Enable", "cids": ["reset"]}}, "alice")))
+    t.start()
+    while len(cluster.requests) == sent:
+        time.sleep(0.01)
+    killed = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=", f":{server.port}"],
+                            capture_output=True, text=True)
+    report["reset_killed"] = killed.stdout.count("ESTAB")
+    t.join(timeout=60)
+    report["reset"] = answer.get("v")
     s.close()
     with tms.Store(url) as check:
         report["inflight_job"] = check.get_job(report["inflight"][1]["job_id"])["status"]
         report["audit"] = [r["customer_ids"] for r in check.audit_trail(10)]
+        report["reset_job"] = check.get_job(report["reset"][1]["job_id"])["status"]
         report["verify"] = check.verify_audit()["ok"]
 print(json.dumps(report))
 """
@@ -86,4 +103,9 @@ def test_a_silently_dropping_network_fails_calls_within_the_timeouts_and_loses_n
     assert report["after"][0] == 200 and "warning" not in report["after"][1], report["after"]
     assert report["inflight_job"] == "FAILED"
     assert report["audit"].count(["inflight"]) == 1 and report["audit"].count(["after"]) == 1, report["audit"]
+    # The reset connections: the call was answered as if nothing happened, recorded once through
+    # a fresh connection.
+    assert report["reset_killed"] >= 1, report
+    assert report["reset"][0] == 200 and "warning" not in report["reset"][1], report["reset"]
+    assert report["reset_job"] == "SUCCESS" and report["audit"].count(["reset"]) == 1, report
     assert report["verify"]
