@@ -69,6 +69,9 @@ pub(crate) struct WaitingOutcome {
     /// The audit row, until it is written: recorded with the outcome (and exactly once, by the
     /// engine's outbox or receipt), never dropped.
     audit: Option<WaitingAudit>,
+    /// The process that keeps it: a child forked meanwhile inherits the list, and must leave it
+    /// to its parent (both would write the audit row).
+    pid: u32,
 }
 
 /// An audit row kept to be written later.
@@ -497,6 +500,7 @@ impl Store {
                 let stored = secrets::redact_value(&v.answer).to_string();
                 (k.user_id.to_owned(), k.key.to_owned(), i64::from(v.answer_status), redactor.text(&stored))
             }),
+            pid: crate::process::id(),
             audit: Some(WaitingAudit {
                 user_id: caller.user_id.to_owned(),
                 action_type: action.to_owned(),
@@ -542,16 +546,28 @@ impl Store {
 
     /// Record the outcomes (with their audit rows) an unwritable store kept waiting in this
     /// process, oldest first; those that still cannot be written keep waiting, none is dropped.
+    /// The first that fails stops the round (the store is still unwritable: trying the others
+    /// would make the caller wait a timeout per outcome). Outcomes a parent process kept before
+    /// a fork are its own to record: a child forgets them.
     pub(crate) fn record_waiting_outcomes(&self) {
         // Another thread already recording them: nothing to do here.
         let waiting = match self.waiting_outcomes.try_lock() {
             Ok(mut list) if !list.is_empty() => std::mem::take(&mut *list),
             _ => return,
         };
+        let me = crate::process::id();
         let mut still = Vec::new();
-        for w in waiting {
+        let mut unwritable = false;
+        for w in waiting.into_iter().filter(|w| w.pid == me) {
+            if unwritable {
+                still.push(w);
+                continue;
+            }
             match w.record(self) {
-                Err(e) if e.kind != ErrorKind::NotFound => still.push(w),
+                Err(e) if e.kind != ErrorKind::NotFound => {
+                    unwritable = true;
+                    still.push(w);
+                }
                 _ => {}
             }
         }

@@ -184,3 +184,41 @@ def test_no_spelling_of_a_password_reaches_an_exception_or_the_tool():
             shown = out.stdout + out.stderr
             assert not any(p in shown for p in pieces), (args, shown)
             assert out.returncode == (0 if "--help" in args else 2), (args, shown)
+
+
+def test_every_idle_connection_the_server_dropped_is_replaced_not_handed_out(pg, slow):
+    """Several idle connections, all terminated: no call after that fails (each dead one used
+    to cost a call, two at a time)."""
+    store = pg.open(allowed_clusters=[slow.base], request_timeout_s=10)
+    barrier = threading.Barrier(6)
+
+    def fill():
+        barrier.wait()
+        store.create_job("alice", 1, "Trans-Begin", ["fill"])
+
+    threads = [threading.Thread(target=fill) for _ in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert terminate_store_connections() >= 2
+    for i in range(10):
+        store.create_job("alice", 1, "Trans-Begin", [f"after{i}"])
+    terminate_store_connections()
+    for i in range(3):
+        status, body = store.set_action(request(slow, "/tms/v1/set/action", f"sa{i}"), "alice")
+        assert status == 200 and "warning" not in body, body
+    store.close()
+
+
+def test_the_audit_row_of_a_sent_action_survives_its_job_row(pg, slow):
+    store = pg.open(allowed_clusters=[slow.base], request_timeout_s=10)
+    answer = {}
+    t = threading.Thread(target=lambda: answer.setdefault("v", store.set_action(request(slow, "/slow", "gone"), "alice")))
+    t.start()
+    wait_for(lambda: len(slow.requests) == 1, "the call to reach the cluster")
+    psql(pg.jobs, "DELETE FROM job_customers; DELETE FROM jobs")  # the job row lost meanwhile
+    t.join(timeout=30)
+    status, body = answer["v"]
+    assert status == 200 and "its job is gone" in body["warning"], body
+    # The action happened on the cluster: its audit row is there all the same.
+    assert pg.rows("SELECT customer_ids, status FROM audit_log") == [('["gone"]', "success")]
+    store.close()

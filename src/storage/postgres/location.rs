@@ -29,8 +29,8 @@ pub struct Location {
     pub tls: TlsMode,
     shown: String,
     /// Every spelling of the URL's password (raw, decoded, encoded; from the userinfo and from
-    /// a `password=` parameter), for [`Location::scrub`].
-    secrets: Vec<String>,
+    /// a `password=` parameter), and the pieces of a sloppy one, for [`Location::scrub`].
+    secrets: Vec<Secret>,
 }
 
 impl std::fmt::Debug for Location {
@@ -91,8 +91,18 @@ fn encode_userinfo(text: &str) -> String {
 /// holding an unencoded `@`, `/`, `:` or `%` (`postgresql://u:Hunter2@Zq9@host/db`) would
 /// otherwise end early, spill its tail into the host name and show up in "cannot connect to
 /// ..." (libpq stops at the first `@`).
-fn normalize(url: &str) -> (String, Vec<String>) {
-    let mut secrets = Vec::new();
+/// A text to keep out of messages: everywhere, or (a piece of a sloppy URL's password, which
+/// may be an ordinary word such as `word` in `Pass?word`) only where it stands as a token of its
+/// own, not inside a longer word such as "password authentication failed".
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Secret {
+    text: String,
+    anywhere: bool,
+}
+
+fn normalize(url: &str) -> (String, Vec<Secret>) {
+    let mut secrets: Vec<Secret> = Vec::new();
+    let whole = |texts: &mut Vec<Secret>, t: String| texts.push(Secret { text: t, anywhere: true });
     // A password may hold an unencoded `?` too (`u:Pass?word@host/db`): when the text before the
     // first `?` has no `@` but a later `@` is followed by a host (no `=` or `&` before the next
     // `/` or `?`), the userinfo runs to that `@`.
@@ -124,13 +134,15 @@ fn normalize(url: &str) -> (String, Vec<String>) {
                 after_user
                     .split(['@', '?', '/', '&', '=', '#', ';', ':'])
                     .filter(|piece| piece.len() >= 4 && !URL_WORDS.contains(piece))
-                    .flat_map(|piece| [piece.to_owned(), percent_decode(piece)]),
+                    .flat_map(|piece| [piece.to_owned(), percent_decode(piece)])
+                    .map(|text| Secret { text, anywhere: false }),
             );
         }
     }
     for pair in query.unwrap_or("").split('&') {
         if let Some(("password", value)) = pair.split_once('=') {
-            secrets.extend([value.to_owned(), percent_decode(value)]);
+            whole(&mut secrets, value.to_owned());
+            whole(&mut secrets, percent_decode(value));
         }
     }
     let rebuilt = match before_query.split_once("://") {
@@ -143,7 +155,9 @@ fn normalize(url: &str) -> (String, Vec<String>) {
                 let mut out = format!("{scheme}://{}", encode_userinfo(user));
                 if let Some(p) = password {
                     let encoded = encode_userinfo(p);
-                    secrets.extend([p.to_owned(), percent_decode(p), encoded.clone()]);
+                    for t in [p.to_owned(), percent_decode(p), encoded.clone()] {
+                        whole(&mut secrets, t);
+                    }
                     out.push(':');
                     out.push_str(&encoded);
                 }
@@ -154,9 +168,9 @@ fn normalize(url: &str) -> (String, Vec<String>) {
         },
         None => before_query.to_owned(),
     };
-    secrets.retain(|s| !s.is_empty());
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets.dedup();
+    secrets.retain(|s| !s.text.is_empty());
+    secrets.sort_by_key(|s| (std::cmp::Reverse(s.text.len()), !s.anywhere));
+    secrets.dedup_by(|a, b| a.text == b.text);
     let url = match query {
         Some(q) => format!("{rebuilt}?{q}"),
         None => rebuilt,
@@ -204,11 +218,28 @@ const URL_WORDS: &[&str] = &[
 ];
 
 /// `message` with every spelling of a password in `secrets` replaced.
-fn scrub_with(secrets: &[String], message: &str) -> String {
+fn scrub_with(secrets: &[Secret], message: &str) -> String {
     let mut out = message.to_owned();
     for s in secrets {
-        out = out.replace(s.as_str(), "[REDACTED]");
+        out = if s.anywhere { out.replace(s.text.as_str(), "[REDACTED]") } else { replace_tokens(&out, &s.text) };
     }
+    out
+}
+
+/// `text` with each occurrence of `piece` that is not part of a longer word (letters or digits
+/// on either side) replaced.
+fn replace_tokens(text: &str, piece: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(piece) {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + piece.len()..].chars().next();
+        let inside_word = before.is_some_and(char::is_alphanumeric) || after.is_some_and(char::is_alphanumeric);
+        out.push_str(&rest[..at]);
+        out.push_str(if inside_word { piece } else { "[REDACTED]" });
+        rest = &rest[at + piece.len()..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -230,7 +261,7 @@ impl Location {
         scrub_with(&self.secrets, message)
     }
 
-    fn parse_normalized(url: &str, secrets: &[String]) -> Result<Location> {
+    fn parse_normalized(url: &str, secrets: &[Secret]) -> Result<Location> {
         let invalid = |why: String| Error::new(ErrorKind::InvalidInput, format!("invalid PostgreSQL URL: {why}"));
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut mode: Option<String> = None;
@@ -332,6 +363,8 @@ mod tests {
             assert!(matches!(&l.config.get_hosts()[0], postgres::config::Host::Tcp(h) if h == host), "{url}");
             assert!(!format!("{l:?}").contains("Zq9") && !l.shown().contains("Hunter"), "{url}");
             assert!(!l.scrub(url).contains("Zq9"), "{url}: {}", l.scrub(url));
+            // A piece of a sloppy password that is also a word is kept inside other words.
+            assert!(l.scrub("FATAL: password authentication failed").contains("password authentication"));
         }
         let l = Location::parse("postgresql://u:p%40ss@h/d").unwrap();
         assert_eq!(l.config.get_password(), Some(&b"p@ss"[..]));

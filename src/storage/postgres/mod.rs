@@ -41,7 +41,12 @@ pub(crate) fn pg_error(e: postgres::Error) -> Error {
         }
         Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => ErrorKind::Full,
         Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => ErrorKind::ReadOnly,
-        Some(c) if c.code().starts_with("08") || c.code().starts_with("28") || *c == SqlState::INVALID_CATALOG_NAME => {
+        // 57P0x: the server is shutting down, restarting or terminated the session.
+        Some(c) if c.code().starts_with("08")
+            || c.code().starts_with("28")
+            || c.code().starts_with("57P")
+            || *c == SqlState::INVALID_CATALOG_NAME =>
+        {
             ErrorKind::CantOpen
         }
         Some(_) => ErrorKind::Database,
@@ -180,11 +185,16 @@ impl PostgresEngine {
     /// failover: its connections go too, and a fresh one finds the new primary through the
     /// URL's host list and `target_session_attrs=read-write`.
     fn gone(&self, conn: &mut pool::Pooled<'_>, error: &Error) -> bool {
-        if error.kind == ErrorKind::ReadOnly {
+        let lost = if error.kind == ErrorKind::ReadOnly {
             conn.discard();
-            return true;
+            true
+        } else {
+            conn.lost()
+        };
+        if lost {
+            self.pool.drop_idle();
         }
-        conn.lost()
+        lost
     }
 }
 
@@ -353,8 +363,10 @@ impl Engine for PostgresEngine {
             if let Some((key, status, body)) = answer {
                 requests::store_answer(tx, cache, key, status, body)?;
             }
+            // The audit row of an action that was sent is written even when its job is gone
+            // (the caller then hears NotFound about the job, not about the row).
             if let Some(row) = audit_row {
-                if found && requests::claim_audit_receipt(tx, cache, outcome.job_id)? {
+                if requests::claim_audit_receipt(tx, cache, outcome.job_id)? {
                     let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
                     requests::set_audit_receipt(tx, cache, outcome.job_id, id)?;
                 }

@@ -123,6 +123,15 @@ impl Pool {
         }
     }
 
+    /// Close every idle connection: one was found lost, so the server restarted, failed over or
+    /// cut its sessions, and the others most likely went with it (each would cost a call its
+    /// first attempt, a silently cut one seconds).
+    pub fn drop_idle(&self) {
+        let mut idle = self.lock();
+        Self::adopt(&mut idle, crate::process::id());
+        idle.clients.clear();
+    }
+
     pub fn put(&self, conn: Conn) {
         let mut idle = self.lock();
         Self::adopt(&mut idle, crate::process::id());
@@ -168,8 +177,9 @@ fn still_open(client: &mut Client) -> bool {
     if client.is_closed() {
         return false;
     }
-    let _ = fallible_iterator::FallibleIterator::next(&mut client.notifications().iter());
-    !client.is_closed()
+    // An error read here is the connection's end (a terminated backend's FATAL arrives as one).
+    let polled = fallible_iterator::FallibleIterator::next(&mut client.notifications().iter()).is_ok();
+    polled && !client.is_closed()
 }
 
 impl Pooled<'_> {

@@ -27,7 +27,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const V2: &str = r#"
 ALTER TABLE jobs ADD COLUMN set_action_job BOOLEAN NOT NULL DEFAULT false;
 CREATE TABLE set_action_audit_receipts (
-    job_id TEXT PRIMARY KEY REFERENCES jobs (job_id),
+    job_id TEXT PRIMARY KEY,  -- no foreign key: a sent action's audit row outlives a lost job row
     audit_id BIGINT
 );
 "#;
@@ -71,6 +71,14 @@ BEGIN
             head_hash TEXT;
             new_id BIGINT;
         BEGIN
+            -- The library's own row types (a reset, a legacy digest, an adoption) only for the
+            -- owner's sessions: an app role holding the HMAC key must not forge one.
+            IF p_action_type IN ('audit_reset', 'audit_legacy_digest', 'audit_adopt_unchained')
+               AND NOT pg_catalog.pg_has_role(session_user,
+                       (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'audit_log'::regclass), 'MEMBER') THEN
+                RAISE EXCEPTION 'action type %% is written only by the schema owner''s own operations', p_action_type
+                    USING ERRCODE = '42501';
+            END IF;
             SELECT seq, hash INTO head_seq, head_hash FROM audit_chain_head FOR UPDATE;
             IF p_seq IS DISTINCT FROM head_seq + 1 OR (head_seq > 0 AND p_prev IS DISTINCT FROM head_hash) THEN
                 RAISE EXCEPTION 'audit append does not extend the chain''s head (seq %%)', head_seq

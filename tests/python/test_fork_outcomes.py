@@ -1,0 +1,52 @@
+"""A Set Action's outcome kept waiting (both files locked past the busy timeout) when the
+process forks: only the process that kept it records it, so its audit row is written once."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, rows
+
+SCRIPT = r"""
+import json, os, sys, time
+sys.path[:0] = [os.path.join(ROOT, "bindings", "python"), os.path.join(ROOT, "bindings", "python", "examples")]
+import tms
+from stub_cluster import StubCluster
+
+jobs_db, audit_db = sys.argv[1], sys.argv[2]
+with StubCluster(slow_seconds=1.0) as cluster:
+    s = tms.Store(jobs_db, audit_db, allowed_clusters=[cluster.base], busy_timeout_ms=50, request_timeout_s=5)
+    holder = tms.Store(jobs_db, audit_db)
+    import threading
+    # Another store of the process holds both files' write locks while the cluster answers.
+    lockers = [threading.Thread(target=holder.hold_write_lock, args=(f, 3500)) for f in ("jobs", "audit")]
+    answer = {}
+    t = threading.Thread(target=lambda: answer.setdefault("v", s.set_action(
+        {"url": cluster.base + "/slow", "token": "operator-token-0123456789", "isPost": True,
+         "postData": {"action": "PE-Enable", "cids": ["c1"]}}, "alice")))
+    t.start()
+    while not cluster.requests:
+        time.sleep(0.01)
+    [l.start() for l in lockers]
+    t.join()
+    [l.join() for l in lockers]
+    assert "waits with it" in answer["v"][1]["warning"], answer
+    pid = os.fork()
+    if pid == 0:  # the child: the outcome is its parent's
+        s.recover_interrupted()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    s.recover_interrupted()
+    print(json.dumps(answer["v"][1]["job_id"]))
+"""
+
+
+def test_a_forked_child_leaves_the_parents_waiting_outcome_alone(tmp_path):
+    jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
+    out = subprocess.run([sys.executable, "-c", f"ROOT = {ROOT!r}\n" + SCRIPT, jobs_db, audit_db],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_id = json.loads(out.stdout.splitlines()[-1])
+    assert rows(jobs_db, f"SELECT status FROM jobs WHERE job_id = '{job_id}'") == [("SUCCESS",)]
+    assert rows(audit_db, "SELECT COUNT(*) FROM audit_log WHERE customer_ids = '[\"c1\"]'") == [(1,)]
