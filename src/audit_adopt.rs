@@ -10,7 +10,8 @@
 //! Here: the adoption row's text, its parsing, the reason's checks and the ids' ranges. The
 //! walk that finds the rows is `audit_chain::Verifier`; the writes are the engines'.
 
-use crate::audit_chain::{ADOPT_ACTION, Commitment};
+use crate::audit_chain::{ADOPT_ACTION, Commitment, NotAdoptable, Verifier};
+use crate::model::Adoption;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::AuditRecord;
 
@@ -78,6 +79,49 @@ pub fn note(commitment: &Commitment, ids: &IdRanges, after_seq: i64, reason: &st
 pub fn commitment_of(note: &str) -> Option<Commitment> {
     let (commitment, _) = note.split_once(";ids=")?;
     Commitment::parse(commitment)
+}
+
+/// What an adoption writes, found by walking the whole log (`verifier` has seen every row) with
+/// the chain's head held locked by the engine (`head`: its seq and hash).
+pub struct Plan {
+    pub note: String,
+    pub rows: i64,
+    pub ids: String,
+    pub after_seq: i64,
+}
+
+impl Plan {
+    /// The adoption's report, once its row is written as `marker_id`.
+    pub fn adoption(self, marker_id: i64) -> Adoption {
+        Adoption { adopted: self.rows, ids: self.ids, after_seq: self.after_seq, marker_id, marker_seq: self.after_seq + 1 }
+    }
+}
+
+/// The plan, or the refusal (nothing written): nothing to adopt, a log broken beyond its
+/// unchained rows, or a head record that is not the log's last chained row.
+pub fn plan(verifier: Verifier<'_>, head: (i64, &str), reason: &str) -> Result<Plan> {
+    let found = match verifier.finish_for_adoption() {
+        Ok(found) => found,
+        Err(NotAdoptable::Nothing) => return Err(nothing_to_adopt()),
+        Err(NotAdoptable::Broken(problem)) => return Err(broken(&problem)),
+    };
+    if found.head.seq != head.0 || found.head.hash != head.1 {
+        return Err(Error::new(
+            ErrorKind::AuditChainBroken,
+            format!(
+                "the chain's head record (seq {}) is not the log's last chained row (seq {}); nothing was adopted \
+                 (run verify-audit)",
+                head.0, found.head.seq
+            ),
+        ));
+    }
+    let commitment = found.tail.digest.finish();
+    Ok(Plan {
+        note: note(&commitment, &found.tail.ids, head.0, reason),
+        rows: commitment.rows,
+        ids: found.tail.ids.text(),
+        after_seq: head.0,
+    })
 }
 
 /// The adoption row.

@@ -402,7 +402,7 @@ impl Store {
         let created_at = clock::local_iso(SystemTime::now());
         // Stored without the token or any field named like a credential, as the legacy stored
         // it (`json.dumps`).
-        let payload = req.post_data.as_ref().map(|p| redactor.text(&wire::python_json(&secrets::redact_value(p))));
+        let payload = req.post_data.as_ref().map(|p| redactor.text(&wire::python_json(&secrets::redacted(p))));
         // A careless caller may put the token or another secret in the URL too (`?access_token=`).
         let url = redactor.text(&secrets::redact_url(&req.url));
         let record = JobRecord {
@@ -494,10 +494,11 @@ impl Store {
             status: v.job_status,
             http_status: v.job_http_status,
             error_message: error_message.clone(),
-            // Stored: also without fields the cluster's answer names like credentials.
-            response_summary: v.response_summary.as_deref().map(|s| redactor.text(&secrets::redact_json_text(s))),
+            // Stored: also without fields the cluster's answer names like credentials (the
+            // summary is redacted so where classify writes it).
+            response_summary: v.response_summary.as_deref().map(|s| redactor.text(s)),
             answer: caller.key.map(|k| {
-                let stored = secrets::redact_value(&v.answer).to_string();
+                let stored = secrets::redacted(&v.answer).to_string();
                 (k.user_id.to_owned(), k.key.to_owned(), i64::from(v.answer_status), redactor.text(&stored))
             }),
             pid: crate::process::id(),

@@ -55,7 +55,8 @@ pub fn classify(up: &Upstream, job_id: Option<&str>, timeout_s: u64, limit: u64)
             };
             match parsed {
                 Ok(data) => {
-                    let summary = data.to_string();
+                    // What is stored of the answer: without fields named like credentials.
+                    let summary = crate::net::secrets::redacted(&data).to_string();
                     let answer = with_job(
                         json!({"status": "success", "data": data, "httpStatus": status}),
                         job_id,

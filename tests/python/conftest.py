@@ -138,6 +138,24 @@ def store(loc):
     s.close()
 
 
+@pytest.fixture
+def cluster():
+    """A stub cluster on loopback (bindings/python/examples/stub_cluster.py); suites that need
+    another one (slower answers, bigger bodies) define their own."""
+    from stub_cluster import StubCluster
+
+    with StubCluster() as c:
+        yield c
+
+
+@pytest.fixture
+def cluster_store(loc, cluster):
+    """A store allowed to call the stub cluster."""
+    s = loc.open(allowed_clusters=[cluster.base], request_timeout_s=5, connect_timeout_s=5)
+    yield s
+    s.close()
+
+
 def rows(path, sql):
     con = sqlite3.connect(path)
     try:

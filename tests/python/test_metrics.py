@@ -14,19 +14,6 @@ TOKEN = "metrics-bearer-token-0123456789"
 BUCKETS = ("0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "+Inf")
 
 
-@pytest.fixture
-def cluster():
-    with StubCluster() as c:
-        yield c
-
-
-@pytest.fixture
-def store(loc, cluster):
-    s = loc.open(allowed_clusters=[cluster.base], request_timeout_s=5, connect_timeout_s=5)
-    yield s
-    s.close()
-
-
 def request(cluster, path="/tms/v1/set/action", cids=("c1",)):
     return {"url": cluster.base + path, "token": TOKEN, "isPost": True,
             "postData": {"action": "Trans-Begin", "cids": list(cids)}}
@@ -43,19 +30,19 @@ def value(samples, name, **labels):
     return samples[(name, frozenset(labels.items()))]
 
 
-def test_metrics_after_real_set_actions(store, cluster, loc):
-    before, _ = parse(store.metrics())
-    assert store.set_action(request(cluster), "alice", None, idempotency_key="k1")[0] == 200
-    assert store.set_action(request(cluster), "alice", None, idempotency_key="k1")[0] == 200  # a repeat
-    assert store.set_action(request(cluster, cids=("c2",)), "alice")[0] == 200
-    assert store.set_action(request(cluster, "/fail"), "bob")[1]["status"] == "success"  # the job FAILED
-    assert store.set_action(request(cluster, "/unauthorized"), "bob")[0] == 401
-    assert store.set_action(dict(request(cluster), url="http://127.0.0.1:9/x"), "bob")[0] == 403  # refused
-    assert store.set_action("not json", "bob")[0] == 400  # refused
+def test_metrics_after_real_set_actions(cluster_store, cluster, loc):
+    before, _ = parse(cluster_store.metrics())
+    assert cluster_store.set_action(request(cluster), "alice", None, idempotency_key="k1")[0] == 200
+    assert cluster_store.set_action(request(cluster), "alice", None, idempotency_key="k1")[0] == 200  # a repeat
+    assert cluster_store.set_action(request(cluster, cids=("c2",)), "alice")[0] == 200
+    assert cluster_store.set_action(request(cluster, "/fail"), "bob")[1]["status"] == "success"  # the job FAILED
+    assert cluster_store.set_action(request(cluster, "/unauthorized"), "bob")[0] == 401
+    assert cluster_store.set_action(dict(request(cluster), url="http://127.0.0.1:9/x"), "bob")[0] == 403  # refused
+    assert cluster_store.set_action("not json", "bob")[0] == 400  # refused
     # A GET of status data is proxied, and is no Set Action: not counted.
-    assert store.set_action({"url": cluster.base + "/tms/v1/status", "token": TOKEN}, "bob")[0] == 200
+    assert cluster_store.set_action({"url": cluster.base + "/tms/v1/status", "token": TOKEN}, "bob")[0] == 200
 
-    text = store.metrics()
+    text = cluster_store.metrics()
     after, types = parse(text)
     assert types == {"tms_jobs": "gauge", "tms_set_actions": "counter", "tms_set_action_duration_seconds": "histogram",
                      "tms_audit_rows": "gauge", "tms_audit_outbox_pending": "gauge"}, types
@@ -81,7 +68,7 @@ def test_metrics_after_real_set_actions(store, cluster, loc):
     assert TOKEN not in text
 
 
-def test_label_values_are_escaped(store, loc):
+def test_label_values_are_escaped(cluster_store, loc):
     odd = 'we"ird \\ status\nline'
     if loc.is_postgres:
         psql(loc.jobs, "INSERT INTO jobs (job_id, user_id, action_code, action_name, created_at, status) "
@@ -92,18 +79,18 @@ def test_label_values_are_escaped(store, loc):
             con.execute("INSERT INTO jobs (job_id, user_id, action_code, action_name, created_at, status) "
                         "VALUES ('odd', 'legacy', 1, 'Trans-Begin', '2026-12-01', ?)", (odd,))
         con.close()
-    text = store.metrics()
+    text = cluster_store.metrics()
     assert 'tms_jobs{status="we\\"ird \\\\ status\\nline"} 1' in text
     samples, _ = parse(text)
     assert value(samples, "tms_jobs", status=odd) == 1
 
 
 @pytest.mark.sqlite_only
-def test_outbox_pending_is_read_from_jobs_db(store, loc):
+def test_outbox_pending_is_read_from_jobs_db(cluster_store, loc):
     con = sqlite3.connect(loc.jobs)
     with con:
         con.execute("INSERT INTO audit_outbox (delivery_key, record, audit_id_hint) VALUES ('k', '{}', NULL)")
-    samples, _ = parse(store.metrics())
+    samples, _ = parse(cluster_store.metrics())
     assert value(samples, "tms_audit_outbox_pending") == 1
     with con:
         con.execute("DELETE FROM audit_outbox")

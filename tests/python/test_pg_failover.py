@@ -58,10 +58,6 @@ def collect(stop, procs):
     return answers
 
 
-def wait_for_answers(procs_answers_file_count, seconds):
-    time.sleep(seconds)
-
-
 def check_store(server_psql, answers, after):
     """Every 200 answer: job with its outcome, exactly one audit row; and calls answered 200 again
     after `after` (the server back) without the store being reopened."""

@@ -8,7 +8,7 @@ use super::pg_error;
 use super::pool::Cache;
 use crate::audit_adopt;
 use crate::audit_chain::{
-    Cell, ChainKey, ChainRow, CheckedHead, Commitment, LegacyDigest, NotAdoptable, RESERVED_ACTIONS, Verifier,
+    Cell, ChainKey, ChainRow, CheckedHead, Commitment, LegacyDigest, RESERVED_ACTIONS, Verifier,
     check_append, link,
 };
 use crate::error::{Error, Result};
@@ -180,23 +180,9 @@ pub fn adopt(tx: &mut postgres::Transaction<'_>, cache: &mut Cache, key: &ChainK
     tx.batch_execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE").map_err(pg_error)?;
     let mut verifier = Verifier::new(key);
     walk(tx, &mut verifier, &mut |_| {})?;
-    let found = match verifier.finish_for_adoption() {
-        Ok(found) => found,
-        Err(NotAdoptable::Nothing) => return Err(audit_adopt::nothing_to_adopt()),
-        Err(NotAdoptable::Broken(problem)) => return Err(audit_adopt::broken(&problem)),
-    };
-    if found.head.seq != head.0 || found.head.hash != head.1 {
-        return Err(Error::new(
-            crate::ErrorKind::AuditChainBroken,
-            format!("the chain's head record (seq {}) is not the log's last chained row (seq {}); nothing was adopted", head.0, found.head.seq),
-        ));
-    }
-    let ids = found.tail.ids.text();
-    let commitment = found.tail.digest.finish();
-    let note = audit_adopt::note(&commitment, &found.tail.ids, head.0, reason);
-    let after_seq = head.0;
-    let marker_id = append(tx, cache, &audit_adopt::record(timestamp, &note), key, checked, Some(head))?;
-    Ok(Adoption { adopted: commitment.rows, ids, after_seq, marker_id, marker_seq: after_seq + 1 })
+    let plan = audit_adopt::plan(verifier, (head.0, &head.1), reason)?;
+    let marker_id = append(tx, cache, &audit_adopt::record(timestamp, &plan.note), key, checked, Some(head))?;
+    Ok(plan.adoption(marker_id))
 }
 
 const VERIFY: &str = concat!("SELECT ", columns!(), " FROM audit_log ORDER BY id");

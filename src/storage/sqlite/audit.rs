@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::schema::AUDIT_TRIGGERS;
 use crate::audit_adopt;
 use crate::audit_chain::{
-    Cell, ChainKey, ChainRow, CheckedHead, Commitment, DIGEST_ACTION, GENESIS, LegacyDigest, NotAdoptable,
+    Cell, ChainKey, ChainRow, CheckedHead, Commitment, DIGEST_ACTION, GENESIS, LegacyDigest,
     RESERVED_ACTIONS, RESET_USER, Verifier, check_append, link, reset_note, reset_record,
 };
 use crate::error::{Error, ErrorKind, Result};
@@ -332,24 +332,14 @@ fn walk(conn: &Connection, verifier: &mut Verifier<'_>, progress: &mut dyn FnMut
 pub fn adopt(conn: &Connection, key: &ChainKey, checked: &CheckedHead, timestamp: &str, reason: &str) -> Result<Adoption> {
     let Some(head_row) = head(conn)? else { return Err(audit_adopt::nothing_to_adopt()) };
     check_key(conn, &head_row, key, checked)?;
+    let (Some(seq), Some(hash)) = (head_row.seq, head_row.hash.as_deref()) else {
+        return Err(audit_adopt::nothing_to_adopt());
+    };
     let mut verifier = Verifier::new(key);
     walk(conn, &mut verifier, &mut |_| {})?;
-    let found = match verifier.finish_for_adoption() {
-        Ok(found) => found,
-        Err(NotAdoptable::Nothing) => return Err(audit_adopt::nothing_to_adopt()),
-        Err(NotAdoptable::Broken(problem)) => return Err(audit_adopt::broken(&problem)),
-    };
-    if head_row.seq != Some(found.head.seq) || head_row.hash.as_deref() != Some(found.head.hash.as_str()) {
-        return Err(Error::new(
-            ErrorKind::AuditChainBroken,
-            "the chain's highest seq is not the log's last chained row; nothing was adopted (run verify-audit)",
-        ));
-    }
-    let ids = found.tail.ids.text();
-    let commitment = found.tail.digest.finish();
-    let note = audit_adopt::note(&commitment, &found.tail.ids, found.head.seq, reason);
-    let marker_id = append(conn, &audit_adopt::record(timestamp, &note), key, checked)?;
-    Ok(Adoption { adopted: commitment.rows, ids, after_seq: found.head.seq, marker_id, marker_seq: found.head.seq + 1 })
+    let plan = audit_adopt::plan(verifier, (seq, hash), reason)?;
+    let marker_id = append(conn, &audit_adopt::record(timestamp, &plan.note), key, checked)?;
+    Ok(plan.adoption(marker_id))
 }
 
 /// Walk the log in id order (see `audit_chain::Verifier`).
