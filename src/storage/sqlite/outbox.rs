@@ -4,8 +4,9 @@
 //! A Set Action's outcome commits in jobs.db on its own, with its audit row in the outbox, so a
 //! busy, full or read-only audit.db can never leave an answered job IN_PROGRESS. Delivery then
 //! copies each row into audit.db together with a receipt (its delivery key) in one audit.db
-//! transaction, and removes it from the outbox in a second, jobs.db transaction. A crash between
-//! the two leaves a row whose receipt says it was delivered: the next delivery only removes it.
+//! transaction; a later jobs.db write removes it from the outbox (`settle`: no commit, and so no
+//! sync, of its own). Until then, or after a crash between the two, the row's receipt says it was
+//! delivered: every delivery skips it and only removes it.
 //!
 //! Exactly once, whichever processes deliver at the same time, rests on two rules:
 //! - the outbox is read inside the audit.db write transaction, so no deliverer acts on a stale
@@ -105,6 +106,12 @@ pub fn remove(conn: &Connection, rows: &[(i64, String)]) -> Result<()> {
 /// Whether anything waits (jobs.db): the cheap look before taking audit.db's write lock.
 pub fn is_empty(conn: &Connection) -> Result<bool> {
     Ok(!conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM audit_outbox)")?.query_row([], |r| r.get::<_, bool>(0))?)
+}
+
+/// Every waiting row's delivery key (jobs.db).
+pub fn keys(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT delivery_key FROM audit_outbox ORDER BY id")?;
+    Ok(stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Whether audit.db already has this row (audit.db).

@@ -230,6 +230,11 @@ impl Pool {
         })
     }
 
+    /// The file this pool opens.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
     /// Ok when the file may be written.
     pub fn check_writable(&self) -> Result<()> {
         self.read_only().map_or(Ok(()), Err)
@@ -301,6 +306,38 @@ pub fn check_version(path: &Path, max_version: i64) -> Result<()> {
         Ok(version) if version > max_version => Err(super::schema::too_new(path, version, max_version)),
         _ => Ok(()),
     }
+}
+
+/// Sync the file's WAL to disk now, through SQLite's own file object (so any VFS in between sees
+/// it as the sync it is). At NORMAL a commit reaches the disk only at the next checkpoint; this
+/// is how a commit in one file is made durable before a dependent commit in the other (see
+/// `settle`). Every connection of a pool is in WAL mode and has read the file, so its WAL is open.
+pub fn sync_wal(pool: &Pool) -> Result<()> {
+    use rusqlite::ffi;
+    let conn = pool.get()?;
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: `conn` is held for the whole call, so its handle and the pager's WAL file object
+    // stay alive; JOURNAL_POINTER writes one `sqlite3_file*` into `file`; xSync is called on that
+    // object with a documented flag, as SQLite's pager itself does.
+    let rc = unsafe {
+        let rc = ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+            (&raw mut file).cast(),
+        );
+        if rc != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
+            return Err(Error::new(ErrorKind::Database, format!("{}: no WAL file open to sync", pool.path().display())));
+        }
+        match (*(*file).pMethods).xSync {
+            Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL),
+            None => ffi::SQLITE_MISUSE,
+        }
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(Error::new(ErrorKind::Database, format!("{}: syncing the WAL failed (SQLite code {rc})", pool.path().display())));
+    }
+    Ok(())
 }
 
 /// Copy the database behind `conn` to `to` with SQLite's online backup: a few pages at a time,
