@@ -262,6 +262,17 @@ impl Engine for PostgresEngine {
     fn audit_commits_with_outcome(&self) -> bool {
         true
     }
+    fn insert_set_action_audit(&self, job_id: &str, row: &AuditRecord<'_>) -> Result<()> {
+        // Not reached by Set Actions here (their audit row only ever commits with the outcome),
+        // but it keeps the same promise: once per job, behind the job's receipt.
+        self.write(Replay::Safe, |tx, cache| {
+            if requests::claim_audit_receipt(tx, cache, job_id)? {
+                let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
+                requests::set_audit_receipt(tx, cache, job_id, id)?;
+            }
+            Ok(())
+        })
+    }
     fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
         self.read(|c, cache| audit::trail(c, cache, filter, limit))
     }

@@ -188,12 +188,25 @@ impl Engine for SqliteEngine {
         self.retry_waiting_delivery();
         Ok(id)
     }
+    fn insert_set_action_audit(&self, job_id: &str, row: &AuditRecord<'_>) -> Result<()> {
+        // Written with the receipt its outbox copy would get: if the outcome's commit that
+        // failed did reach the WAL after all (an I/O error after the write), its outbox row is
+        // recognised as delivered instead of being written a second time.
+        let key = outbox::set_action_key(job_id);
+        write(&self.audit, |tx| {
+            if !outbox::receipted(tx, &key)? {
+                let id = audit::insert(tx, row, &self.chain, &self.checked_head)?;
+                outbox::receipt(tx, &key, id)?;
+            }
+            Ok(())
+        })
+    }
     fn insert_audit_durably(&self, row: &AuditRecord<'_>) -> Result<AuditDelivery> {
         // Refuse what audit::insert would refuse before it waits in the outbox for ever.
         if crate::audit_chain::RESERVED_ACTIONS.contains(&row.action_type) {
             return Err(Error::invalid(format!("action_type {:?} is reserved", row.action_type)));
         }
-        match self.write_jobs_settling(|tx| outbox::add(tx, row)) {
+        match self.write_jobs_settling(|tx| outbox::add(tx, row, None)) {
             Ok(_) => Ok(self.deliver_after_queueing()),
             // jobs.db cannot keep it: write it straight to the audit log instead.
             Err(_) => self.insert_audit(row).map(|_| AuditDelivery::Delivered),
@@ -300,7 +313,7 @@ impl Engine for SqliteEngine {
                 set_action::store_answer(tx, key, status, body)?;
             }
             if let Some(audit) = audit {
-                outbox::add(tx, audit)?;
+                outbox::add(tx, audit, Some(outbox::set_action_key(outcome.job_id)))?;
             }
             Ok(found)
         })?;

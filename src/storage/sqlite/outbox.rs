@@ -72,9 +72,20 @@ pub struct Entry {
     pub audit_id_hint: Option<i64>,
 }
 
-/// Put a row in the outbox (inside the caller's jobs.db transaction); returns its delivery key.
-pub fn add(conn: &Connection, row: &AuditRecord<'_>) -> Result<String> {
-    let key = crate::uuid::new_v4()?;
+/// A Set Action's audit row has one delivery key, the same in the outbox and in a direct write
+/// (see `SqliteEngine::insert_set_action_audit`), so it reaches the audit log once whichever way
+/// it goes first.
+pub fn set_action_key(job_id: &str) -> String {
+    format!("job:{job_id}")
+}
+
+/// Put a row in the outbox (inside the caller's jobs.db transaction) under `key`, or a fresh
+/// random key; returns the key.
+pub fn add(conn: &Connection, row: &AuditRecord<'_>, key: Option<String>) -> Result<String> {
+    let key = match key {
+        Some(key) => key,
+        None => crate::uuid::new_v4()?,
+    };
     let record = serde_json::to_string(&PendingAudit::from_record(row))?;
     conn.prepare_cached("INSERT INTO audit_outbox (delivery_key, record) VALUES (?1, ?2)")?
         .execute(params![key, record])?;
