@@ -463,9 +463,20 @@ impl Store {
     /// ```
     pub fn backup_to(&self, dir: impl AsRef<Path>, mut progress: impl FnMut(u64, u64)) -> Result<Vec<std::path::PathBuf>> {
         let dir = dir.as_ref();
+        // The directories made here must survive a power cut with the files in them: each new
+        // one's entry is synced in its parent once the backup is done (SQLite syncs only the
+        // directory holding the files).
+        let new_dirs: Vec<&Path> = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::new(ErrorKind::CantOpen, format!("cannot create {}: {e}", dir.display())))?;
-        self.engine.backup(dir, &mut progress)
+        let files = self.engine.backup(dir, &mut progress)?;
+        for parent in new_dirs.iter().filter_map(|d| d.parent()) {
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::new(ErrorKind::Database, format!("cannot sync the directory {}: {e}", parent.display())))?;
+        }
+        Ok(files)
     }
 
     /// The cached status data for (cid, app), or None when missing or older than `ttl_seconds`.

@@ -348,6 +348,11 @@ pub fn backup(conn: &Connection, to: &Path, progress: &mut dyn FnMut(u64, u64)) 
         return Err(Error::invalid(format!("{} exists already: back up into a new directory", to.display())));
     }
     let mut dest = Connection::open(to).map_err(|e| Error::from(e).context(&format!("cannot create {}", to.display())))?;
+    // EXTRA: the commit also syncs the directory after deleting its rollback journal. At FULL a
+    // power cut right after the backup could bring the journal back (its deletion not yet on
+    // disk) and the next open would roll the whole copy back to an empty file; the same sync
+    // makes the new file's own directory entry durable.
+    dest.pragma_update(None, "synchronous", "EXTRA")?;
     {
         let backup = rusqlite::backup::Backup::new(conn, &mut dest)?;
         loop {
