@@ -205,13 +205,17 @@ enum TmsStatus tms_verify_audit(const struct TmsStore *store,
 // A signed checkpoint of the audit log's head, to ship somewhere this host cannot rewrite.
 // `signing_key` is the text of the private key file `tms keygen` writes (one line
 // `PRIVATE+KEY+NAME+ID+BASE64`); it is read, never stored, copied into an error message or
-// logged. The whole log is verified first and only a log that verifies is signed.
+// logged. `previous_checkpoint` (may be NULL) is the last checkpoint this key signed, as shipped:
+// when given, the log must still extend it, so a log rewritten below it is never signed over.
+// The whole log is verified first and only a log that verifies is signed.
 //
 // On success `*out_checkpoint` receives the checkpoint, a C2SP signed note: `NAME\nSEQ\nHASH\n
 // time RFC3339\n\n` then the signature line, an em dash (U+2014), a space, `NAME BASE64SIG\n`
 // (the log's name, the head's chain seq and hash, the UTC time, then the Ed25519 signature), owned by the caller (free with `tms_string_free`); on
 // failure it is left untouched: TMS_STATUS_INVALID_INPUT for a key that is not a checkpoint
-// private key, TMS_STATUS_AUDIT_CHAIN_BROKEN when the log does not verify,
+// private key, TMS_STATUS_CHECKPOINT_INVALID when `previous_checkpoint` is not one this key
+// signed, TMS_STATUS_AUDIT_CHAIN_BROKEN when the log does not verify (or no longer extends
+// `previous_checkpoint`),
 // TMS_STATUS_AUDIT_KEY_MISMATCH when its rows are HMAC-keyed and the store has no key,
 // TMS_STATUS_NOT_FOUND when no row is chained yet. Thread-safe (it reads the log like
 // `tms_verify_audit`).
@@ -220,6 +224,7 @@ enum TmsStatus tms_verify_audit(const struct TmsStore *store,
 // Pointers are NULL or valid; `store` is an open handle.
 enum TmsStatus tms_audit_checkpoint(const struct TmsStore *store,
                                     const char *signing_key,
+                                    const char *previous_checkpoint,
                                     char **out_checkpoint);
 
 // Whether the audit log still extends a signed checkpoint (from `tms_audit_checkpoint` or

@@ -422,36 +422,48 @@ impl Store {
 
     /// A signed checkpoint of the audit log's head, to ship somewhere the log's host cannot
     /// rewrite (see [`crate::audit_checkpoint`] for the format). `signing_key` is the private key
-    /// file's text (`tms keygen`); it is never quoted in an error. The whole log is verified
-    /// first and only a log that verifies is signed: [`ErrorKind::AuditChainBroken`] when it does
-    /// not, [`ErrorKind::AuditKeyMismatch`] when its rows are HMAC-keyed and this store has no
-    /// key, [`ErrorKind::NotFound`] when no row is chained yet, [`ErrorKind::InvalidInput`] for a
-    /// signing key that is not one.
+    /// file's text (`tms keygen`); it is never quoted in an error. `previous` is the last
+    /// checkpoint this key signed (as shipped): when given, the log must still extend it, so a
+    /// rewrite below it is never signed over. The whole log is verified first and only a log
+    /// that verifies is signed: [`ErrorKind::AuditChainBroken`] when it does not (or no longer
+    /// extends `previous`), [`ErrorKind::CheckpointInvalid`] when `previous` is not a checkpoint
+    /// of this key, [`ErrorKind::AuditKeyMismatch`] when the rows are HMAC-keyed and this store
+    /// has no key, [`ErrorKind::NotFound`] when no row is chained yet,
+    /// [`ErrorKind::InvalidInput`] for a signing key that is not one.
     ///
     /// ```
     /// use tms::model::AuditEntry;
     /// # let (store, _dir) = tms::doctest::store();
     /// let keys = tms::audit_checkpoint::generate_keys("audit.example")?;
     /// store.record_audit(&AuditEntry { user_id: "alice", action_type: "Trans-Begin", ..Default::default() })?;
-    /// let checkpoint = store.audit_checkpoint(&keys.private)?;
+    /// let first = store.audit_checkpoint(&keys.private, None)?;
     /// store.record_audit(&AuditEntry { user_id: "bob", action_type: "Trans-Begin", ..Default::default() })?;
-    /// assert!(store.verify_audit_checkpoint(&checkpoint, &keys.public)?.verification.ok);
+    /// let second = store.audit_checkpoint(&keys.private, Some(&first))?;
+    /// assert!(store.verify_audit_checkpoint(&first, &keys.public)?.verification.ok);
     /// # Ok::<(), tms::Error>(())
     /// ```
-    pub fn audit_checkpoint(&self, signing_key: &str) -> Result<String> {
-        self.audit_checkpoint_with_progress(signing_key, |_| {})
+    pub fn audit_checkpoint(&self, signing_key: &str, previous: Option<&str>) -> Result<String> {
+        self.audit_checkpoint_with_progress(signing_key, previous, |_| {})
     }
 
     /// [`Store::audit_checkpoint`], telling `progress` how many rows the verification walked.
-    pub fn audit_checkpoint_with_progress(&self, signing_key: &str, mut progress: impl FnMut(u64)) -> Result<String> {
-        let key = crate::audit_checkpoint::SigningKey::parse(signing_key)?;
-        let report = self.engine.verify_audit(None, &mut progress)?;
+    pub fn audit_checkpoint_with_progress(&self, signing_key: &str, previous: Option<&str>, mut progress: impl FnMut(u64)) -> Result<String> {
+        use crate::audit_checkpoint::{SigningKey, VerifierKey, explain_anchor_problem, rfc3339};
+        let key = SigningKey::parse(signing_key)?;
+        let previous = match previous {
+            None => None,
+            Some(text) => Some(VerifierKey::parse(&key.public_key())?.open(text).map_err(|e| e.context("the previous checkpoint"))?),
+        };
+        let mut report = self.engine.verify_audit(previous.as_ref().map(|p| (p.seq, p.hash.as_str())), &mut progress)?;
+        if let Some(p) = &previous {
+            explain_anchor_problem(&mut report, p);
+        }
         if let Some(p) = report.first_problem {
             let kind = if p.problem == ProblemKind::Unverifiable { ErrorKind::AuditKeyMismatch } else { ErrorKind::AuditChainBroken };
             return Err(Error::new(kind, format!("the audit log does not verify, so no checkpoint was signed: {} ({})", p.detail, p.problem)));
         }
         let head = report.head.ok_or_else(|| Error::not_found("the audit log has no chained row yet: there is no head to sign"))?;
-        Ok(key.sign(&head, &crate::audit_checkpoint::rfc3339(&clock::utc_sql(SystemTime::now()))))
+        Ok(key.sign(&head, &rfc3339(&clock::utc_sql(SystemTime::now()))))
     }
 
     /// Whether the audit log still extends a signed checkpoint: the checkpoint's signature must

@@ -529,7 +529,7 @@ fn a_checkpoint_catches_a_log_cut_changed_or_rewritten_up_to_it(loc: Location) {
         store.record_audit(&audit(u)).unwrap();
     }
     let keys = tms::audit_checkpoint::generate_keys("audit.engine-suite").unwrap();
-    let checkpoint = store.audit_checkpoint(&keys.private).unwrap();
+    let checkpoint = store.audit_checkpoint(&keys.private, None).unwrap();
     let head = store.verify_audit(None).unwrap().head.unwrap();
     assert!(checkpoint.starts_with(&format!("audit.engine-suite\n5\n{}\ntime ", head.hash)), "{checkpoint}");
     let cp = store.verify_audit_checkpoint(&checkpoint, &keys.public).unwrap();
@@ -555,6 +555,12 @@ fn a_checkpoint_catches_a_log_cut_changed_or_rewritten_up_to_it(loc: Location) {
     assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(5))));
     let detail = store.verify_audit_checkpoint(&checkpoint, &keys.public).unwrap().verification.first_problem.unwrap().detail;
     assert!(detail.contains("checkpoint") && detail.contains("rewritten"), "{detail}");
+    // Signing over it: refused against the previous checkpoint (without it, the rewritten log
+    // verifies and would be signed: that is why `previous` exists).
+    let refused = store.audit_checkpoint(&keys.private, Some(&checkpoint)).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::AuditChainBroken);
+    assert!(refused.message.contains("rewritten"), "{}", refused.message);
+    assert!(store.audit_checkpoint(&keys.private, None).is_ok());
 
     // A row inserted before it, the chain recomputed.
     let mut inserted = original.clone();
@@ -572,6 +578,11 @@ fn a_checkpoint_catches_a_log_cut_changed_or_rewritten_up_to_it(loc: Location) {
     // Back to the original: it passes again.
     write_log(&loc, None, &original);
     assert_eq!(against(&store, &checkpoint, &keys.public), None);
+    let next = store.audit_checkpoint(&keys.private, Some(&checkpoint)).unwrap();
+    assert!(next.starts_with("audit.engine-suite\n7\n"), "{next}");
+    let other = tms::audit_checkpoint::generate_keys("audit.engine-suite").unwrap();
+    let foreign = store.audit_checkpoint(&other.private, None).unwrap();
+    assert_eq!(store.audit_checkpoint(&keys.private, Some(&foreign)).unwrap_err().kind, ErrorKind::CheckpointInvalid);
 
     // A row changed without recomputing: the walk finds it.
     tamper(&loc, "UPDATE audit_log SET user_id = 'x' WHERE chain_seq = 3");
@@ -597,8 +608,8 @@ fn a_checkpoint_of_a_keyed_log_catches_a_rewrite_with_or_without_the_key(loc: Lo
     }
     let keys = tms::audit_checkpoint::generate_keys("audit.keyed").unwrap();
     // Signing needs the HMAC key: without it the log cannot be verified first.
-    assert_eq!(loc.store().audit_checkpoint(&keys.private).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
-    let checkpoint = store.audit_checkpoint(&keys.private).unwrap();
+    assert_eq!(loc.store().audit_checkpoint(&keys.private, None).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    let checkpoint = store.audit_checkpoint(&keys.private, None).unwrap();
     assert!(checkpoint.contains("\nhmac-sha256:"));
     let original = read_log(&loc);
     write_log(&loc, Some(HMAC), &original);
@@ -621,11 +632,11 @@ fn a_checkpoint_of_a_keyed_log_catches_a_rewrite_with_or_without_the_key(loc: Lo
 fn checkpoints_are_signed_only_for_a_log_that_verifies_and_checked_strictly(loc: Location) {
     let store = loc.store();
     let keys = tms::audit_checkpoint::generate_keys("audit.strict").unwrap();
-    assert_eq!(store.audit_checkpoint(&keys.private).unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(store.audit_checkpoint(&keys.private, None).unwrap_err().kind, ErrorKind::NotFound);
     for u in ["u1", "u2", "u3"] {
         store.record_audit(&audit(u)).unwrap();
     }
-    let checkpoint = store.audit_checkpoint(&keys.private).unwrap();
+    let checkpoint = store.audit_checkpoint(&keys.private, None).unwrap();
     let invalid = |cp: &str, public: &str| store.verify_audit_checkpoint(cp, public).unwrap_err().kind;
 
     // Another key, even of the same name; another log's key and checkpoint.
@@ -633,7 +644,7 @@ fn checkpoints_are_signed_only_for_a_log_that_verifies_and_checked_strictly(loc:
     assert_eq!(invalid(&checkpoint, &same_name.public), ErrorKind::CheckpointInvalid);
     let other = tms::audit_checkpoint::generate_keys("audit.other").unwrap();
     assert_eq!(invalid(&checkpoint, &other.public), ErrorKind::CheckpointInvalid);
-    assert_eq!(invalid(&store.audit_checkpoint(&other.private).unwrap(), &keys.public), ErrorKind::CheckpointInvalid);
+    assert_eq!(invalid(&store.audit_checkpoint(&other.private, None).unwrap(), &keys.public), ErrorKind::CheckpointInvalid);
     // A forged checkpoint: any change to what was signed, or a signature re-used.
     let head = store.verify_audit(None).unwrap().head.unwrap();
     for (from, to) in [("\n3\n", "\n2\n"), (head.hash.as_str(), &format!("sha256:{}", "0".repeat(64))), ("time 2", "time 1")] {
@@ -646,7 +657,7 @@ fn checkpoints_are_signed_only_for_a_log_that_verifies_and_checked_strictly(loc:
     // A key file that is not one is bad input, and never quoted back.
     assert_eq!(invalid(&checkpoint, "not a key"), ErrorKind::InvalidInput);
     let secret = keys.private.trim_end().splitn(5, '+').nth(4).unwrap();
-    let e = store.audit_checkpoint(&keys.private.replace(&secret[4..12], "AAAAAAAA")).unwrap_err();
+    let e = store.audit_checkpoint(&keys.private.replace(&secret[4..12], "AAAAAAAA"), None).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidInput);
     assert!(!e.message.contains(&secret[24..56]), "{}", e.message);
     let e = store.verify_audit_checkpoint(&checkpoint, &keys.private).unwrap_err();
@@ -654,7 +665,7 @@ fn checkpoints_are_signed_only_for_a_log_that_verifies_and_checked_strictly(loc:
 
     // A log that does not verify is not signed.
     tamper(&loc, "UPDATE audit_log SET status = 'failure' WHERE chain_seq = 2");
-    let refused = store.audit_checkpoint(&keys.private).unwrap_err();
+    let refused = store.audit_checkpoint(&keys.private, None).unwrap_err();
     assert_eq!(refused.kind, ErrorKind::AuditChainBroken, "{}", refused.message);
     assert!(refused.message.contains("altered"), "{}", refused.message);
     assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(2))));

@@ -743,23 +743,23 @@ static void test_checkpoints(const char *tmp) {
     }
     char *cp = NULL;
     /* Nothing chained yet: nothing to sign; the output stays untouched. */
-    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, &cp), TMS_STATUS_NOT_FOUND);
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, NULL, &cp), TMS_STATUS_NOT_FOUND);
     CHECK(cp == NULL);
     for (int i = 0; i < 3; i++) {
         CHECK_OK(tms_record_audit(store, "c_user", "Trans-Begin", NULL, NULL, NULL, NULL, NULL, NULL));
     }
-    CHECK_STATUS(tms_audit_checkpoint(NULL, CHECKPOINT_PRIVATE, &cp), TMS_STATUS_NULL_ARGUMENT);
-    CHECK_STATUS(tms_audit_checkpoint(store, NULL, &cp), TMS_STATUS_NULL_ARGUMENT);
-    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, NULL), TMS_STATUS_NULL_ARGUMENT);
-    CHECK_STATUS(tms_audit_checkpoint(store, "\xff", &cp), TMS_STATUS_INVALID_UTF8);
-    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PUBLIC, &cp), TMS_STATUS_INVALID_INPUT);
+    CHECK_STATUS(tms_audit_checkpoint(NULL, CHECKPOINT_PRIVATE, NULL, &cp), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_audit_checkpoint(store, NULL, NULL, &cp), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, NULL, NULL), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_audit_checkpoint(store, "\xff", NULL, &cp), TMS_STATUS_INVALID_UTF8);
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PUBLIC, NULL, &cp), TMS_STATUS_INVALID_INPUT);
     CHECK(cp == NULL);
     /* The secret is never in the error message. */
     char *msg = tms_last_error_message();
     CHECK(msg != NULL && !contains(msg, "MFECAQEw") && !contains(msg, "audit.c-test+5e15e5a8+Aa"));
     tms_string_free(msg);
 
-    CHECK_OK(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, &cp));
+    CHECK_OK(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, NULL, &cp));
     CHECK(cp != NULL && strncmp(cp, "audit.c-test\n3\nsha256:", 22) == 0 && contains(cp, "\ntime ") &&
           contains(cp, "\n\n\xe2\x80\x94 audit.c-test "));
     if (cp == NULL) {
@@ -777,6 +777,16 @@ static void test_checkpoints(const char *tmp) {
     json = verify_checkpoint(store, cp, CHECKPOINT_PUBLIC, &st);
     CHECK(st == TMS_STATUS_OK && json != NULL && contains(json, "\"ok\":true") && contains(json, "\"checked\":4"));
     tms_string_free(json);
+
+    /* The next checkpoint, signed only for a log that still extends this one. */
+    char *next = NULL;
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, "\xff", &next), TMS_STATUS_INVALID_UTF8);
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, "audit.c-test\n3\n", &next), TMS_STATUS_CHECKPOINT_INVALID);
+    CHECK(next == NULL);
+    CHECK_OK(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, cp, &next));
+    CHECK(next != NULL && strncmp(next, "audit.c-test\n4\n", 15) == 0);
+    tms_string_free(next);
+    next = NULL;
 
     /* Bad arguments, another key, a forged or malformed checkpoint: no output. */
     json = NULL;
@@ -804,7 +814,7 @@ static void test_checkpoints(const char *tmp) {
     CHECK(st == TMS_STATUS_OK && json != NULL && contains(json, "\"ok\":false") && contains(json, "\"problem\":\"altered\""));
     tms_string_free(json);
     char *cp2 = NULL;
-    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, &cp2), TMS_STATUS_AUDIT_CHAIN_BROKEN);
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, NULL, &cp2), TMS_STATUS_AUDIT_CHAIN_BROKEN);
     CHECK(cp2 == NULL);
     exec_sql(audit, "UPDATE audit_log SET status = 'success' WHERE chain_seq = 2");
 
@@ -813,6 +823,8 @@ static void test_checkpoints(const char *tmp) {
     json = verify_checkpoint(store, cp, CHECKPOINT_PUBLIC, &st);
     CHECK(st == TMS_STATUS_OK && json != NULL && contains(json, "\"ok\":false") && contains(json, "\"problem\":\"cut\""));
     tms_string_free(json);
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, cp, &next), TMS_STATUS_AUDIT_CHAIN_BROKEN);
+    CHECK(next == NULL);
 
     tms_string_free(cp);
     tms_store_close(store);

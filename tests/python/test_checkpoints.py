@@ -130,6 +130,8 @@ def test_a_log_rewritten_up_to_the_checkpoint_fails_it(loc, store, keys):
     rewrite(loc, changed)
     assert store.verify_audit()["ok"]  # the chain alone cannot tell
     assert problem(store, checkpoint, public) == ("altered", 5)
+    with pytest.raises(tms.AuditChainBrokenError, match="rewritten"):
+        store.audit_checkpoint(private, previous=checkpoint)  # never signed over
 
     inserted = [list(r) for r in original]
     inserted.insert(1, ["ghost", *original[1][1:]])
@@ -139,6 +141,7 @@ def test_a_log_rewritten_up_to_the_checkpoint_fails_it(loc, store, keys):
 
     rewrite(loc, original)
     assert problem(store, checkpoint, public) is None
+    assert store.audit_checkpoint(private, previous=checkpoint).startswith("audit.python-suite\n7\n")
     tamper(loc, "UPDATE audit_log SET user_id = 'mallory' WHERE chain_seq = 2")
     assert problem(store, checkpoint, public) == ("altered", 2)
     with pytest.raises(tms.AuditChainBrokenError, match="no checkpoint was signed"):

@@ -319,11 +319,17 @@ def test_checkpoint_and_verify_audit_against_it_exit_1_on_every_attack(filled):
     rewrite(loc, changed)  # a row changed and the whole chain recomputed
     assert run("verify-audit", cwd=d).returncode == 0
     assert problem() == ("altered", 2)
+    out = run("checkpoint", "--signing-key", "keys/tms-checkpoint.key", "--previous", "cp", cwd=d)
+    assert out.returncode == 1 and out.stdout == "" and "TMS_STATUS_AUDIT_CHAIN_BROKEN" in out.stderr, out.stderr
     inserted = [original[0], ["ghost", *original[0][1:]], *original[1:]]
     rewrite(loc, inserted)  # a row inserted before the checkpoint
     assert problem() == ("altered", 2)
     rewrite(loc, original)
     assert problem() is None
+    out = run("checkpoint", "--signing-key", "keys/tms-checkpoint.key", "--previous", "cp", cwd=d)
+    assert out.returncode == 0 and out.stdout.startswith("audit.cli\n4\n"), out.stderr
+    out = run("checkpoint", "--signing-key", "other/tms-checkpoint.key", "--previous", "cp", cwd=d)
+    assert out.returncode == 1 and "TMS_STATUS_CHECKPOINT_INVALID" in out.stderr  # not this key's
 
     # A checkpoint that does not verify: forged, another key, malformed.
     (d / "forged").write_text((d / "cp").read_text().replace("\n2\n", "\n3\n", 1))

@@ -76,7 +76,7 @@ fn wipe(mut text: String) {
     }
 }
 
-pub fn sign(store: &Store, key_file: &Path) -> Result<Outcome> {
+pub fn sign(store: &Store, key_file: &Path, previous_file: Option<&Path>) -> Result<Outcome> {
     if let Ok(meta) = std::fs::metadata(key_file) {
         if meta.permissions().mode() & 0o077 != 0 {
             eprintln!(
@@ -86,9 +86,10 @@ pub fn sign(store: &Store, key_file: &Path) -> Result<Outcome> {
             );
         }
     }
+    let previous = previous_file.map(|p| read_small(p, "--previous", 64 * 1024)).transpose()?;
     let key = read_small(key_file, "--signing-key", 64 * 1024)?;
     let bar = progress::bar("verifying the audit log before signing", None, "rows");
-    let signed = store.audit_checkpoint_with_progress(&key, |n| bar.set_position(n));
+    let signed = store.audit_checkpoint_with_progress(&key, previous.as_deref(), |n| bar.set_position(n));
     wipe(key);
     bar.finish_and_clear();
     match signed {
@@ -98,8 +99,9 @@ pub fn sign(store: &Store, key_file: &Path) -> Result<Outcome> {
             out.flush()?;
             Ok(Outcome::Ok)
         }
-        // A log that does not verify is a problem found, as verify-audit's exit 1.
-        Err(e) if e.kind == tms::ErrorKind::AuditChainBroken => {
+        // A log that does not verify (or no longer extends --previous), or a --previous that is
+        // not this key's checkpoint: a problem found, as verify-audit's exit 1.
+        Err(e) if matches!(e.kind, tms::ErrorKind::AuditChainBroken | tms::ErrorKind::CheckpointInvalid) => {
             eprintln!("tms: {}", Failure::Store(e));
             Ok(Outcome::ProblemFound)
         }

@@ -68,9 +68,14 @@ pub enum Command {
     /// dashboard host cannot rewrite; `verify-audit --checkpoint` checks the log against it later.
     /// Exit 1 (nothing printed) when the log does not verify.
     Checkpoint {
-        /// The private key file (`tms keygen`'s tms-checkpoint.key).
+        /// The private key file (`tms keygen`'s tms-checkpoint.key; /dev/stdin reads it from a
+        /// pipe, e.g. through ssh, so it never rests on this host).
         #[arg(long, value_name = "FILE")]
         signing_key: PathBuf,
+        /// The last checkpoint this key signed, as shipped: sign only if the log still extends
+        /// it (exit 1 otherwise), so a log rewritten below it is never signed over.
+        #[arg(long, value_name = "FILE")]
+        previous: Option<PathBuf>,
     },
     /// After a rollback to the legacy code and forward again: adopt into the audit chain the
     /// unchained rows the legacy code appended (which verify-audit reports as inserted), wherever

@@ -100,7 +100,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             crate::checkpoint::verify(&store, checkpoint, public_key)
         }
         Command::VerifyAudit { anchor, .. } => verify_audit(&store, anchor.as_deref()),
-        Command::Checkpoint { signing_key } => crate::checkpoint::sign(&store, signing_key),
+        Command::Checkpoint { signing_key, previous } => crate::checkpoint::sign(&store, signing_key, previous.as_deref()),
         Command::Keygen { .. } => unreachable!("handled before the store is opened"),
         Command::AdoptUnchained { reason } => adopt_unchained(&store, reason),
         Command::Recover { .. } => {

@@ -369,16 +369,20 @@ class Store:
         verification elsewhere, AuditKeyMismatchError on a keyed log without its key."""
         return self._call_json(lib.tms_adopt_unchained, encode(reason, "reason"))
 
-    def audit_checkpoint(self, signing_key: str | bytes | os.PathLike[str]) -> str:
+    def audit_checkpoint(self, signing_key: str | bytes | os.PathLike[str],
+                         previous: str | bytes | os.PathLike[str] | None = None) -> str:
         """A signed checkpoint of the audit log's head (text, a C2SP signed note: the log's name,
         the head's chain seq and hash, the UTC time, an Ed25519 signature line), to ship somewhere
         this host cannot rewrite. `signing_key` is the private key's text as `tms keygen` wrote
-        it, or the path of that file (a `pathlib.Path`); it is never quoted in an error. The whole
-        log is verified first: AuditChainBrokenError when it does not verify (nothing signed),
-        AuditKeyMismatchError on a keyed log without its key, NotFoundError before the first
-        chained row, InvalidInputError for a key that is not one."""
+        it, or the path of that file (a `pathlib.Path`); it is never quoted in an error.
+        `previous` (text or path) is the last checkpoint this key signed, as shipped: the log
+        must still extend it. The whole log is verified first: AuditChainBrokenError when it
+        does not verify or no longer extends `previous` (nothing signed), CheckpointInvalidError
+        when `previous` is not this key's, AuditKeyMismatchError on a keyed log without its key,
+        NotFoundError before the first chained row, InvalidInputError for a key that is not one."""
         key = _key_text(signing_key)
-        return self._call_text(lib.tms_audit_checkpoint, encode(key, "signing_key"))
+        prior = None if previous is None else encode(_key_text(previous), "previous")
+        return self._call_text(lib.tms_audit_checkpoint, encode(key, "signing_key"), prior)
 
     def verify_audit_checkpoint(self, checkpoint: str | bytes | os.PathLike[str],
                                 public_key: str | bytes | os.PathLike[str]) -> dict[str, Any]:
