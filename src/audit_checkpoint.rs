@@ -201,7 +201,12 @@ impl SigningKey {
 
     /// A signed checkpoint of `head`, stamped `time` (RFC 3339 UTC).
     pub fn sign(&self, head: &ChainHead, time: &str) -> String {
-        let text = format!("{}\n{}\n{}\ntime {time}\n", self.name, head.seq, head.hash);
+        self.sign_note(&format!("{}\n{}\n{}\ntime {time}\n", self.name, head.seq, head.hash))
+    }
+
+    /// A signed note of `text` (which ends in a line feed): the text, a blank line, the
+    /// signature line.
+    fn sign_note(&self, text: &str) -> String {
         let mut sig = self.id.to_vec();
         sig.extend_from_slice(self.pair.sign(text.as_bytes()).as_ref());
         format!("{text}\n{SIG_PREFIX}{} {}\n", self.name, B64.encode(&sig))
@@ -253,6 +258,11 @@ impl VerifierKey {
     /// a witness may cosign); one by this key must be there and verify. Every failure is
     /// [`ErrorKind::CheckpointInvalid`].
     pub fn open(&self, note: &str) -> Result<Checkpoint> {
+        Checkpoint::parse_text(self.verify_note(note)?, &self.name)
+    }
+
+    /// Check a signed note's signature by this key; its text (ending in a line feed).
+    fn verify_note<'n>(&self, note: &'n str) -> Result<&'n str> {
         if note.len() > MAX_CHECKPOINT_BYTES {
             return Err(invalid_checkpoint(format!("the checkpoint is over {MAX_CHECKPOINT_BYTES} bytes")));
         }
@@ -298,7 +308,7 @@ impl VerifierKey {
                 hex4(&self.id)
             )));
         }
-        Checkpoint::parse_text(text, &self.name)
+        Ok(text)
     }
 }
 
@@ -421,6 +431,28 @@ mod tests {
         for bad in ["", "x\n", &note[..note.len() - 1], &note.replace('\n', "\r\n"), &format!("{note}junk\n")] {
             assert_eq!(verifier.open(bad).unwrap_err().kind, ErrorKind::CheckpointInvalid, "{bad:?}");
         }
+    }
+
+    // Go's golang.org/x/mod/sumdb/note (its package docs and tests) and C2SP's signed-note spec:
+    // the same key ids, signature lines and signatures, byte for byte.
+    const GO_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+    const GO_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const GO_TEXT: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+    const GO_SIG: &str = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+    const SPEC_VKEY: &str = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k";
+    const SPEC_NOTE: &str = "This is an example message.\n\n\u{2014} example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n";
+
+    #[test]
+    fn notes_match_go_and_the_c2sp_spec() {
+        let go = VerifierKey::parse(GO_VKEY).unwrap(); // parsing checks the key id formula
+        assert_eq!(go.verify_note(&format!("{GO_TEXT}\n{GO_SIG}")).unwrap(), GO_TEXT);
+        assert_eq!(VerifierKey::parse(SPEC_VKEY).unwrap().verify_note(SPEC_NOTE).unwrap(), "This is an example message.\n");
+        // Go keeps the seed where we keep PKCS#8; from the same seed, the same signature line.
+        let raw = B64.decode(GO_SKEY.splitn(5, '+').nth(4).unwrap()).unwrap();
+        let pair = Ed25519KeyPair::from_seed_unchecked(&raw[1..]).unwrap();
+        let signer = SigningKey { name: "PeterNeumann".into(), id: parse_hex4("c74f20a3").unwrap(), pair };
+        assert_eq!(signer.public_key(), GO_VKEY);
+        assert_eq!(signer.sign_note(GO_TEXT), format!("{GO_TEXT}\n{GO_SIG}"));
     }
 
     #[test]
