@@ -114,6 +114,10 @@ def test_a_checkpoint_signs_the_head_and_a_grown_log_still_extends_it(store, key
     fill(store, 3, first=5)
     report = store.verify_audit_checkpoint(checkpoint, public)
     assert report["ok"] and report["checked"] == 7 and report["head"]["seq"] == 7
+    # A reset deletes what the checkpoint covers: it fails, as a rewrite on the record.
+    store.clear_audit_logs()
+    assert store.verify_audit()["ok"]
+    assert problem(store, checkpoint, public) == ("cut", 4)
 
 
 def test_a_log_rewritten_up_to_the_checkpoint_fails_it(loc, store, keys):
