@@ -123,7 +123,7 @@ fn wipe(bytes: &mut [u8]) {
     }
 }
 
-fn wipe_string(s: &mut String) {
+fn wipe_string(s: &mut str) {
     // SAFETY: zero bytes are valid UTF-8.
     wipe(unsafe { s.as_bytes_mut() });
 }
