@@ -438,7 +438,8 @@ impl Store {
     /// store.record_audit(&AuditEntry { user_id: "alice", action_type: "Trans-Begin", ..Default::default() })?;
     /// let first = store.audit_checkpoint(&keys.private, None)?;
     /// store.record_audit(&AuditEntry { user_id: "bob", action_type: "Trans-Begin", ..Default::default() })?;
-    /// let second = store.audit_checkpoint(&keys.private, Some(&first))?;
+    /// let second = store.audit_checkpoint(&keys.private, Some(&first))?; // the log extends `first`
+    /// assert!(second.starts_with("audit.example\n2\nsha256:"));
     /// assert!(store.verify_audit_checkpoint(&first, &keys.public)?.verification.ok);
     /// # Ok::<(), tms::Error>(())
     /// ```

@@ -207,14 +207,14 @@ pub unsafe extern "C" fn tms_verify_audit(
 ///
 /// On success `*out_checkpoint` receives the checkpoint, a C2SP signed note: `NAME\nSEQ\nHASH\n
 /// time RFC3339\n\n` then the signature line, an em dash (U+2014), a space, `NAME BASE64SIG\n`
-/// (the log's name, the head's chain seq and hash, the UTC time, then the Ed25519 signature), owned by the caller (free with `tms_string_free`); on
-/// failure it is left untouched: TMS_STATUS_INVALID_INPUT for a key that is not a checkpoint
-/// private key, TMS_STATUS_CHECKPOINT_INVALID when `previous_checkpoint` is not one this key
-/// signed, TMS_STATUS_AUDIT_CHAIN_BROKEN when the log does not verify (or no longer extends
-/// `previous_checkpoint`),
-/// TMS_STATUS_AUDIT_KEY_MISMATCH when its rows are HMAC-keyed and the store has no key,
-/// TMS_STATUS_NOT_FOUND when no row is chained yet. Thread-safe (it reads the log like
-/// `tms_verify_audit`).
+/// (the log's name, the head's chain seq and hash, the UTC time, then the Ed25519 signature),
+/// owned by the caller (free with `tms_string_free`). On failure it is left untouched:
+/// TMS_STATUS_INVALID_INPUT for a key that is not a checkpoint private key,
+/// TMS_STATUS_CHECKPOINT_INVALID when `previous_checkpoint` is not one this key signed,
+/// TMS_STATUS_AUDIT_CHAIN_BROKEN when the log does not verify (or no longer extends
+/// `previous_checkpoint`), TMS_STATUS_AUDIT_KEY_MISMATCH when its rows are HMAC-keyed and the
+/// store has no key, TMS_STATUS_NOT_FOUND when no row is chained yet. Thread-safe (it reads the
+/// log like `tms_verify_audit`).
 ///
 /// # Safety
 /// Pointers are NULL or valid; `store` is an open handle.
