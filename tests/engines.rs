@@ -49,6 +49,9 @@ on_each_engine!(
     a_legacy_append_after_a_rollback_is_adopted_explicitly,
     rows_the_app_wrote_past_are_adopted_where_they_sit,
     adopting_a_keyed_log_needs_its_key,
+    a_checkpoint_catches_a_log_cut_changed_or_rewritten_up_to_it,
+    a_checkpoint_of_a_keyed_log_catches_a_rewrite_with_or_without_the_key,
+    checkpoints_are_signed_only_for_a_log_that_verifies_and_checked_strictly,
 );
 
 /// What the legacy Python app's log_action does: a plain INSERT, no chain columns.
@@ -418,4 +421,252 @@ fn postgres_over_tls_as_libpq_modes_say() {
     // verify-full checks the name: "localhost" is in the certificate, "127.0.0.2" is not.
     let other_name = full.replace("127.0.0.1", "localhost");
     assert!(tms::Store::open_postgres(&other_name, &opts).is_ok());
+}
+
+// Signed checkpoints. An attacker who can write the files (or tables) rewrites the audit log and
+// recomputes its whole chain, as the library would have written it: `write_log` deletes every
+// row and inserts `rows` with ids 1.. and a chain computed with `key` (or plain SHA-256).
+
+/// One audit row's fields as the chain covers them (and the first row's commitment).
+#[derive(Clone, Debug, PartialEq)]
+struct LogRow {
+    user_id: String,
+    action_type: String,
+    customer_ids: Option<String>,
+    timestamp: Option<String>,
+    ip_address: Option<String>,
+    status: Option<String>,
+    error_message: Option<String>,
+    duration_ms: Option<i64>,
+    prev: Option<String>,
+}
+
+const LOG_COLUMNS: &str = "user_id, action_type, customer_ids, \"timestamp\", ip_address, status, error_message, duration_ms, chain_prev";
+
+fn read_log(loc: &Location) -> Vec<LogRow> {
+    let sql = format!("SELECT {LOG_COLUMNS} FROM audit_log ORDER BY id");
+    match loc {
+        Location::Sqlite(dir) => {
+            let conn = inspect(&dir.join("audit.db"));
+            let mut st = conn.prepare(&sql).unwrap();
+            st.query_map([], |r| {
+                Ok(LogRow {
+                    user_id: r.get(0)?, action_type: r.get(1)?, customer_ids: r.get(2)?, timestamp: r.get(3)?,
+                    ip_address: r.get(4)?, status: r.get(5)?, error_message: r.get(6)?, duration_ms: r.get(7)?, prev: r.get(8)?,
+                })
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        }
+        Location::Postgres { url, .. } => ::postgres::Client::connect(url, ::postgres::NoTls)
+            .unwrap()
+            .query(&sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| LogRow {
+                user_id: r.get(0), action_type: r.get(1), customer_ids: r.get(2), timestamp: r.get(3),
+                ip_address: r.get(4), status: r.get(5), error_message: r.get(6), duration_ms: r.get(7), prev: r.get(8),
+            })
+            .collect(),
+    }
+}
+
+fn sql_text(v: &Option<String>) -> String {
+    v.as_ref().map_or_else(|| "NULL".to_owned(), |t| format!("'{}'", t.replace('\'', "''")))
+}
+
+/// Replace the whole log by `rows`, chained afresh with `key` (None: plain SHA-256).
+fn write_log(loc: &Location, key: Option<&str>, rows: &[LogRow]) {
+    let key = tms::audit_chain::ChainKey::new(key);
+    let genesis = rows[0].prev.clone().unwrap();
+    let mut sql = String::from("DELETE FROM audit_log;");
+    let mut last: Option<String> = None;
+    for (i, r) in rows.iter().enumerate() {
+        let seq = i as i64 + 1;
+        let prev = last.clone().unwrap_or_else(|| genesis.clone());
+        let hash = key.hash(&tms::audit_chain::ChainFields {
+            seq,
+            prev: &prev,
+            user_id: &r.user_id,
+            action_type: &r.action_type,
+            customer_ids: r.customer_ids.as_deref(),
+            timestamp: r.timestamp.as_deref(),
+            ip_address: r.ip_address.as_deref(),
+            status: r.status.as_deref(),
+            error_message: r.error_message.as_deref(),
+            duration_ms: r.duration_ms,
+        });
+        sql += &format!(
+            "INSERT INTO audit_log (id, {LOG_COLUMNS}, chain_seq, chain_hash) VALUES ({seq}, {}, {}, {}, {}, {}, {}, {}, {}, '{prev}', {seq}, '{hash}');",
+            sql_text(&Some(r.user_id.clone())),
+            sql_text(&Some(r.action_type.clone())),
+            sql_text(&r.customer_ids),
+            sql_text(&r.timestamp),
+            sql_text(&r.ip_address),
+            sql_text(&r.status),
+            sql_text(&r.error_message),
+            r.duration_ms.map_or_else(|| "NULL".to_owned(), |d| d.to_string()),
+        );
+        last = Some(hash);
+    }
+    if loc.is_postgres() {
+        sql += &format!("UPDATE audit_chain_head SET seq = {}, hash = '{}'", rows.len(), last.unwrap());
+    }
+    tamper(loc, sql.trim_end_matches(';'));
+}
+
+/// The first problem of verifying against `checkpoint`: (problem, seq), None when ok.
+fn against(store: &tms::Store, checkpoint: &str, public: &str) -> Option<(String, Option<i64>)> {
+    let v = store.verify_audit_checkpoint(checkpoint, public).unwrap();
+    assert_eq!(v.verification.ok, v.verification.first_problem.is_none());
+    v.verification.first_problem.map(|p| (p.problem.as_str().to_owned(), p.seq))
+}
+
+fn a_checkpoint_catches_a_log_cut_changed_or_rewritten_up_to_it(loc: Location) {
+    let store = loc.store();
+    for u in ["u1", "u2", "u3", "u4", "u5"] {
+        store.record_audit(&audit(u)).unwrap();
+    }
+    let keys = tms::audit_checkpoint::generate_keys("audit.engine-suite").unwrap();
+    let checkpoint = store.audit_checkpoint(&keys.private, None).unwrap();
+    let head = store.verify_audit(None).unwrap().head.unwrap();
+    assert!(checkpoint.starts_with(&format!("audit.engine-suite\n5\n{}\ntime ", head.hash)), "{checkpoint}");
+    let cp = store.verify_audit_checkpoint(&checkpoint, &keys.public).unwrap();
+    assert!(cp.verification.ok);
+    assert_eq!((cp.checkpoint.seq, cp.checkpoint.hash.as_str()), (5, head.hash.as_str()));
+
+    // A log that grew since passes.
+    store.record_audit(&audit("u6")).unwrap();
+    store.record_audit(&audit("u7")).unwrap();
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+    let original = read_log(&loc);
+    assert_eq!(original.len(), 7);
+    // The forger is faithful: the same rows chained afresh are the same log.
+    write_log(&loc, None, &original);
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+
+    // A row before the checkpoint changed, the whole chain recomputed: the chain alone verifies,
+    // the checkpoint does not.
+    let mut changed = original.clone();
+    changed[2].status = Some("failure".into());
+    write_log(&loc, None, &changed);
+    assert!(store.verify_audit(None).unwrap().ok);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(5))));
+    let detail = store.verify_audit_checkpoint(&checkpoint, &keys.public).unwrap().verification.first_problem.unwrap().detail;
+    assert!(detail.contains("checkpoint") && detail.contains("rewritten"), "{detail}");
+    // Signing over it: refused against the previous checkpoint (without it, the rewritten log
+    // verifies and would be signed: that is why `previous` exists).
+    let refused = store.audit_checkpoint(&keys.private, Some(&checkpoint)).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::AuditChainBroken);
+    assert!(refused.message.contains("rewritten"), "{}", refused.message);
+    assert!(store.audit_checkpoint(&keys.private, None).is_ok());
+
+    // A row inserted before it, the chain recomputed.
+    let mut inserted = original.clone();
+    inserted.insert(1, LogRow { user_id: "ghost".into(), ..original[1].clone() });
+    write_log(&loc, None, &inserted);
+    assert!(store.verify_audit(None).unwrap().ok);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(5))));
+
+    // A row removed before it, the chain recomputed.
+    let mut removed = original.clone();
+    removed.remove(1);
+    write_log(&loc, None, &removed);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(5))));
+
+    // Back to the original: it passes again.
+    write_log(&loc, None, &original);
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+    let next = store.audit_checkpoint(&keys.private, Some(&checkpoint)).unwrap();
+    assert!(next.starts_with("audit.engine-suite\n7\n"), "{next}");
+    let other = tms::audit_checkpoint::generate_keys("audit.engine-suite").unwrap();
+    let foreign = store.audit_checkpoint(&other.private, None).unwrap();
+    assert_eq!(store.audit_checkpoint(&keys.private, Some(&foreign)).unwrap_err().kind, ErrorKind::CheckpointInvalid);
+
+    // A row changed without recomputing: the walk finds it.
+    tamper(&loc, "UPDATE audit_log SET user_id = 'x' WHERE chain_seq = 3");
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(3))));
+    tamper(&loc, "UPDATE audit_log SET user_id = 'u3' WHERE chain_seq = 3");
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+
+    // Rows cut after the checkpoint are beyond what it covers; cut back past it, they show.
+    tamper(&loc, "DELETE FROM audit_log WHERE chain_seq > 5");
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+    tamper(&loc, "DELETE FROM audit_log WHERE chain_seq > 3");
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("cut".into(), Some(5))));
+    let detail = store.verify_audit_checkpoint(&checkpoint, &keys.public).unwrap().verification.first_problem.unwrap().detail;
+    assert!(detail.contains("cut from the end"), "{detail}");
+}
+
+fn a_checkpoint_of_a_keyed_log_catches_a_rewrite_with_or_without_the_key(loc: Location) {
+    const HMAC: &str = "engine-suite-key-0123456789";
+    let keyed = StoreOptions { audit_hmac_key: Some(Secret(HMAC.into())), ..Default::default() };
+    let store = loc.open(&keyed).unwrap();
+    for u in ["u1", "u2", "u3", "u4"] {
+        store.record_audit(&audit(u)).unwrap();
+    }
+    let keys = tms::audit_checkpoint::generate_keys("audit.keyed").unwrap();
+    // Signing needs the HMAC key: without it the log cannot be verified first.
+    assert_eq!(loc.store().audit_checkpoint(&keys.private, None).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    let checkpoint = store.audit_checkpoint(&keys.private, None).unwrap();
+    assert!(checkpoint.contains("\nhmac-sha256:"));
+    let original = read_log(&loc);
+    write_log(&loc, Some(HMAC), &original);
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+
+    let mut changed = original.clone();
+    changed[1].error_message = Some("nothing happened here".into());
+    // With the stolen HMAC key: every row verifies with the key, the checkpoint does not.
+    write_log(&loc, Some(HMAC), &changed);
+    assert!(store.verify_audit(None).unwrap().ok);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(4))));
+    // Without the key: a plain SHA-256 chain swapped in, for a store with the key or without.
+    write_log(&loc, None, &changed);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(4))));
+    assert_eq!(against(&loc.store(), &checkpoint, &keys.public), Some(("altered".into(), Some(4))));
+    write_log(&loc, None, &original);
+    assert_eq!(against(&loc.store(), &checkpoint, &keys.public), Some(("altered".into(), Some(4))));
+}
+
+fn checkpoints_are_signed_only_for_a_log_that_verifies_and_checked_strictly(loc: Location) {
+    let store = loc.store();
+    let keys = tms::audit_checkpoint::generate_keys("audit.strict").unwrap();
+    assert_eq!(store.audit_checkpoint(&keys.private, None).unwrap_err().kind, ErrorKind::NotFound);
+    for u in ["u1", "u2", "u3"] {
+        store.record_audit(&audit(u)).unwrap();
+    }
+    let checkpoint = store.audit_checkpoint(&keys.private, None).unwrap();
+    let invalid = |cp: &str, public: &str| store.verify_audit_checkpoint(cp, public).unwrap_err().kind;
+
+    // Another key, even of the same name; another log's key and checkpoint.
+    let same_name = tms::audit_checkpoint::generate_keys("audit.strict").unwrap();
+    assert_eq!(invalid(&checkpoint, &same_name.public), ErrorKind::CheckpointInvalid);
+    let other = tms::audit_checkpoint::generate_keys("audit.other").unwrap();
+    assert_eq!(invalid(&checkpoint, &other.public), ErrorKind::CheckpointInvalid);
+    assert_eq!(invalid(&store.audit_checkpoint(&other.private, None).unwrap(), &keys.public), ErrorKind::CheckpointInvalid);
+    // A forged checkpoint: any change to what was signed, or a signature re-used.
+    let head = store.verify_audit(None).unwrap().head.unwrap();
+    for (from, to) in [("\n3\n", "\n2\n"), (head.hash.as_str(), &format!("sha256:{}", "0".repeat(64))), ("time 2", "time 1")] {
+        assert_eq!(invalid(&checkpoint.replacen(from, to, 1), &keys.public), ErrorKind::CheckpointInvalid, "{from}");
+    }
+    // Malformed.
+    for bad in ["", "garbage", &checkpoint[..checkpoint.len() / 2], &checkpoint.replace('\n', "\r\n"), &checkpoint.replace("\u{2014}", "-")] {
+        assert_eq!(invalid(bad, &keys.public), ErrorKind::CheckpointInvalid, "{bad:?}");
+    }
+    // A key file that is not one is bad input, and never quoted back.
+    assert_eq!(invalid(&checkpoint, "not a key"), ErrorKind::InvalidInput);
+    let secret = keys.private.trim_end().splitn(5, '+').nth(4).unwrap();
+    let e = store.audit_checkpoint(&keys.private.replace(&secret[4..12], "AAAAAAAA"), None).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert!(!e.message.contains(&secret[24..56]), "{}", e.message);
+    let e = store.verify_audit_checkpoint(&checkpoint, &keys.private).unwrap_err();
+    assert!(e.kind == ErrorKind::InvalidInput && !e.message.contains(&secret[24..56]), "{}", e.message);
+
+    // A log that does not verify is not signed.
+    tamper(&loc, "UPDATE audit_log SET status = 'failure' WHERE chain_seq = 2");
+    let refused = store.audit_checkpoint(&keys.private, None).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::AuditChainBroken, "{}", refused.message);
+    assert!(refused.message.contains("altered"), "{}", refused.message);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(2))));
 }

@@ -36,10 +36,46 @@ pub struct StoreArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the audit log's hash chain; print the verification as JSON; exit 1 when it is not ok.
+    ///
+    /// With --checkpoint and --public-key: also check that the log still extends a signed
+    /// checkpoint (`tms checkpoint`): exit 1 when its signature does not verify with the key, it is
+    /// malformed or of another log, or the log was cut, changed or rewritten up to it.
     VerifyAudit {
         /// A head stored earlier (`SEQ:HASH`, from a previous run's "head"): a cut tail shows.
-        #[arg(long, value_name = "SEQ:HASH")]
+        #[arg(long, value_name = "SEQ:HASH", conflicts_with = "checkpoint")]
         anchor: Option<String>,
+        /// A signed checkpoint (`tms checkpoint`'s output) kept where this host cannot rewrite it.
+        #[arg(long, value_name = "FILE", requires = "public_key")]
+        checkpoint: Option<PathBuf>,
+        /// The public key file (`tms keygen`'s tms-checkpoint.pub) that signed --checkpoint.
+        #[arg(long, value_name = "FILE", requires = "checkpoint")]
+        public_key: Option<PathBuf>,
+    },
+    /// Write a new Ed25519 key pair for signed audit checkpoints into DIR: tms-checkpoint.key
+    /// (private, mode 0600: keep it off the dashboard host if you can, see the README) and
+    /// tms-checkpoint.pub (public). Refuses to overwrite either file. Prints the public key.
+    Keygen {
+        /// The directory (created, mode 0700, when missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The log's name, the first line of every checkpoint (1 to 128 printable ASCII
+        /// characters without spaces or '+'); default: tms-audit.HOSTNAME.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Verify the whole audit log and print a signed checkpoint of its head (the log's name, the
+    /// head's chain seq and hash, the UTC time, an Ed25519 signature line). Ship it somewhere the
+    /// dashboard host cannot rewrite; `verify-audit --checkpoint` checks the log against it later.
+    /// Exit 1 (nothing printed) when the log does not verify.
+    Checkpoint {
+        /// The private key file (`tms keygen`'s tms-checkpoint.key; /dev/stdin reads it from a
+        /// pipe, e.g. through ssh, so it never rests on this host).
+        #[arg(long, value_name = "FILE")]
+        signing_key: PathBuf,
+        /// The last checkpoint this key signed, as shipped: sign only if the log still extends
+        /// it (exit 1 otherwise), so a log rewritten below it is never signed over.
+        #[arg(long, value_name = "FILE")]
+        previous: Option<PathBuf>,
     },
     /// After a rollback to the legacy code and forward again: adopt into the audit chain the
     /// unchained rows the legacy code appended (which verify-audit reports as inserted), wherever

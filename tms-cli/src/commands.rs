@@ -55,7 +55,7 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-type Result<T> = std::result::Result<T, Failure>;
+pub type Result<T> = std::result::Result<T, Failure>;
 
 fn options(args: &StoreArgs) -> Result<StoreOptions> {
     let mut options = StoreOptions::default();
@@ -76,7 +76,7 @@ fn open(jobs: &str, audit: Option<&str>, options: &StoreOptions) -> Result<Store
     Ok(Store::open_location(jobs, if is_url(jobs) { None } else { audit }, options)?)
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value).map_err(|e| Failure::Io(e.into()))?;
     writeln!(out)?;
@@ -91,9 +91,17 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         options.request_timeout_s = options.request_timeout_s.min(secs - 1);
         options.connect_timeout_s = options.connect_timeout_s.min(options.request_timeout_s);
     }
+    if let Command::Keygen { out, name } = &cli.command {
+        return crate::checkpoint::keygen(out, name.as_deref());
+    }
     let store = open(&cli.store.jobs_db, Some(&cli.store.audit_db), &options)?;
     match &cli.command {
-        Command::VerifyAudit { anchor } => verify_audit(&store, anchor.as_deref()),
+        Command::VerifyAudit { checkpoint: Some(checkpoint), public_key: Some(public_key), .. } => {
+            crate::checkpoint::verify(&store, checkpoint, public_key)
+        }
+        Command::VerifyAudit { anchor, .. } => verify_audit(&store, anchor.as_deref()),
+        Command::Checkpoint { signing_key, previous } => crate::checkpoint::sign(&store, signing_key, previous.as_deref()),
+        Command::Keygen { .. } => unreachable!("handled before the store is opened"),
         Command::AdoptUnchained { reason } => adopt_unchained(&store, reason),
         Command::Recover { .. } => {
             let now = store.recover_interrupted()?;

@@ -70,6 +70,16 @@ STORE_OPTIONS: tuple[str, ...] = (
     "audit_hmac_key", "ca_bundle")
 
 
+def _key_text(value: str | bytes | os.PathLike[str]) -> str | bytes:
+    """A key's or checkpoint's text: as given, or read from a path (never echoed)."""
+    if isinstance(value, (str, bytes)):
+        return value
+    if isinstance(value, os.PathLike):
+        with open(value, "rb") as f:
+            return f.read(64 * 1024)
+    raise InvalidInputError("expected the text (str or bytes) or a pathlib.Path")
+
+
 class Store:
     """jobs.db and audit.db, opened once and shared by every thread of the process.
 
@@ -358,6 +368,32 @@ class Store:
         AuditChainBrokenError when unchained rows sit inside the chain or the log fails
         verification elsewhere, AuditKeyMismatchError on a keyed log without its key."""
         return self._call_json(lib.tms_adopt_unchained, encode(reason, "reason"))
+
+    def audit_checkpoint(self, signing_key: str | bytes | os.PathLike[str],
+                         previous: str | bytes | os.PathLike[str] | None = None) -> str:
+        """A signed checkpoint of the audit log's head (text, a C2SP signed note: the log's name,
+        the head's chain seq and hash, the UTC time, an Ed25519 signature line), to ship somewhere
+        this host cannot rewrite. `signing_key` is the private key's text as `tms keygen` wrote
+        it, or the path of that file (a `pathlib.Path`); it is never quoted in an error.
+        `previous` (text or path) is the last checkpoint this key signed, as shipped: the log
+        must still extend it. The whole log is verified first: AuditChainBrokenError when it
+        does not verify or no longer extends `previous` (nothing signed), CheckpointInvalidError
+        when `previous` is not this key's, AuditKeyMismatchError on a keyed log without its key,
+        NotFoundError before the first chained row, InvalidInputError for a key that is not one."""
+        key = _key_text(signing_key)
+        prior = None if previous is None else encode(_key_text(previous), "previous")
+        return self._call_text(lib.tms_audit_checkpoint, encode(key, "signing_key"), prior)
+
+    def verify_audit_checkpoint(self, checkpoint: str | bytes | os.PathLike[str],
+                                public_key: str | bytes | os.PathLike[str]) -> dict[str, Any]:
+        """Whether the audit log still extends a signed checkpoint (text, or a `pathlib.Path`).
+        Returns verify_audit's dict plus "checkpoint": {origin, seq, hash, time}; "ok" is false
+        when rows were cut from the end past it, a row before it changed or was inserted, or the
+        chain was recomputed. Raises CheckpointInvalidError when its signature does not verify
+        with `public_key` (text or path of `tms keygen`'s .pub file), it is malformed or of
+        another log; InvalidInputError for a public key that is not one."""
+        return self._call_json(lib.tms_verify_audit_checkpoint, encode(_key_text(checkpoint), "checkpoint"),
+                               encode(_key_text(public_key), "public_key"))
 
     def metrics(self) -> str:
         """The store's metrics in the Prometheus text exposition format 0.0.4 (serve it as
