@@ -10,12 +10,15 @@ Cut modes:
   all   every unsynced write, truncation, file creation and deletion is undone, newest first;
   torn  the unsynced operations form a queue in the order they reached the files; a random prefix
         of it reached the disk and the rest did not, and the last operation that did is torn:
-        each 512-byte sector of it is either new or old (past the old end of the file: zeros).
+        each 512-byte sector of it is either new or old (past the old end of the file: zeros);
+  files as torn, but each file on its own (the page cache writes files back independently): a
+        random prefix of each file's unsynced operations reached the disk, its last one torn.
 
 Used by tests/python/test_power_loss.py and bench/syncs.py; `python powerloss.py DIR MODE [SEED]` is
 the same cut from the command line.
 """
 
+import collections
 import json
 import os
 import random
@@ -140,18 +143,39 @@ def cut(device, mode="all", rng=None):
     rng = rng or random.Random()
     records = read_log(device)
     pending = unsynced(records)
-    keep = 0
     torn_sectors = 0
-    if mode == "torn" and pending:
+    boundary = []
+    if mode == "all":
+        lost = pending
+    elif mode == "torn":
+        # One queue for every file: a prefix reached the disk, its last write torn.
         keep = rng.randint(0, len(pending))
-    elif mode != "all" and mode != "torn":
+        lost = pending[keep:]
+        if keep > 0:
+            boundary = [pending[keep - 1]]
+    elif mode == "files":
+        # The page cache writes each file back on its own: a prefix of each file's unsynced
+        # operations reached the disk, independently of the other files, its last write torn.
+        by_path = collections.defaultdict(list)
+        for r in pending:
+            by_path[r.path].append(r)
+        lost, boundary = [], []
+        for path in sorted(by_path):
+            ops = by_path[path]
+            keep = rng.randint(0, len(ops))
+            lost.extend(ops[keep:])
+            if keep > 0:
+                boundary.append(ops[keep - 1])
+        lost.sort(key=lambda r: r.index)
+    else:
         raise ValueError(f"unknown cut mode {mode!r}")
-    for r in reversed(pending[keep:]):
+    for r in reversed(lost):
         _undo(r)
-    if mode == "torn" and keep > 0:
-        torn_sectors = _tear(pending[keep - 1], rng)
+    if mode != "all" and pending and len(lost) < len(pending):
+        for r in boundary:
+            torn_sectors += _tear(r, rng)
     os.replace(os.path.join(device, "undo.log"), os.path.join(device, "undo.log.applied"))
-    return {"records": len(records), "unsynced": len(pending), "reverted": len(pending) - keep,
+    return {"records": len(records), "unsynced": len(pending), "reverted": len(lost),
             "torn_sectors": torn_sectors, "syncs": sum(1 for r in records if r.type == SYNC)}
 
 
@@ -195,11 +219,14 @@ def run_writer(argv, shim, device, crash_at=None, kill_after=None, timeout=120, 
             killed = True
     out, err = proc.communicate(timeout=timeout)
     acks = []
-    for line in out.decode(errors="replace").splitlines():
+    text = out.decode(errors="replace")
+    for line in text.splitlines():
         try:
             acks.append(json.loads(line))
         except ValueError:
             pass  # the last line of a killed writer may be cut short: it was not acknowledged
+    if proc.returncode == 0 and not acks and text.strip():
+        acks.append(json.loads(text))  # the `tms` tool prints one indented JSON object at the end
     return Run(proc.returncode, acks, err.decode(errors="replace"), killed or proc.returncode in (-9, 137))
 
 
