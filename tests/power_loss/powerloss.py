@@ -138,11 +138,15 @@ def _tear(r, rng):
     return torn
 
 
-def cut(device, mode="all", rng=None):
-    """Apply a power cut to the files DEVICE/undo.log describes; returns what it did."""
+def cut(device, mode="all", rng=None, reached_disk=None):
+    """Apply a power cut to the files DEVICE/undo.log describes; returns what it did.
+    `reached_disk` (a function of a path) names files whose unsynced writes all reached the disk
+    anyway (a deterministic version of the `files` mode, for reproducers)."""
     rng = rng or random.Random()
     records = read_log(device)
     pending = unsynced(records)
+    if reached_disk:
+        pending = [r for r in pending if not reached_disk(r.path)]
     torn_sectors = 0
     boundary = []
     if mode == "all":

@@ -38,10 +38,17 @@ def run_sqlite3(a):
         ack(id=cur.lastrowid, tag=f"{a.tag}-{i}")
 
 
+#: Stores stay open until the process ends (a store dropped at the end of its function would be
+#: closed, and its close checkpoints: --die-at-end must find them open).
+OPEN = []
+
+
 def open_store(a, **extra):
     import tms
 
-    return tms.Store(a.jobs, a.audit, synchronous=a.sync, **extra)
+    store = tms.Store(a.jobs, a.audit, synchronous=a.sync, **extra)
+    OPEN.append(store)
+    return store
 
 
 def run_create_job(a, store=None):
@@ -102,6 +109,7 @@ def run_copy_into(a):
     import tms
 
     src = tms.Store(a.src_jobs, a.src_audit)
+    OPEN.append(src)
     dst = open_store(a)
     result = src.copy_into(dst)
     ack(copied=result)
@@ -121,8 +129,11 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--src-jobs")
     p.add_argument("--src-audit")
+    p.add_argument("--die-at-end", action="store_true", help="SIGKILL itself after the last call, before any close")
     a = p.parse_args()
     globals()["run_" + a.workload](a)
+    if a.die_at_end:
+        os.kill(os.getpid(), 9)  # the app is still running when the power goes: nothing closed
 
 
 if __name__ == "__main__":
