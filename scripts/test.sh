@@ -3,8 +3,11 @@
 # PostgreSQL server: Rust (unit, integration, engines, header, fuzz), C and
 # C++ consumers (ASan + UBSan), installing (pip into a fresh venv, make install with pkg-config and
 # CMake, each used from outside the repository), the Python binding (pytest in a private venv
-# under target/), and the binding under valgrind. TMS_STRESS=1 lengthens the stress tests;
-# TMS_FUZZ_SECONDS the fuzzing.
+# under target/; it includes the power-loss rounds of tests/python/test_power_loss.py, which build
+# the crashvfs shim with gcc against the system libsqlite3 and print their figures, also kept in
+# target/power_loss/figures.json; see tests/power_loss/README.md), and
+# the binding under valgrind. TMS_STRESS=1 lengthens the stress tests (and runs five times as
+# many power cuts); TMS_FUZZ_SECONDS the fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -185,6 +185,31 @@ def store_args(d, sync, n, tag):
     return ["--jobs", d / "jobs.db", "--audit", d / "audit.db", "--sync", sync, "--n", n, "--tag", tag]
 
 
+# --- The harness itself ----------------------------------------------------------------------
+
+def test_cut_all_restores_the_last_synced_state(shim, tmp_path):
+    """A database closed cleanly (no -wal), then written at synchronous=OFF (nothing synced) by a
+    writer that dies with its connection open: the cut gives back the file byte for byte, and the
+    -wal the writer created is gone again (its creation was never synced either)."""
+    db = tmp_path / "t.db"
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, tag TEXT NOT NULL, pad TEXT)")
+    con.execute("INSERT INTO t(tag) VALUES ('before')")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    run = powerloss.run_writer(python_writer("sqlite3", "--db", db, "--sync", "OFF", "--n", 1500, "--die-at-end"),
+                               shim, str(tmp_path / "device"))
+    assert run.killed and len(run.acks) == 1500
+    assert os.path.exists(str(db) + "-wal") and db.read_bytes() != before  # checkpoints wrote to it
+    cut = powerloss.cut(str(tmp_path / "device"), "all")
+    assert cut["syncs"] == 0 and cut["reverted"] > 0, cut
+    assert db.read_bytes() == before
+    assert not os.path.exists(str(db) + "-wal")
+    assert raw_rows(str(db), "SELECT tag FROM t") == [("before",)]
+
+
 # --- Show it bites: Python's sqlite3 ----------------------------------------------------------
 
 @pytest.mark.parametrize("sync", ["OFF", "FULL"])
