@@ -26,6 +26,10 @@
  * records that no SYNC/DIRSYNC covers, newest first (mode "all"), or only those after a random
  * point, tearing the boundary write sector by sector (mode "torn").
  *
+ * CRASHVFS_FAIL_AT=N (CRASHVFS_FAIL_COUNT=K, default 1) makes the Nth..N+K-1th write/truncate/sync
+ * fail with SQLITE_IOERR_WRITE/TRUNCATE/FSYNC without doing anything (an I/O error; a failed sync's
+ * writes stay unsynced until a later sync of the file succeeds).
+ *
  * CRASHVFS_COUNTS=FILE (with or without CRASHVFS_DIR) appends one line per xSync, "sync PATH", for
  * counting syncs per operation (bench/syncs.py).
  *
@@ -73,6 +77,7 @@ static sqlite3_io_methods methods;
 static char dir[4096];
 static int log_fd = -1, lock_fd = -1, count_fd = -1;
 static long crash_at = -1;
+static long fail_at = -1, fail_count = 1;
 static long ops;
 static long seq;
 
@@ -82,8 +87,14 @@ static void die_now(void) {
     _exit(137);
 }
 
-static void count_op(void) {
-    if (crash_at >= 0 && __atomic_add_fetch(&ops, 1, __ATOMIC_SEQ_CST) >= crash_at) die_now();
+/* Counts one write/truncate/sync; dies at the CRASHVFS_CRASH_AT-th, and returns 1 (the call
+ * must fail with an I/O error, doing nothing) for CRASHVFS_FAIL_COUNT calls from the
+ * CRASHVFS_FAIL_AT-th on. */
+static int count_op(void) {
+    if (crash_at < 0 && fail_at < 0) return 0;
+    long n = __atomic_add_fetch(&ops, 1, __ATOMIC_SEQ_CST);
+    if (crash_at >= 0 && n >= crash_at) die_now();
+    return fail_at >= 0 && n >= fail_at && n < fail_at + fail_count;
 }
 
 static void lock(void) {
@@ -163,11 +174,8 @@ static int c_read(sqlite3_file *p, void *buf, int amt, sqlite3_int64 off) {
 }
 static int c_write(sqlite3_file *p, const void *buf, int amt, sqlite3_int64 off) {
     CFile *f = (CFile *)p;
-    if (!f->tracked || log_fd < 0) {
-        if (f->tracked) count_op();
-        return f->real->pMethods->xWrite(f->real, buf, amt, off);
-    }
-    count_op();
+    if (f->tracked && count_op()) return SQLITE_IOERR_WRITE;
+    if (!f->tracked || log_fd < 0) return f->real->pMethods->xWrite(f->real, buf, amt, off);
     lock();
     char *old = NULL;
     int64_t size = pre_image(f, off, amt, &old);
@@ -181,11 +189,8 @@ static int c_write(sqlite3_file *p, const void *buf, int amt, sqlite3_int64 off)
 }
 static int c_truncate(sqlite3_file *p, sqlite3_int64 size) {
     CFile *f = (CFile *)p;
-    if (!f->tracked || log_fd < 0) {
-        if (f->tracked) count_op();
-        return f->real->pMethods->xTruncate(f->real, size);
-    }
-    count_op();
+    if (f->tracked && count_op()) return SQLITE_IOERR_TRUNCATE;
+    if (!f->tracked || log_fd < 0) return f->real->pMethods->xTruncate(f->real, size);
     lock();
     sqlite3_int64 cur = 0;
     char *old = NULL;
@@ -208,8 +213,8 @@ static int c_sync(sqlite3_file *p, int flags) {
         int n = snprintf(line, sizeof line, "sync %s\n", f->path);
         write_all(count_fd, line, (size_t)n);
     }
+    if (f->tracked && count_op()) return SQLITE_IOERR_FSYNC; /* nothing synced: no SYNC mark */
     if (!f->tracked) return f->real->pMethods->xSync(f->real, flags);
-    count_op();
     lock();
     int rc = f->real->pMethods->xSync(f->real, flags);
     if (rc == SQLITE_OK) {
@@ -436,6 +441,9 @@ __attribute__((constructor)) static void crashvfs_init(void) {
         }
     }
     if (at && *at) crash_at = atol(at);
+    const char *fail = getenv("CRASHVFS_FAIL_AT"), *fails = getenv("CRASHVFS_FAIL_COUNT");
+    if (fail && *fail) fail_at = atol(fail);
+    if (fails && *fails) fail_count = atol(fails);
 
     orig = sqlite3_vfs_find(NULL);
     if (!orig) {
