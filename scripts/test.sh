@@ -48,12 +48,13 @@ echo "== Memory: the Python binding under valgrind (no library string leaked)"
 PYTHON="$python" tests/memory/valgrind_python.sh 40
 cabi_passed=$(grep -Eo '^c-abi: [0-9]+ passed' target/c-tests.log | awk '{print $2}')
 
-echo "== Benchmark smoke run (small sizes; keeps bench/ from rotting): calls, route, PostgreSQL"
+echo "== Benchmark smoke run (small sizes; keeps bench/ from rotting): calls, route, PostgreSQL, syncs per call"
 cargo build --release --example bench
 "$python" bench/run.py --quick > target/bench-smoke.log
 "$python" bench/route.py --quick >> target/bench-smoke.log
 "$python" bench/postgres.py --quick >> target/bench-smoke.log
 "$python" bench/failover.py --quick >> target/bench-smoke.log 2>&1
+"$python" bench/syncs.py --n 10 >> target/bench-smoke.log
 tail -3 target/bench-smoke.log
 
 # set -e and pipefail stopped the script at the first failing suite, so reaching here means 0 failed.
