@@ -111,6 +111,12 @@ def raw_rows(path, sql):
         con.close()
 
 
+def tms_verify(jobs, audit):
+    """`tms verify-audit` on the files, as an operator would check a restored copy."""
+    out = subprocess.run([TMS, "--jobs-db", jobs, "--audit-db", audit, "verify-audit"], capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)["ok"], (out.returncode, out.stdout, out.stderr)
+
+
 def reopen_and_verify(jobs, audit, **options):
     """Open the store as the app would after the reboot (migrates, delivers the outbox) and
     verify the chain; returns the open store."""
@@ -520,6 +526,7 @@ def test_copy(shim, tmp_path, source_store, how):
                 assert integrity(f) == "ok", f
         if os.path.exists(jobs) and os.path.exists(audit):
             reopen_and_verify(jobs, audit).close()
+            tms_verify(jobs, audit)
         if run.acks:
             lost += store_counts(jobs, audit) != expected
         # Safe to run again after the interruption: the copy completes.
@@ -555,6 +562,7 @@ def test_tms_backup(shim, tmp_path, source_store):
             got = store_counts(jobs, audit)
             if ok and got == expected:
                 reopen_and_verify(jobs, audit).close()
+                tms_verify(jobs, audit)
             else:
                 lost += 1
                 print(f"acknowledged backup lost in {d}: {got} instead of {expected}")
