@@ -358,10 +358,14 @@ def test_record_audit(shim, tmp_path, sync):
 
 
 def audited_cids(audit):
-    out = set()
+    """The customer IDs of the audit rows; asserts none is audited twice (each Set Action has
+    customer IDs of its own, and its audit row is written exactly once)."""
+    out = collections.Counter()
     for (ids,) in raw_rows(audit, "SELECT customer_ids FROM audit_log WHERE customer_ids LIKE '[%'"):
         out.update(json.loads(ids))
-    return out
+    twice = sorted(c for c, n in out.items() if n > 1)
+    assert not twice, f"audit rows written twice for {twice}"
+    return set(out)
 
 
 @pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
