@@ -272,26 +272,31 @@ def check_jobs(jobs, acks):
     return lost
 
 
-@pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
-def test_create_job(shim, tmp_path, sync):
-    rounds = Rounds(shim, tmp_path, f"create_job {sync}")
-
-    def argv(d):
-        return python_writer("create_job", *store_args(d, sync, 15, "cj"))
-
-    rounds.calibrate(argv, lambda d: None)
+def single_writer_rounds(rounds, sync, argv, prepare, full_rounds, normal_rounds, lost_in):
+    """The rounds of one store-using writer: cut, check both files and the chain, count what
+    `lost_in(d, jobs, audit, run)` finds lost; at FULL nothing may be."""
+    rounds.calibrate(argv, prepare)
     lost = 0
-    for _ in range((40 if sync == "FULL" else 12) * STRESS):
-        d, run, _ = rounds.one(argv, lambda d: None)
+    for _ in range((full_rounds if sync == "FULL" else normal_rounds) * STRESS):
+        d, run, _ = rounds.one(argv, prepare)
         jobs, audit = str(d / "jobs.db"), str(d / "audit.db")
         for f in (jobs, audit):
             if os.path.exists(f):
                 assert integrity(f) == "ok", f
         reopen_and_verify(jobs, audit).close()
-        lost += check_jobs(jobs, run.acks)
+        lost += lost_in(d, jobs, audit, run)
     rounds.figures["lost"] += lost
     if sync == "FULL":
         assert lost == 0
+
+
+@pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
+def test_create_job(shim, tmp_path, sync):
+    def argv(d):
+        return python_writer("create_job", *store_args(d, sync, 15, "cj"))
+
+    single_writer_rounds(Rounds(shim, tmp_path, f"create_job {sync}"), sync, argv, lambda d: None, 40, 12,
+                         lambda d, jobs, audit, run: check_jobs(jobs, run.acks))
 
 
 def prepared_jobs(d, count=6):
@@ -304,57 +309,36 @@ def prepared_jobs(d, count=6):
 
 @pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
 def test_update_job(shim, tmp_path, sync):
-    rounds = Rounds(shim, tmp_path, f"update_job {sync}")
-
     def argv(d):
         return python_writer("update_job", *store_args(d, sync, 18, "uj"), "--jobs-list", d / "jobs.json")
 
-    rounds.calibrate(argv, prepared_jobs)
-    lost = 0
-    for _ in range((30 if sync == "FULL" else 10) * STRESS):
-        d, run, _ = rounds.one(argv, prepared_jobs)
-        jobs, audit = str(d / "jobs.db"), str(d / "audit.db")
-        assert integrity(jobs) == "ok" and integrity(audit) == "ok"
-        reopen_and_verify(jobs, audit).close()
+    def lost_in(d, jobs, audit, run):
         last = {}
         for a in run.acks:
             last[a["job"]] = a["seq"]
         now = dict(raw_rows(jobs, "SELECT job_id, error_message FROM jobs"))
-        for job, seq in last.items():
-            got = now[job]
-            if got is None or int(got[1:]) < seq:
-                lost += 1
-    rounds.figures["lost"] += lost
-    if sync == "FULL":
-        assert lost == 0
+        return sum(1 for job, seq in last.items() if now[job] is None or int(now[job][1:]) < seq)
+
+    single_writer_rounds(Rounds(shim, tmp_path, f"update_job {sync}"), sync, argv, prepared_jobs, 30, 10, lost_in)
 
 
 @pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
 def test_record_audit(shim, tmp_path, sync):
-    rounds = Rounds(shim, tmp_path, f"record_audit {sync}")
-
     def argv(d):
         return python_writer("record_audit", *store_args(d, sync, 15, "ra"))
 
-    rounds.calibrate(argv, lambda d: None)
-    lost = 0
-    for _ in range((40 if sync == "FULL" else 12) * STRESS):
-        d, run, _ = rounds.one(argv, lambda d: None)
-        jobs, audit = str(d / "jobs.db"), str(d / "audit.db")
-        for f in (jobs, audit):
-            if os.path.exists(f):
-                assert integrity(f) == "ok", f
-        reopen_and_verify(jobs, audit).close()
+    def lost_in(d, jobs, audit, run):
         rows = dict(raw_rows(audit, "SELECT id, customer_ids FROM audit_log"))
         assert_suffix([a["audit"] in rows for a in run.acks], "record_audit")
+        lost = 0
         for a in run.acks:
             if a["audit"] not in rows:
                 lost += 1
             else:
                 assert json.loads(rows[a["audit"]]) == [a["cid"]]
-    rounds.figures["lost"] += lost
-    if sync == "FULL":
-        assert lost == 0
+        return lost
+
+    single_writer_rounds(Rounds(shim, tmp_path, f"record_audit {sync}"), sync, argv, lambda d: None, 40, 12, lost_in)
 
 
 def audited_cids(audit):
