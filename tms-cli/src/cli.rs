@@ -68,7 +68,9 @@ pub enum Command {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(0..=100_000))]
         limit: i64,
     },
-    /// Audit rows, newest first.
+    /// Audit rows, newest first. In CSV a cell starting with `=`, `+`, `-`, `@`, a tab or a
+    /// carriage return is written with a leading `'` (a spreadsheet would run it as a formula);
+    /// JSON lines are exact.
     Audit {
         /// Only this user's rows.
         #[arg(long)]
@@ -115,6 +117,8 @@ pub enum Command {
 pub enum Format {
     /// One JSON object per line.
     Jsonl,
-    /// CSV with a header row.
+    /// CSV with a header row, for spreadsheets: a cell starting with `=`, `+`, `-`, `@`, a tab or
+    /// a carriage return gets a leading `'` so that no spreadsheet runs it as a formula (OWASP's
+    /// rule for CSV injection); jsonl is exact.
     Csv,
 }

@@ -185,7 +185,7 @@ fn write_audit(rows: &[tms::model::AuditRow], format: Format) -> Result<()> {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                w.write_record([
+                let cells = [
                     r.id.to_string(),
                     r.user_id.clone(),
                     r.action_type.clone(),
@@ -195,13 +195,24 @@ fn write_audit(rows: &[tms::model::AuditRow], format: Format) -> Result<()> {
                     r.status.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                     r.error_message.clone().unwrap_or_default(),
                     r.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
-                ])
-                .map_err(csv_failure)?;
+                ];
+                w.write_record(cells.iter().map(|c| spreadsheet_safe(c).into_owned())).map_err(csv_failure)?;
             }
             w.flush()?;
         }
     }
     Ok(())
+}
+
+/// A CSV cell as a spreadsheet cannot run it: a cell starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return is a formula to Excel, LibreOffice and Google Sheets (`=HYPERLINK(...)` in a
+/// cluster's message would be a live link), so it gets a leading `'` (OWASP's rule for CSV
+/// injection). Every other cell is written as it is; the JSON lines format is always exact.
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
 }
 
 fn csv_failure(e: csv::Error) -> Failure {
