@@ -49,6 +49,7 @@ on_each_engine!(
     a_legacy_append_after_a_rollback_is_adopted_explicitly,
     rows_the_app_wrote_past_are_adopted_where_they_sit,
     adopting_a_keyed_log_needs_its_key,
+    a_copy_into_another_store_is_refused_before_anything_is_written,
 );
 
 /// What the legacy Python app's log_action does: a plain INSERT, no chain columns.
@@ -333,6 +334,56 @@ fn a_store_copies_into_the_other_engine_and_back(loc: Location) {
     }
     assert_eq!(src.copy_into(&foreign).unwrap_err().kind, ErrorKind::InvalidInput);
     assert!(foreign.get_user_jobs("test_user_001", 10).unwrap().is_empty());
+}
+
+/// A destination that is not empty nor an earlier copy of the source is refused before the copy
+/// writes anything: another audit log (even a shorter one, whose ids the source also has), a job
+/// or a cache entry the source does not have. The destination is left row for row as it was.
+fn a_copy_into_another_store_is_refused_before_anything_is_written(loc: Location) {
+    let dir = TempDir::new("copy-src");
+    let src = tms::Store::open(dir.join("jobs.db"), dir.join("audit.db"), &StoreOptions::default()).unwrap();
+    for i in 0..5 {
+        src.create_job(&job("alice", vec!["c1", "c2"])).unwrap();
+        src.record_audit(&audit(&format!("src{i}"))).unwrap();
+    }
+    src.cache_put("c1", "ALL", &serde_json::json!({"ready": true}), 1800).unwrap();
+    let refuse = |what: &str, dst: &tms::Store| {
+        let before = loc.snapshot();
+        let err = src.copy_into(dst).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput, "{what}: {}", err.message);
+        assert!(err.message.contains("nothing was written"), "{what}: {}", err.message);
+        assert_eq!(loc.snapshot(), before, "{what}: the destination changed");
+    };
+    {
+        // Another, shorter log: ids 1 and 2 are the source's ids, not its rows.
+        let dst = loc.store();
+        dst.record_audit(&audit("other")).unwrap();
+        dst.record_audit(&audit("other")).unwrap();
+        refuse("another audit log", &dst);
+        assert!(dst.get_user_jobs("alice", 10).unwrap().is_empty());
+    }
+    tamper(&loc, "DELETE FROM audit_log");
+    {
+        // A job of another store's, no audit row.
+        let dst = loc.store();
+        dst.create_job(&job("mallory", vec!["m1"])).unwrap();
+        refuse("a foreign job", &dst);
+        loc.execute("DELETE FROM job_customers; DELETE FROM jobs");
+        // A cache entry the source does not have.
+        dst.cache_put("c9", "ALL", &serde_json::json!(1), 1800).unwrap();
+        refuse("a foreign cache entry", &dst);
+        loc.execute("DELETE FROM appstatus_cache");
+        // Empty again: the copy goes through, and a rerun into the copy is still welcome.
+        let report = src.copy_into(&dst).unwrap();
+        assert_eq!((report.jobs.copied, report.audit.copied, report.cache.copied), (5, 5, 1), "{report:?}");
+        assert!(report.audit_verification.ok);
+        src.record_audit(&audit("later")).unwrap();
+        let again = src.copy_into(&dst).unwrap();
+        assert_eq!((again.jobs.already_there, again.audit.already_there, again.audit.copied), (5, 5, 1));
+        // The copy's own later row makes it another log.
+        dst.record_audit(&audit("dst-only")).unwrap();
+        refuse("a copy that went on by itself", &dst);
+    }
 }
 
 #[test]
