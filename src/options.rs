@@ -88,6 +88,12 @@ pub struct StoreOptions {
     /// A PEM file of extra CA certificates trusted for https clusters, on top of the system's
     /// trust store (an internal CA). Default none.
     pub ca_bundle: Option<String>,
+    /// Create the store when it is missing (default true: an app's first start creates its
+    /// files, or its tables in the PostgreSQL schema). false opens an existing store only: a
+    /// missing file (or a PostgreSQL schema without the store's tables) is refused with
+    /// `CantOpen` naming it, and nothing is created (the `tms` tool opens stores this way, so a
+    /// mistyped path is an error, not a new empty store).
+    pub create: bool,
 }
 
 impl Default for StoreOptions {
@@ -105,6 +111,7 @@ impl Default for StoreOptions {
             interrupted_after_s: 600,
             audit_hmac_key: None,
             ca_bundle: None,
+            create: true,
         }
     }
 }

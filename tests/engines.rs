@@ -50,6 +50,7 @@ on_each_engine!(
     rows_the_app_wrote_past_are_adopted_where_they_sit,
     adopting_a_keyed_log_needs_its_key,
     a_copy_into_another_store_is_refused_before_anything_is_written,
+    create_false_opens_an_existing_store_only,
 );
 
 /// What the legacy Python app's log_action does: a plain INSERT, no chain columns.
@@ -384,6 +385,35 @@ fn a_copy_into_another_store_is_refused_before_anything_is_written(loc: Location
         dst.record_audit(&audit("dst-only")).unwrap();
         refuse("a copy that went on by itself", &dst);
     }
+}
+
+/// `create: false` (the `tms` tool's way): a missing store is CantOpen, naming it, and nothing is
+/// created; an existing one opens as usual.
+fn create_false_opens_an_existing_store_only(loc: Location) {
+    let existing_only = StoreOptions { create: false, ..Default::default() };
+    let before = loc.snapshot();
+    let err = loc.open(&existing_only).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CantOpen, "{}", err.message);
+    assert!(err.message.contains("tms init"), "{}", err.message);
+    assert_eq!(loc.snapshot(), before);
+    if let Location::Sqlite(dir) = &loc {
+        assert!(err.message.contains(&dir.join("jobs.db").display().to_string()), "{}", err.message);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a file was created");
+        // One file there, the other missing: still nothing created, and the missing one named.
+        drop(tms::Store::open(dir.join("jobs.db"), dir.join("other-audit.db"), &StoreOptions::default()).unwrap());
+        let err = loc.open(&existing_only).unwrap_err();
+        assert!(err.kind == ErrorKind::CantOpen && err.message.contains("audit.db"), "{}", err.message);
+        assert!(!dir.join("audit.db").exists());
+        std::fs::rename(dir.join("other-audit.db"), dir.join("audit.db")).unwrap();
+    } else {
+        assert!(err.message.contains("holds no store"), "{}", err.message);
+        drop(loc.store()); // creates the tables
+    }
+    let store = loc.open(&existing_only).unwrap();
+    store.record_audit(&audit("u")).unwrap();
+    assert!(store.verify_audit(None).unwrap().ok);
+    assert!(tms::StoreOptions::from_json(r#"{"create": false}"#).is_ok_and(|o| !o.create));
+    assert!(tms::StoreOptions::from_json(r#"{"create": 0}"#).is_err());
 }
 
 #[test]

@@ -146,6 +146,9 @@ impl Location {
             Location::Sqlite(dir) => {
                 let mut out = Vec::new();
                 for file in ["jobs.db", "audit.db"] {
+                    if !dir.join(file).exists() {
+                        continue; // opening it would create it
+                    }
                     let conn = inspect(&dir.join(file));
                     let tables: Vec<String> = conn
                         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")

@@ -17,7 +17,7 @@ import tms
 from conftest import ROOT, Location
 
 TMS = os.path.join(ROOT, "target", "release", "tms")
-COMMANDS = ["verify-audit", "adopt-unchained", "recover", "jobs", "audit", "backup", "copy", "stats", "migrate"]
+COMMANDS = ["init", "verify-audit", "adopt-unchained", "recover", "jobs", "audit", "backup", "copy", "stats", "migrate"]
 
 
 def run(*args, cwd=None, env=None):
@@ -272,3 +272,53 @@ def test_audit_csv_neutralises_formulas_and_jsonl_stays_exact(tmp_path):
     assert jsonl[-1]["user_id"] == "=user"
     help_text = run("audit", "--help").stdout
     assert "formula" in help_text and "'" in help_text
+
+
+READING = [["verify-audit"], ["adopt-unchained", "--reason", "r"], ["recover"], ["jobs", "--user", "u"], ["audit"],
+           ["backup", "bk"], ["copy", "--to", "dst/jobs.db"], ["stats"], ["migrate"]]
+
+
+@pytest.mark.parametrize("command", READING, ids=lambda c: c[0])
+def test_no_command_but_init_creates_a_store_at_a_mistyped_path(tmp_path, command):
+    (tmp_path / "dst").mkdir()
+    for missing in ["jobs", "audit"]:
+        d = tmp_path / missing
+        d.mkdir()
+        if missing == "audit":  # only audit.db is mistyped: jobs.db exists
+            tms.Store(str(d / "jobs.db"), str(d / "real-audit.db")).close()
+        before = sorted(p.name for p in d.iterdir())
+        out = run("--jobs-db", str(d / "jobs.db"), "--audit-db", str(d / "audit.db"), *command, cwd=d)
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert out.stderr.startswith("tms: TMS_STATUS_CANT_OPEN:") and f"{d / (missing + '.db')}" in out.stderr, out.stderr
+        assert out.stdout == ""
+        assert sorted(p.name for p in d.iterdir()) == before, command  # nothing created
+    assert not any((tmp_path / "dst").iterdir())
+
+
+def test_init_creates_a_store_and_copy_creates_its_destination(tmp_path):
+    out = run("init", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"initialized": True, "created": ["jobs.db", "audit.db"]}
+    assert json.loads(run("verify-audit", cwd=tmp_path).stdout)["checked"] == 0
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")) as s:
+        s.record_audit("alice", "Trans-Begin")
+    again = run("init", cwd=tmp_path)  # an existing store is kept as it is
+    assert again.returncode == 0 and json.loads(again.stdout)["created"] == []
+    assert json.loads(run("stats", cwd=tmp_path).stdout)["audit_rows"] == 1
+    (tmp_path / "new").mkdir()
+    out = run("copy", "--to", str(tmp_path / "new" / "jobs.db"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "new").iterdir() if p.suffix == ".db") == ["audit.db", "jobs.db"]
+
+
+def test_a_postgres_schema_without_a_store_is_refused_until_init(tmp_path):
+    pg = Location(tmp_path, engine="postgres")
+    try:
+        out = run("--jobs-db", pg.jobs, "stats")
+        assert out.returncode == 2 and "TMS_STATUS_CANT_OPEN" in out.stderr and "tms init" in out.stderr, out.stderr
+        assert "holds no store" in out.stderr
+        out = run("--jobs-db", pg.jobs, "init")
+        assert out.returncode == 0 and json.loads(out.stdout) == {"initialized": True, "created": []}, out.stderr
+        assert json.loads(run("--jobs-db", pg.jobs, "verify-audit").stdout)["ok"]
+    finally:
+        pg.drop()

@@ -104,6 +104,24 @@ impl PostgresEngine {
             .map_err(pg_error)?
             .get(0);
         let read_only = read_only == "on";
+        if !options.create {
+            // The schema on the URL's search path must hold a store already.
+            let there: bool = first
+                .client
+                .query_one("SELECT to_regclass('jobs') IS NOT NULL AND to_regclass('audit_log') IS NOT NULL", &[])
+                .map_err(pg_error)?
+                .get(0);
+            if !there {
+                return Err(Error::new(
+                    ErrorKind::CantOpen,
+                    format!(
+                        "{} holds no store (no jobs and audit_log tables on its search path); it is not created \
+                         when it is missing (create: false; `tms init` creates one)",
+                        pool.location().shown()
+                    ),
+                ));
+            }
+        }
         schema::migrate(&mut first.client, !read_only)
             .map_err(|e| e.context(&format!("cannot open {}", pool.location().shown())))?;
         pool.put(first);
