@@ -51,6 +51,8 @@ on_each_engine!(
     adopting_a_keyed_log_needs_its_key,
     a_copy_into_another_store_is_refused_before_anything_is_written,
     create_false_opens_an_existing_store_only,
+    a_keyed_log_swapped_for_a_keyless_one_fails_with_the_key,
+    a_plain_log_taking_on_a_key_verifies_and_stays_keyed,
 );
 
 /// What the legacy Python app's log_action does: a plain INSERT, no chain columns.
@@ -249,6 +251,94 @@ fn a_keyed_chain_refuses_a_store_without_its_key(loc: Location) {
     assert_eq!(unkeyed.verify_audit(None).unwrap().first_problem.unwrap().problem.as_str(), "unverifiable");
     let store = loc.open(&keyed).unwrap();
     assert!(store.verify_audit(None).unwrap().ok);
+}
+
+/// Empty the audit log as an attacker with write access would (on PostgreSQL the chain's head
+/// row too, so that the library starts a new chain).
+fn wipe(loc: &Location) {
+    tamper(loc, "DELETE FROM audit_log");
+    if loc.is_postgres() {
+        loc.execute("UPDATE audit_chain_head SET seq = 0, hash = ''");
+    }
+}
+
+/// Someone with write access but without the key replaces a keyed log with a forged one (the
+/// whole table rewritten): checked with the key, it must not verify, whatever the forgery.
+fn a_keyed_log_swapped_for_a_keyless_one_fails_with_the_key(loc: Location) {
+    let keyed = StoreOptions { audit_hmac_key: Some(Secret("engine-suite-key-0123456789".into())), ..Default::default() };
+    let app = loc.open(&keyed).unwrap();
+    for u in ["u1", "u2", "u3"] {
+        app.record_audit(&audit(u)).unwrap();
+    }
+    assert!(app.verify_audit(None).unwrap().ok);
+    // The swap: every row deleted (PostgreSQL's head row reset too), a plain SHA-256 chain
+    // written in their place.
+    wipe(&loc);
+    {
+        let forger = loc.store();
+        for u in ["u1", "u2", "u3"] {
+            forger.record_audit(&audit(u)).unwrap();
+        }
+        assert!(forger.verify_audit(None).unwrap().ok); // without the key it looks fine
+    }
+    let checker = loc.open(&keyed).unwrap();
+    let v = checker.verify_audit(None).unwrap();
+    assert!(!v.ok, "a forged keyless log verified with the key: {v:?}");
+    let p = v.first_problem.unwrap();
+    assert_eq!((p.problem.as_str(), p.seq), ("not_keyed", Some(3)), "{}", p.detail);
+    // The app that wrote the keyed head refuses to continue the forgery (its rows would bless it).
+    assert_eq!(app.record_audit(&audit("u4")).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    // Forged as rows from before any chain (legacy rows): the same.
+    wipe(&loc);
+    legacy_insert(&loc, "u1", "success");
+    let v = checker.verify_audit(None).unwrap();
+    assert!(!v.ok && v.first_problem.as_ref().unwrap().problem.as_str() == "not_keyed", "{v:?}");
+    // Plain rows after keyed ones were never allowed; a keyed store refuses to append after them.
+    wipe(&loc);
+    drop(app);
+    let app = loc.open(&keyed).unwrap();
+    app.record_audit(&audit("k1")).unwrap();
+    let head = app.verify_audit(None).unwrap().head.unwrap();
+    let forged_prev = head.hash.clone();
+    let plain = tms::audit_chain::ChainKey::new(None).hash(&tms::audit_chain::ChainFields {
+        seq: head.seq + 1, prev: &forged_prev, user_id: "mallory", action_type: "PE-Enable", customer_ids: None,
+        timestamp: Some("2026-12-01 10:00:00"), ip_address: None, status: Some("success"), error_message: None, duration_ms: None,
+    });
+    loc.execute(&format!(
+        "INSERT INTO audit_log (user_id, action_type, \"timestamp\", status, chain_seq, chain_prev, chain_hash) \
+         VALUES ('mallory', 'PE-Enable', '2026-12-01 10:00:00', 'success', {}, '{forged_prev}', '{plain}')",
+        head.seq + 1
+    ));
+    if loc.is_postgres() {
+        loc.execute(&format!("UPDATE audit_chain_head SET seq = {}, hash = '{plain}'", head.seq + 1));
+    }
+    assert_eq!(problem_of(&app).unwrap().0, "inserted");
+    drop(app);
+    let app = loc.open(&keyed).unwrap(); // a fresh process, no memory of the head
+    assert_eq!(app.record_audit(&audit("k2")).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    // An empty log is the one forgery the key cannot show (a cut to nothing): anchors and
+    // checkpoints kept elsewhere do.
+    wipe(&loc);
+    assert!(checker.verify_audit(None).unwrap().ok);
+}
+
+/// A log begun without a key and continued with one: the plain rows before the first keyed row
+/// are bound by its HMAC (its link is their head's hash), so it verifies with the key.
+fn a_plain_log_taking_on_a_key_verifies_and_stays_keyed(loc: Location) {
+    let keyed = StoreOptions { audit_hmac_key: Some(Secret("engine-suite-key-0123456789".into())), ..Default::default() };
+    {
+        let plain = loc.store();
+        plain.record_audit(&audit("p1")).unwrap();
+        plain.record_audit(&audit("p2")).unwrap();
+    }
+    let app = loc.open(&keyed).unwrap();
+    assert!(!app.verify_audit(None).unwrap().ok); // nothing keyed yet: not_keyed
+    app.record_audit(&audit("k1")).unwrap();
+    let v = app.verify_audit(None).unwrap();
+    assert!(v.ok && v.checked == 3, "{v:?}");
+    // Altering a plain row before the key now breaks the keyed row's link.
+    tamper(&loc, "UPDATE audit_log SET user_id = 'mallory' WHERE chain_seq = 1");
+    assert!(!app.verify_audit(None).unwrap().ok);
 }
 
 fn the_appstatus_cache(loc: Location) {

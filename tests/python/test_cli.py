@@ -322,3 +322,18 @@ def test_a_postgres_schema_without_a_store_is_refused_until_init(tmp_path):
         assert json.loads(run("--jobs-db", pg.jobs, "verify-audit").stdout)["ok"]
     finally:
         pg.drop()
+
+
+def test_a_keyed_log_swapped_for_a_keyless_forgery_fails_with_the_key(tmp_path):
+    key = "cli-hmac-key-0123456789"
+    (tmp_path / "key").write_text(key + "\n")
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), audit_hmac_key=key) as s:
+        s.record_audit("alice", "Trans-Begin")
+    # Someone with the files but not the key rewrites audit.db whole: a fresh plain chain.
+    os.remove(tmp_path / "audit.db")
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")) as forger:
+        forger.record_audit("alice", "Trans-Begin")
+    assert run("verify-audit", cwd=tmp_path).returncode == 0  # without the key nothing shows
+    out = run("--hmac-key-file", str(tmp_path / "key"), "verify-audit", cwd=tmp_path)
+    assert out.returncode == 1, out.stdout
+    assert json.loads(out.stdout)["first_problem"]["problem"] == "not_keyed"
