@@ -506,6 +506,48 @@ fn create_false_opens_an_existing_store_only(loc: Location) {
     assert!(tms::StoreOptions::from_json(r#"{"create": 0}"#).is_err());
 }
 
+/// A URL's `options=-csearch_path%3D...` chooses the store's schema, and only that schema: a
+/// first schema that does not exist is refused (not followed to the next one on the path), and
+/// another schema on the path never serves the store's tables.
+#[test]
+fn postgres_keeps_the_store_in_the_first_schema_of_the_urls_search_path() {
+    let n = std::process::id();
+    let (missing, fallback, store, other, mixed) =
+        (format!("sp_missing_{n}"), format!("sp_fallback_{n}"), format!("sp_store_{n}"), format!("sp_other_{n}"), format!("Sp_Mixed_{n}"));
+    let mut admin = ::postgres::Client::connect(&pg_url(), ::postgres::NoTls).unwrap();
+    let drop_all = format!(
+        "DROP SCHEMA IF EXISTS {fallback} CASCADE; DROP SCHEMA IF EXISTS {store} CASCADE; \
+         DROP SCHEMA IF EXISTS {other} CASCADE; DROP SCHEMA IF EXISTS \"{mixed}\" CASCADE"
+    );
+    admin.batch_execute(&drop_all).unwrap();
+    admin.batch_execute(&format!("CREATE SCHEMA {fallback}; CREATE SCHEMA {store}; CREATE SCHEMA {other}; CREATE SCHEMA \"{mixed}\"")).unwrap();
+    let url = |path: &str| with_param(&pg_url(), &format!("options=-csearch_path%3D{path}"));
+    let tables_in = |admin: &mut ::postgres::Client, schema: &str| -> i64 {
+        admin.query_one("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1", &[&schema]).unwrap().get(0)
+    };
+    // A mistyped first schema: refused, and nothing lands in the next one.
+    let err = tms::Store::open_postgres(&url(&format!("{missing}%2C{fallback}")), &StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CantOpen, "{}", err.message);
+    assert!(err.message.contains(&missing) && err.message.contains("does not exist"), "{}", err.message);
+    assert_eq!(tables_in(&mut admin, &fallback), 0);
+    // Another schema later on the path holds a store: it is not used; the first gets its own.
+    let theirs = tms::Store::open_postgres(&url(&other), &StoreOptions::default()).unwrap();
+    theirs.create_job(&job("other-user", vec!["c1"])).unwrap();
+    theirs.record_audit(&audit("other-user")).unwrap();
+    let ours = tms::Store::open_postgres(&url(&format!("{store}%2C{other}")), &StoreOptions::default()).unwrap();
+    assert!(ours.get_user_jobs("other-user", 10).unwrap().is_empty());
+    assert_eq!(ours.counts().unwrap().audit_rows, 0);
+    ours.record_audit(&audit("mine")).unwrap();
+    assert!(tables_in(&mut admin, &store) > 0);
+    assert_eq!(theirs.counts().unwrap().audit_rows, 1);
+    // A quoted mixed-case schema name is honoured as written.
+    let quoted = tms::Store::open_postgres(&url(&format!("%22{mixed}%22")), &StoreOptions::default()).unwrap();
+    quoted.record_audit(&audit("q")).unwrap();
+    assert!(tables_in(&mut admin, &mixed) > 0);
+    drop((theirs, ours, quoted));
+    admin.batch_execute(&drop_all).unwrap();
+}
+
 #[test]
 fn postgres_refuses_options_that_configure_sqlite_files() {
     let loc = Location::postgres("sqlite-only-options");
