@@ -210,8 +210,12 @@ fn add_forms(forms: &mut Vec<Vec<u8>>, token: &str) {
         add(percent_all(token, upper));
     }
     // Base64 (standard and URL-safe alphabets), alone or inside a larger encoded text: the
-    // characters the token decides at each of the three alignments. A token of 8 bytes or more
-    // gives at least 8 of them, too many to hit unrelated text by chance.
+    // characters the token decides at each of the three alignments. A secret of 8 bytes or more
+    // (every token) gives at least 10 of them, too many to hit unrelated text by chance; a
+    // shorter one (a 4-byte password) would give 5, which ordinary words match.
+    if token.len() < MIN_TOKEN_BYTES {
+        return;
+    }
     for alphabet in [B64_STD, B64_URL] {
         for shift in 0..3 {
             add(base64_core(token.as_bytes(), shift, alphabet));
