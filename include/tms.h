@@ -186,8 +186,9 @@ enum TmsStatus tms_adopt_unchained(const struct TmsStore *store,
 
 // Check the audit log's hash chain. `*out_json` receives `{"ok", "checked", "unchained",
 // "adopted", "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} |
-// null}` where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows
-// and no key). Rows written before the chain began (legacy rows) are counted as `unchained`:
+// null}` where `problem` is `altered`, `removed`, `inserted`, `cut`, `unverifiable` (HMAC rows
+// and no key) or `not_keyed` (a store with a key, a log with rows and none keyed by it: written
+// without the key, e.g. a keyed log replaced by a forgery). Rows written before the chain began (legacy rows) are counted as `unchained`:
 // the chain's first row commits to their number and a digest of them, so a row added among them
 // (at any id), altered or removed is reported too (`id` null, the detail says so). An unchained
 // row after the chain began is `inserted`, unless `tms_adopt_unchained` adopted it (counted as
@@ -474,7 +475,10 @@ enum TmsStatus tms_store_set_event_callback(const struct TmsStore *store,
 //  - `"audit_hmac_key"`: key of the audit chain's HMAC-SHA256, kept in memory only (none; 16 to
 //    4096 bytes);
 //  - `"ca_bundle"`: path of a PEM file of CA certificates trusted for https clusters on top of
-//    the system's trust store (none).
+//    the system's trust store (none);
+//  - `"create"`: create the store when it is missing (`true`); `false` opens an existing store
+//    only: a missing file, or a PostgreSQL schema without the store's tables, gives
+//    TMS_STATUS_CANT_OPEN naming it, and nothing is created.
 //
 // Unknown keys and values out of range give TMS_STATUS_INVALID_INPUT.
 //

@@ -52,6 +52,10 @@ on_each_engine!(
     a_checkpoint_catches_a_log_cut_changed_or_rewritten_up_to_it,
     a_checkpoint_of_a_keyed_log_catches_a_rewrite_with_or_without_the_key,
     checkpoints_are_signed_only_for_a_log_that_verifies_and_checked_strictly,
+    a_copy_into_another_store_is_refused_before_anything_is_written,
+    create_false_opens_an_existing_store_only,
+    a_keyed_log_swapped_for_a_keyless_one_fails_with_the_key,
+    a_plain_log_taking_on_a_key_verifies_and_stays_keyed,
 );
 
 /// What the legacy Python app's log_action does: a plain INSERT, no chain columns.
@@ -252,6 +256,94 @@ fn a_keyed_chain_refuses_a_store_without_its_key(loc: Location) {
     assert!(store.verify_audit(None).unwrap().ok);
 }
 
+/// Empty the audit log as an attacker with write access would (on PostgreSQL the chain's head
+/// row too, so that the library starts a new chain).
+fn wipe(loc: &Location) {
+    tamper(loc, "DELETE FROM audit_log");
+    if loc.is_postgres() {
+        loc.execute("UPDATE audit_chain_head SET seq = 0, hash = ''");
+    }
+}
+
+/// Someone with write access but without the key replaces a keyed log with a forged one (the
+/// whole table rewritten): checked with the key, it must not verify, whatever the forgery.
+fn a_keyed_log_swapped_for_a_keyless_one_fails_with_the_key(loc: Location) {
+    let keyed = StoreOptions { audit_hmac_key: Some(Secret("engine-suite-key-0123456789".into())), ..Default::default() };
+    let app = loc.open(&keyed).unwrap();
+    for u in ["u1", "u2", "u3"] {
+        app.record_audit(&audit(u)).unwrap();
+    }
+    assert!(app.verify_audit(None).unwrap().ok);
+    // The swap: every row deleted (PostgreSQL's head row reset too), a plain SHA-256 chain
+    // written in their place.
+    wipe(&loc);
+    {
+        let forger = loc.store();
+        for u in ["u1", "u2", "u3"] {
+            forger.record_audit(&audit(u)).unwrap();
+        }
+        assert!(forger.verify_audit(None).unwrap().ok); // without the key it looks fine
+    }
+    let checker = loc.open(&keyed).unwrap();
+    let v = checker.verify_audit(None).unwrap();
+    assert!(!v.ok, "a forged keyless log verified with the key: {v:?}");
+    let p = v.first_problem.unwrap();
+    assert_eq!((p.problem.as_str(), p.seq), ("not_keyed", Some(3)), "{}", p.detail);
+    // The app that wrote the keyed head refuses to continue the forgery (its rows would bless it).
+    assert_eq!(app.record_audit(&audit("u4")).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    // Forged as rows from before any chain (legacy rows): the same.
+    wipe(&loc);
+    legacy_insert(&loc, "u1", "success");
+    let v = checker.verify_audit(None).unwrap();
+    assert!(!v.ok && v.first_problem.as_ref().unwrap().problem.as_str() == "not_keyed", "{v:?}");
+    // Plain rows after keyed ones were never allowed; a keyed store refuses to append after them.
+    wipe(&loc);
+    drop(app);
+    let app = loc.open(&keyed).unwrap();
+    app.record_audit(&audit("k1")).unwrap();
+    let head = app.verify_audit(None).unwrap().head.unwrap();
+    let forged_prev = head.hash.clone();
+    let plain = tms::audit_chain::ChainKey::new(None).hash(&tms::audit_chain::ChainFields {
+        seq: head.seq + 1, prev: &forged_prev, user_id: "mallory", action_type: "PE-Enable", customer_ids: None,
+        timestamp: Some("2026-12-01 10:00:00"), ip_address: None, status: Some("success"), error_message: None, duration_ms: None,
+    });
+    loc.execute(&format!(
+        "INSERT INTO audit_log (user_id, action_type, \"timestamp\", status, chain_seq, chain_prev, chain_hash) \
+         VALUES ('mallory', 'PE-Enable', '2026-12-01 10:00:00', 'success', {}, '{forged_prev}', '{plain}')",
+        head.seq + 1
+    ));
+    if loc.is_postgres() {
+        loc.execute(&format!("UPDATE audit_chain_head SET seq = {}, hash = '{plain}'", head.seq + 1));
+    }
+    assert_eq!(problem_of(&app).unwrap().0, "inserted");
+    drop(app);
+    let app = loc.open(&keyed).unwrap(); // a fresh process, no memory of the head
+    assert_eq!(app.record_audit(&audit("k2")).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    // An empty log is the one forgery the key cannot show (a cut to nothing): anchors and
+    // checkpoints kept elsewhere do.
+    wipe(&loc);
+    assert!(checker.verify_audit(None).unwrap().ok);
+}
+
+/// A log begun without a key and continued with one: the plain rows before the first keyed row
+/// are bound by its HMAC (its link is their head's hash), so it verifies with the key.
+fn a_plain_log_taking_on_a_key_verifies_and_stays_keyed(loc: Location) {
+    let keyed = StoreOptions { audit_hmac_key: Some(Secret("engine-suite-key-0123456789".into())), ..Default::default() };
+    {
+        let plain = loc.store();
+        plain.record_audit(&audit("p1")).unwrap();
+        plain.record_audit(&audit("p2")).unwrap();
+    }
+    let app = loc.open(&keyed).unwrap();
+    assert!(!app.verify_audit(None).unwrap().ok); // nothing keyed yet: not_keyed
+    app.record_audit(&audit("k1")).unwrap();
+    let v = app.verify_audit(None).unwrap();
+    assert!(v.ok && v.checked == 3, "{v:?}");
+    // Altering a plain row before the key now breaks the keyed row's link.
+    tamper(&loc, "UPDATE audit_log SET user_id = 'mallory' WHERE chain_seq = 1");
+    assert!(!app.verify_audit(None).unwrap().ok);
+}
+
 fn the_appstatus_cache(loc: Location) {
     let store = loc.store();
     store.cache_put("c1", "ALL", &serde_json::json!({"apps": [1]}), 1800).unwrap();
@@ -336,6 +428,127 @@ fn a_store_copies_into_the_other_engine_and_back(loc: Location) {
     }
     assert_eq!(src.copy_into(&foreign).unwrap_err().kind, ErrorKind::InvalidInput);
     assert!(foreign.get_user_jobs("test_user_001", 10).unwrap().is_empty());
+}
+
+/// A destination that is not empty nor an earlier copy of the source is refused before the copy
+/// writes anything: another audit log (even a shorter one, whose ids the source also has), a job
+/// or a cache entry the source does not have. The destination is left row for row as it was.
+fn a_copy_into_another_store_is_refused_before_anything_is_written(loc: Location) {
+    let dir = TempDir::new("copy-src");
+    let src = tms::Store::open(dir.join("jobs.db"), dir.join("audit.db"), &StoreOptions::default()).unwrap();
+    for i in 0..5 {
+        src.create_job(&job("alice", vec!["c1", "c2"])).unwrap();
+        src.record_audit(&audit(&format!("src{i}"))).unwrap();
+    }
+    src.cache_put("c1", "ALL", &serde_json::json!({"ready": true}), 1800).unwrap();
+    let refuse = |what: &str, dst: &tms::Store| {
+        let before = loc.snapshot();
+        let err = src.copy_into(dst).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput, "{what}: {}", err.message);
+        assert!(err.message.contains("nothing was written"), "{what}: {}", err.message);
+        assert_eq!(loc.snapshot(), before, "{what}: the destination changed");
+    };
+    {
+        // Another, shorter log: ids 1 and 2 are the source's ids, not its rows.
+        let dst = loc.store();
+        dst.record_audit(&audit("other")).unwrap();
+        dst.record_audit(&audit("other")).unwrap();
+        refuse("another audit log", &dst);
+        assert!(dst.get_user_jobs("alice", 10).unwrap().is_empty());
+    }
+    tamper(&loc, "DELETE FROM audit_log");
+    {
+        // A job of another store's, no audit row.
+        let dst = loc.store();
+        dst.create_job(&job("mallory", vec!["m1"])).unwrap();
+        refuse("a foreign job", &dst);
+        loc.execute("DELETE FROM job_customers; DELETE FROM jobs");
+        // A cache entry the source does not have.
+        dst.cache_put("c9", "ALL", &serde_json::json!(1), 1800).unwrap();
+        refuse("a foreign cache entry", &dst);
+        loc.execute("DELETE FROM appstatus_cache");
+        // Empty again: the copy goes through, and a rerun into the copy is still welcome.
+        let report = src.copy_into(&dst).unwrap();
+        assert_eq!((report.jobs.copied, report.audit.copied, report.cache.copied), (5, 5, 1), "{report:?}");
+        assert!(report.audit_verification.ok);
+        src.record_audit(&audit("later")).unwrap();
+        let again = src.copy_into(&dst).unwrap();
+        assert_eq!((again.jobs.already_there, again.audit.already_there, again.audit.copied), (5, 5, 1));
+        // The copy's own later row makes it another log.
+        dst.record_audit(&audit("dst-only")).unwrap();
+        refuse("a copy that went on by itself", &dst);
+    }
+}
+
+/// `create: false` (the `tms` tool's way): a missing store is CantOpen, naming it, and nothing is
+/// created; an existing one opens as usual.
+fn create_false_opens_an_existing_store_only(loc: Location) {
+    let existing_only = StoreOptions { create: false, ..Default::default() };
+    let before = loc.snapshot();
+    let err = loc.open(&existing_only).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CantOpen, "{}", err.message);
+    assert!(err.message.contains("tms init"), "{}", err.message);
+    assert_eq!(loc.snapshot(), before);
+    if let Location::Sqlite(dir) = &loc {
+        assert!(err.message.contains(&dir.join("jobs.db").display().to_string()), "{}", err.message);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a file was created");
+        // One file there, the other missing: still nothing created, and the missing one named.
+        drop(tms::Store::open(dir.join("jobs.db"), dir.join("other-audit.db"), &StoreOptions::default()).unwrap());
+        let err = loc.open(&existing_only).unwrap_err();
+        assert!(err.kind == ErrorKind::CantOpen && err.message.contains("audit.db"), "{}", err.message);
+        assert!(!dir.join("audit.db").exists());
+        std::fs::rename(dir.join("other-audit.db"), dir.join("audit.db")).unwrap();
+    } else {
+        assert!(err.message.contains("holds no store"), "{}", err.message);
+        drop(loc.store()); // creates the tables
+    }
+    let store = loc.open(&existing_only).unwrap();
+    store.record_audit(&audit("u")).unwrap();
+    assert!(store.verify_audit(None).unwrap().ok);
+    assert!(tms::StoreOptions::from_json(r#"{"create": false}"#).is_ok_and(|o| !o.create));
+    assert!(tms::StoreOptions::from_json(r#"{"create": 0}"#).is_err());
+}
+
+/// A URL's `options=-csearch_path%3D...` chooses the store's schema, and only that schema: a
+/// first schema that does not exist is refused (not followed to the next one on the path), and
+/// another schema on the path never serves the store's tables.
+#[test]
+fn postgres_keeps_the_store_in_the_first_schema_of_the_urls_search_path() {
+    let n = std::process::id();
+    let (missing, fallback, store, other, mixed) =
+        (format!("sp_missing_{n}"), format!("sp_fallback_{n}"), format!("sp_store_{n}"), format!("sp_other_{n}"), format!("Sp_Mixed_{n}"));
+    let mut admin = ::postgres::Client::connect(&pg_url(), ::postgres::NoTls).unwrap();
+    let drop_all = format!(
+        "DROP SCHEMA IF EXISTS {fallback} CASCADE; DROP SCHEMA IF EXISTS {store} CASCADE; \
+         DROP SCHEMA IF EXISTS {other} CASCADE; DROP SCHEMA IF EXISTS \"{mixed}\" CASCADE"
+    );
+    admin.batch_execute(&drop_all).unwrap();
+    admin.batch_execute(&format!("CREATE SCHEMA {fallback}; CREATE SCHEMA {store}; CREATE SCHEMA {other}; CREATE SCHEMA \"{mixed}\"")).unwrap();
+    let url = |path: &str| with_param(&pg_url(), &format!("options=-csearch_path%3D{path}"));
+    let tables_in = |admin: &mut ::postgres::Client, schema: &str| -> i64 {
+        admin.query_one("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1", &[&schema]).unwrap().get(0)
+    };
+    // A mistyped first schema: refused, and nothing lands in the next one.
+    let err = tms::Store::open_postgres(&url(&format!("{missing}%2C{fallback}")), &StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CantOpen, "{}", err.message);
+    assert!(err.message.contains(&missing) && err.message.contains("does not exist"), "{}", err.message);
+    assert_eq!(tables_in(&mut admin, &fallback), 0);
+    // Another schema later on the path holds a store: it is not used; the first gets its own.
+    let theirs = tms::Store::open_postgres(&url(&other), &StoreOptions::default()).unwrap();
+    theirs.create_job(&job("other-user", vec!["c1"])).unwrap();
+    theirs.record_audit(&audit("other-user")).unwrap();
+    let ours = tms::Store::open_postgres(&url(&format!("{store}%2C{other}")), &StoreOptions::default()).unwrap();
+    assert!(ours.get_user_jobs("other-user", 10).unwrap().is_empty());
+    assert_eq!(ours.counts().unwrap().audit_rows, 0);
+    ours.record_audit(&audit("mine")).unwrap();
+    assert!(tables_in(&mut admin, &store) > 0);
+    assert_eq!(theirs.counts().unwrap().audit_rows, 1);
+    // A quoted mixed-case schema name is honoured as written.
+    let quoted = tms::Store::open_postgres(&url(&format!("%22{mixed}%22")), &StoreOptions::default()).unwrap();
+    quoted.record_audit(&audit("q")).unwrap();
+    assert!(tables_in(&mut admin, &mixed) > 0);
+    drop((theirs, ours, quoted));
+    admin.batch_execute(&drop_all).unwrap();
 }
 
 #[test]
@@ -621,9 +834,10 @@ fn a_checkpoint_of_a_keyed_log_catches_a_rewrite_with_or_without_the_key(loc: Lo
     write_log(&loc, Some(HMAC), &changed);
     assert!(store.verify_audit(None).unwrap().ok);
     assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(4))));
-    // Without the key: a plain SHA-256 chain swapped in, for a store with the key or without.
+    // Without the key: a plain SHA-256 chain swapped in, for a store with the key (which finds
+    // no row keyed by it) or without.
     write_log(&loc, None, &changed);
-    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(4))));
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("not_keyed".into(), Some(4))));
     assert_eq!(against(&loc.store(), &checkpoint, &keys.public), Some(("altered".into(), Some(4))));
     write_log(&loc, None, &original);
     assert_eq!(against(&loc.store(), &checkpoint, &keys.public), Some(("altered".into(), Some(4))));

@@ -160,8 +160,9 @@ pub unsafe extern "C" fn tms_adopt_unchained(
 
 /// Check the audit log's hash chain. `*out_json` receives `{"ok", "checked", "unchained",
 /// "adopted", "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} |
-/// null}` where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows
-/// and no key). Rows written before the chain began (legacy rows) are counted as `unchained`:
+/// null}` where `problem` is `altered`, `removed`, `inserted`, `cut`, `unverifiable` (HMAC rows
+/// and no key) or `not_keyed` (a store with a key, a log with rows and none keyed by it: written
+/// without the key, e.g. a keyed log replaced by a forgery). Rows written before the chain began (legacy rows) are counted as `unchained`:
 /// the chain's first row commits to their number and a digest of them, so a row added among them
 /// (at any id), altered or removed is reported too (`id` null, the detail says so). An unchained
 /// row after the chain began is `inserted`, unless `tms_adopt_unchained` adopted it (counted as

