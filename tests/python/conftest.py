@@ -156,6 +156,18 @@ def cluster_store(loc, cluster):
     s.close()
 
 
+def undelivered(jobs_path, audit_path):
+    """Outbox rows without a receipt in audit.db: audit rows still on their way to the audit log
+    (a delivered row stays in the outbox, receipted, until a later write removes it)."""
+    con = sqlite3.connect(jobs_path)
+    try:
+        con.execute("ATTACH DATABASE ? AS audit", (audit_path,))
+        return con.execute("SELECT COUNT(*) FROM audit_outbox WHERE delivery_key NOT IN "
+                           "(SELECT delivery_key FROM audit.audit_outbox_receipts)").fetchone()[0]
+    finally:
+        con.close()
+
+
 def rows(path, sql):
     con = sqlite3.connect(path)
     try:

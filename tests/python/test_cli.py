@@ -334,7 +334,9 @@ def test_checkpoint_and_verify_audit_against_it_exit_1_on_every_attack(filled):
     # A checkpoint that does not verify: forged, another key, malformed.
     (d / "forged").write_text((d / "cp").read_text().replace("\n2\n", "\n3\n", 1))
     (d / "garbage").write_text("audit.cli\n2\n")
-    for args in (("forged", "keys/tms-checkpoint.pub"), ("cp", "other/tms-checkpoint.pub"), ("garbage", "keys/tms-checkpoint.pub")):
+    (d / "damaged").write_bytes((d / "cp").read_bytes().replace(b"\n2\n", b"\n\xff\n", 1))  # not UTF-8
+    for args in (("forged", "keys/tms-checkpoint.pub"), ("cp", "other/tms-checkpoint.pub"), ("garbage", "keys/tms-checkpoint.pub"),
+                 ("damaged", "keys/tms-checkpoint.pub")):
         out = verify(*args)
         assert out.returncode == 1 and out.stderr.startswith("tms: TMS_STATUS_CHECKPOINT_INVALID:"), (args, out.stderr)
     # Usage errors: exit 2.

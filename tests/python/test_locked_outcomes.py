@@ -8,7 +8,7 @@ import time
 import pytest
 
 import tms
-from conftest import rows
+from conftest import rows, undelivered
 from stub_cluster import StubCluster
 
 TOKEN = "operator-token-0123456789"
@@ -73,7 +73,7 @@ def test_audit_db_locked_alone_commits_the_outcome_and_delivers_the_audit_row_la
     s, status, body, at_answer, jobs_db, audit_db = slow_action(tmp_path, ("audit",), 3500)
     assert status == 200 and "warning" not in body, body  # the outcome is durable, the row in the outbox
     assert rows(jobs_db, f"SELECT status FROM jobs WHERE job_id = '{body['job_id']}'") == [("SUCCESS",)]
-    assert at_answer + rows(jobs_db, "SELECT COUNT(*) FROM audit_outbox")[0][0] == 1
+    assert at_answer + undelivered(jobs_db, audit_db) == 1
     s.recover_interrupted()
     s.close()
     assert rows(audit_db, "SELECT COUNT(*) FROM audit_log WHERE customer_ids = '[\"c1\"]'") == [(1,)]

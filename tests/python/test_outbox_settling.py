@@ -1,14 +1,16 @@
 """The outbox's clean-up rides along with later writes (src/storage/sqlite/settle.rs): a delivered
-row leaves jobs.db with the next outcome, its receipt leaves audit.db with the next delivery, and
-closing the store settles the rest. What these tests pin down is when each step happens, and
-that a row left behind by a crash is delivered once and only removed afterwards. (That the order
-holds across a power cut is test_power_loss.py's job.)"""
+row leaves jobs.db with the next outcome (at NORMAL with the next batch), receipts stay, and an
+explicit delivery (recover_interrupted, run at open) settles the rest. What these tests pin down
+is when each step happens, and that a row left behind is delivered once and only removed. (That
+the order holds across a power cut is test_power_loss.py's job.)"""
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import tms
 from conftest import ROOT, rows
@@ -44,7 +46,7 @@ def open_store(tmp_path, cluster, **options):
                      request_timeout_s=5, connect_timeout_s=5, **options)
 
 
-def test_a_delivered_row_leaves_with_the_next_outcome_and_its_receipt_with_the_next_delivery(cluster, tmp_path):
+def test_a_delivered_row_leaves_with_the_next_outcome_and_the_rest_at_the_next_open(cluster, tmp_path):
     s = open_store(tmp_path, cluster)
     try:
         assert s.set_action(request(cluster, 1), "alice")[0] == 200
@@ -57,16 +59,19 @@ def test_a_delivered_row_leaves_with_the_next_outcome_and_its_receipt_with_the_n
         assert s.set_action(request(cluster, 2), "alice")[0] == 200
         second = outbox(tmp_path)
         assert len(second) == 1 and second != first, "the first row left with the second outcome"
-        # The first receipt went with the second delivery (its removal was committed at FULL).
-        assert receipts(tmp_path) == second
+        # Receipts stay (a backup copies jobs.db first, then audit.db).
+        assert sorted(receipts(tmp_path)) == sorted(first + second)
         assert audit_count(tmp_path) == 2
     finally:
         s.close()
-    assert outbox(tmp_path) == [] and receipts(tmp_path) == [], "closing settles the rest"
+    # Closing writes nothing (it never waits for a lock); the next open settles.
+    assert outbox(tmp_path) == second
+    open_store(tmp_path, cluster).close()
+    assert outbox(tmp_path) == [] and len(receipts(tmp_path)) == 2
     assert audit_count(tmp_path) == 2
 
 
-def test_at_normal_rows_leave_in_batches_after_a_wal_sync_and_close_settles_them(cluster, tmp_path):
+def test_at_normal_rows_leave_in_batches_after_a_wal_sync(cluster, tmp_path):
     s = open_store(tmp_path, cluster, synchronous="NORMAL")
     try:
         for n in range(10):
@@ -81,8 +86,24 @@ def test_at_normal_rows_leave_in_batches_after_a_wal_sync_and_close_settles_them
         assert audit_count(tmp_path) == 40
     finally:
         s.close()
-    assert outbox(tmp_path) == [] and receipts(tmp_path) == []
+    open_store(tmp_path, cluster, synchronous="NORMAL").close()
+    assert outbox(tmp_path) == []
     assert audit_count(tmp_path) == 40
+
+
+def test_closing_with_jobs_db_locked_does_not_wait(cluster, tmp_path):
+    s = open_store(tmp_path, cluster, busy_timeout_ms=3000)
+    assert s.set_action(request(cluster, 1), "dave")[0] == 200
+    holder = sqlite3.connect(str(tmp_path / "jobs.db"), timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        s.close()
+        waited = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert waited < 2.5, f"close waited {waited:.1f} s for jobs.db's lock"
 
 
 KILLED_AFTER_DELIVERY = textwrap.dedent("""
@@ -110,10 +131,45 @@ def test_a_row_left_by_a_killed_process_is_not_delivered_twice(cluster, tmp_path
 
     s = open_store(tmp_path, cluster)
     try:
+        assert outbox(tmp_path) == [], "opening settled the receipted row"
         assert s.set_action(request(cluster, 9), "carol")[0] == 200
         assert audit_count(tmp_path) == 2, "the receipted row was not written again"
         check = s.verify_audit()
         assert check["ok"], check
     finally:
         s.close()
-    assert outbox(tmp_path) == [] and receipts(tmp_path) == []
+    assert all(k in receipts(tmp_path) for k in outbox(tmp_path)), "no outbox row without its receipt"
+
+
+def test_a_backup_taken_while_rows_are_delivered_never_restores_an_audit_row_twice(tmp_path):
+    # Store.backup_to copies jobs.db, then audit.db, while the app goes on. Rows delivered and
+    # removed between the two copies must not come back from the copy's outbox without their
+    # receipts (which is why receipts are kept). Refused Set Actions go through the outbox.
+    live, copy = tmp_path / "live", tmp_path / "copy"
+    live.mkdir()
+    copy.mkdir()
+    s = tms.Store(str(live / "jobs.db"), str(live / "audit.db"), allowed_clusters=["http://127.0.0.1:9"])
+
+    def refused(n):
+        status, _ = s.set_action({"url": "http://elsewhere.example/x", "token": TOKEN, "isPost": True,
+                                  "contentType": "application/json", "postData": {"action": "PE-Enable", "cids": [f"r{n}"]}},
+                                 "erin")
+        assert status == 403
+
+    def backup(name):
+        src, dst = sqlite3.connect(str(live / name)), sqlite3.connect(str(copy / name))
+        src.backup(dst)
+        dst.close()
+        src.close()
+
+    try:
+        refused(1)
+        backup("jobs.db")
+        refused(2)
+        refused(3)
+        backup("audit.db")
+    finally:
+        s.close()
+    tms.Store(str(copy / "jobs.db"), str(copy / "audit.db")).close()  # restoring opens the copy
+    restored = rows(str(copy / "audit.db"), "SELECT customer_ids FROM audit_log ORDER BY id")
+    assert restored == [('["r1"]',), ('["r2"]',), ('["r3"]',)], restored

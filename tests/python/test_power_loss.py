@@ -17,6 +17,7 @@ printed with the figures at the end).
 """
 
 import collections
+import itertools
 import json
 import os
 import random
@@ -611,15 +612,18 @@ def test_several_processes_killed_at_random(shim, tmp_path, stub):
 
 @pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
 def test_set_action_outbox_clearing_never_outlives_the_audit_row(shim, tmp_path, stub, sync):
-    """The deterministic case: 12 Set Actions answered, the app still running, then the power goes
+    """The deterministic case: 70 Set Actions answered (more than two of NORMAL's batches of 32, so
+    removals really happen), the app still running, then the power goes
     and jobs.db's unsynced writes happen to reach the disk while audit.db's do not (the page cache
     writes files back independently). No outcome may be left without its audit row, at FULL
     (nothing is unsynced) or at NORMAL (the outbox row must not be cleared before its audit row
     is durable). tests/power_loss/repro.py set_action is the same, as a script."""
     d = tmp_path
-    run = powerloss.run_writer(python_writer("set_action", *store_args(d, sync, 12, "det"), "--cluster", stub.base,
+    run = powerloss.run_writer(python_writer("set_action", *store_args(d, sync, 70, "det"), "--cluster", stub.base,
                                              "--die-at-end"), shim, str(d / "device"))
-    assert run.killed and len(run.acks) == 12 and {a["status"] for a in run.acks} == {200}, run.stderr
+    assert run.killed and len(run.acks) == 70 and {a["status"] for a in run.acks} == {200}, run.stderr
+    if sync == "NORMAL":
+        assert raw_rows(str(d / "jobs.db"), "SELECT COUNT(*) FROM audit_outbox")[0][0] < 70, "no batch was removed"
     powerloss.cut(str(d / "device"), "all", reached_disk=lambda p: os.path.basename(p) in ("jobs.db", "jobs.db-wal"))
     jobs, audit = str(d / "jobs.db"), str(d / "audit.db")
     assert integrity(jobs) == "ok" and integrity(audit) == "ok"
@@ -631,6 +635,37 @@ def test_set_action_outbox_clearing_never_outlives_the_audit_row(shim, tmp_path,
     FIGURES[f"set_action {sync} (jobs.db reached the disk, audit.db did not)"].update(
         {"outcomes": sum(s != "IN_PROGRESS" for s in status.values()), "outcomes_without_audit_row": len(missing)})
     assert not missing, f"{len(missing)} of {len(status)} outcomes without their audit row at {sync}: {missing}"
+
+
+def test_a_full_process_settling_a_normal_apps_rows_syncs_their_audit_rows_first(shim, tmp_path, stub):
+    """An app at NORMAL answers 20 Set Actions (delivered, not yet removed: below its batch) and
+    dies; then an operator's `tms verify-audit` (FULL) opens the store, which delivers and settles
+    the outbox. It dies at each of its writes and syncs in turn, and the power goes: the app's
+    outbox rows may only have been removed once their audit rows were on disk."""
+    base = tmp_path / "app"
+    base.mkdir()
+    run = powerloss.run_writer(python_writer("set_action", *store_args(base, "NORMAL", 20, "mix"), "--cluster", stub.base,
+                                             "--die-at-end"), shim, str(base / "device"))
+    assert run.killed and len(run.acks) == 20, run.stderr
+    d, kept = tmp_path / "d", tmp_path / "kept"
+    shutil.copytree(base, kept)
+    rounds = 0
+    for k in itertools.count(1):
+        shutil.rmtree(base)
+        shutil.copytree(kept, base)  # the undo log names the app's paths: replay in place
+        tool = powerloss.run_writer([TMS, "--jobs-db", str(base / "jobs.db"), "--audit-db", str(base / "audit.db"),
+                                     "verify-audit"], shim, str(base / "device"), crash_at=k)
+        powerloss.cut(str(base / "device"), "all")
+        jobs, audit = str(base / "jobs.db"), str(base / "audit.db")
+        reopen_and_verify(jobs, audit).close()
+        outcomes = raw_rows(jobs, "SELECT COUNT(*) FROM jobs WHERE status != 'IN_PROGRESS'")[0][0]
+        audited = len(audited_cids(audit))
+        assert outcomes <= audited, f"crash at the tool's write/sync {k}: {outcomes} outcomes, {audited} audit rows"
+        rounds += 1
+        if not tool.killed:
+            break
+    FIGURES["set_action NORMAL app, FULL tool"].update({"cuts": rounds, "outcomes_without_audit_row": 0})
+    assert rounds > 5, "the tool made too few writes to test anything"
 
 
 def test_set_action_io_errors_then_power_loss(shim, tmp_path, stub):

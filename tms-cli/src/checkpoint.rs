@@ -60,10 +60,15 @@ pub fn keygen(dir: &Path, name: Option<&str>) -> Result<Outcome> {
 }
 
 /// A small file's text: at most `max` bytes are read (a checkpoint or key is a few hundred).
-fn read_small(path: &Path, what: &str, max: u64) -> Result<String> {
+fn read_small_bytes(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
     let fail = |e: std::io::Error| Failure::Usage(format!("cannot read {what} {}: {e}", path.display()));
     let mut bytes = Vec::new();
     std::fs::File::open(path).and_then(|f| f.take(max).read_to_end(&mut bytes)).map_err(fail)?;
+    Ok(bytes)
+}
+
+fn read_small(path: &Path, what: &str, max: u64) -> Result<String> {
+    let bytes = read_small_bytes(path, what, max)?;
     // Not quoted: the file may be a private key.
     String::from_utf8(bytes).map_err(|_| Failure::Usage(format!("{what} {} is not UTF-8 text", path.display())))
 }
@@ -111,7 +116,9 @@ pub fn sign(store: &Store, key_file: &Path, previous_file: Option<&Path>) -> Res
 
 pub fn verify(store: &Store, checkpoint_file: &Path, public_key_file: &Path) -> Result<Outcome> {
     // Past the core's limit (16 KiB), so that an oversized file is refused as a checkpoint.
-    let checkpoint = read_small(checkpoint_file, "--checkpoint", 64 * 1024)?;
+    // A checkpoint damaged into bytes that are not UTF-8 is a checkpoint that does not verify
+    // (exit 1, what monitoring looks for), not a usage error: the core refuses it as malformed.
+    let checkpoint = String::from_utf8_lossy(&read_small_bytes(checkpoint_file, "--checkpoint", 64 * 1024)?).into_owned();
     let public_key = read_small(public_key_file, "--public-key", 64 * 1024)?;
     let bar = progress::bar("verifying the audit log", None, "rows");
     let result = store.verify_audit_checkpoint_with_progress(&checkpoint, &public_key, |n| bar.set_position(n));

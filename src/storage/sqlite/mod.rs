@@ -101,25 +101,21 @@ impl SqliteEngine {
             outbox::remove(tx, &removals)?;
             f(tx)
         });
-        self.settling.removals_done(removals, result.is_ok());
+        if result.is_err() {
+            self.settling.removals_failed(removals);
+        }
         result
     }
 
-    /// Remove every delivered row from the outbox and forget their receipts now, each in a
-    /// commit of its own (closing the store, an explicit delivery). Best effort: what fails
-    /// waits for the next write, or another process's delivery.
+    /// Remove every delivered row from the outbox now, in a commit of its own (an explicit
+    /// delivery). Best effort: what fails waits for the next write, or another process's delivery.
     fn settle_now(&self) {
-        if self.jobs.check_writable().is_err() || self.audit.check_writable().is_err() {
+        if self.jobs.check_writable().is_err() {
             return;
         }
         let removals = self.settling.take_removals(&self.audit, When::Now);
-        if !removals.is_empty() {
-            let ok = write(&self.jobs, |tx| outbox::remove(tx, &removals)).is_ok();
-            self.settling.removals_done(removals, ok);
-        }
-        let keys = self.settling.take_forgettable(&self.jobs, When::Now);
-        if !keys.is_empty() && write(&self.audit, |tx| outbox::forget_receipts(tx, &keys)).is_err() {
-            self.settling.forgetting_failed(keys);
+        if !removals.is_empty() && write(&self.jobs, |tx| outbox::remove(tx, &removals)).is_err() {
+            self.settling.removals_failed(removals);
         }
     }
 
@@ -132,7 +128,7 @@ impl SqliteEngine {
 
     /// Deliver what was just put in the outbox: the common tail of both outbox writers.
     fn deliver_after_queueing(&self) -> AuditDelivery {
-        let result = self.deliver(When::Along);
+        let result = self.deliver();
         self.outbox_waiting.store(result.is_err(), Ordering::Relaxed);
         match result {
             Ok(_) => AuditDelivery::Delivered,
@@ -242,11 +238,12 @@ impl Engine for SqliteEngine {
         if counts.audit_waiting > 0 {
             // Delivered rows stay in the outbox until a later write removes them (`settle`): only
             // rows without a receipt in audit.db are still waiting for the audit log.
+            // One list of keys for both counts, so rows added meanwhile cannot make it negative.
             let keys = read(&self.jobs, outbox::keys)?;
             let delivered = read(&self.audit, |c| {
                 keys.iter().try_fold(0, |n, k| Ok::<_, Error>(n + i64::from(outbox::receipted(c, k)?)))
             })?;
-            counts.audit_waiting -= delivered;
+            counts.audit_waiting = i64::try_from(keys.len()).unwrap_or(i64::MAX) - delivered;
         }
         let (rows, chained) = read(&self.audit, audit::counts)?;
         counts.audit_rows = rows;
@@ -329,7 +326,7 @@ impl Engine for SqliteEngine {
         Ok(if audit.is_some() { self.deliver_after_queueing() } else { AuditDelivery::Delivered })
     }
     fn deliver_pending_audit(&self) -> Result<u64> {
-        let result = self.deliver(When::Now);
+        let result = self.deliver();
         self.outbox_waiting.store(result.is_err(), Ordering::Relaxed);
         if result.is_ok() {
             self.settle_now();
@@ -380,19 +377,19 @@ impl Engine for SqliteEngine {
 
 impl SqliteEngine {
     /// Copy every outbox row into audit.db exactly once (see `outbox` for why this order): under
-    /// audit.db's write lock, read the outbox from jobs.db, append each row that has no receipt
-    /// yet with its receipt, and forget the receipts `settle` lets go; the delivered rows are
-    /// then removed from jobs.db by a later write (`settle`).
-    fn deliver(&self, when: When) -> Result<u64> {
+    /// audit.db's write lock, read the outbox from jobs.db and append each row that has no
+    /// receipt yet with its receipt; the delivered rows are then removed from jobs.db by a later
+    /// write (`settle`).
+    fn deliver(&self) -> Result<u64> {
         if read(&self.jobs, outbox::is_empty)? {
             return Ok(0);
         }
         self.audit.check_writable()?;
-        let forget = self.settling.take_forgettable(&self.jobs, when);
         let done = write(&self.audit, |tx| {
             let entries = read(&self.jobs, outbox::pending)?;
             let mut delivered = 0;
-            for e in &entries {
+            let mut rows = Vec::with_capacity(entries.len());
+            for e in entries {
                 let row = e.record.record();
                 let done = outbox::receipted(tx, &e.delivery_key)?
                     || e.audit_id_hint.map(|id| audit::holds(tx, id, &row)).transpose()?.unwrap_or(false);
@@ -401,26 +398,17 @@ impl SqliteEngine {
                     outbox::receipt(tx, &e.delivery_key, id)?;
                     delivered += 1;
                 }
+                rows.push((e.id, e.delivery_key, !done));
             }
-            outbox::forget_receipts(tx, &forget)?;
-            Ok((delivered, entries.into_iter().map(|e| (e.id, e.delivery_key)).collect::<Vec<_>>()))
+            Ok((delivered, rows))
         });
         match done {
             Ok((delivered, rows)) => {
                 self.settling.delivered(rows);
                 Ok(delivered)
             }
-            Err(e) => {
-                self.settling.forgetting_failed(forget);
-                Err(e.context("the audit rows waiting in the outbox could not be written to the audit log yet"))
-            }
+            Err(e) => Err(e.context("the audit rows waiting in the outbox could not be written to the audit log yet")),
         }
-    }
-}
-
-impl Drop for SqliteEngine {
-    fn drop(&mut self) {
-        self.settle_now();
     }
 }
 

@@ -10,10 +10,11 @@
 //!
 //! Exactly once, whichever processes deliver at the same time, rests on two rules:
 //! - the outbox is read inside the audit.db write transaction, so no deliverer acts on a stale
-//!   read: a row it sees either has no receipt (nobody delivered it) or has one that cannot be
-//!   forgotten meanwhile (forgetting also needs audit.db's write lock);
-//! - a receipt is forgotten only after its outbox row is known removed (committed), and rows are
-//!   removed by id and delivery key together, so a reused id never removes another row.
+//!   read: a row it sees either has no receipt (nobody delivered it) or has one;
+//! - receipts are kept (a row's removal and its receipt are never undone in the wrong order,
+//!   and a backup, which copies jobs.db first, never holds an outbox row whose receipt it lost),
+//!   and rows are removed by id and delivery key together, so a reused id never removes another
+//!   row.
 
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
@@ -136,14 +137,5 @@ pub fn receipted(conn: &Connection, delivery_key: &str) -> Result<bool> {
 pub fn receipt(conn: &Connection, delivery_key: &str, audit_id: i64) -> Result<()> {
     conn.prepare_cached("INSERT INTO audit_outbox_receipts (delivery_key, audit_id) VALUES (?1, ?2)")?
         .execute(params![delivery_key, audit_id])?;
-    Ok(())
-}
-
-/// Forget receipts whose outbox rows are gone (audit.db).
-pub fn forget_receipts(conn: &Connection, keys: &[String]) -> Result<()> {
-    let mut stmt = conn.prepare_cached("DELETE FROM audit_outbox_receipts WHERE delivery_key = ?1")?;
-    for key in keys {
-        stmt.execute([key])?;
-    }
     Ok(())
 }

@@ -1,22 +1,19 @@
 //! Delivered outbox rows on their way out, without a sync of their own.
 //!
-//! After a row is copied into audit.db (with its receipt), two clean-ups remain: remove the row
-//! from jobs.db's outbox, then forget its receipt in audit.db. Each used to be a commit, and so a
-//! sync, of its own. Now both ride along with the next write to the same file (the next Set
-//! Action's outcome removes the rows the previous one delivered; the next delivery forgets the
-//! receipts), and closing the store settles what is left. Until then a row stays in the outbox
-//! with its receipt, which is harmless: every deliverer skips a receipted row and removes it.
+//! After a row is copied into audit.db (with its receipt), it must leave jobs.db's outbox. That
+//! used to be a commit, and so a sync, of its own. Now the removal rides along with the next
+//! jobs.db write (the next Set Action's outcome removes the rows the previous one delivered), and
+//! an explicit delivery (`recover_interrupted`, run at open) settles what is left. Until then a
+//! row stays in the outbox with its receipt, which is harmless: every deliverer skips a
+//! receipted row and removes it. Receipts are kept: a backup copies jobs.db before audit.db, and
+//! a receipt forgotten in between would let the copy's outbox row be delivered a second time.
 //!
-//! Order is what keeps exactly-once across a power cut, because the two files sync apart:
-//! - a row's removal may reach the disk only after its audit row has (else a cut can keep the
-//!   removal and lose the audit row: an outcome without its audit row);
-//! - a receipt's forgetting may reach the disk only after the row's removal has (else a cut can
-//!   bring the row back without its receipt: the audit row written twice).
-//!
-//! At FULL every commit is on disk when it returns, so taking the lists in order is enough. At
-//! NORMAL a commit reaches the disk only at the next WAL sync, so before the removals are written
-//! audit.db's WAL is synced, and before the receipts are forgotten jobs.db's is: one extra sync
-//! per file every `NORMAL_BATCH` deliveries, instead of one per commit.
+//! Order is what keeps exactly-once across a power cut, because the two files sync apart: a row's
+//! removal may reach the disk only after its audit row has (else a cut can keep the removal and
+//! lose the audit row: an outcome without its audit row). A row this process delivered in a
+//! commit at FULL is on disk already. Any other row (delivered at NORMAL, or by another process,
+//! which may run at NORMAL) waits for a sync of audit.db's WAL first: at NORMAL once per
+//! `NORMAL_BATCH` delivered rows, at FULL only when such a row is found.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -26,7 +23,7 @@ use crate::options::Synchronous;
 
 /// At NORMAL, how many delivered rows wait before a sync lets them go (bounds the outbox's size
 /// and the rows a later delivery reads again).
-const NORMAL_BATCH: usize = 32;
+pub const NORMAL_BATCH: usize = 32;
 
 pub struct Settling {
     synchronous: Synchronous,
@@ -35,21 +32,20 @@ pub struct Settling {
 
 #[derive(Default)]
 struct State {
-    /// The process these lists belong to: a forked child starts with empty ones (its parent
-    /// settles its own rows; the child repeating it would be harmless but is not its job).
+    /// The process these rows belong to: a forked child starts with none (its parent settles
+    /// them; the child repeating it would be harmless but is not its job).
     pid: u32,
-    /// Delivered rows (delivery key -> outbox id) still in jobs.db's outbox.
-    to_remove: BTreeMap<String, i64>,
-    /// Keys whose outbox rows this process removed: their receipts may go.
-    to_forget: Vec<String>,
+    /// Delivered rows still in jobs.db's outbox: delivery key -> (outbox id, whether audit.db's
+    /// WAL must be synced before the row may be removed).
+    to_remove: BTreeMap<String, (i64, bool)>,
 }
 
-/// When a list is taken.
+/// When the rows are taken.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum When {
     /// Riding along with a write: at NORMAL only once a batch has gathered.
     Along,
-    /// Now, whatever the count (closing the store, an explicit delivery).
+    /// Now, whatever the count (an explicit delivery).
     Now,
 }
 
@@ -67,59 +63,44 @@ impl Settling {
         state
     }
 
-    /// These rows are in audit.db now (their delivery committed): remove them from the outbox.
-    pub fn delivered(&self, rows: impl IntoIterator<Item = (i64, String)>) {
+    /// These rows are in audit.db now: remove them from the outbox. `own` says this process's
+    /// delivery just committed them; the others were receipted before it looked (by another
+    /// process, or by this one earlier).
+    pub fn delivered(&self, rows: impl IntoIterator<Item = (i64, String, bool)>) {
+        let on_disk_already = self.synchronous == Synchronous::Full;
+        let mut state = self.lock();
+        for (id, key, own) in rows {
+            state.to_remove.entry(key).or_insert((id, !(own && on_disk_already)));
+        }
+    }
+
+    /// The rows to remove with the next jobs.db write, each known to have its audit row on disk:
+    /// rows that need it wait for a sync of audit.db's WAL, done here (if it fails they wait).
+    pub fn take_removals(&self, audit: &Pool, when: When) -> Vec<(i64, String)> {
+        let taken = {
+            let mut state = self.lock();
+            let batch_due = self.synchronous == Synchronous::Full || when == When::Now || state.to_remove.len() >= NORMAL_BATCH;
+            if state.to_remove.is_empty() || !batch_due {
+                return Vec::new();
+            }
+            std::mem::take(&mut state.to_remove)
+        };
+        // Every row taken was delivered (its audit.db commit returned) before this sync starts,
+        // so the sync covers them all. It runs outside the lock: other threads go on delivering.
+        if taken.values().any(|&(_, needs_sync)| needs_sync) && pool::sync_wal(audit).is_err() {
+            let (ready, waiting): (Vec<_>, Vec<_>) = taken.into_iter().partition(|(_, (_, needs_sync))| !needs_sync);
+            self.lock().to_remove.extend(waiting);
+            return ready.into_iter().map(|(key, (id, _))| (id, key)).collect();
+        }
+        taken.into_iter().map(|(key, (id, _))| (id, key)).collect()
+    }
+
+    /// The write carrying `rows`' removal did not commit: they wait again (their audit rows are
+    /// on disk now, so no sync is owed for them any more).
+    pub fn removals_failed(&self, rows: Vec<(i64, String)>) {
         let mut state = self.lock();
         for (id, key) in rows {
-            state.to_remove.insert(key, id);
-        }
-    }
-
-    /// The rows to remove with the next jobs.db write, once their audit rows are known to be on
-    /// disk (at NORMAL this syncs audit.db's WAL first; if that fails nothing is taken).
-    pub fn take_removals(&self, audit: &Pool, when: When) -> Vec<(i64, String)> {
-        let mut state = self.lock();
-        if state.to_remove.is_empty() || !self.ready(state.to_remove.len(), when, audit) {
-            return Vec::new();
-        }
-        std::mem::take(&mut state.to_remove).into_iter().map(|(key, id)| (id, key)).collect()
-    }
-
-    /// The write carrying `rows`' removal committed (`ok`) or did not (they wait again).
-    pub fn removals_done(&self, rows: Vec<(i64, String)>, ok: bool) {
-        let mut state = self.lock();
-        if ok {
-            state.to_forget.extend(rows.into_iter().map(|(_, key)| key));
-        } else {
-            for (id, key) in rows {
-                state.to_remove.insert(key, id);
-            }
-        }
-    }
-
-    /// The receipts to forget with the next audit.db write, once their rows' removal is known to
-    /// be on disk (at NORMAL this syncs jobs.db's WAL first; if that fails nothing is taken).
-    pub fn take_forgettable(&self, jobs: &Pool, when: When) -> Vec<String> {
-        let mut state = self.lock();
-        if state.to_forget.is_empty() || !self.ready(state.to_forget.len(), when, jobs) {
-            return Vec::new();
-        }
-        std::mem::take(&mut state.to_forget)
-    }
-
-    /// The write forgetting `keys` did not commit: they wait again.
-    pub fn forgetting_failed(&self, keys: Vec<String>) {
-        self.lock().to_forget.extend(keys);
-    }
-
-    /// Whether a list of `len` entries may go now; at NORMAL, syncs `synced_first`'s WAL (the
-    /// file whose commits the list's entries depend on) once a batch is due.
-    fn ready(&self, len: usize, when: When, synced_first: &Pool) -> bool {
-        match self.synchronous {
-            Synchronous::Full => true,
-            Synchronous::Normal => {
-                (when == When::Now || len >= NORMAL_BATCH) && pool::sync_wal(synced_first).is_ok()
-            }
+            state.to_remove.entry(key).or_insert((id, false));
         }
     }
 }
