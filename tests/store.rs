@@ -8,10 +8,6 @@ use common::*;
 use tms::model::{AuditEntry, AuditFilter, AuditStatus, JobStatus, JobUpdate, Json, NewJob, customer_ids_json};
 use tms::{ErrorKind, Store, StoreOptions, Synchronous};
 
-fn job<'a>(user: &'a str, cids: Vec<&'a str>) -> NewJob<'a> {
-    NewJob { user_id: user, action_name: "Trans-Begin", cids, ..Default::default() }
-}
-
 #[test]
 fn a_new_store_creates_both_files_in_wal_with_the_legacy_tables() {
     let dir = TempDir::new("fresh");
@@ -434,18 +430,26 @@ fn bad_paths_get_clear_errors() {
     assert_eq!(err.kind, ErrorKind::NotADatabase, "{}", err.message);
 }
 
+/// The durability default, read where it matters: through the store's own pooled connections
+/// (`counts().durability`, which `tms stats` and the metrics print), on a store opened with the
+/// default options and again with NORMAL asked for.
 #[test]
 fn synchronous_defaults_to_full_and_normal_is_an_option() {
-    let dir = TempDir::new("sync");
-    for (sync, expected) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
-        let opts = StoreOptions { synchronous: sync, max_idle_connections: 1, ..Default::default() };
+    assert_eq!(StoreOptions::default().synchronous, Synchronous::Full);
+    for (opts, expected) in [
+        (StoreOptions::default(), "FULL"),
+        (StoreOptions { synchronous: Synchronous::Normal, ..Default::default() }, "NORMAL"),
+    ] {
+        let dir = TempDir::new("sync");
         let store = Store::open(dir.join("jobs.db"), dir.join("audit.db"), &opts).unwrap();
         store.create_job(&job("s", vec!["c"])).unwrap();
-        // The pragma is per connection; look at the library's own through the stats it keeps.
-        let conn = tms::storage::sqlite::pool::open_connection(&dir.join("jobs.db"), &opts).unwrap();
-        assert_eq!(count(&conn, "PRAGMA synchronous"), expected);
-        assert_eq!(count(&conn, "PRAGMA foreign_keys"), 1);
-        assert_eq!(count(&conn, "PRAGMA busy_timeout"), 5000);
+        let d = store.counts().unwrap().durability;
+        for file in ["jobs", "audit"] {
+            assert_eq!(d[&format!("{file}.synchronous")], expected, "{d:?}");
+            assert_eq!(d[&format!("{file}.journal_mode")], "wal", "{d:?}");
+        }
+        let metrics = store.metrics().unwrap();
+        assert!(metrics.contains(&format!("tms_store_setting{{setting=\"jobs.synchronous\",value=\"{expected}\"}} 1\n")), "{metrics}");
     }
 }
 
