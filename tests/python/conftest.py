@@ -8,6 +8,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import textwrap
 import uuid
 
 import pytest
@@ -16,6 +17,36 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python", "examples"))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "legacy")
+BINDINGS = os.path.join(ROOT, "bindings", "python")
+
+
+def python(code, *args, env=None, **kwargs):
+    """Run Python code (dedented) in a fresh process with the binding importable; `args` are its
+    sys.argv[1:]. stdout and stderr are pipes of text unless given."""
+    full_env = dict(os.environ, PYTHONPATH=BINDINGS)
+    full_env.update(env or {})
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], env=full_env,
+                            text=True, **kwargs)
+
+
+def store_settings(metrics_text):
+    """The durability settings a store's metrics report, {setting: value}."""
+    found = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("tms_store_setting{"):
+            labels = dict(part.split("=", 1) for part in line[len("tms_store_setting{"):line.index("}")].split(","))
+            found[labels["setting"].strip('"')] = labels["value"].strip('"')
+    return found
+
+
+def durability_default(loc):
+    """The durability settings a store on `loc` must have by default."""
+    if loc.is_postgres:
+        return {"synchronous_commit": "on"}
+    return {"jobs.synchronous": "FULL", "jobs.journal_mode": "wal",
+            "audit.synchronous": "FULL", "audit.journal_mode": "wal"}
 
 
 @pytest.fixture

@@ -45,7 +45,8 @@ def test_metrics_after_real_set_actions(cluster_store, cluster, loc):
     text = cluster_store.metrics()
     after, types = parse(text)
     assert types == {"tms_jobs": "gauge", "tms_set_actions": "counter", "tms_set_action_duration_seconds": "histogram",
-                     "tms_audit_rows": "gauge", "tms_audit_outbox_pending": "gauge"}, types
+                     "tms_audit_rows": "gauge", "tms_audit_outbox_pending": "gauge",
+                     "tms_store_setting": "gauge"}, types
 
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
