@@ -2,6 +2,7 @@
 same tests run on a PostgreSQL server (TMS_TEST_PG_URL, a fresh schema per test), and tests that
 look inside SQLite files (marked sqlite_only) are deselected, as the run's summary says."""
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -29,6 +30,61 @@ def python(code, *args, env=None, **kwargs):
     kwargs.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], env=full_env,
                             text=True, **kwargs)
+
+
+WAIT_UNTIL_LOCKED = """
+import sqlite3, sys, time
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    con = sqlite3.connect(sys.argv[1], timeout=0)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.rollback()
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        sys.exit(0)
+    finally:
+        con.close()
+    time.sleep(0.005)
+sys.exit("the write lock was never taken")
+"""
+
+
+def wait_until_locked(path):
+    """Return once another connection holds `path`'s write lock, as seen from another process."""
+    done = subprocess.run([sys.executable, "-c", WAIT_UNTIL_LOCKED, path], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+HOLD_WRITE_LOCK = """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], timeout=30)
+con.execute("BEGIN IMMEDIATE")
+print("holding", flush=True)
+sys.stdin.readline()          # until the test says so
+con.rollback()
+print("released", flush=True)
+"""
+
+
+@contextlib.contextmanager
+def write_lock_held(path):
+    """Another process holds the SQLite file's write lock for the block (taken on entry, given
+    back on exit; the process says so each time)."""
+    holder = python(HOLD_WRITE_LOCK, path, stdin=subprocess.PIPE, stderr=None)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        yield holder
+    finally:
+        try:
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == "released"
+            holder.wait(timeout=30)
+        finally:
+            holder.kill()
+            holder.wait()
 
 
 def store_settings(metrics_text):

@@ -7,14 +7,13 @@ import os
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
 import pytest
 
 import tms
-from conftest import ROOT, rows
+from conftest import ROOT, python, rows, write_lock_held
 from stub_cluster import StubCluster
 
 BINDINGS = os.path.join(ROOT, "bindings", "python")
@@ -54,33 +53,11 @@ def audit_rows(tmp_path):
     return rows(str(tmp_path / "audit.db"), "SELECT user_id, action_type, status, error_message FROM audit_log ORDER BY id")
 
 
-def python(code, env=None, **kwargs):
-    """Run Python code in a fresh process with the binding importable."""
-    full_env = dict(os.environ, PYTHONPATH=BINDINGS)
-    full_env.update(env or {})
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
 # --- 1. an answered Set Action is recorded whatever state audit.db is in -----------------------
-
-HOLD_AUDIT = """
-import sqlite3, sys, time
-con = sqlite3.connect(sys.argv[1], timeout=0)
-con.execute("BEGIN IMMEDIATE")
-print("holding", flush=True)
-sys.stdin.readline()          # until the test says so
-con.rollback()
-print("released", flush=True)
-"""
-
 
 def test_1_an_answer_is_recorded_while_audit_db_is_locked_and_its_audit_row_follows(tmp_path, cluster):
     store = open_store(tmp_path, cluster, busy_timeout_ms=200)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_AUDIT, str(tmp_path / "audit.db")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "holding"
+    with write_lock_held(str(tmp_path / "audit.db")):
         status, body = store.set_action(request(cluster), "alice", "10.0.0.1")
         # The cluster answered, and the job says so, although audit.db could not be written.
         assert status == 200 and body["status"] == "success" and "warning" not in body
@@ -93,11 +70,6 @@ def test_1_an_answer_is_recorded_while_audit_db_is_locked_and_its_audit_row_foll
             store.record_audit("bob", "PE-Enable")
         assert store.recover_interrupted() == 0
         assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM audit_outbox") == [(1,)]
-    finally:
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        assert holder.stdout.readline().strip() == "released"
-        holder.wait(timeout=30)
     # The next write delivers it, exactly once.
     store.record_audit("bob", "PE-Enable")
     assert [r[:3] for r in audit_rows(tmp_path)] == [("bob", "PE-Enable", "success"), ("alice", "Trans-Begin", "success")]
@@ -111,14 +83,9 @@ def test_1_an_answer_is_recorded_while_audit_db_is_locked_and_its_audit_row_foll
 
 def test_1_a_row_left_in_the_outbox_is_delivered_at_the_next_open(tmp_path, cluster):
     store = open_store(tmp_path, cluster, busy_timeout_ms=200)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_AUDIT, str(tmp_path / "audit.db")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "holding"
-    status, body = store.set_action(request(cluster, "/fail"), "alice")
-    store.close()
-    holder.stdin.write("\n")
-    holder.stdin.flush()
-    holder.wait(timeout=30)
+    with write_lock_held(str(tmp_path / "audit.db")):
+        status, body = store.set_action(request(cluster, "/fail"), "alice")
+        store.close()
     assert job(tmp_path, body["job_id"])["status"] == "FAILED"
     with open_store(tmp_path, cluster) as again:
         assert [r[:3] for r in audit_rows(tmp_path)] == [("alice", "Trans-Begin", "failure")]
@@ -261,28 +228,34 @@ print(json.dumps(s.set_action({"url": sys.argv[3] + "/slow", "token": "token-012
 
 
 def test_2_a_late_outcome_replaces_a_recovery_verdict_cleanly(tmp_path):
-    with StubCluster(slow_seconds=4.0) as slow:
+    # The cluster answers only when told to: the verdict always comes first, however slow the disk.
+    with StubCluster(slow_seconds=60.0) as slow:
         tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")).close()
-        proc = subprocess.Popen([sys.executable, "-c", SLOW_SET_ACTION, str(tmp_path / "jobs.db"),
-                                 str(tmp_path / "audit.db"), slow.base],
-                                env=dict(os.environ, PYTHONPATH=BINDINGS), stdout=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") != [(1,)]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(2.2)
-        # Another process with a short interrupted_after_s decides the job was interrupted...
-        with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), request_timeout_s=1,
-                       interrupted_after_s=2) as s:
-            [(job_id, status, message)] = rows(str(tmp_path / "jobs.db"), "SELECT job_id, status, error_message FROM jobs")
-            assert status == "FAILED" and "interrupted" in message
-            # ...and then the call it judged dead answers.
-            answer = json.loads(proc.stdout.readline())
-            proc.wait(timeout=30)
-            assert answer[0] == 200
-            got = s.get_job(job_id)
-            assert (got["status"], got["error_message"], got["http_status"]) == ("SUCCESS", None, 200)
-            assert "success" in got["response_summary"]
+        proc = python(SLOW_SET_ACTION, str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), slow.base, stderr=None)
+        try:
+            assert slow.slow_arrived.wait(30), "the Set Action never reached the cluster"
+            # Another process with a short interrupted_after_s decides the job was interrupted
+            # once it is older than that (polled: the job's age is the condition)...
+            with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), request_timeout_s=1,
+                           interrupted_after_s=2) as s:
+                deadline = time.monotonic() + 30
+                while s.recover_interrupted() == 0:
+                    assert time.monotonic() < deadline, "recovery never judged the job interrupted"
+                    time.sleep(0.05)
+                [(job_id, status, message)] = rows(str(tmp_path / "jobs.db"), "SELECT job_id, status, error_message FROM jobs")
+                assert status == "FAILED" and "interrupted" in message
+                # ...and then the call it judged dead answers.
+                slow.release()
+                answer = json.loads(proc.stdout.readline())
+                proc.wait(timeout=30)
+                assert answer[0] == 200
+                got = s.get_job(job_id)
+                assert (got["status"], got["error_message"], got["http_status"]) == ("SUCCESS", None, 200)
+                assert "success" in got["response_summary"]
+        finally:
+            slow.release()
+            proc.kill()
+            proc.wait()
 
 
 # --- 3. the audit chain through the drop-ins --------------------------------------------------
@@ -491,6 +464,7 @@ def test_8_a_key_reused_for_a_different_request_gets_422_and_sends_nothing(tmp_p
 # --- 9. upstream answers read as the legacy read them, numbers exactly -------------------------
 
 def test_9_a_bom_big_numbers_and_no_answer(tmp_path, cluster):
+    cluster.server.slow_seconds = 60  # /slow answers only after the test: the 1 s timeout always fires
     with open_store(tmp_path, cluster, request_timeout_s=1, interrupted_after_s=10) as s:
         status, body = s.set_action(request(cluster, "/bom"), "alice")
         assert status == 200 and body["data"] == {"success": True, "n": 1}
@@ -727,28 +701,23 @@ def test_7_echoes_that_shorten_the_answer_do_not_pull_a_token_under_the_cut(tmp_
     assert b"SECRETTOKEN" not in all_bytes(tmp_path)
 
 
-HOLD_JOBS = """
-import sqlite3, sys, time
-time.sleep(float(sys.argv[2]))
-con = sqlite3.connect(sys.argv[1], timeout=30)
-con.execute("BEGIN IMMEDIATE")
-print("holding", flush=True)
-sys.stdin.readline()
-con.rollback()
-"""
-
-
 def test_1_an_outcome_jobs_db_will_not_take_is_kept_and_recorded_later(tmp_path, cluster):
     store = open_store(tmp_path, cluster, busy_timeout_ms=200)
-    # The lock comes while the call is under way (the job itself was recorded before it).
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_JOBS, str(tmp_path / "jobs.db"), "0.3"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    status, body = store.set_action(request(cluster, "/slow"), "alice", idempotency_key="k-busy")
-    assert holder.stdout.readline().strip() == "holding"
-    assert status == 200 and "recorded" in body["warning"], body
-    # The audit log has the row already; the job waits for jobs.db.
-    assert [r[:3] for r in audit_rows(tmp_path)] == [("alice", "Trans-Begin", "success")]
-    holder.communicate("\n", timeout=30)
+    # The lock comes while the call is under way (the job itself was recorded before it): the
+    # cluster holds the answer until the lock is taken.
+    cluster.server.slow_seconds = 60
+    answer = {}
+    call = threading.Thread(target=lambda: answer.setdefault(
+        "v", store.set_action(request(cluster, "/slow"), "alice", idempotency_key="k-busy")))
+    call.start()
+    assert cluster.slow_arrived.wait(30)
+    with write_lock_held(str(tmp_path / "jobs.db")):
+        cluster.release()
+        call.join(timeout=60)
+        status, body = answer["v"]
+        assert status == 200 and "recorded" in body["warning"], body
+        # The audit log has the row already; the job waits for jobs.db.
+        assert [r[:3] for r in audit_rows(tmp_path)] == [("alice", "Trans-Begin", "success")]
     assert job(tmp_path, body["job_id"])["status"] == "IN_PROGRESS"
     # The repeat is answered from the recorded outcome, without sending again.
     sent = len(cluster.requests)
