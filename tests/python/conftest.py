@@ -87,6 +87,43 @@ def write_lock_held(path):
             holder.wait()
 
 
+# Prepended to a script run by several processes at once: `start_together()` waits until every
+# process of the group has arrived (TMS_TEST_BARRIER=folder:count) and returns the time; `span`
+# prints when it began and when it ended, for `assert_overlapped`.
+START_TOGETHER = """
+import os as _os, sys as _sys, time as _time
+def start_together():
+    folder, n = _os.environ["TMS_TEST_BARRIER"].rsplit(":", 1)
+    open(_os.path.join(folder, f"ready-{_os.getpid()}"), "w").close()
+    deadline = _time.monotonic() + 60
+    while len(_os.listdir(folder)) < int(n):
+        if _time.monotonic() > deadline:
+            _sys.exit("the other processes of the group never started")
+        _time.sleep(0.001)
+    return _time.monotonic()
+def span(start):
+    print("SPAN", start, _time.monotonic(), flush=True)
+"""
+
+
+def together(tmp_path, count):
+    """The environment for `count` processes that run START_TOGETHER's barrier."""
+    folder = tmp_path / f"barrier-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    return {"TMS_TEST_BARRIER": f"{folder}:{count}"}
+
+
+def assert_overlapped(outputs, at_least=None):
+    """The processes' SPAN lines show that (at least `at_least` of) them were at work at once:
+    they began before the first of them ended. CLOCK_MONOTONIC is one clock for every process."""
+    spans = [tuple(float(x) for x in line.split()[1:]) for out in outputs for line in out.splitlines()
+             if line.startswith("SPAN ")]
+    assert len(spans) == len(outputs), outputs
+    first_end = min(end for _, end in spans)
+    overlapping = sum(1 for start, _ in spans if start < first_end)
+    assert overlapping >= (at_least or len(spans)), f"the processes ran one after another: {sorted(spans)}"
+
+
 def store_settings(metrics_text):
     """The durability settings a store's metrics report, {setting: value}."""
     found = {}
@@ -130,6 +167,17 @@ def pytest_collection_modifyitems(config, items):
         keep = [i for i in items if i.get_closest_marker("sqlite_only") is None]
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped test fails: every suite here must run whole, on PostgreSQL too (a missing
+    server, Flask or tool is an error, never a quiet skip)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, which this suite does not allow: {report.longrepr}"
 
 
 def pg_url():

@@ -101,7 +101,6 @@ def db_fds(path):
     return found
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs fork and /proc")
 def test_children_forked_after_open_keep_using_the_store(tmp_path):
     jobs_db = str(tmp_path / "jobs.db")
     store = tms.Store(jobs_db, str(tmp_path / "audit.db"))
