@@ -275,12 +275,33 @@ def store(loc):
 
 @pytest.fixture
 def cluster():
-    """A stub cluster on loopback (bindings/python/examples/stub_cluster.py); suites that need
-    another one (slower answers, bigger bodies) define their own."""
+    """A stub cluster on loopback (bindings/python/examples/stub_cluster.py). Its /slow answers
+    after 6 s, past the Set Action tests' request timeouts, or when `cluster.release()` says so."""
     from stub_cluster import StubCluster
 
-    with StubCluster() as c:
+    with StubCluster(slow_seconds=6.0) as c:
         yield c
+
+
+# The Set Action suites' bearer token: never stored, which their fixtures check.
+TOKEN = "sekrit-bearer-token-0123456789"
+
+
+def set_action_request(cluster, path="/tms/v1/set/action", action="Trans-Begin", cids=("c1", "c2"), token=TOKEN,
+                       **extra):
+    """A /proxy_fetch request body for `path` on the stub cluster, JSON postData."""
+    body = {"url": cluster.base + path, "token": token, "isPost": True,
+            "contentType": "application/json", "postData": {"action": action, "cids": list(cids)}}
+    body.update(extra)
+    return body
+
+
+def cluster_options(cluster, **options):
+    """Store options for calling the stub cluster: `options` over the Set Action suites' usual ones."""
+    opts = dict(allowed_clusters=[cluster.base], request_timeout_s=5, connect_timeout_s=2,
+                max_response_bytes=16 * 1024, interrupted_after_s=60)
+    opts.update(options)
+    return opts
 
 
 @pytest.fixture

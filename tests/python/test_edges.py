@@ -13,31 +13,15 @@ import time
 import pytest
 
 import tms
-from conftest import ROOT, python, rows, write_lock_held
+from conftest import ROOT, TOKEN, cluster_options, python, rows, write_lock_held
+from conftest import set_action_request as request
 from stub_cluster import StubCluster
 
 BINDINGS = os.path.join(ROOT, "bindings", "python")
-TOKEN = "sekrit-bearer-token-0123456789"
-
-
-@pytest.fixture
-def cluster():
-    with StubCluster(slow_seconds=1.0, big_bytes=64 * 1024) as c:
-        yield c
 
 
 def open_store(tmp_path, cluster, **options):
-    opts = dict(allowed_clusters=[cluster.base], request_timeout_s=5, connect_timeout_s=2,
-                max_response_bytes=16 * 1024, interrupted_after_s=60)
-    opts.update(options)
-    return tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), **opts)
-
-
-def request(cluster, path="/tms/v1/set/action", action="Trans-Begin", cids=("c1", "c2"), token=TOKEN, **extra):
-    body = {"url": cluster.base + path, "token": token, "isPost": True,
-            "contentType": "application/json", "postData": {"action": action, "cids": list(cids)}}
-    body.update(extra)
-    return body
+    return tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), **cluster_options(cluster, **options))
 
 
 def job(tmp_path, job_id):
