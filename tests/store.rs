@@ -406,17 +406,6 @@ fn the_v0_file_with_the_users_foreign_key_is_rebuilt_and_writable() {
 }
 
 #[test]
-fn a_schema_newer_than_the_library_is_refused_and_left_alone() {
-    let dir = TempDir::new("newer");
-    drop(open_fresh(&dir));
-    inspect(&dir.join("jobs.db")).pragma_update(None, "user_version", 99).unwrap();
-    let err = Store::open(dir.join("jobs.db"), dir.join("audit.db"), &StoreOptions::default()).unwrap_err();
-    assert_eq!(err.kind, ErrorKind::SchemaTooNew, "{}", err.message);
-    assert!(err.message.contains("99"));
-    assert_eq!(count(&inspect(&dir.join("jobs.db")), "PRAGMA user_version"), 99);
-}
-
-#[test]
 fn bad_paths_get_clear_errors() {
     let dir = TempDir::new("paths");
     let err = Store::open(dir.join("missing/jobs.db"), dir.join("audit.db"), &StoreOptions::default()).unwrap_err();
@@ -491,8 +480,19 @@ fn columns_added_by_hand_survive_the_v0_rebuild() {
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM pragma_foreign_key_list('jobs')"), 0);
 }
 
+/// A file newer than the library is refused (SchemaTooNew, naming its version) and left alone;
+/// when only audit.db is newer, jobs.db is not migrated or switched to WAL behind it either.
+/// (Python: test_edges.py test_11 checks the bytes; PostgreSQL: engines.rs.)
 #[test]
-fn a_newer_audit_db_leaves_an_older_jobs_db_untouched() {
+fn a_newer_schema_is_refused_and_leaves_both_files_alone() {
+    let dir = TempDir::new("newer");
+    drop(open_fresh(&dir));
+    inspect(&dir.join("jobs.db")).pragma_update(None, "user_version", 99).unwrap();
+    let err = Store::open(dir.join("jobs.db"), dir.join("audit.db"), &StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::SchemaTooNew, "{}", err.message);
+    assert!(err.message.contains("99"));
+    assert_eq!(count(&inspect(&dir.join("jobs.db")), "PRAGMA user_version"), 99);
+
     let dir = TempDir::new("newer-audit");
     let jobs = copy_fixture(&dir, "jobs_v0_user_fk.db", "jobs.db");
     let audit = dir.join("audit.db");

@@ -486,8 +486,10 @@ def test_11_a_newer_file_is_left_byte_for_byte_unchanged(tmp_path):
     before = path.read_bytes()
     with pytest.raises(tms.SchemaTooNewError) as info:
         tms.Store(str(path), str(tmp_path / "audit.db"))
-    assert "not changed" in str(info.value)
+    # Its own error (status 7), naming the version found, and the file as it was.
+    assert info.value.status == 7 and "99" in str(info.value) and "not changed" in str(info.value)
     assert path.read_bytes() == before
+    assert rows(str(path), "PRAGMA user_version") == [(99,)]
     assert rows(str(path), "PRAGMA journal_mode") == [("delete",)]
     assert not (tmp_path / "jobs.db-wal").exists()
 

@@ -116,15 +116,6 @@ def test_opening_errors_are_specific(tmp_path):
     (tmp_path / "junk.db").write_bytes(b"x" * 4096)
     with pytest.raises(tms.NotADatabaseError):
         tms.Store(str(tmp_path / "junk.db"), str(tmp_path / "audit.db"))
-    s = tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"))
-    s.close()
-    import sqlite3
-
-    con = sqlite3.connect(str(tmp_path / "jobs.db"))
-    con.execute("PRAGMA user_version = 42")
-    con.close()
-    with pytest.raises(tms.SchemaTooNewError, match="42"):
-        tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"))
 
 
 def test_audit_rows_and_whole_id_matching(store):

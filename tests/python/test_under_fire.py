@@ -322,15 +322,3 @@ def test_a_lock_held_past_the_busy_timeout_is_busy(tmp_path):
     store.create_job("u", 1, "Trans-Begin", ["c3"])  # usable once the lock is gone
     store.close()
     assert rows(jobs_db, "SELECT cid FROM job_customers ORDER BY cid") == [("c1",), ("c3",)]
-
-
-def test_a_schema_newer_than_the_library(tmp_path):
-    jobs_db = str(tmp_path / "jobs.db")
-    tms.Store(jobs_db, str(tmp_path / "audit.db")).close()
-    con = sqlite3.connect(jobs_db)
-    con.execute("PRAGMA user_version = 99")
-    con.close()
-    with pytest.raises(tms.SchemaTooNewError) as info:
-        tms.Store(jobs_db, str(tmp_path / "audit.db"))
-    assert info.value.status == 7
-    assert rows(jobs_db, "PRAGMA user_version") == [(99,)]
