@@ -500,19 +500,7 @@ def test_11_a_newer_file_is_left_byte_for_byte_unchanged(tmp_path):
 def internal_ca(tmp_path_factory):
     """A CA and a server certificate for 127.0.0.1, made here with openssl."""
     d = tmp_path_factory.mktemp("ca")
-
-    def run(*args):
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=tms test internal CA", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                               "extendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    subprocess.run([os.path.join(ROOT, "scripts", "make-test-ca.sh"), str(d), "tms test internal CA"], check=True)
     return d
 
 
