@@ -274,6 +274,17 @@ def store(loc):
 
 
 @pytest.fixture
+def dropin_paths(loc, monkeypatch):
+    """The drop-ins (tms.jobs, tms.audit_db) pointed at this test's store: two files, or a
+    PostgreSQL URL in DB_PATH."""
+    from tms import audit_db, jobs
+
+    monkeypatch.setattr(jobs, "DB_PATH", loc.jobs)
+    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", loc.audit or loc.jobs)
+    return loc
+
+
+@pytest.fixture
 def cluster():
     """A stub cluster on loopback (bindings/python/examples/stub_cluster.py). Its /slow answers
     after 6 s, past the Set Action tests' request timeouts, or when `cluster.release()` says so."""

@@ -287,13 +287,8 @@ def test_3_the_drop_ins_take_the_hmac_key_and_a_keyed_chain_refuses_unkeyed_appe
     assert configured.returncode == 0, out + err
 
 
-def test_3_configure_after_first_use_is_refused_and_every_option_is_accepted(tmp_path, monkeypatch):
+def test_3_configure_after_first_use_is_refused_and_every_option_is_accepted(tmp_path, dropin_paths):
     from tms import _shared, jobs
-
-    monkeypatch.setattr(jobs, "DB_PATH", str(tmp_path / "jobs.db"))
-    from tms import audit_db
-
-    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", str(tmp_path / "audit.db"))
     saved = dict(_shared._configured)
     _shared._reset_for_tests({})  # stores earlier tests opened in this process
     try:

@@ -13,11 +13,7 @@ from stub_cluster import StubCluster
 
 
 @pytest.fixture
-def app_and_cluster(tmp_path, monkeypatch):
-    from tms import audit_db, jobs
-
-    monkeypatch.setattr(jobs, "DB_PATH", str(tmp_path / "jobs.db"))
-    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", str(tmp_path / "audit.db"))
+def app_and_cluster(tmp_path, dropin_paths):
     import app as app_module
 
     with StubCluster() as cluster:

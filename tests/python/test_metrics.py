@@ -99,11 +99,7 @@ def test_outbox_pending_is_read_from_jobs_db(cluster_store, loc):
 
 
 @pytest.mark.sqlite_only  # the app's own files, whatever the engine
-def test_the_reference_app_serves_metrics(tmp_path, monkeypatch):
-    from tms import audit_db, jobs
-
-    monkeypatch.setattr(jobs, "DB_PATH", str(tmp_path / "jobs.db"))
-    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", str(tmp_path / "audit.db"))
+def test_the_reference_app_serves_metrics(tmp_path, dropin_paths):
     import app as app_module
 
     with StubCluster() as cluster:
