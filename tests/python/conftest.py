@@ -124,6 +124,23 @@ def assert_overlapped(outputs, at_least=None):
     assert overlapping >= (at_least or len(spans)), f"the processes ran one after another: {sorted(spans)}"
 
 
+# A writer to kill -9 at random moments: the store is sys.argv[1:-1] (two files, or a PostgreSQL
+# URL), the customer IDs' tag sys.argv[-1]. It prints "J job_id" and "A audit_id" for each write
+# only once the write returned, so each printed line is one the store acknowledged.
+CRASH_WRITER = """
+import sys, tms
+store = tms.Store(*sys.argv[1:-1])
+i = 0
+while True:
+    cids = [f"{sys.argv[-1]}-{i}-{k}" for k in range(5)]
+    job = store.create_job("crash", 4, "PE-Finalize", cids)
+    print("J", job["job_id"], flush=True)
+    aid = store.record_audit("crash", "PE-Finalize", cids, status="success")
+    print("A", aid, flush=True)
+    i += 1
+"""
+
+
 def store_settings(metrics_text):
     """The durability settings a store's metrics report, {setting: value}."""
     found = {}

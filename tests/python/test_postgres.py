@@ -13,7 +13,7 @@ import time
 import pytest
 
 import tms
-from conftest import BINDINGS, FIXTURES, ROOT, START_TOGETHER, Location, assert_overlapped, pg_tool, psql, python, together
+from conftest import BINDINGS, CRASH_WRITER, FIXTURES, ROOT, START_TOGETHER, Location, assert_overlapped, pg_tool, psql, python, together
 
 
 
@@ -124,25 +124,12 @@ def test_hosts_starting_together_migrate_once(pg, tmp_path):
     assert pg.rows("SELECT COUNT(*) FROM audit_chain_head") == [(1,)]
 
 
-CRASHER = """
-import sys, tms
-s = tms.Store(sys.argv[1])
-i = 0
-while True:
-    cids = [f"{sys.argv[2]}-{i}-{k}" for k in range(5)]
-    job = s.create_job("crash", 4, "PE-Finalize", cids)
-    print("J", job["job_id"], flush=True)
-    print("A", s.record_audit("crash", "PE-Finalize", cids), flush=True)
-    i += 1
-"""
-
-
 def test_kill_9_of_a_writer_loses_nothing_it_acknowledged(pg):
     pg.open().close()
     rng = random.Random(20261129)
     jobs_seen, audits_seen = [], []
     for round_no in range(8):
-        proc = host(CRASHER, pg.jobs, str(round_no))
+        proc = host(CRASH_WRITER, pg.jobs, str(round_no))
         first = proc.stdout.readline()
         time.sleep(rng.uniform(0.05, 0.4))
         os.kill(proc.pid, signal.SIGKILL)

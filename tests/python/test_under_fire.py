@@ -16,7 +16,7 @@ import time
 import pytest
 
 import tms
-from conftest import ROOT, WAIT_UNTIL_LOCKED, python, rows, wait_until_locked, write_lock_held
+from conftest import CRASH_WRITER, ROOT, WAIT_UNTIL_LOCKED, python, rows, wait_until_locked, write_lock_held
 
 STRESS = os.environ.get("TMS_STRESS") == "1"
 BINDINGS = os.path.join(ROOT, "bindings", "python")
@@ -207,20 +207,6 @@ def test_the_library_and_python_share_one_sqlite(tmp_path):
     holder.join()
     store.close()
     assert probe.stdout.strip() == "locked", probe.stdout + probe.stderr
-
-
-CRASH_WRITER = """
-import sys, tms
-store = tms.Store(sys.argv[1], sys.argv[2])
-i = 0
-while True:
-    cids = [f"{sys.argv[3]}-{i}-{k}" for k in range(5)]
-    job = store.create_job("crash", 4, "PE-Finalize", cids)
-    print("J", job["job_id"], flush=True)
-    aid = store.record_audit("crash", "PE-Finalize", cids, status="success")
-    print("A", aid, flush=True)
-    i += 1
-"""
 
 
 def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path):
