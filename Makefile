@@ -52,7 +52,8 @@ bench: build
 	  "$$python" bench/run.py --markdown target/bench-table.md --charts bench/charts && \
 	  "$$python" bench/route.py --markdown target/route-table.md --charts bench/charts && \
 	  scripts/with-postgres.sh "$$python" bench/postgres.py --markdown target/bench-pg-table.md && \
-	  scripts/with-postgres.sh "$$python" bench/failover.py
+	  scripts/with-postgres.sh "$$python" bench/failover.py && \
+	  "$$python" bench/syncs.py && "$$python" bench/syncs.py --sync NORMAL
 
 bench-smoke: build
 	cargo build --release --example bench
@@ -60,7 +61,8 @@ bench-smoke: build
 	  "$$python" bench/run.py --quick && \
 	  "$$python" bench/route.py --quick && \
 	  scripts/with-postgres.sh "$$python" bench/postgres.py --quick && \
-	  scripts/with-postgres.sh "$$python" bench/failover.py --quick
+	  scripts/with-postgres.sh "$$python" bench/failover.py --quick && \
+	  "$$python" bench/syncs.py --n 10
 
 # The route benchmark alone (minutes).
 bench-route: build

@@ -82,6 +82,9 @@ typedef enum TmsStatus {
   // a chained row altered or removed, or the rows before the chain not matching it): nothing
   // was written. Run `tms_verify_audit` to see the first problem.
   TMS_STATUS_AUDIT_CHAIN_BROKEN = 20,
+  // A signed audit checkpoint was refused: malformed, its signature does not verify with the
+  // public key given (altered, forged, or signed by another key), or of another log.
+  TMS_STATUS_CHECKPOINT_INVALID = 21,
 } TmsStatus;
 
 // An open job-and-audit store: jobs.db and audit.db.
@@ -183,8 +186,9 @@ enum TmsStatus tms_adopt_unchained(const struct TmsStore *store,
 
 // Check the audit log's hash chain. `*out_json` receives `{"ok", "checked", "unchained",
 // "adopted", "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} |
-// null}` where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows
-// and no key). Rows written before the chain began (legacy rows) are counted as `unchained`:
+// null}` where `problem` is `altered`, `removed`, `inserted`, `cut`, `unverifiable` (HMAC rows
+// and no key) or `not_keyed` (a store with a key, a log with rows and none keyed by it: written
+// without the key, e.g. a keyed log replaced by a forgery). Rows written before the chain began (legacy rows) are counted as `unchained`:
 // the chain's first row commits to their number and a digest of them, so a row added among them
 // (at any id), altered or removed is reported too (`id` null, the detail says so). An unchained
 // row after the chain began is `inserted`, unless `tms_adopt_unchained` adopted it (counted as
@@ -198,6 +202,51 @@ enum TmsStatus tms_verify_audit(const struct TmsStore *store,
                                 const int64_t *anchor_seq,
                                 const char *anchor_hash,
                                 char **out_json);
+
+// A signed checkpoint of the audit log's head, to ship somewhere this host cannot rewrite.
+// `signing_key` is the text of the private key file `tms keygen` writes (one line
+// `PRIVATE+KEY+NAME+ID+BASE64`); it is read, never stored, copied into an error message or
+// logged. `previous_checkpoint` (may be NULL) is the last checkpoint this key signed, as shipped:
+// when given, the log must still extend it, so a log rewritten below it is never signed over.
+// The whole log is verified first and only a log that verifies is signed.
+//
+// On success `*out_checkpoint` receives the checkpoint, a C2SP signed note: `NAME\nSEQ\nHASH\n
+// time RFC3339\n\n` then the signature line, an em dash (U+2014), a space, `NAME BASE64SIG\n`
+// (the log's name, the head's chain seq and hash, the UTC time, then the Ed25519 signature),
+// owned by the caller (free with `tms_string_free`). On failure it is left untouched:
+// TMS_STATUS_INVALID_INPUT for a key that is not a checkpoint private key,
+// TMS_STATUS_CHECKPOINT_INVALID when `previous_checkpoint` is not one this key signed,
+// TMS_STATUS_AUDIT_CHAIN_BROKEN when the log does not verify (or no longer extends
+// `previous_checkpoint`), TMS_STATUS_AUDIT_KEY_MISMATCH when its rows are HMAC-keyed and the
+// store has no key, TMS_STATUS_NOT_FOUND when no row is chained yet. Thread-safe (it reads the
+// log like `tms_verify_audit`).
+//
+// # Safety
+// Pointers are NULL or valid; `store` is an open handle.
+enum TmsStatus tms_audit_checkpoint(const struct TmsStore *store,
+                                    const char *signing_key,
+                                    const char *previous_checkpoint,
+                                    char **out_checkpoint);
+
+// Whether the audit log still extends a signed checkpoint (from `tms_audit_checkpoint` or
+// `tms checkpoint`). `public_key` is the text of the public key file `tms keygen` writes (one
+// line `NAME+ID+BASE64`, a C2SP verifier key).
+//
+// The checkpoint's signature must verify with `public_key` and name that key's log, else
+// TMS_STATUS_CHECKPOINT_INVALID (malformed, altered, forged, or signed by another key);
+// TMS_STATUS_INVALID_INPUT for a public key that is not one. Then the whole log is verified with
+// the checkpoint's head as its anchor, and `*out_json` receives `tms_verify_audit`'s object plus
+// `"checkpoint": {"origin","seq","hash","time"}`, owned by the caller (free with
+// `tms_string_free`). `"ok"` is false when rows were cut from the end past the checkpoint
+// (`cut`), a row before it changed or was inserted, or the chain was recomputed (`altered` at
+// the checkpoint's seq); a log that grew since is ok. Thread-safe.
+//
+// # Safety
+// Pointers are NULL or valid; `store` is an open handle.
+enum TmsStatus tms_verify_audit_checkpoint(const struct TmsStore *store,
+                                           const char *checkpoint,
+                                           const char *public_key,
+                                           char **out_json);
 
 // The cached status data of (`cid`, `app_name`) as JSON text, if cached within the last
 // `ttl_seconds`; otherwise TMS_STATUS_NOT_FOUND. `*out_json` is owned by the caller.
@@ -429,7 +478,10 @@ enum TmsStatus tms_store_set_event_callback(const struct TmsStore *store,
 //  - `"audit_hmac_key"`: key of the audit chain's HMAC-SHA256, kept in memory only (none; 16 to
 //    4096 bytes);
 //  - `"ca_bundle"`: path of a PEM file of CA certificates trusted for https clusters on top of
-//    the system's trust store (none).
+//    the system's trust store (none);
+//  - `"create"`: create the store when it is missing (`true`); `false` opens an existing store
+//    only: a missing file, or a PostgreSQL schema without the store's tables, gives
+//    TMS_STATUS_CANT_OPEN naming it, and nothing is created.
 //
 // Unknown keys and values out of range give TMS_STATUS_INVALID_INPUT.
 //

@@ -3,8 +3,11 @@
 # PostgreSQL server: Rust (unit, integration, engines, header, fuzz), C and
 # C++ consumers (ASan + UBSan), installing (pip into a fresh venv, make install with pkg-config and
 # CMake, each used from outside the repository), the Python binding (pytest in a private venv
-# under target/), and the binding under valgrind. TMS_STRESS=1 lengthens the stress tests;
-# TMS_FUZZ_SECONDS the fuzzing.
+# under target/; it includes the power-loss rounds of tests/python/test_power_loss.py, which build
+# the crashvfs shim with gcc against the system libsqlite3 and print their figures, also kept in
+# target/power_loss/figures.json; see tests/power_loss/README.md), and
+# the binding under valgrind. TMS_STRESS=1 lengthens the stress tests (and runs five times as
+# many power cuts); TMS_FUZZ_SECONDS the fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,10 +43,11 @@ TMS_LIB="$PWD/target/release/libtms.so" "$python" -m pytest -q tests/python 2>&1
 py_passed=$(grep -Eo '^[0-9]+ passed' target/py-tests.log | tail -1 | awk '{print $1}')
 py_deselected=$({ grep -Eo '[0-9]+ deselected' target/py-tests.log || true; } | tail -1 | awk '{print $1}')
 
-echo "== Python again, on PostgreSQL: the store, Set Action, hostile-input, drop-in, adoption and metrics suites"
+echo "== Python again, on PostgreSQL: the store, Set Action, hostile-input, drop-in, adoption, checkpoint and metrics suites"
 TMS_TEST_ENGINE=postgres TMS_LIB="$PWD/target/release/libtms.so" "$python" -m pytest -q \
   tests/python/test_store.py tests/python/test_set_action.py tests/python/test_hostile.py \
-  tests/python/test_dropin.py tests/python/test_adopt.py tests/python/test_metrics.py 2>&1 | tee target/py-pg-tests.log
+  tests/python/test_dropin.py tests/python/test_adopt.py tests/python/test_checkpoints.py tests/python/test_metrics.py \
+  2>&1 | tee target/py-pg-tests.log
 py_pg_passed=$(grep -Eo '^[0-9]+ passed' target/py-pg-tests.log | tail -1 | awk '{print $1}')
 py_pg_deselected=$({ grep -Eo '[0-9]+ deselected' target/py-pg-tests.log || true; } | tail -1 | awk '{print $1}')
 # conftest.py fails a skipped test; a summary that still says "skipped" (or "xfailed") is a failure
@@ -57,12 +61,13 @@ echo "== Memory: the Python binding under valgrind (no library string leaked)"
 PYTHON="$python" tests/memory/valgrind_python.sh 40
 cabi_passed=$(grep -Eo '^c-abi: [0-9]+ passed' target/c-tests.log | awk '{print $2}')
 
-echo "== Benchmark smoke run (small sizes; keeps bench/ from rotting): calls, route, PostgreSQL"
+echo "== Benchmark smoke run (small sizes; keeps bench/ from rotting): calls, route, PostgreSQL, syncs per call"
 cargo build --release --example bench
 "$python" bench/run.py --quick > target/bench-smoke.log
 "$python" bench/route.py --quick >> target/bench-smoke.log
 "$python" bench/postgres.py --quick >> target/bench-smoke.log
 "$python" bench/failover.py --quick >> target/bench-smoke.log 2>&1
+"$python" bench/syncs.py --n 10 >> target/bench-smoke.log
 tail -3 target/bench-smoke.log
 
 # set -e and pipefail stopped the script at the first failing suite, so reaching here means 0 failed.

@@ -287,6 +287,10 @@ impl CheckedHead {
             *g = Some((seq, hash));
         }
     }
+    /// Whether this store wrote or checked a keyed head (then the log was keyed).
+    fn has_head(&self) -> bool {
+        self.head.try_lock().ok().is_some_and(|g| g.is_some())
+    }
     fn unkeyed_up_to(&self) -> i64 {
         self.unkeyed_up_to.try_lock().map_or(0, |g| *g)
     }
@@ -313,6 +317,19 @@ pub fn check_append(
     };
     if !is_keyed(hash) {
         if key.has_key() {
+            // A plain head where this store wrote or checked a keyed one, or after keyed rows:
+            // the log was replaced or appended to without the key. Keyed rows after it would
+            // bind the forgery into the keyed chain, so none are written.
+            if checked.has_head() || keyed_since(0)? {
+                return Err(Error::new(
+                    ErrorKind::AuditKeyMismatch,
+                    format!(
+                        "the audit log's last row (seq {seq}) is chained without the HMAC key, but the log was \
+                         keyed: it was replaced or appended to without the key (verify_audit shows where); \
+                         audit rows are refused"
+                    ),
+                ));
+            }
             return Ok(()); // a plain chain taking on a key from here on
         }
         if keyed_since(checked.unkeyed_up_to())? {
@@ -368,6 +385,8 @@ pub struct Verifier<'k> {
     committed: Option<Commitment>,
     digest_allowed: bool,
     keyed_seen: bool,
+    /// The id of the last chained row (where a `not_keyed` log shows).
+    last_id: Option<i64>,
     /// Unchained rows after the chain began (since the last adoption), waiting for the adoption
     /// row that commits to them.
     tail: Option<Tail>,
@@ -410,6 +429,7 @@ impl<'k> Verifier<'k> {
             committed: None,
             digest_allowed: false,
             keyed_seen: false,
+            last_id: None,
             tail: None,
         }
     }
@@ -535,6 +555,7 @@ impl<'k> Verifier<'k> {
         }
         self.report.checked += 1;
         self.last = Some(ChainHead { seq, hash: stored });
+        self.last_id = Some(id);
         Ok(())
     }
 
@@ -589,6 +610,31 @@ impl<'k> Verifier<'k> {
             }
         }
         self.check_legacy();
+        // Checked with a key, a log with rows must be keyed by it. Plain rows before the first
+        // keyed row are bound by its HMAC (its link is their head's hash); a log without any
+        // keyed row was written without the key, so anyone could have written it: a keyed log
+        // replaced by a forged one (a plain chain, or rows that pass for legacy ones) looks so.
+        if self.report.first_problem.is_none()
+            && self.key.has_key()
+            && !self.keyed_seen
+            && self.report.checked + self.report.unchained > 0
+        {
+            let (id, seq) = match &self.last {
+                Some(h) => (self.last_id, Some(h.seq)),
+                None => (None, None),
+            };
+            self.report.first_problem = Some(problem(
+                id,
+                seq,
+                ProblemKind::NotKeyed,
+                format!(
+                    "the log holds {} rows and none is keyed by this audit_hmac_key: it was written without the key \
+                     (a keyed log replaced by a forged one looks so); a log begun without a key is keyed from \
+                     the first row a store with the key appends",
+                    self.report.checked + self.report.unchained
+                ),
+            ));
+        }
         if self.report.first_problem.is_none() {
             if let Some((anchor_seq, anchor_hash)) = anchor {
                 self.report.first_problem = match row_at(anchor_seq)? {

@@ -79,16 +79,11 @@ impl Store {
         if let Some(e) = dst.engine.read_only() {
             return Err(e.context("cannot copy into the destination"));
         }
-        // Before anything is written: a destination with audit rows past the source's is
-        // another log, which the copy would break.
-        if let (Some(dst_max), src_max) = (dst.engine.audit_max_id()?, self.engine.audit_max_id()?) {
-            if src_max.is_none_or(|s| dst_max > s) {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "the destination's audit log holds rows the source's does not: copy into an empty store",
-                ));
-            }
-        }
+        // Before anything is written: the destination must be empty or an earlier copy of this
+        // store. Any job, cache entry or audit row there that is not the source's belongs to
+        // another store, which the copy would mix into this one (and another audit log would
+        // break): refuse, having written nothing.
+        self.check_destination(dst)?;
         let mut report = CopyReport {
             jobs: Counted::default(),
             customers_copied: 0,
@@ -134,4 +129,94 @@ impl Store {
         report.audit_verification = dst.verify_audit(None)?;
         Ok(report)
     }
+
+    /// Walk the whole destination, reading only: every audit row must be the source's row with
+    /// the same id, column for column (an interrupted copy's), every job a job of the source's
+    /// (same id, user and action), every cache entry one the source has.
+    fn check_destination(&self, dst: &Store) -> Result<()> {
+        // Fast path: audit ids past the source's are another log's.
+        if let (Some(dst_max), src_max) = (dst.engine.audit_max_id()?, self.engine.audit_max_id()?) {
+            if src_max.is_none_or(|s| dst_max > s) {
+                return Err(refused(
+                    "the destination's audit log holds rows the source's does not (ids past the source's last)",
+                ));
+            }
+        }
+        // Audit rows: a merge over ids, which both engines order alike.
+        let mut after: Option<i64> = None;
+        let mut src_rows: std::collections::VecDeque<crate::audit_chain::ChainRow> = Default::default();
+        let mut src_after: Option<i64> = None;
+        let mut src_done = false;
+        loop {
+            let batch = dst.engine.export_audit(after, ROWS_PER_BATCH)?;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.id);
+            for row in &batch {
+                loop {
+                    if src_rows.is_empty() && !src_done {
+                        let more = self.engine.export_audit(src_after, ROWS_PER_BATCH)?;
+                        src_done = more.is_empty();
+                        src_after = more.last().map(|r| r.id).or(src_after);
+                        src_rows.extend(more);
+                    }
+                    match src_rows.front() {
+                        Some(s) if s.id < row.id => {
+                            src_rows.pop_front();
+                        }
+                        _ => break,
+                    }
+                }
+                if src_rows.front() != Some(row) {
+                    return Err(refused(&format!(
+                        "the destination's audit row {} is not the source's: it holds another audit log",
+                        row.id
+                    )));
+                }
+            }
+        }
+        // Jobs: each looked up in the source (ids sort differently on the two engines).
+        let mut after: Option<String> = None;
+        loop {
+            let batch = dst.engine.export_jobs(after.as_deref(), JOBS_PER_BATCH, CUSTOMERS_PER_BATCH)?;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.job_id.clone());
+            for job in &batch {
+                let theirs = self.engine.job(&job.job_id)?;
+                if !theirs.is_some_and(|t| t.user_id == job.user_id && t.action_name == job.action_name) {
+                    return Err(refused(&format!(
+                        "the destination holds job {} that is not the source's",
+                        job.job_id
+                    )));
+                }
+            }
+        }
+        // Cache entries: looked up in the source, a batch per app name.
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let batch = dst.engine.export_cache(after.as_ref().map(|(c, a)| (c.as_str(), a.as_str())), ROWS_PER_BATCH)?;
+            let Some(last) = batch.last() else { break };
+            after = Some((last.cid.clone(), last.app_name.clone()));
+            let mut by_app: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+            for e in &batch {
+                by_app.entry(e.app_name.as_str()).or_default().push(e.cid.clone());
+            }
+            for (app, cids) in by_app {
+                let found = self.engine.cache_get_many(&cids, app, "")?;
+                if let Some((cid, _)) = cids.iter().zip(&found).find(|(_, f)| f.is_none()) {
+                    return Err(refused(&format!(
+                        "the destination holds a cache entry ({cid:?}, {app:?}) that is not the source's"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A copy refused before anything was written.
+fn refused(why: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("{why}; nothing was written: copy into an empty store, or into an earlier copy of this one"),
+    )
 }

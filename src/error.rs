@@ -45,6 +45,9 @@ pub enum ErrorKind {
     /// The audit log's chain is broken where an operation needs it whole (a chained row altered
     /// or removed, which adopting would hide): nothing was written.
     AuditChainBroken,
+    /// A signed checkpoint of the audit log was refused: malformed, not signed by the key given
+    /// (or its signature does not verify), or of another log.
+    CheckpointInvalid,
 }
 
 impl ErrorKind {
@@ -69,6 +72,7 @@ impl ErrorKind {
             ErrorKind::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorKind::AuditKeyMismatch => "AUDIT_KEY_MISMATCH",
             ErrorKind::AuditChainBroken => "AUDIT_CHAIN_BROKEN",
+            ErrorKind::CheckpointInvalid => "CHECKPOINT_INVALID",
         }
     }
 }

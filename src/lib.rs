@@ -43,6 +43,7 @@ pub mod options;
 pub mod audit_adopt;
 #[doc(hidden)]
 pub mod audit_chain;
+pub mod audit_checkpoint;
 #[doc(hidden)]
 pub mod clock;
 #[doc(hidden)]

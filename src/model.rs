@@ -518,6 +518,10 @@ pub enum ProblemKind {
     Cut,
     /// HMAC-chained rows and no key to check them.
     Unverifiable,
+    /// Checked with a key, the log holds rows but none keyed by it: a log written without the
+    /// key (a keyed log replaced by a forged one, or one no keyed store has written to yet).
+    #[serde(rename = "not_keyed")]
+    NotKeyed,
 }
 
 impl ProblemKind {
@@ -529,6 +533,7 @@ impl ProblemKind {
             ProblemKind::Inserted => "inserted",
             ProblemKind::Cut => "cut",
             ProblemKind::Unverifiable => "unverifiable",
+            ProblemKind::NotKeyed => "not_keyed",
         }
     }
 }

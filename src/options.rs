@@ -88,6 +88,12 @@ pub struct StoreOptions {
     /// A PEM file of extra CA certificates trusted for https clusters, on top of the system's
     /// trust store (an internal CA). Default none.
     pub ca_bundle: Option<String>,
+    /// Create the store when it is missing (default true: an app's first start creates its
+    /// files, or its tables in the PostgreSQL schema). false opens an existing store only: a
+    /// missing file (or a PostgreSQL schema without the store's tables) is refused with
+    /// `CantOpen` naming it, and nothing is created (the `tms` tool opens stores this way, so a
+    /// mistyped path is an error, not a new empty store).
+    pub create: bool,
 }
 
 impl Default for StoreOptions {
@@ -105,6 +111,7 @@ impl Default for StoreOptions {
             interrupted_after_s: 600,
             audit_hmac_key: None,
             ca_bundle: None,
+            create: true,
         }
     }
 }
@@ -216,6 +223,48 @@ mod tests {
         assert!(StoreOptions::from_json(r#"{"synchronous":"OFF"}"#).is_err());
         assert_eq!(StoreOptions::from_json("").unwrap(), StoreOptions::default());
         assert!(StoreOptions::from_json("[]").is_err() && StoreOptions::from_json(r#"["FULL", 1]"#).is_err());
+    }
+
+    #[test]
+    fn every_numeric_option_takes_its_bounds_and_refuses_one_past_them_and_negatives() {
+        // (name, lowest, highest); request_timeout_s is checked with interrupted_after_s above it.
+        let ranges: [(&str, i128, i128); 8] = [
+            ("busy_timeout_ms", 0, 600_000),
+            ("journal_size_limit_bytes", -1, 1 << 40),
+            ("max_idle_connections", 1, 256),
+            ("max_page_count", 0, 4_294_967_294),
+            ("request_timeout_s", 1, 3_600),
+            ("connect_timeout_s", 1, 3_600),
+            ("max_response_bytes", 1, 1 << 30),
+            ("interrupted_after_s", 3_601, 2_592_000),
+        ];
+        let open = |key: &str, value: i128| {
+            let others = if key == "interrupted_after_s" { r#""request_timeout_s": 3600, "#.to_string() } else { String::new() };
+            let extra = if key == "request_timeout_s" { r#", "interrupted_after_s": 2592000"# } else { "" };
+            StoreOptions::from_json(&format!("{{{others}\"{key}\": {value}{extra}}}"))
+        };
+        for (key, lo, hi) in ranges {
+            assert!(open(key, lo).is_ok(), "{key}={lo}");
+            assert!(open(key, hi).is_ok(), "{key}={hi}");
+            for bad in [lo - 1, hi + 1, -1, i128::from(i64::MIN), i128::from(u64::MAX) + 1] {
+                if (lo..=hi).contains(&bad) {
+                    continue;
+                }
+                let err = open(key, bad).unwrap_err();
+                assert_eq!(err.kind, crate::ErrorKind::InvalidInput, "{key}={bad}");
+                assert!(err.message.contains(key), "{key}={bad}: {}", err.message);
+            }
+        }
+        // The HMAC key's length: 16 and 4096 bytes taken, 15 and 4097 refused.
+        for (n, ok) in [(15, false), (16, true), (4096, true), (4097, false)] {
+            let text = format!(r#"{{"audit_hmac_key": "{}"}}"#, "k".repeat(n));
+            assert_eq!(StoreOptions::from_json(&text).is_ok(), ok, "key of {n} bytes");
+        }
+        // allowed_clusters: 256 entries taken, 257 refused.
+        for (n, ok) in [(256, true), (257, false)] {
+            let list: Vec<String> = (0..n).map(|i| format!("\"https://c{i}.example/tms/\"")).collect();
+            assert_eq!(StoreOptions::from_json(&format!(r#"{{"allowed_clusters": [{}]}}"#, list.join(","))).is_ok(), ok, "{n}");
+        }
     }
 
     #[test]

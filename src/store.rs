@@ -420,6 +420,78 @@ impl Store {
         self.engine.verify_audit(anchor, &mut progress)
     }
 
+    /// A signed checkpoint of the audit log's head, to ship somewhere the log's host cannot
+    /// rewrite (see [`crate::audit_checkpoint`] for the format). `signing_key` is the private key
+    /// file's text (`tms keygen`); it is never quoted in an error. `previous` is the last
+    /// checkpoint this key signed (as shipped): when given, the log must still extend it, so a
+    /// rewrite below it is never signed over. The whole log is verified first and only a log
+    /// that verifies is signed: [`ErrorKind::AuditChainBroken`] when it does not (or no longer
+    /// extends `previous`), [`ErrorKind::CheckpointInvalid`] when `previous` is not a checkpoint
+    /// of this key, [`ErrorKind::AuditKeyMismatch`] when the rows are HMAC-keyed and this store
+    /// has no key, [`ErrorKind::NotFound`] when no row is chained yet,
+    /// [`ErrorKind::InvalidInput`] for a signing key that is not one.
+    ///
+    /// ```
+    /// use tms::model::AuditEntry;
+    /// # let (store, _dir) = tms::doctest::store();
+    /// let keys = tms::audit_checkpoint::generate_keys("audit.example")?;
+    /// store.record_audit(&AuditEntry { user_id: "alice", action_type: "Trans-Begin", ..Default::default() })?;
+    /// let first = store.audit_checkpoint(&keys.private, None)?;
+    /// store.record_audit(&AuditEntry { user_id: "bob", action_type: "Trans-Begin", ..Default::default() })?;
+    /// let second = store.audit_checkpoint(&keys.private, Some(&first))?; // the log extends `first`
+    /// assert!(second.starts_with("audit.example\n2\nsha256:"));
+    /// assert!(store.verify_audit_checkpoint(&first, &keys.public)?.verification.ok);
+    /// # Ok::<(), tms::Error>(())
+    /// ```
+    pub fn audit_checkpoint(&self, signing_key: &str, previous: Option<&str>) -> Result<String> {
+        self.audit_checkpoint_with_progress(signing_key, previous, |_| {})
+    }
+
+    /// [`Store::audit_checkpoint`], telling `progress` how many rows the verification walked.
+    pub fn audit_checkpoint_with_progress(&self, signing_key: &str, previous: Option<&str>, mut progress: impl FnMut(u64)) -> Result<String> {
+        use crate::audit_checkpoint::{SigningKey, VerifierKey, explain_anchor_problem, rfc3339};
+        let key = SigningKey::parse(signing_key)?;
+        let previous = match previous {
+            None => None,
+            Some(text) => Some(VerifierKey::parse(&key.public_key())?.open(text).map_err(|e| e.context("the previous checkpoint"))?),
+        };
+        let mut report = self.engine.verify_audit(previous.as_ref().map(|p| (p.seq, p.hash.as_str())), &mut progress)?;
+        if let Some(p) = &previous {
+            explain_anchor_problem(&mut report, p);
+        }
+        if let Some(p) = report.first_problem {
+            let kind = if p.problem == ProblemKind::Unverifiable { ErrorKind::AuditKeyMismatch } else { ErrorKind::AuditChainBroken };
+            return Err(Error::new(kind, format!("the audit log does not verify, so no checkpoint was signed: {} ({})", p.detail, p.problem)));
+        }
+        let head = report.head.ok_or_else(|| Error::not_found("the audit log has no chained row yet: there is no head to sign"))?;
+        Ok(key.sign(&head, &rfc3339(&clock::utc_sql(SystemTime::now()))))
+    }
+
+    /// Whether the audit log still extends a signed checkpoint: the checkpoint's signature must
+    /// verify with `public_key` (the public key file's text) and name that key's log, else
+    /// [`ErrorKind::CheckpointInvalid`]; then the whole log is verified with the checkpoint's
+    /// head as its anchor. Not ok (a report, not an error) when rows were cut from the end past
+    /// the checkpoint (`cut`), a row before it changed or was inserted (`altered`, `inserted`, or
+    /// `altered` at the checkpoint's seq when the chain was recomputed, with or without the
+    /// HMAC key), or the log fails verification in any other way. A log that grew since passes.
+    pub fn verify_audit_checkpoint(&self, checkpoint: &str, public_key: &str) -> Result<crate::audit_checkpoint::CheckpointVerification> {
+        self.verify_audit_checkpoint_with_progress(checkpoint, public_key, |_| {})
+    }
+
+    /// [`Store::verify_audit_checkpoint`], telling `progress` how many rows it has walked.
+    pub fn verify_audit_checkpoint_with_progress(
+        &self,
+        checkpoint: &str,
+        public_key: &str,
+        mut progress: impl FnMut(u64),
+    ) -> Result<crate::audit_checkpoint::CheckpointVerification> {
+        let key = crate::audit_checkpoint::VerifierKey::parse(public_key)?;
+        let checkpoint = key.open(checkpoint)?;
+        let mut verification = self.engine.verify_audit(Some((checkpoint.seq, &checkpoint.hash)), &mut progress)?;
+        crate::audit_checkpoint::explain_anchor_problem(&mut verification, &checkpoint);
+        Ok(crate::audit_checkpoint::CheckpointVerification { verification, checkpoint })
+    }
+
     /// How much the store holds: jobs (by status), customers, audit rows (chained, waiting in the
     /// outbox) and cache entries, read in one snapshot per file.
     ///
@@ -463,9 +535,20 @@ impl Store {
     /// ```
     pub fn backup_to(&self, dir: impl AsRef<Path>, mut progress: impl FnMut(u64, u64)) -> Result<Vec<std::path::PathBuf>> {
         let dir = dir.as_ref();
+        // The directories made here must survive a power cut with the files in them: each new
+        // one's entry is synced in its parent once the backup is done (SQLite syncs only the
+        // directory holding the files).
+        let new_dirs: Vec<&Path> = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::new(ErrorKind::CantOpen, format!("cannot create {}: {e}", dir.display())))?;
-        self.engine.backup(dir, &mut progress)
+        let files = self.engine.backup(dir, &mut progress)?;
+        for parent in new_dirs.iter().filter_map(|d| d.parent()) {
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::new(ErrorKind::Database, format!("cannot sync the directory {}: {e}", parent.display())))?;
+        }
+        Ok(files)
     }
 
     /// The cached status data for (cid, app), or None when missing or older than `ttl_seconds`.

@@ -47,6 +47,13 @@ on_each_engine!(
     adopting_a_keyed_log_needs_its_key,
     a_late_outcome_replaces_the_recovery_verdict,
     durability_is_full_by_default_on_the_stores_own_connections,
+    a_checkpoint_catches_a_log_cut_changed_or_rewritten_up_to_it,
+    a_checkpoint_of_a_keyed_log_catches_a_rewrite_with_or_without_the_key,
+    checkpoints_are_signed_only_for_a_log_that_verifies_and_checked_strictly,
+    a_copy_into_another_store_is_refused_before_anything_is_written,
+    create_false_opens_an_existing_store_only,
+    a_keyed_log_swapped_for_a_keyless_one_fails_with_the_key,
+    a_plain_log_taking_on_a_key_verifies_and_stays_keyed,
 );
 
 /// What the legacy Python app's log_action does: a plain INSERT, no chain columns.
@@ -247,6 +254,94 @@ fn a_keyed_chain_refuses_a_store_without_its_key(loc: Location) {
     assert!(store.verify_audit(None).unwrap().ok);
 }
 
+/// Empty the audit log as an attacker with write access would (on PostgreSQL the chain's head
+/// row too, so that the library starts a new chain).
+fn wipe(loc: &Location) {
+    tamper(loc, "DELETE FROM audit_log");
+    if loc.is_postgres() {
+        loc.execute("UPDATE audit_chain_head SET seq = 0, hash = ''");
+    }
+}
+
+/// Someone with write access but without the key replaces a keyed log with a forged one (the
+/// whole table rewritten): checked with the key, it must not verify, whatever the forgery.
+fn a_keyed_log_swapped_for_a_keyless_one_fails_with_the_key(loc: Location) {
+    let keyed = StoreOptions { audit_hmac_key: Some(Secret("engine-suite-key-0123456789".into())), ..Default::default() };
+    let app = loc.open(&keyed).unwrap();
+    for u in ["u1", "u2", "u3"] {
+        app.record_audit(&audit(u)).unwrap();
+    }
+    assert!(app.verify_audit(None).unwrap().ok);
+    // The swap: every row deleted (PostgreSQL's head row reset too), a plain SHA-256 chain
+    // written in their place.
+    wipe(&loc);
+    {
+        let forger = loc.store();
+        for u in ["u1", "u2", "u3"] {
+            forger.record_audit(&audit(u)).unwrap();
+        }
+        assert!(forger.verify_audit(None).unwrap().ok); // without the key it looks fine
+    }
+    let checker = loc.open(&keyed).unwrap();
+    let v = checker.verify_audit(None).unwrap();
+    assert!(!v.ok, "a forged keyless log verified with the key: {v:?}");
+    let p = v.first_problem.unwrap();
+    assert_eq!((p.problem.as_str(), p.seq), ("not_keyed", Some(3)), "{}", p.detail);
+    // The app that wrote the keyed head refuses to continue the forgery (its rows would bless it).
+    assert_eq!(app.record_audit(&audit("u4")).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    // Forged as rows from before any chain (legacy rows): the same.
+    wipe(&loc);
+    legacy_insert(&loc, "u1", "success");
+    let v = checker.verify_audit(None).unwrap();
+    assert!(!v.ok && v.first_problem.as_ref().unwrap().problem.as_str() == "not_keyed", "{v:?}");
+    // Plain rows after keyed ones were never allowed; a keyed store refuses to append after them.
+    wipe(&loc);
+    drop(app);
+    let app = loc.open(&keyed).unwrap();
+    app.record_audit(&audit("k1")).unwrap();
+    let head = app.verify_audit(None).unwrap().head.unwrap();
+    let forged_prev = head.hash.clone();
+    let plain = tms::audit_chain::ChainKey::new(None).hash(&tms::audit_chain::ChainFields {
+        seq: head.seq + 1, prev: &forged_prev, user_id: "mallory", action_type: "PE-Enable", customer_ids: None,
+        timestamp: Some("2026-12-01 10:00:00"), ip_address: None, status: Some("success"), error_message: None, duration_ms: None,
+    });
+    loc.execute(&format!(
+        "INSERT INTO audit_log (user_id, action_type, \"timestamp\", status, chain_seq, chain_prev, chain_hash) \
+         VALUES ('mallory', 'PE-Enable', '2026-12-01 10:00:00', 'success', {}, '{forged_prev}', '{plain}')",
+        head.seq + 1
+    ));
+    if loc.is_postgres() {
+        loc.execute(&format!("UPDATE audit_chain_head SET seq = {}, hash = '{plain}'", head.seq + 1));
+    }
+    assert_eq!(problem_of(&app).unwrap().0, "inserted");
+    drop(app);
+    let app = loc.open(&keyed).unwrap(); // a fresh process, no memory of the head
+    assert_eq!(app.record_audit(&audit("k2")).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    // An empty log is the one forgery the key cannot show (a cut to nothing): anchors and
+    // checkpoints kept elsewhere do.
+    wipe(&loc);
+    assert!(checker.verify_audit(None).unwrap().ok);
+}
+
+/// A log begun without a key and continued with one: the plain rows before the first keyed row
+/// are bound by its HMAC (its link is their head's hash), so it verifies with the key.
+fn a_plain_log_taking_on_a_key_verifies_and_stays_keyed(loc: Location) {
+    let keyed = StoreOptions { audit_hmac_key: Some(Secret("engine-suite-key-0123456789".into())), ..Default::default() };
+    {
+        let plain = loc.store();
+        plain.record_audit(&audit("p1")).unwrap();
+        plain.record_audit(&audit("p2")).unwrap();
+    }
+    let app = loc.open(&keyed).unwrap();
+    assert!(!app.verify_audit(None).unwrap().ok); // nothing keyed yet: not_keyed
+    app.record_audit(&audit("k1")).unwrap();
+    let v = app.verify_audit(None).unwrap();
+    assert!(v.ok && v.checked == 3, "{v:?}");
+    // Altering a plain row before the key now breaks the keyed row's link.
+    tamper(&loc, "UPDATE audit_log SET user_id = 'mallory' WHERE chain_seq = 1");
+    assert!(!app.verify_audit(None).unwrap().ok);
+}
+
 fn the_appstatus_cache(loc: Location) {
     let store = loc.store();
     store.cache_put("c1", "ALL", &serde_json::json!({"apps": [1]}), 1800).unwrap();
@@ -406,6 +501,127 @@ fn a_store_copies_into_the_other_engine_and_back(loc: Location) {
     assert!(foreign.get_user_jobs("test_user_001", 10).unwrap().is_empty());
 }
 
+/// A destination that is not empty nor an earlier copy of the source is refused before the copy
+/// writes anything: another audit log (even a shorter one, whose ids the source also has), a job
+/// or a cache entry the source does not have. The destination is left row for row as it was.
+fn a_copy_into_another_store_is_refused_before_anything_is_written(loc: Location) {
+    let dir = TempDir::new("copy-src");
+    let src = tms::Store::open(dir.join("jobs.db"), dir.join("audit.db"), &StoreOptions::default()).unwrap();
+    for i in 0..5 {
+        src.create_job(&job("alice", vec!["c1", "c2"])).unwrap();
+        src.record_audit(&audit(&format!("src{i}"))).unwrap();
+    }
+    src.cache_put("c1", "ALL", &serde_json::json!({"ready": true}), 1800).unwrap();
+    let refuse = |what: &str, dst: &tms::Store| {
+        let before = loc.snapshot();
+        let err = src.copy_into(dst).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput, "{what}: {}", err.message);
+        assert!(err.message.contains("nothing was written"), "{what}: {}", err.message);
+        assert_eq!(loc.snapshot(), before, "{what}: the destination changed");
+    };
+    {
+        // Another, shorter log: ids 1 and 2 are the source's ids, not its rows.
+        let dst = loc.store();
+        dst.record_audit(&audit("other")).unwrap();
+        dst.record_audit(&audit("other")).unwrap();
+        refuse("another audit log", &dst);
+        assert!(dst.get_user_jobs("alice", 10).unwrap().is_empty());
+    }
+    tamper(&loc, "DELETE FROM audit_log");
+    {
+        // A job of another store's, no audit row.
+        let dst = loc.store();
+        dst.create_job(&job("mallory", vec!["m1"])).unwrap();
+        refuse("a foreign job", &dst);
+        loc.execute("DELETE FROM job_customers; DELETE FROM jobs");
+        // A cache entry the source does not have.
+        dst.cache_put("c9", "ALL", &serde_json::json!(1), 1800).unwrap();
+        refuse("a foreign cache entry", &dst);
+        loc.execute("DELETE FROM appstatus_cache");
+        // Empty again: the copy goes through, and a rerun into the copy is still welcome.
+        let report = src.copy_into(&dst).unwrap();
+        assert_eq!((report.jobs.copied, report.audit.copied, report.cache.copied), (5, 5, 1), "{report:?}");
+        assert!(report.audit_verification.ok);
+        src.record_audit(&audit("later")).unwrap();
+        let again = src.copy_into(&dst).unwrap();
+        assert_eq!((again.jobs.already_there, again.audit.already_there, again.audit.copied), (5, 5, 1));
+        // The copy's own later row makes it another log.
+        dst.record_audit(&audit("dst-only")).unwrap();
+        refuse("a copy that went on by itself", &dst);
+    }
+}
+
+/// `create: false` (the `tms` tool's way): a missing store is CantOpen, naming it, and nothing is
+/// created; an existing one opens as usual.
+fn create_false_opens_an_existing_store_only(loc: Location) {
+    let existing_only = StoreOptions { create: false, ..Default::default() };
+    let before = loc.snapshot();
+    let err = loc.open(&existing_only).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CantOpen, "{}", err.message);
+    assert!(err.message.contains("tms init"), "{}", err.message);
+    assert_eq!(loc.snapshot(), before);
+    if let Location::Sqlite(dir) = &loc {
+        assert!(err.message.contains(&dir.join("jobs.db").display().to_string()), "{}", err.message);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a file was created");
+        // One file there, the other missing: still nothing created, and the missing one named.
+        drop(tms::Store::open(dir.join("jobs.db"), dir.join("other-audit.db"), &StoreOptions::default()).unwrap());
+        let err = loc.open(&existing_only).unwrap_err();
+        assert!(err.kind == ErrorKind::CantOpen && err.message.contains("audit.db"), "{}", err.message);
+        assert!(!dir.join("audit.db").exists());
+        std::fs::rename(dir.join("other-audit.db"), dir.join("audit.db")).unwrap();
+    } else {
+        assert!(err.message.contains("holds no store"), "{}", err.message);
+        drop(loc.store()); // creates the tables
+    }
+    let store = loc.open(&existing_only).unwrap();
+    store.record_audit(&audit("u")).unwrap();
+    assert!(store.verify_audit(None).unwrap().ok);
+    assert!(tms::StoreOptions::from_json(r#"{"create": false}"#).is_ok_and(|o| !o.create));
+    assert!(tms::StoreOptions::from_json(r#"{"create": 0}"#).is_err());
+}
+
+/// A URL's `options=-csearch_path%3D...` chooses the store's schema, and only that schema: a
+/// first schema that does not exist is refused (not followed to the next one on the path), and
+/// another schema on the path never serves the store's tables.
+#[test]
+fn postgres_keeps_the_store_in_the_first_schema_of_the_urls_search_path() {
+    let n = std::process::id();
+    let (missing, fallback, store, other, mixed) =
+        (format!("sp_missing_{n}"), format!("sp_fallback_{n}"), format!("sp_store_{n}"), format!("sp_other_{n}"), format!("Sp_Mixed_{n}"));
+    let mut admin = ::postgres::Client::connect(&pg_url(), ::postgres::NoTls).unwrap();
+    let drop_all = format!(
+        "DROP SCHEMA IF EXISTS {fallback} CASCADE; DROP SCHEMA IF EXISTS {store} CASCADE; \
+         DROP SCHEMA IF EXISTS {other} CASCADE; DROP SCHEMA IF EXISTS \"{mixed}\" CASCADE"
+    );
+    admin.batch_execute(&drop_all).unwrap();
+    admin.batch_execute(&format!("CREATE SCHEMA {fallback}; CREATE SCHEMA {store}; CREATE SCHEMA {other}; CREATE SCHEMA \"{mixed}\"")).unwrap();
+    let url = |path: &str| with_param(&pg_url(), &format!("options=-csearch_path%3D{path}"));
+    let tables_in = |admin: &mut ::postgres::Client, schema: &str| -> i64 {
+        admin.query_one("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1", &[&schema]).unwrap().get(0)
+    };
+    // A mistyped first schema: refused, and nothing lands in the next one.
+    let err = tms::Store::open_postgres(&url(&format!("{missing}%2C{fallback}")), &StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CantOpen, "{}", err.message);
+    assert!(err.message.contains(&missing) && err.message.contains("does not exist"), "{}", err.message);
+    assert_eq!(tables_in(&mut admin, &fallback), 0);
+    // Another schema later on the path holds a store: it is not used; the first gets its own.
+    let theirs = tms::Store::open_postgres(&url(&other), &StoreOptions::default()).unwrap();
+    theirs.create_job(&job("other-user", vec!["c1"])).unwrap();
+    theirs.record_audit(&audit("other-user")).unwrap();
+    let ours = tms::Store::open_postgres(&url(&format!("{store}%2C{other}")), &StoreOptions::default()).unwrap();
+    assert!(ours.get_user_jobs("other-user", 10).unwrap().is_empty());
+    assert_eq!(ours.counts().unwrap().audit_rows, 0);
+    ours.record_audit(&audit("mine")).unwrap();
+    assert!(tables_in(&mut admin, &store) > 0);
+    assert_eq!(theirs.counts().unwrap().audit_rows, 1);
+    // A quoted mixed-case schema name is honoured as written.
+    let quoted = tms::Store::open_postgres(&url(&format!("%22{mixed}%22")), &StoreOptions::default()).unwrap();
+    quoted.record_audit(&audit("q")).unwrap();
+    assert!(tables_in(&mut admin, &mixed) > 0);
+    drop((theirs, ours, quoted));
+    admin.batch_execute(&drop_all).unwrap();
+}
+
 #[test]
 fn postgres_refuses_options_that_configure_sqlite_files() {
     let loc = Location::postgres("sqlite-only-options");
@@ -489,4 +705,253 @@ fn postgres_over_tls_as_libpq_modes_say() {
     // verify-full checks the name: "localhost" is in the certificate, "127.0.0.2" is not.
     let other_name = full.replace("127.0.0.1", "localhost");
     assert!(tms::Store::open_postgres(&other_name, &opts).is_ok());
+}
+
+// Signed checkpoints. An attacker who can write the files (or tables) rewrites the audit log and
+// recomputes its whole chain, as the library would have written it: `write_log` deletes every
+// row and inserts `rows` with ids 1.. and a chain computed with `key` (or plain SHA-256).
+
+/// One audit row's fields as the chain covers them (and the first row's commitment).
+#[derive(Clone, Debug, PartialEq)]
+struct LogRow {
+    user_id: String,
+    action_type: String,
+    customer_ids: Option<String>,
+    timestamp: Option<String>,
+    ip_address: Option<String>,
+    status: Option<String>,
+    error_message: Option<String>,
+    duration_ms: Option<i64>,
+    prev: Option<String>,
+}
+
+const LOG_COLUMNS: &str = "user_id, action_type, customer_ids, \"timestamp\", ip_address, status, error_message, duration_ms, chain_prev";
+
+fn read_log(loc: &Location) -> Vec<LogRow> {
+    let sql = format!("SELECT {LOG_COLUMNS} FROM audit_log ORDER BY id");
+    match loc {
+        Location::Sqlite(dir) => {
+            let conn = inspect(&dir.join("audit.db"));
+            let mut st = conn.prepare(&sql).unwrap();
+            st.query_map([], |r| {
+                Ok(LogRow {
+                    user_id: r.get(0)?, action_type: r.get(1)?, customer_ids: r.get(2)?, timestamp: r.get(3)?,
+                    ip_address: r.get(4)?, status: r.get(5)?, error_message: r.get(6)?, duration_ms: r.get(7)?, prev: r.get(8)?,
+                })
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        }
+        Location::Postgres { url, .. } => ::postgres::Client::connect(url, ::postgres::NoTls)
+            .unwrap()
+            .query(&sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| LogRow {
+                user_id: r.get(0), action_type: r.get(1), customer_ids: r.get(2), timestamp: r.get(3),
+                ip_address: r.get(4), status: r.get(5), error_message: r.get(6), duration_ms: r.get(7), prev: r.get(8),
+            })
+            .collect(),
+    }
+}
+
+fn sql_text(v: &Option<String>) -> String {
+    v.as_ref().map_or_else(|| "NULL".to_owned(), |t| format!("'{}'", t.replace('\'', "''")))
+}
+
+/// Replace the whole log by `rows`, chained afresh with `key` (None: plain SHA-256).
+fn write_log(loc: &Location, key: Option<&str>, rows: &[LogRow]) {
+    let key = tms::audit_chain::ChainKey::new(key);
+    let genesis = rows[0].prev.clone().unwrap();
+    let mut sql = String::from("DELETE FROM audit_log;");
+    let mut last: Option<String> = None;
+    for (i, r) in rows.iter().enumerate() {
+        let seq = i as i64 + 1;
+        let prev = last.clone().unwrap_or_else(|| genesis.clone());
+        let hash = key.hash(&tms::audit_chain::ChainFields {
+            seq,
+            prev: &prev,
+            user_id: &r.user_id,
+            action_type: &r.action_type,
+            customer_ids: r.customer_ids.as_deref(),
+            timestamp: r.timestamp.as_deref(),
+            ip_address: r.ip_address.as_deref(),
+            status: r.status.as_deref(),
+            error_message: r.error_message.as_deref(),
+            duration_ms: r.duration_ms,
+        });
+        sql += &format!(
+            "INSERT INTO audit_log (id, {LOG_COLUMNS}, chain_seq, chain_hash) VALUES ({seq}, {}, {}, {}, {}, {}, {}, {}, {}, '{prev}', {seq}, '{hash}');",
+            sql_text(&Some(r.user_id.clone())),
+            sql_text(&Some(r.action_type.clone())),
+            sql_text(&r.customer_ids),
+            sql_text(&r.timestamp),
+            sql_text(&r.ip_address),
+            sql_text(&r.status),
+            sql_text(&r.error_message),
+            r.duration_ms.map_or_else(|| "NULL".to_owned(), |d| d.to_string()),
+        );
+        last = Some(hash);
+    }
+    if loc.is_postgres() {
+        sql += &format!("UPDATE audit_chain_head SET seq = {}, hash = '{}'", rows.len(), last.unwrap());
+    }
+    tamper(loc, sql.trim_end_matches(';'));
+}
+
+/// The first problem of verifying against `checkpoint`: (problem, seq), None when ok.
+fn against(store: &tms::Store, checkpoint: &str, public: &str) -> Option<(String, Option<i64>)> {
+    let v = store.verify_audit_checkpoint(checkpoint, public).unwrap();
+    assert_eq!(v.verification.ok, v.verification.first_problem.is_none());
+    v.verification.first_problem.map(|p| (p.problem.as_str().to_owned(), p.seq))
+}
+
+fn a_checkpoint_catches_a_log_cut_changed_or_rewritten_up_to_it(loc: Location) {
+    let store = loc.store();
+    for u in ["u1", "u2", "u3", "u4", "u5"] {
+        store.record_audit(&audit(u)).unwrap();
+    }
+    let keys = tms::audit_checkpoint::generate_keys("audit.engine-suite").unwrap();
+    let checkpoint = store.audit_checkpoint(&keys.private, None).unwrap();
+    let head = store.verify_audit(None).unwrap().head.unwrap();
+    assert!(checkpoint.starts_with(&format!("audit.engine-suite\n5\n{}\ntime ", head.hash)), "{checkpoint}");
+    let cp = store.verify_audit_checkpoint(&checkpoint, &keys.public).unwrap();
+    assert!(cp.verification.ok);
+    assert_eq!((cp.checkpoint.seq, cp.checkpoint.hash.as_str()), (5, head.hash.as_str()));
+
+    // A log that grew since passes.
+    store.record_audit(&audit("u6")).unwrap();
+    store.record_audit(&audit("u7")).unwrap();
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+    let original = read_log(&loc);
+    assert_eq!(original.len(), 7);
+    // The forger is faithful: the same rows chained afresh are the same log.
+    write_log(&loc, None, &original);
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+
+    // A row before the checkpoint changed, the whole chain recomputed: the chain alone verifies,
+    // the checkpoint does not.
+    let mut changed = original.clone();
+    changed[2].status = Some("failure".into());
+    write_log(&loc, None, &changed);
+    assert!(store.verify_audit(None).unwrap().ok);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(5))));
+    let detail = store.verify_audit_checkpoint(&checkpoint, &keys.public).unwrap().verification.first_problem.unwrap().detail;
+    assert!(detail.contains("checkpoint") && detail.contains("rewritten"), "{detail}");
+    // Signing over it: refused against the previous checkpoint (without it, the rewritten log
+    // verifies and would be signed: that is why `previous` exists).
+    let refused = store.audit_checkpoint(&keys.private, Some(&checkpoint)).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::AuditChainBroken);
+    assert!(refused.message.contains("rewritten"), "{}", refused.message);
+    assert!(store.audit_checkpoint(&keys.private, None).is_ok());
+
+    // A row inserted before it, the chain recomputed.
+    let mut inserted = original.clone();
+    inserted.insert(1, LogRow { user_id: "ghost".into(), ..original[1].clone() });
+    write_log(&loc, None, &inserted);
+    assert!(store.verify_audit(None).unwrap().ok);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(5))));
+
+    // A row removed before it, the chain recomputed.
+    let mut removed = original.clone();
+    removed.remove(1);
+    write_log(&loc, None, &removed);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(5))));
+
+    // Back to the original: it passes again.
+    write_log(&loc, None, &original);
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+    let next = store.audit_checkpoint(&keys.private, Some(&checkpoint)).unwrap();
+    assert!(next.starts_with("audit.engine-suite\n7\n"), "{next}");
+    let other = tms::audit_checkpoint::generate_keys("audit.engine-suite").unwrap();
+    let foreign = store.audit_checkpoint(&other.private, None).unwrap();
+    assert_eq!(store.audit_checkpoint(&keys.private, Some(&foreign)).unwrap_err().kind, ErrorKind::CheckpointInvalid);
+
+    // A row changed without recomputing: the walk finds it.
+    tamper(&loc, "UPDATE audit_log SET user_id = 'x' WHERE chain_seq = 3");
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(3))));
+    tamper(&loc, "UPDATE audit_log SET user_id = 'u3' WHERE chain_seq = 3");
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+
+    // Rows cut after the checkpoint are beyond what it covers; cut back past it, they show.
+    tamper(&loc, "DELETE FROM audit_log WHERE chain_seq > 5");
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+    tamper(&loc, "DELETE FROM audit_log WHERE chain_seq > 3");
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("cut".into(), Some(5))));
+    let detail = store.verify_audit_checkpoint(&checkpoint, &keys.public).unwrap().verification.first_problem.unwrap().detail;
+    assert!(detail.contains("cut from the end"), "{detail}");
+}
+
+fn a_checkpoint_of_a_keyed_log_catches_a_rewrite_with_or_without_the_key(loc: Location) {
+    const HMAC: &str = "engine-suite-key-0123456789";
+    let keyed = StoreOptions { audit_hmac_key: Some(Secret(HMAC.into())), ..Default::default() };
+    let store = loc.open(&keyed).unwrap();
+    for u in ["u1", "u2", "u3", "u4"] {
+        store.record_audit(&audit(u)).unwrap();
+    }
+    let keys = tms::audit_checkpoint::generate_keys("audit.keyed").unwrap();
+    // Signing needs the HMAC key: without it the log cannot be verified first.
+    assert_eq!(loc.store().audit_checkpoint(&keys.private, None).unwrap_err().kind, ErrorKind::AuditKeyMismatch);
+    let checkpoint = store.audit_checkpoint(&keys.private, None).unwrap();
+    assert!(checkpoint.contains("\nhmac-sha256:"));
+    let original = read_log(&loc);
+    write_log(&loc, Some(HMAC), &original);
+    assert_eq!(against(&store, &checkpoint, &keys.public), None);
+
+    let mut changed = original.clone();
+    changed[1].error_message = Some("nothing happened here".into());
+    // With the stolen HMAC key: every row verifies with the key, the checkpoint does not.
+    write_log(&loc, Some(HMAC), &changed);
+    assert!(store.verify_audit(None).unwrap().ok);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(4))));
+    // Without the key: a plain SHA-256 chain swapped in, for a store with the key (which finds
+    // no row keyed by it) or without.
+    write_log(&loc, None, &changed);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("not_keyed".into(), Some(4))));
+    assert_eq!(against(&loc.store(), &checkpoint, &keys.public), Some(("altered".into(), Some(4))));
+    write_log(&loc, None, &original);
+    assert_eq!(against(&loc.store(), &checkpoint, &keys.public), Some(("altered".into(), Some(4))));
+}
+
+fn checkpoints_are_signed_only_for_a_log_that_verifies_and_checked_strictly(loc: Location) {
+    let store = loc.store();
+    let keys = tms::audit_checkpoint::generate_keys("audit.strict").unwrap();
+    assert_eq!(store.audit_checkpoint(&keys.private, None).unwrap_err().kind, ErrorKind::NotFound);
+    for u in ["u1", "u2", "u3"] {
+        store.record_audit(&audit(u)).unwrap();
+    }
+    let checkpoint = store.audit_checkpoint(&keys.private, None).unwrap();
+    let invalid = |cp: &str, public: &str| store.verify_audit_checkpoint(cp, public).unwrap_err().kind;
+
+    // Another key, even of the same name; another log's key and checkpoint.
+    let same_name = tms::audit_checkpoint::generate_keys("audit.strict").unwrap();
+    assert_eq!(invalid(&checkpoint, &same_name.public), ErrorKind::CheckpointInvalid);
+    let other = tms::audit_checkpoint::generate_keys("audit.other").unwrap();
+    assert_eq!(invalid(&checkpoint, &other.public), ErrorKind::CheckpointInvalid);
+    assert_eq!(invalid(&store.audit_checkpoint(&other.private, None).unwrap(), &keys.public), ErrorKind::CheckpointInvalid);
+    // A forged checkpoint: any change to what was signed, or a signature re-used.
+    let head = store.verify_audit(None).unwrap().head.unwrap();
+    for (from, to) in [("\n3\n", "\n2\n"), (head.hash.as_str(), &format!("sha256:{}", "0".repeat(64))), ("time 2", "time 1")] {
+        assert_eq!(invalid(&checkpoint.replacen(from, to, 1), &keys.public), ErrorKind::CheckpointInvalid, "{from}");
+    }
+    // Malformed.
+    for bad in ["", "garbage", &checkpoint[..checkpoint.len() / 2], &checkpoint.replace('\n', "\r\n"), &checkpoint.replace("\u{2014}", "-")] {
+        assert_eq!(invalid(bad, &keys.public), ErrorKind::CheckpointInvalid, "{bad:?}");
+    }
+    // A key file that is not one is bad input, and never quoted back.
+    assert_eq!(invalid(&checkpoint, "not a key"), ErrorKind::InvalidInput);
+    let secret = keys.private.trim_end().splitn(5, '+').nth(4).unwrap();
+    let e = store.audit_checkpoint(&keys.private.replace(&secret[4..12], "AAAAAAAA"), None).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert!(!e.message.contains(&secret[24..56]), "{}", e.message);
+    let e = store.verify_audit_checkpoint(&checkpoint, &keys.private).unwrap_err();
+    assert!(e.kind == ErrorKind::InvalidInput && !e.message.contains(&secret[24..56]), "{}", e.message);
+
+    // A log that does not verify is not signed.
+    tamper(&loc, "UPDATE audit_log SET status = 'failure' WHERE chain_seq = 2");
+    let refused = store.audit_checkpoint(&keys.private, None).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::AuditChainBroken, "{}", refused.message);
+    assert!(refused.message.contains("altered"), "{}", refused.message);
+    assert_eq!(against(&store, &checkpoint, &keys.public), Some(("altered".into(), Some(2))));
 }

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::args::{c_json, optional, optional_value, out, required};
+use super::args::{c_json, c_string, optional, optional_value, out, required};
 use super::status::TmsStatus;
 use super::store::TmsStore;
 use crate::model::{AuditEntry, AuditFilter};
@@ -160,8 +160,9 @@ pub unsafe extern "C" fn tms_adopt_unchained(
 
 /// Check the audit log's hash chain. `*out_json` receives `{"ok", "checked", "unchained",
 /// "adopted", "head": {"seq","hash"} | null, "first_problem": {"id","seq","problem","detail"} |
-/// null}` where `problem` is `altered`, `removed`, `inserted`, `cut` or `unverifiable` (HMAC rows
-/// and no key). Rows written before the chain began (legacy rows) are counted as `unchained`:
+/// null}` where `problem` is `altered`, `removed`, `inserted`, `cut`, `unverifiable` (HMAC rows
+/// and no key) or `not_keyed` (a store with a key, a log with rows and none keyed by it: written
+/// without the key, e.g. a keyed log replaced by a forgery). Rows written before the chain began (legacy rows) are counted as `unchained`:
 /// the chain's first row commits to their number and a digest of them, so a row added among them
 /// (at any id), altered or removed is reported too (`id` null, the detail says so). An unchained
 /// row after the chain began is `inserted`, unless `tms_adopt_unchained` adopted it (counted as
@@ -194,6 +195,75 @@ pub unsafe extern "C" fn tms_verify_audit(
             }
         };
         *out_json = c_json(&store.verify_audit(anchor)?)?;
+        Ok(())
+    })
+}
+
+/// A signed checkpoint of the audit log's head, to ship somewhere this host cannot rewrite.
+/// `signing_key` is the text of the private key file `tms keygen` writes (one line
+/// `PRIVATE+KEY+NAME+ID+BASE64`); it is read, never stored, copied into an error message or
+/// logged. `previous_checkpoint` (may be NULL) is the last checkpoint this key signed, as shipped:
+/// when given, the log must still extend it, so a log rewritten below it is never signed over.
+/// The whole log is verified first and only a log that verifies is signed.
+///
+/// On success `*out_checkpoint` receives the checkpoint, a C2SP signed note: `NAME\nSEQ\nHASH\n
+/// time RFC3339\n\n` then the signature line, an em dash (U+2014), a space, `NAME BASE64SIG\n`
+/// (the log's name, the head's chain seq and hash, the UTC time, then the Ed25519 signature),
+/// owned by the caller (free with `tms_string_free`). On failure it is left untouched:
+/// TMS_STATUS_INVALID_INPUT for a key that is not a checkpoint private key,
+/// TMS_STATUS_CHECKPOINT_INVALID when `previous_checkpoint` is not one this key signed,
+/// TMS_STATUS_AUDIT_CHAIN_BROKEN when the log does not verify (or no longer extends
+/// `previous_checkpoint`), TMS_STATUS_AUDIT_KEY_MISMATCH when its rows are HMAC-keyed and the
+/// store has no key, TMS_STATUS_NOT_FOUND when no row is chained yet. Thread-safe (it reads the
+/// log like `tms_verify_audit`).
+///
+/// # Safety
+/// Pointers are NULL or valid; `store` is an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_audit_checkpoint(
+    store: *const TmsStore,
+    signing_key: *const c_char,
+    previous_checkpoint: *const c_char,
+    out_checkpoint: *mut *mut c_char,
+) -> TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let signing_key = unsafe { required(signing_key, "signing_key") }?;
+        let previous = unsafe { optional(previous_checkpoint, "previous_checkpoint") }?;
+        let out_checkpoint = out(out_checkpoint, "out_checkpoint")?;
+        *out_checkpoint = c_string(store.audit_checkpoint(signing_key, previous)?)?;
+        Ok(())
+    })
+}
+
+/// Whether the audit log still extends a signed checkpoint (from `tms_audit_checkpoint` or
+/// `tms checkpoint`). `public_key` is the text of the public key file `tms keygen` writes (one
+/// line `NAME+ID+BASE64`, a C2SP verifier key).
+///
+/// The checkpoint's signature must verify with `public_key` and name that key's log, else
+/// TMS_STATUS_CHECKPOINT_INVALID (malformed, altered, forged, or signed by another key);
+/// TMS_STATUS_INVALID_INPUT for a public key that is not one. Then the whole log is verified with
+/// the checkpoint's head as its anchor, and `*out_json` receives `tms_verify_audit`'s object plus
+/// `"checkpoint": {"origin","seq","hash","time"}`, owned by the caller (free with
+/// `tms_string_free`). `"ok"` is false when rows were cut from the end past the checkpoint
+/// (`cut`), a row before it changed or was inserted, or the chain was recomputed (`altered` at
+/// the checkpoint's seq); a log that grew since is ok. Thread-safe.
+///
+/// # Safety
+/// Pointers are NULL or valid; `store` is an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_verify_audit_checkpoint(
+    store: *const TmsStore,
+    checkpoint: *const c_char,
+    public_key: *const c_char,
+    out_json: *mut *mut c_char,
+) -> TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let checkpoint = unsafe { required(checkpoint, "checkpoint") }?;
+        let public_key = unsafe { required(public_key, "public_key") }?;
+        let out_json = out(out_json, "out_json")?;
+        *out_json = c_json(&store.verify_audit_checkpoint(checkpoint, public_key)?)?;
         Ok(())
     })
 }

@@ -51,10 +51,13 @@ pub enum TmsStatus {
     /// a chained row altered or removed, or the rows before the chain not matching it): nothing
     /// was written. Run `tms_verify_audit` to see the first problem.
     AuditChainBroken = 20,
+    /// A signed audit checkpoint was refused: malformed, its signature does not verify with the
+    /// public key given (altered, forged, or signed by another key), or of another log.
+    CheckpointInvalid = 21,
 }
 
 // Not `pub`: cbindgen would export it into the header.
-const ALL: [TmsStatus; 21] = [
+const ALL: [TmsStatus; 22] = [
     TmsStatus::Ok,
     TmsStatus::NullArgument,
     TmsStatus::InvalidUtf8,
@@ -76,6 +79,7 @@ const ALL: [TmsStatus; 21] = [
     TmsStatus::IdempotencyKeyReused,
     TmsStatus::AuditKeyMismatch,
     TmsStatus::AuditChainBroken,
+    TmsStatus::CheckpointInvalid,
 ];
 
 impl TmsStatus {
@@ -108,6 +112,7 @@ impl TmsStatus {
             TmsStatus::IdempotencyKeyReused => "TMS_STATUS_IDEMPOTENCY_KEY_REUSED\0",
             TmsStatus::AuditKeyMismatch => "TMS_STATUS_AUDIT_KEY_MISMATCH\0",
             TmsStatus::AuditChainBroken => "TMS_STATUS_AUDIT_CHAIN_BROKEN\0",
+            TmsStatus::CheckpointInvalid => "TMS_STATUS_CHECKPOINT_INVALID\0",
         }
     }
 }
@@ -133,6 +138,7 @@ impl From<ErrorKind> for TmsStatus {
             ErrorKind::IdempotencyKeyReused => TmsStatus::IdempotencyKeyReused,
             ErrorKind::AuditKeyMismatch => TmsStatus::AuditKeyMismatch,
             ErrorKind::AuditChainBroken => TmsStatus::AuditChainBroken,
+            ErrorKind::CheckpointInvalid => TmsStatus::CheckpointInvalid,
         }
     }
 }

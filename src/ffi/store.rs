@@ -42,7 +42,10 @@ pub struct TmsStore {
 ///  - `"audit_hmac_key"`: key of the audit chain's HMAC-SHA256, kept in memory only (none; 16 to
 ///    4096 bytes);
 ///  - `"ca_bundle"`: path of a PEM file of CA certificates trusted for https clusters on top of
-///    the system's trust store (none).
+///    the system's trust store (none);
+///  - `"create"`: create the store when it is missing (`true`); `false` opens an existing store
+///    only: a missing file, or a PostgreSQL schema without the store's tables, gives
+///    TMS_STATUS_CANT_OPEN naming it, and nothing is created.
 ///
 /// Unknown keys and values out of range give TMS_STATUS_INVALID_INPUT.
 ///

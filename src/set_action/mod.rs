@@ -530,7 +530,7 @@ impl Store {
         let audit_note = if self.engine.audit_commits_with_outcome() {
             "its audit row waits with it (the two are written together)"
         } else {
-            let written = waiting.audit.as_ref().is_some_and(|a| self.engine.insert_audit(&a.record()).is_ok());
+            let written = waiting.audit.as_ref().is_some_and(|a| self.engine.insert_set_action_audit(job_id, &a.record()).is_ok());
             if written {
                 waiting.audit = None;
                 "its audit row was written"

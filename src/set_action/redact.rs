@@ -55,6 +55,45 @@ fn percent_encoded(token: &str, upper: bool, plus_for_space: bool) -> String {
     out
 }
 
+/// Every character as a JSON `\uXXXX` escape (some encoders escape everything).
+fn json_all_escaped(token: &str, upper: bool) -> String {
+    let mut out = String::new();
+    let mut units = [0u16; 2];
+    for c in token.chars() {
+        for u in c.encode_utf16(&mut units) {
+            out.push_str(&if upper { format!("\\u{u:04X}") } else { format!("\\u{u:04x}") });
+        }
+    }
+    out
+}
+
+/// Every byte percent-encoded, unreserved ones too.
+fn percent_all(token: &str, upper: bool) -> String {
+    token.bytes().map(|b| if upper { format!("%{b:02X}") } else { format!("%{b:02x}") }).collect()
+}
+
+const B64_STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const B64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// The base64 characters that only `token`'s bits decide when the token sits at byte `shift`
+/// (0, 1 or 2) of a 3-byte group: in base64 of the token alone (shift 0), or of any text it is
+/// part of (an echo base64-encoded with other bytes around it). The few characters at either
+/// end that mix the token's first or last bits with its neighbours' cannot be known and stay.
+fn base64_core(token: &[u8], shift: usize, alphabet: &[u8; 64]) -> String {
+    let mut bytes = vec![0u8; shift];
+    bytes.extend_from_slice(token);
+    let bits = bytes.len() * 8;
+    let first = (shift * 8).div_ceil(6);
+    let end = bits / 6; // characters whose six bits all lie within the bytes
+    (first..end)
+        .map(|i| {
+            let (at, off) = (i * 6 / 8, i * 6 % 8);
+            let pair = (u16::from(bytes[at]) << 8) | u16::from(bytes.get(at + 1).copied().unwrap_or(0));
+            alphabet[usize::from((pair >> (10 - off)) & 0x3f)] as char
+        })
+        .collect()
+}
+
 fn html_escaped(token: &str) -> String {
     token
         .replace('&', "&amp;")
@@ -166,6 +205,22 @@ fn add_forms(forms: &mut Vec<Vec<u8>>, token: &str) {
         add(percent_encoded(token, upper, plus));
     }
     add(html_escaped(token));
+    for upper in [false, true] {
+        add(json_all_escaped(token, upper));
+        add(percent_all(token, upper));
+    }
+    // Base64 (standard and URL-safe alphabets), alone or inside a larger encoded text: the
+    // characters the token decides at each of the three alignments. A secret of 8 bytes or more
+    // (every token) gives at least 10 of them, too many to hit unrelated text by chance; a
+    // shorter one (a 4-byte password) would give 5, which ordinary words match.
+    if token.len() < MIN_TOKEN_BYTES {
+        return;
+    }
+    for alphabet in [B64_STD, B64_URL] {
+        for shift in 0..3 {
+            add(base64_core(token.as_bytes(), shift, alphabet));
+        }
+    }
 }
 
 fn replace(hay: &[u8], needle: &[u8]) -> Vec<u8> {
@@ -210,6 +265,60 @@ mod tests {
         assert_eq!(Redactor::new(None).text("x"), "x");
     }
 
+    /// Echoes the review named: every byte escaped, base64 (alone, inside a larger base64 text at
+    /// each alignment, URL-safe, padded or not).
+    #[test]
+    fn fully_escaped_and_base64_echoes_are_replaced() {
+        use std::fmt::Write;
+        let token = "operator-token-123/+xyz?";
+        let r = Redactor::new(Some(token));
+        let b64 = |bytes: &[u8], alphabet: &[u8; 64], pad: bool| {
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let n = (u32::from(chunk[0]) << 16)
+                    | (u32::from(chunk.get(1).copied().unwrap_or(0)) << 8)
+                    | u32::from(chunk.get(2).copied().unwrap_or(0));
+                for k in 0..=chunk.len() {
+                    out.push(alphabet[((n >> (18 - 6 * k)) & 0x3f) as usize] as char);
+                }
+                if pad {
+                    out.push_str(&"=".repeat(3 - chunk.len()));
+                }
+            }
+            out
+        };
+        let mut echoes = vec![
+            token.bytes().fold(String::new(), |mut s, b| {
+                let _ = write!(s, "%{b:02X}");
+                s
+            }),
+            token.chars().fold(String::new(), |mut s, c| {
+                let _ = write!(s, "\\u{:04x}", c as u32);
+                s
+            }),
+        ];
+        for alphabet in [B64_STD, B64_URL] {
+            for pad in [false, true] {
+                echoes.push(b64(token.as_bytes(), alphabet, pad));
+                for prefix in ["", "x", "xy", "Authorization: Bearer ", r#"{"token": ""#] {
+                    echoes.push(b64(format!("{prefix}{token}\" and more").as_bytes(), alphabet, pad));
+                }
+            }
+        }
+        for echo in echoes {
+            let out = r.text(&format!("echo: {echo} end"));
+            assert!(out.contains("[REDACTED]"), "{echo} -> {out}");
+            // What stays of the token is at most its edges' few mixed characters: never 4
+            // bytes of it in a row, decoded or not.
+            let left = out.replace("[REDACTED]", "\u{0}");
+            for window in token.as_bytes().windows(4) {
+                assert!(!left.as_bytes().windows(4).any(|w| w == window), "{echo} -> {out}");
+            }
+        }
+        // Ordinary text is left alone.
+        assert_eq!(r.text("an ordinary answer, ok=1"), "an ordinary answer, ok=1");
+    }
+
     #[test]
     fn echoes_that_shrink_the_body_do_not_pull_a_later_token_under_the_cut() {
         let token = "SECRETTOKEN0123456789abcdefghijklmnopqrstuv";
@@ -229,7 +338,7 @@ mod tests {
         let r = Redactor::new(Some(token));
         let limit = 20u64;
         // 15 bytes of filler, then the token from byte 15 to 31: the cut at 20 would keep "abcde".
-        let body = format!("{}{token}{}", "x".repeat(15), "y".repeat(40));
+        let body = format!("{}{token}{}", "x".repeat(15), "y".repeat(200));
         let read: Vec<u8> = body.as_bytes()[..(limit as usize + r.overlap() + 1)].to_vec();
         let Upstream::Answer { body, cut, .. } = r.upstream(Upstream::Answer { status: 200, body: read, cut: false }, limit) else {
             panic!()

@@ -176,6 +176,9 @@ pub trait Engine: Send + Sync {
     fn audit_commits_with_outcome(&self) -> bool {
         false
     }
+    /// Write a sent Set Action's audit row alone (its outcome could not be recorded), at most
+    /// once per job: a later delivery of the same job's row, with its outcome, is skipped.
+    fn insert_set_action_audit(&self, job_id: &str, row: &AuditRecord<'_>) -> Result<()>;
     /// Newest first, at most `limit`.
     fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>>;
     fn action_types(&self) -> Result<Vec<String>>;

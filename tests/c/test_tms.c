@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,6 +215,21 @@ static void test_open(const char *tmp) {
     char *msg = tms_last_error_message();
     CHECK(contains(msg, "does not exist"));
     tms_string_free(msg);
+
+    /* "create": false opens existing files only: a missing one is named and nothing is made. */
+    char new_jobs[4096], new_audit[4096];
+    join_path(new_jobs, sizeof new_jobs, tmp, "create_false_jobs.db");
+    join_path(new_audit, sizeof new_audit, tmp, "create_false_audit.db");
+    store = NULL;
+    CHECK_STATUS(tms_store_open(new_jobs, new_audit, "{\"create\":false}", &store), TMS_STATUS_CANT_OPEN);
+    CHECK(store == NULL);
+    msg = tms_last_error_message();
+    CHECK(contains(msg, "create_false_jobs.db") && contains(msg, "tms init"));
+    tms_string_free(msg);
+    CHECK(access(new_jobs, F_OK) != 0 && access(new_audit, F_OK) != 0);
+    CHECK_STATUS(tms_store_open(new_jobs, new_audit, "{\"create\":0}", &store), TMS_STATUS_INVALID_INPUT);
+    CHECK_OK(tms_store_open(jobs, audit, "{\"create\":false}", &store));
+    tms_store_close(store);
 
     store = NULL;
     CHECK_STATUS(tms_store_open(NULL, audit, NULL, &store), TMS_STATUS_NULL_ARGUMENT);
@@ -719,6 +735,125 @@ static void test_adopt_unchained(const char *tmp) {
     tms_store_close(store);
 }
 
+/* Signed checkpoints: a fixed test key pair (from `tms keygen --name audit.c-test`; a test key,
+ * never used anywhere else) and a second public key of the same name. */
+static const char CHECKPOINT_PRIVATE[] =
+    "PRIVATE+KEY+audit.c-test+5e15e5a8+MFECAQEwBQYDK2VwBCIEIB1PUGT48gfvGUgCbehffIATA3IkqNNAZfgVuXEKSydsgSEApbZv0B2hpkHUUJuqfuJlxLuaYPWSoGYvvIYaIwKtc2c=\n";
+static const char CHECKPOINT_PUBLIC[] = "audit.c-test+5e15e5a8+AaW2b9AdoaZB1FCbqn7iZcS7mmD1kqBmL7yGGiMCrXNn\n";
+static const char CHECKPOINT_OTHER_PUBLIC[] = "audit.c-test+40f017f7+AV1/noFxLvpPlbR05QvAOe7SHI9o26hYRjnOBkEZUsnY\n";
+
+static void exec_sql(const char *path, const char *sql) {
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* The verification of `checkpoint` as JSON (caller frees), or NULL with `*status` set. */
+static char *verify_checkpoint(const TmsStore *store, const char *checkpoint, const char *public_key, int *status) {
+    char *json = NULL;
+    *status = tms_verify_audit_checkpoint(store, checkpoint, public_key, &json);
+    return json;
+}
+
+static void test_checkpoints(const char *tmp) {
+    char jobs[4096], audit[4096];
+    join_path(jobs, sizeof jobs, tmp, "cp_jobs.db");
+    join_path(audit, sizeof audit, tmp, "cp_audit.db");
+    TmsStore *store = NULL;
+    CHECK_OK(tms_store_open(jobs, audit, NULL, &store));
+    if (store == NULL) {
+        return;
+    }
+    char *cp = NULL;
+    /* Nothing chained yet: nothing to sign; the output stays untouched. */
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, NULL, &cp), TMS_STATUS_NOT_FOUND);
+    CHECK(cp == NULL);
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(tms_record_audit(store, "c_user", "Trans-Begin", NULL, NULL, NULL, NULL, NULL, NULL));
+    }
+    CHECK_STATUS(tms_audit_checkpoint(NULL, CHECKPOINT_PRIVATE, NULL, &cp), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_audit_checkpoint(store, NULL, NULL, &cp), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, NULL, NULL), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_audit_checkpoint(store, "\xff", NULL, &cp), TMS_STATUS_INVALID_UTF8);
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PUBLIC, NULL, &cp), TMS_STATUS_INVALID_INPUT);
+    CHECK(cp == NULL);
+    /* The secret is never in the error message. */
+    char *msg = tms_last_error_message();
+    CHECK(msg != NULL && !contains(msg, "MFECAQEw") && !contains(msg, "audit.c-test+5e15e5a8+Aa"));
+    tms_string_free(msg);
+
+    CHECK_OK(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, NULL, &cp));
+    CHECK(cp != NULL && strncmp(cp, "audit.c-test\n3\nsha256:", 22) == 0 && contains(cp, "\ntime ") &&
+          contains(cp, "\n\n\xe2\x80\x94 audit.c-test "));
+    if (cp == NULL) {
+        tms_store_close(store);
+        return;
+    }
+    int st = 0;
+    char *json = verify_checkpoint(store, cp, CHECKPOINT_PUBLIC, &st);
+    CHECK_STATUS(st, TMS_STATUS_OK);
+    CHECK(json != NULL && contains(json, "\"ok\":true") && contains(json, "\"checkpoint\":{\"origin\":\"audit.c-test\",\"seq\":3"));
+    tms_string_free(json);
+
+    /* A log that grew since passes. */
+    CHECK_OK(tms_record_audit(store, "c_user", "PE-Enable", NULL, NULL, NULL, NULL, NULL, NULL));
+    json = verify_checkpoint(store, cp, CHECKPOINT_PUBLIC, &st);
+    CHECK(st == TMS_STATUS_OK && json != NULL && contains(json, "\"ok\":true") && contains(json, "\"checked\":4"));
+    tms_string_free(json);
+
+    /* The next checkpoint, signed only for a log that still extends this one. */
+    char *next = NULL;
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, "\xff", &next), TMS_STATUS_INVALID_UTF8);
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, "audit.c-test\n3\n", &next), TMS_STATUS_CHECKPOINT_INVALID);
+    CHECK(next == NULL);
+    CHECK_OK(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, cp, &next));
+    CHECK(next != NULL && strncmp(next, "audit.c-test\n4\n", 15) == 0);
+    tms_string_free(next);
+    next = NULL;
+
+    /* Bad arguments, another key, a forged or malformed checkpoint: no output. */
+    json = NULL;
+    CHECK_STATUS(tms_verify_audit_checkpoint(NULL, cp, CHECKPOINT_PUBLIC, &json), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_verify_audit_checkpoint(store, NULL, CHECKPOINT_PUBLIC, &json), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_verify_audit_checkpoint(store, cp, NULL, &json), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_verify_audit_checkpoint(store, cp, CHECKPOINT_PUBLIC, NULL), TMS_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(tms_verify_audit_checkpoint(store, "\xff", CHECKPOINT_PUBLIC, &json), TMS_STATUS_INVALID_UTF8);
+    CHECK_STATUS(tms_verify_audit_checkpoint(store, cp, "not a key", &json), TMS_STATUS_INVALID_INPUT);
+    CHECK_STATUS(tms_verify_audit_checkpoint(store, cp, CHECKPOINT_OTHER_PUBLIC, &json), TMS_STATUS_CHECKPOINT_INVALID);
+    CHECK_STATUS(tms_verify_audit_checkpoint(store, "audit.c-test\n3\n", CHECKPOINT_PUBLIC, &json), TMS_STATUS_CHECKPOINT_INVALID);
+    size_t n = strlen(cp);
+    char *forged = malloc(n + 1);
+    if (forged != NULL) {
+        memcpy(forged, cp, n + 1);
+        forged[13] = '2'; /* the seq line: "audit.c-test\n3\n" */
+        CHECK_STATUS(tms_verify_audit_checkpoint(store, forged, CHECKPOINT_PUBLIC, &json), TMS_STATUS_CHECKPOINT_INVALID);
+        free(forged);
+    }
+    CHECK(json == NULL);
+
+    /* A row before the checkpoint changed: not ok, and no new checkpoint is signed. */
+    exec_sql(audit, "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET status = 'failure' WHERE chain_seq = 2");
+    json = verify_checkpoint(store, cp, CHECKPOINT_PUBLIC, &st);
+    CHECK(st == TMS_STATUS_OK && json != NULL && contains(json, "\"ok\":false") && contains(json, "\"problem\":\"altered\""));
+    tms_string_free(json);
+    char *cp2 = NULL;
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, NULL, &cp2), TMS_STATUS_AUDIT_CHAIN_BROKEN);
+    CHECK(cp2 == NULL);
+    exec_sql(audit, "UPDATE audit_log SET status = 'success' WHERE chain_seq = 2");
+
+    /* Rows cut from the end, past the checkpoint. */
+    exec_sql(audit, "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE chain_seq >= 3");
+    json = verify_checkpoint(store, cp, CHECKPOINT_PUBLIC, &st);
+    CHECK(st == TMS_STATUS_OK && json != NULL && contains(json, "\"ok\":false") && contains(json, "\"problem\":\"cut\""));
+    tms_string_free(json);
+    CHECK_STATUS(tms_audit_checkpoint(store, CHECKPOINT_PRIVATE, cp, &next), TMS_STATUS_AUDIT_CHAIN_BROKEN);
+    CHECK(next == NULL);
+
+    tms_string_free(cp);
+    tms_store_close(store);
+}
+
 /* The metrics text: Prometheus exposition format, the gauges read from the store. */
 static void test_metrics(const TmsStore *store) {
     char *text = NULL;
@@ -784,6 +919,7 @@ int main(int argc, char **argv) {
         tms_store_close(store);
     }
     test_adopt_unchained(tmp);
+    test_checkpoints(tmp);
 
     if (argc >= 3) {
         test_legacy(argv[2]);

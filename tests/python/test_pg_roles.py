@@ -1,4 +1,4 @@
-"""Least privilege on PostgreSQL: the schema's owner runs `tms migrate`, the README's GRANTs give
+"""Least privilege on PostgreSQL: the schema's owner runs `tms init` (and `tms migrate`), the README's GRANTs give
 the app's role what it uses, and that role can append to the audit log but never change, delete
 or reset it, by any statement or session setting. Against the shared test server, with roles and
 a schema of the test's own."""
@@ -48,11 +48,16 @@ def as_role(url, sql):
     return out.returncode == 0, out.stderr
 
 
-def migrate(url):
-    return subprocess.run([TOOL, "--jobs-db", url, "migrate"], capture_output=True, text=True, timeout=120)
+def migrate(url, command="migrate"):
+    return subprocess.run([TOOL, "--jobs-db", url, command], capture_output=True, text=True, timeout=120)
 
 
 def test_the_app_role_appends_but_never_changes_the_audit_log(roles):
+    # migrate upgrades an existing store only; init creates one (the README's step).
+    out = migrate(roles["owner"])
+    assert out.returncode == 2 and "tms init" in out.stderr, out.stderr
+    out = migrate(roles["owner"], "init")
+    assert out.returncode == 0 and json.loads(out.stdout) == {"initialized": True, "created": []}, out.stderr
     out = migrate(roles["owner"])
     assert out.returncode == 0 and json.loads(out.stdout) == {"migrated": True}, out.stderr
     ok, err = as_role(roles["owner"], readme_grants(roles["schema"], roles["app_role"]))
@@ -106,7 +111,7 @@ def test_the_app_role_appends_but_never_changes_the_audit_log(roles):
 
 
 def test_an_old_schema_opened_with_the_app_role_says_to_migrate_as_owner(roles):
-    assert migrate(roles["owner"]).returncode == 0
+    assert migrate(roles["owner"], "init").returncode == 0
     assert as_role(roles["owner"], readme_grants(roles["schema"], roles["app_role"]))[0]
     # As if the schema were one version behind this library.
     psql(roles["owner"], "UPDATE tms_schema SET version = version - 1")

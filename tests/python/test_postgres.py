@@ -259,3 +259,60 @@ def test_the_server_tools_are_there():
     for tool in ("psql", "pg_dump"):
         assert subprocess.run([pg_tool(tool), "--version"], capture_output=True).returncode == 0, tool
     assert os.path.exists(os.path.join(FIXTURES, "jobs.db"))
+
+
+SKEW_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <time.h>
+/* This host's wall clock runs SKEW_S seconds off (the monotonic clock is left alone). */
+int clock_gettime(clockid_t id, struct timespec *ts) {
+    static int (*real)(clockid_t, struct timespec *);
+    if (!real) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+    int r = real(id, ts);
+    const char *skew = getenv("SKEW_S");
+    if (r == 0 && skew && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) ts->tv_sec += atol(skew);
+    return r;
+}
+"""
+
+
+@pytest.mark.parametrize("skew_s", [7200, -7200])
+def test_recovery_on_a_host_whose_clock_is_off_leaves_a_job_in_flight_alone(pg, tmp_path, skew_s):
+    """Hosts' clocks disagree: the writer's and the recovering host's are two hours apart either
+    way. Recovery judges a job's age by the server's clock only (touched_at = now() in SQL), so a
+    live call is not marked interrupted, and a dead one still is."""
+    from stub_cluster import StubCluster
+
+    shim = tmp_path / "skew.so"
+    (tmp_path / "skew.c").write_text(SKEW_SHIM)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim), str(tmp_path / "skew.c"), "-ldl"], check=True)
+    skewed = dict(os.environ, PYTHONPATH=BINDINGS, LD_PRELOAD=str(shim), SKEW_S=str(skew_s))
+    # The shim bites: the skewed host's wall clock is off by the skew.
+    seen = subprocess.run([sys.executable, "-c", "import time; print(int(time.time()))"], env=skewed,
+                          capture_output=True, text=True, timeout=30)
+    assert abs(int(seen.stdout) - time.time() - skew_s) < 60, seen
+    with StubCluster(slow_seconds=2.0) as slow:
+        pg.open().close()
+        writer_env = dict(skewed, SKEW_S=str(-skew_s))  # the writer is off the other way
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_HOST, pg.jobs, slow.base], env=writer_env,
+                                stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while pg.rows("SELECT COUNT(*) FROM jobs") != [(1,)]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        other = subprocess.run([sys.executable, "-c", "import sys, tms; print(tms.Store(sys.argv[1]).recover_interrupted())",
+                                pg.jobs], env=skewed, capture_output=True, text=True, timeout=60)
+        assert other.stdout.strip() == "0", other.stderr
+        answer = json.loads(proc.stdout.readline())
+        proc.wait(timeout=30)
+        assert answer[0] == 200 and answer[1]["status"] == "success", answer
+        assert pg.rows("SELECT status FROM jobs") == [("SUCCESS",)]
+    # A job that really was left behind (touched 20 minutes ago by the server's clock) is
+    # still recovered by the skewed host.
+    pg.rows("UPDATE jobs SET status = 'IN_PROGRESS', touched_at = now() - interval '20 minutes'")
+    other = subprocess.run([sys.executable, "-c", "import sys, tms; print(tms.Store(sys.argv[1]).recover_interrupted())",
+                            pg.jobs], env=skewed, capture_output=True, text=True, timeout=60)
+    assert other.returncode == 0, other.stderr
+    assert pg.rows("SELECT status FROM jobs") == [("FAILED",)]

@@ -106,6 +106,28 @@ def test_unknown_action_and_action_spellings():
 
 
 @pytest.mark.sqlite_only
+def test_create_false_opens_an_existing_store_only(tmp_path, monkeypatch):
+    jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
+    with pytest.raises(tms.CantOpenError, match="tms init") as refused:
+        tms.Store(jobs_db, audit_db, create=False)
+    assert jobs_db in str(refused.value)
+    assert list(tmp_path.iterdir()) == []  # nothing created
+    tms.Store(jobs_db, audit_db).close()  # the default creates, as the app needs
+    with tms.Store(jobs_db, audit_db, create=False) as s:
+        s.record_audit("alice", "Trans-Begin")
+    os.remove(audit_db)
+    with pytest.raises(tms.CantOpenError, match="audit.db"):
+        tms.Store(jobs_db, audit_db, create=False)
+    assert not os.path.exists(audit_db)
+    # The drop-ins' environment variable.
+    from tms import _shared
+    monkeypatch.setenv("TMS_CREATE", "0")
+    assert _shared._from_environment()["create"] is False
+    monkeypatch.setenv("TMS_CREATE", "maybe")
+    with pytest.raises(tms.InvalidInputError, match="TMS_CREATE"):
+        _shared._from_environment()
+
+
 def test_opening_errors_are_specific(tmp_path):
     with pytest.raises(tms.CantOpenError, match="does not exist"):
         tms.Store(str(tmp_path / "no" / "jobs.db"), str(tmp_path / "audit.db"))

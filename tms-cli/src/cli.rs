@@ -7,8 +7,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// The operator's tool for a tms-core store: verify the audit log, recover interrupted jobs, back
 /// up a live store, copy it (onto PostgreSQL), look at jobs and audit rows.
 ///
+/// Every command but `init` (and `copy`'s destination) opens an existing store only: a missing
+/// file, or a PostgreSQL schema without the store's tables, exits 2 naming it, and nothing is
+/// created. `tms init` creates a store.
+///
 /// Exit status: 0 success, 1 a check found a problem, 2 a usage error or a store that could not
-/// be opened.
+/// be opened (a missing one included).
 #[derive(Debug, Parser)]
 #[command(name = "tms", version, about, long_about)]
 pub struct Cli {
@@ -35,11 +39,52 @@ pub struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a store: both SQLite files (--jobs-db, --audit-db), or the store's tables in the
+    /// PostgreSQL schema of the URL's search path (run it with the schema owner's URL). A store
+    /// that exists already is brought up to this version, as `migrate` does. Prints which files
+    /// it created as JSON. The only command (with `copy --to`) that creates anything.
+    Init,
     /// Check the audit log's hash chain; print the verification as JSON; exit 1 when it is not ok.
+    ///
+    /// With --checkpoint and --public-key: also check that the log still extends a signed
+    /// checkpoint (`tms checkpoint`): exit 1 when its signature does not verify with the key, it is
+    /// malformed or of another log, or the log was cut, changed or rewritten up to it.
     VerifyAudit {
         /// A head stored earlier (`SEQ:HASH`, from a previous run's "head"): a cut tail shows.
-        #[arg(long, value_name = "SEQ:HASH")]
+        #[arg(long, value_name = "SEQ:HASH", conflicts_with = "checkpoint")]
         anchor: Option<String>,
+        /// A signed checkpoint (`tms checkpoint`'s output) kept where this host cannot rewrite it.
+        #[arg(long, value_name = "FILE", requires = "public_key")]
+        checkpoint: Option<PathBuf>,
+        /// The public key file (`tms keygen`'s tms-checkpoint.pub) that signed --checkpoint.
+        #[arg(long, value_name = "FILE", requires = "checkpoint")]
+        public_key: Option<PathBuf>,
+    },
+    /// Write a new Ed25519 key pair for signed audit checkpoints into DIR: tms-checkpoint.key
+    /// (private, mode 0600: keep it off the dashboard host if you can, see the README) and
+    /// tms-checkpoint.pub (public). Refuses to overwrite either file. Prints the public key.
+    Keygen {
+        /// The directory (created, mode 0700, when missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The log's name, the first line of every checkpoint (1 to 128 printable ASCII
+        /// characters without spaces or '+'); default: tms-audit.HOSTNAME.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Verify the whole audit log and print a signed checkpoint of its head (the log's name, the
+    /// head's chain seq and hash, the UTC time, an Ed25519 signature line). Ship it somewhere the
+    /// dashboard host cannot rewrite; `verify-audit --checkpoint` checks the log against it later.
+    /// Exit 1 (nothing printed) when the log does not verify.
+    Checkpoint {
+        /// The private key file (`tms keygen`'s tms-checkpoint.key; /dev/stdin reads it from a
+        /// pipe, e.g. through ssh, so it never rests on this host).
+        #[arg(long, value_name = "FILE")]
+        signing_key: PathBuf,
+        /// The last checkpoint this key signed, as shipped: sign only if the log still extends
+        /// it (exit 1 otherwise), so a log rewritten below it is never signed over.
+        #[arg(long, value_name = "FILE")]
+        previous: Option<PathBuf>,
     },
     /// After a rollback to the legacy code and forward again: adopt into the audit chain the
     /// unchained rows the legacy code appended (which verify-audit reports as inserted), wherever
@@ -68,7 +113,9 @@ pub enum Command {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(0..=100_000))]
         limit: i64,
     },
-    /// Audit rows, newest first.
+    /// Audit rows, newest first. In CSV a cell starting with `=`, `+`, `-`, `@`, a tab or a
+    /// carriage return is written with a leading `'` (a spreadsheet would run it as a formula);
+    /// JSON lines are exact.
     Audit {
         /// Only this user's rows.
         #[arg(long)]
@@ -93,9 +140,11 @@ pub enum Command {
         dest_dir: PathBuf,
     },
     /// Copy the whole store (jobs, customers, cache, audit log with its chain) into another one,
-    /// e.g. onto PostgreSQL; safe to run again after an interruption.
+    /// e.g. onto PostgreSQL; safe to run again after an interruption. The destination is created
+    /// when missing; one that holds anything that is not the source's (another store) is refused
+    /// before anything is written.
     Copy {
-        /// The destination: jobs.db's path, or a PostgreSQL URL.
+        /// The destination: jobs.db's path, or a PostgreSQL URL (created when missing).
         #[arg(long, value_name = "PATH|URL")]
         to: String,
         /// The destination's audit.db (default: audit.db beside --to's file).
@@ -105,9 +154,9 @@ pub enum Command {
     /// Counts as JSON: jobs by status, customers, audit rows, cache entries, and the SQLite
     /// version the library runs on.
     Stats,
-    /// Create the store's schema or bring it up to this version (every row kept). On PostgreSQL
-    /// run it with the schema owner's URL (the app's role may only use the schema; see the
-    /// README's "Two roles"); opening a store does the same when its role may.
+    /// Bring an existing store's schema up to this version (every row kept); `init` creates a
+    /// new one. On PostgreSQL run it with the schema owner's URL (the app's role may only use the
+    /// schema; see the README's "Two roles"); opening a store does the same when its role may.
     Migrate,
 }
 
@@ -115,6 +164,8 @@ pub enum Command {
 pub enum Format {
     /// One JSON object per line.
     Jsonl,
-    /// CSV with a header row.
+    /// CSV with a header row, for spreadsheets: a cell starting with `=`, `+`, `-`, `@`, a tab or
+    /// a carriage return gets a leading `'` so that no spreadsheet runs it as a formula (OWASP's
+    /// rule for CSV injection); jsonl is exact.
     Csv,
 }

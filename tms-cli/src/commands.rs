@@ -55,10 +55,11 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-type Result<T> = std::result::Result<T, Failure>;
+pub type Result<T> = std::result::Result<T, Failure>;
 
 fn options(args: &StoreArgs) -> Result<StoreOptions> {
-    let mut options = StoreOptions::default();
+    // Reading commands open existing stores only: a mistyped path must not become a new store.
+    let mut options = StoreOptions { create: false, ..StoreOptions::default() };
     if let Some(path) = &args.hmac_key_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::Usage(format!("cannot read --hmac-key-file {}: {e}", path.display())))?;
@@ -76,7 +77,7 @@ fn open(jobs: &str, audit: Option<&str>, options: &StoreOptions) -> Result<Store
     Ok(Store::open_location(jobs, if is_url(jobs) { None } else { audit }, options)?)
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value).map_err(|e| Failure::Io(e.into()))?;
     writeln!(out)?;
@@ -91,9 +92,26 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         options.request_timeout_s = options.request_timeout_s.min(secs - 1);
         options.connect_timeout_s = options.connect_timeout_s.min(options.request_timeout_s);
     }
+    if let Command::Keygen { out, name } = &cli.command {
+        return crate::checkpoint::keygen(out, name.as_deref());
+    }
+    if let Command::Init = &cli.command {
+        return init(&cli.store, &options);
+    }
+    // Usage errors before the store is opened.
+    let anchor = match &cli.command {
+        Command::VerifyAudit { anchor: Some(text), .. } => Some(parse_anchor(text)?),
+        _ => None,
+    };
     let store = open(&cli.store.jobs_db, Some(&cli.store.audit_db), &options)?;
     match &cli.command {
-        Command::VerifyAudit { anchor } => verify_audit(&store, anchor.as_deref()),
+        Command::Init => unreachable!("handled above"),
+        Command::Keygen { .. } => unreachable!("handled before the store is opened"),
+        Command::VerifyAudit { checkpoint: Some(checkpoint), public_key: Some(public_key), .. } => {
+            crate::checkpoint::verify(&store, checkpoint, public_key)
+        }
+        Command::VerifyAudit { .. } => verify_audit(&store, anchor.as_ref().map(|(s, h)| (*s, h.as_str()))),
+        Command::Checkpoint { signing_key, previous } => crate::checkpoint::sign(&store, signing_key, previous.as_deref()),
         Command::AdoptUnchained { reason } => adopt_unchained(&store, reason),
         Command::Recover { .. } => {
             let now = store.recover_interrupted()?;
@@ -133,17 +151,23 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
     }
 }
 
-fn verify_audit(store: &Store, anchor: Option<&str>) -> Result<Outcome> {
-    let anchor = match anchor {
-        None => None,
-        Some(text) => {
-            let (seq, hash) = text
-                .split_once(':')
-                .and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h)))
-                .ok_or_else(|| Failure::Usage(format!("--anchor {text:?} is not SEQ:HASH")))?;
-            Some((seq, hash))
-        }
-    };
+/// `tms init`: the one command that creates a store.
+fn init(args: &StoreArgs, options: &StoreOptions) -> Result<Outcome> {
+    let files: Vec<&str> = if is_url(&args.jobs_db) { Vec::new() } else { vec![&args.jobs_db, &args.audit_db] };
+    let missing: Vec<&str> = files.iter().copied().filter(|f| !Path::new(f).exists()).collect();
+    let options = StoreOptions { create: true, ..options.clone() };
+    open(&args.jobs_db, Some(&args.audit_db), &options)?;
+    print_json(&serde_json::json!({ "initialized": true, "created": missing }))?;
+    Ok(Outcome::Ok)
+}
+
+fn parse_anchor(text: &str) -> Result<(i64, String)> {
+    text.split_once(':')
+        .and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h.to_owned())))
+        .ok_or_else(|| Failure::Usage(format!("--anchor {text:?} is not SEQ:HASH")))
+}
+
+fn verify_audit(store: &Store, anchor: Option<(i64, &str)>) -> Result<Outcome> {
     let bar = progress::bar("verifying the audit log", None, "rows");
     let report = store.verify_audit_with_progress(anchor, |n| bar.set_position(n))?;
     bar.finish_and_clear();
@@ -185,7 +209,7 @@ fn write_audit(rows: &[tms::model::AuditRow], format: Format) -> Result<()> {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                w.write_record([
+                let cells = [
                     r.id.to_string(),
                     r.user_id.clone(),
                     r.action_type.clone(),
@@ -195,13 +219,24 @@ fn write_audit(rows: &[tms::model::AuditRow], format: Format) -> Result<()> {
                     r.status.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                     r.error_message.clone().unwrap_or_default(),
                     r.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
-                ])
-                .map_err(csv_failure)?;
+                ];
+                w.write_record(cells.iter().map(|c| spreadsheet_safe(c).into_owned())).map_err(csv_failure)?;
             }
             w.flush()?;
         }
     }
     Ok(())
+}
+
+/// A CSV cell as a spreadsheet cannot run it: a cell starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return is a formula to Excel, LibreOffice and Google Sheets (`=HYPERLINK(...)` in a
+/// cluster's message would be a live link), so it gets a leading `'` (OWASP's rule for CSV
+/// injection). Every other cell is written as it is; the JSON lines format is always exact.
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
 }
 
 fn csv_failure(e: csv::Error) -> Failure {
@@ -236,7 +271,8 @@ fn copy(store: &Store, to: &str, to_audit: Option<&Path>, options: &StoreOptions
         Some(to_audit.map(Path::to_path_buf).unwrap_or_else(|| Path::new(to).with_file_name("audit.db")))
     };
     let audit_text = audit.as_ref().map(|p| p.to_string_lossy().into_owned());
-    let dst = open(to, audit_text.as_deref(), options)?;
+    // The destination may be new: copying is one of the two ways to create a store.
+    let dst = open(to, audit_text.as_deref(), &StoreOptions { create: true, ..options.clone() })?;
     let bar = progress::bar("copying", None, "rows");
     let report = store.copy_into_with_progress(&dst, |what, done| {
         bar.set_message(format!("copying {what}"));

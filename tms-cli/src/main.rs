@@ -1,6 +1,7 @@
 //! `tms`: the operator's tool for a tms-core store. Exit status: 0 success, 1 a check found a
 //! problem (`verify-audit` not ok), 2 a usage error or a store that could not be opened or used.
 
+mod checkpoint;
 mod cli;
 mod commands;
 mod progress;

@@ -119,6 +119,8 @@ _SIGNATURES = {
     "tms_store_set_event_callback": ([_P, EVENT_CALLBACK, c_void_p], c_int),
     "tms_verify_audit": ([_P, POINTER(c_int64), _S, _OUT_S], c_int),
     "tms_adopt_unchained": ([_P, _S, _OUT_S], c_int),
+    "tms_audit_checkpoint": ([_P, _S, _S, _OUT_S], c_int),
+    "tms_verify_audit_checkpoint": ([_P, _S, _S, _OUT_S], c_int),
     "tms_store_metrics": ([_P, _OUT_S], c_int),
     "tms_debug_hold_write_lock": ([_P, c_int32, ctypes.c_uint32], c_int),
     "tms_store_copy_into": ([_P, _P, _OUT_S], c_int),

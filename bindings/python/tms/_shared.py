@@ -66,6 +66,10 @@ def _from_environment() -> dict[str, Any]:
                 raise InvalidInputError(f"{var}={raw!r} is not an integer") from None
         elif name == "allowed_clusters":
             found[name] = raw.replace(",", " ").split()
+        elif name == "create":
+            if raw.strip().lower() not in ("0", "1", "true", "false", "yes", "no"):
+                raise InvalidInputError(f"{var}={raw!r} is not a boolean (1, 0, true, false, yes, no)")
+            found[name] = raw.strip().lower() in ("1", "true", "yes")
         else:
             found[name] = raw
     key_file = os.environ.get("TMS_AUDIT_HMAC_KEY_FILE")

@@ -110,6 +110,13 @@ class AuditChainBrokenError(TmsError):
     status = 20
 
 
+class CheckpointInvalidError(TmsError):
+    """A signed audit checkpoint was refused: malformed, its signature does not verify with the
+    public key given (altered, forged, or signed by another key), or of another log."""
+
+    status = 21
+
+
 BY_STATUS: dict[int, type[TmsError]] = {
     cls.status: cls
     for cls in (
@@ -133,6 +140,7 @@ BY_STATUS: dict[int, type[TmsError]] = {
         IdempotencyKeyReusedError,
         AuditKeyMismatchError,
         AuditChainBrokenError,
+        CheckpointInvalidError,
     )
 }
 

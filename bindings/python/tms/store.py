@@ -67,7 +67,17 @@ _EVENT_TRAMPOLINE = _native.EVENT_CALLBACK(_log_event)
 STORE_OPTIONS: tuple[str, ...] = (
     "synchronous", "busy_timeout_ms", "journal_size_limit_bytes", "max_idle_connections", "max_page_count",
     "allowed_clusters", "request_timeout_s", "connect_timeout_s", "max_response_bytes", "interrupted_after_s",
-    "audit_hmac_key", "ca_bundle")
+    "audit_hmac_key", "ca_bundle", "create")
+
+
+def _key_text(value: str | bytes | os.PathLike[str]) -> str | bytes:
+    """A key's or checkpoint's text: as given, or read from a path (never echoed)."""
+    if isinstance(value, (str, bytes)):
+        return value
+    if isinstance(value, os.PathLike):
+        with open(value, "rb") as f:
+            return f.read(64 * 1024)
+    raise InvalidInputError("expected the text (str or bytes) or a pathlib.Path")
 
 
 class Store:
@@ -83,7 +93,8 @@ class Store:
                  max_page_count: int | None = None, allowed_clusters: Iterable[str] | None = None,
                  request_timeout_s: int | None = None, connect_timeout_s: int | None = None,
                  max_response_bytes: int | None = None, interrupted_after_s: int | None = None,
-                 audit_hmac_key: str | None = None, ca_bundle: str | os.PathLike[str] | None = None) -> None:
+                 audit_hmac_key: str | None = None, ca_bundle: str | os.PathLike[str] | None = None,
+                 create: bool | None = None) -> None:
         """Open (creating or upgrading) the two files, or a PostgreSQL database when `jobs_db` is
         a URL (`postgresql://user:password@host:port/db?sslmode=...`; `audit_db` then None or the
         same URL: jobs and the audit log share the database). Options left as None keep their
@@ -104,6 +115,10 @@ class Store:
             bytes). A chain written with a key refuses appends from stores without it.
         ca_bundle: a PEM file of CA certificates trusted for https clusters, on top of the
             system's trust store.
+        create: create the store when it is missing (True, the default: the app's first start
+            creates its files, or its tables in a PostgreSQL schema). False opens an existing
+            store only: a missing file, or a schema without the store's tables, raises
+            CantOpenError naming it and nothing is created.
 
         A file or directory that cannot be written opens read-only: reads work, writes raise
         ReadOnlyError and Set Actions are refused (503) before anything is sent.
@@ -123,7 +138,8 @@ class Store:
             max_page_count=max_page_count, allowed_clusters=allowed_clusters,
             request_timeout_s=request_timeout_s, connect_timeout_s=connect_timeout_s,
             max_response_bytes=max_response_bytes, interrupted_after_s=interrupted_after_s,
-            audit_hmac_key=audit_hmac_key, ca_bundle=None if ca_bundle is None else os.fspath(ca_bundle))
+            audit_hmac_key=audit_hmac_key, ca_bundle=None if ca_bundle is None else os.fspath(ca_bundle),
+            create=None if create is None else bool(create))
         options = {k: (list(v) if k == "allowed_clusters" else v) for k, v in given.items() if v is not None}
         handle = c_void_p()
         check(
@@ -358,6 +374,32 @@ class Store:
         AuditChainBrokenError when unchained rows sit inside the chain or the log fails
         verification elsewhere, AuditKeyMismatchError on a keyed log without its key."""
         return self._call_json(lib.tms_adopt_unchained, encode(reason, "reason"))
+
+    def audit_checkpoint(self, signing_key: str | bytes | os.PathLike[str],
+                         previous: str | bytes | os.PathLike[str] | None = None) -> str:
+        """A signed checkpoint of the audit log's head (text, a C2SP signed note: the log's name,
+        the head's chain seq and hash, the UTC time, an Ed25519 signature line), to ship somewhere
+        this host cannot rewrite. `signing_key` is the private key's text as `tms keygen` wrote
+        it, or the path of that file (a `pathlib.Path`); it is never quoted in an error.
+        `previous` (text or path) is the last checkpoint this key signed, as shipped: the log
+        must still extend it. The whole log is verified first: AuditChainBrokenError when it
+        does not verify or no longer extends `previous` (nothing signed), CheckpointInvalidError
+        when `previous` is not this key's, AuditKeyMismatchError on a keyed log without its key,
+        NotFoundError before the first chained row, InvalidInputError for a key that is not one."""
+        key = _key_text(signing_key)
+        prior = None if previous is None else encode(_key_text(previous), "previous")
+        return self._call_text(lib.tms_audit_checkpoint, encode(key, "signing_key"), prior)
+
+    def verify_audit_checkpoint(self, checkpoint: str | bytes | os.PathLike[str],
+                                public_key: str | bytes | os.PathLike[str]) -> dict[str, Any]:
+        """Whether the audit log still extends a signed checkpoint (text, or a `pathlib.Path`).
+        Returns verify_audit's dict plus "checkpoint": {origin, seq, hash, time}; "ok" is false
+        when rows were cut from the end past it, a row before it changed or was inserted, or the
+        chain was recomputed. Raises CheckpointInvalidError when its signature does not verify
+        with `public_key` (text or path of `tms keygen`'s .pub file), it is malformed or of
+        another log; InvalidInputError for a public key that is not one."""
+        return self._call_json(lib.tms_verify_audit_checkpoint, encode(_key_text(checkpoint), "checkpoint"),
+                               encode(_key_text(public_key), "public_key"))
 
     def metrics(self) -> str:
         """The store's metrics in the Prometheus text exposition format 0.0.4 (serve it as

@@ -91,19 +91,78 @@ impl std::fmt::Debug for PostgresEngine {
     }
 }
 
+/// The schema the store lives in: the current schema (the first of the session's search_path that
+/// exists; a URL sets the path with `options=-csearch_path%3D...`). A path whose first schema
+/// is named but missing is refused rather than followed to the next one: a mistyped schema would
+/// otherwise put a new, empty store in `public`, or use another schema's tables of the same names.
+fn store_schema(client: &mut postgres::Client) -> Result<String> {
+    let row = client
+        .query_one("SELECT current_schema()::text, current_setting('search_path')", &[])
+        .map_err(pg_error)?;
+    let (current, path): (Option<String>, String) = (row.get(0), row.get(1));
+    let first = path.split(',').map(str::trim).find(|s| !s.is_empty()).unwrap_or("");
+    let first_name = match first.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => first.to_lowercase(), // unquoted names fold to lower case
+    };
+    // PostgreSQL truncates a longer identifier to 63 bytes, as it did when the schema was made.
+    let mut first_name = first_name;
+    if first_name.len() > 63 {
+        let mut cut = 63;
+        while !first_name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        first_name.truncate(cut);
+    }
+    match current {
+        None => Err(Error::new(
+            ErrorKind::CantOpen,
+            format!("no schema of the search_path ({path}) exists: create the store's schema, or fix the URL's options"),
+        )),
+        Some(current) if first_name != "$user" && first_name != current => Err(Error::new(
+            ErrorKind::CantOpen,
+            format!(
+                "the search_path ({path}) names schema {first_name:?} first, which does not exist (or this role may not \
+                 use it): refused rather than putting the store in {current:?}; create the schema, or fix the URL's options"
+            ),
+        )),
+        Some(current) => Ok(current),
+    }
+}
+
 impl PostgresEngine {
     /// Connect (one connection now, so that a bad URL or password fails here), check the server
     /// may be written, and bring the schema up to date.
     pub fn open(url: &str, options: &StoreOptions) -> Result<PostgresEngine> {
         refuse_sqlite_only_options(options)?;
         let location = Location::parse(url)?;
-        let (pool, mut first) = Pool::open(location, options)?;
+        let (mut pool, mut first) = Pool::open(location, options)?;
+        let schema = store_schema(&mut first.client).map_err(|e| e.context(&format!("cannot open {}", pool.location().shown())))?;
+        pool.pin_search_path(&schema, &mut first)?;
         let read_only: String = first
             .client
             .query_one("SHOW transaction_read_only", &[])
             .map_err(pg_error)?
             .get(0);
         let read_only = read_only == "on";
+        if !options.create {
+            // The schema on the URL's search path must hold a store already.
+            let there: bool = first
+                .client
+                .query_one("SELECT to_regclass('jobs') IS NOT NULL AND to_regclass('audit_log') IS NOT NULL", &[])
+                .map_err(pg_error)?
+                .get(0);
+            if !there {
+                return Err(Error::new(
+                    ErrorKind::CantOpen,
+                    format!(
+                        "{} holds no store (no jobs and audit_log tables on its search path); it is not created \
+                         when it is missing (create: false; `tms init` creates one)",
+                        pool.location().shown()
+                    ),
+                ));
+            }
+        }
         schema::migrate(&mut first.client, !read_only)
             .map_err(|e| e.context(&format!("cannot open {}", pool.location().shown())))?;
         pool.put(first);
@@ -261,6 +320,17 @@ impl Engine for PostgresEngine {
     }
     fn audit_commits_with_outcome(&self) -> bool {
         true
+    }
+    fn insert_set_action_audit(&self, job_id: &str, row: &AuditRecord<'_>) -> Result<()> {
+        // Not reached by Set Actions here (their audit row only ever commits with the outcome),
+        // but it keeps the same promise: once per job, behind the job's receipt.
+        self.write(Replay::Safe, |tx, cache| {
+            if requests::claim_audit_receipt(tx, cache, job_id)? {
+                let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
+                requests::set_audit_receipt(tx, cache, job_id, id)?;
+            }
+            Ok(())
+        })
     }
     fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
         self.read(|c, cache| audit::trail(c, cache, filter, limit))

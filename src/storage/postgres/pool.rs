@@ -89,6 +89,17 @@ impl Pool {
         Ok((pool, first))
     }
 
+    /// Keep every session of the pool (this first one and those opened later) on `schema` alone:
+    /// `SET search_path` to it, so that no other schema of the URL's path (a `public` holding
+    /// tables of the same names, say) serves the store's tables, and pg_catalog, searched first
+    /// implicitly, keeps its functions.
+    pub fn pin_search_path(&mut self, schema: &str, first: &mut Conn) -> Result<()> {
+        let set = format!("; SET search_path = \"{}\"", schema.replace('"', "\"\""));
+        first.client.batch_execute(&set[2..]).map_err(|e| self.scrubbed(pg_error(e)))?;
+        self.session_setup.push_str(&set);
+        Ok(())
+    }
+
     fn connect(&self) -> Result<Conn> {
         let shown = self.location.shown();
         let mut client = match tls::connector(&self.location.tls)? {

@@ -14,9 +14,9 @@ mod query_plans;
 pub mod pool;
 pub mod schema;
 mod set_action;
+mod settle;
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
@@ -31,6 +31,7 @@ use crate::storage::{
     JobRecord, PriorRequest,
 };
 use pool::Pool;
+use settle::{Settling, When};
 
 pub struct SqliteEngine {
     jobs: Pool,
@@ -39,8 +40,8 @@ pub struct SqliteEngine {
     chain: ChainKey,
     /// The chain head this process last checked against its key.
     checked_head: crate::audit_chain::CheckedHead,
-    /// Receipts of rows whose outbox entries this process has removed: safe to forget.
-    receipts_to_forget: Mutex<Vec<String>>,
+    /// Delivered rows still to be removed from the outbox, and receipts still to be forgotten.
+    settling: Settling,
     /// Set when a delivery failed in this process: later audit writes retry it.
     outbox_waiting: AtomicBool,
 }
@@ -54,6 +55,12 @@ impl SqliteEngine {
     /// Open (creating when missing) and migrate both files. A file that cannot be written is
     /// opened read-only: reads work, writes are refused (`Engine::read_only`).
     pub fn open(jobs_path: &Path, audit_path: &Path, options: &StoreOptions) -> Result<Self> {
+        if !options.create {
+            // Both checked before either is opened: nothing is created beside a missing file.
+            for path in [jobs_path, audit_path] {
+                pool::check_exists(path)?;
+            }
+        }
         // Both files' versions are checked before either is changed: a newer audit.db must not
         // leave jobs.db switched to WAL or migrated behind it.
         pool::check_version(jobs_path, schema::JOBS_SCHEMA_VERSION)?;
@@ -75,7 +82,7 @@ impl SqliteEngine {
             audit,
             chain,
             checked_head: crate::audit_chain::CheckedHead::default(),
-            receipts_to_forget: Mutex::new(Vec::new()),
+            settling: Settling::new(options.synchronous),
             outbox_waiting: AtomicBool::new(false),
         };
         if engine.audit.read_only().is_none() {
@@ -94,6 +101,36 @@ impl SqliteEngine {
         self.jobs.group().probe()
     }
 
+    /// A jobs.db write that also removes the outbox rows delivered since the last one (see
+    /// `settle`): the removal costs no sync of its own.
+    fn write_jobs_settling<T: Send>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send) -> Result<T> {
+        let removals = self.settling.take_removals(&self.audit, When::Along);
+        let result = write(&self.jobs, |tx| {
+            outbox::remove(tx, &removals)?;
+            f(tx)
+        });
+        self.settling.removals_done(removals, result.is_ok());
+        result
+    }
+
+    /// Remove every delivered row from the outbox and forget their receipts now, each in a
+    /// commit of its own (closing the store, an explicit delivery). Best effort: what fails
+    /// waits for the next write, or another process's delivery.
+    fn settle_now(&self) {
+        if self.jobs.check_writable().is_err() || self.audit.check_writable().is_err() {
+            return;
+        }
+        let removals = self.settling.take_removals(&self.audit, When::Now);
+        if !removals.is_empty() {
+            let ok = write(&self.jobs, |tx| outbox::remove(tx, &removals)).is_ok();
+            self.settling.removals_done(removals, ok);
+        }
+        let keys = self.settling.take_forgettable(&self.jobs, When::Now);
+        if !keys.is_empty() && write(&self.audit, |tx| outbox::forget_receipts(tx, &keys)).is_err() {
+            self.settling.forgetting_failed(keys);
+        }
+    }
+
     /// Run the outbox's delivery if an earlier one in this process failed.
     fn retry_waiting_delivery(&self) {
         if self.outbox_waiting.load(Ordering::Relaxed) {
@@ -103,7 +140,9 @@ impl SqliteEngine {
 
     /// Deliver what was just put in the outbox: the common tail of both outbox writers.
     fn deliver_after_queueing(&self) -> AuditDelivery {
-        match self.deliver_pending_audit() {
+        let result = self.deliver(When::Along);
+        self.outbox_waiting.store(result.is_err(), Ordering::Relaxed);
+        match result {
             Ok(_) => AuditDelivery::Delivered,
             Err(e) => AuditDelivery::Deferred(e),
         }
@@ -163,12 +202,25 @@ impl Engine for SqliteEngine {
         self.retry_waiting_delivery();
         Ok(id)
     }
+    fn insert_set_action_audit(&self, job_id: &str, row: &AuditRecord<'_>) -> Result<()> {
+        // Written with the receipt its outbox copy would get: if the outcome's commit that
+        // failed did reach the WAL after all (an I/O error after the write), its outbox row is
+        // recognised as delivered instead of being written a second time.
+        let key = outbox::set_action_key(job_id);
+        write(&self.audit, |tx| {
+            if !outbox::receipted(tx, &key)? {
+                let id = audit::insert(tx, row, &self.chain, &self.checked_head)?;
+                outbox::receipt(tx, &key, id)?;
+            }
+            Ok(())
+        })
+    }
     fn insert_audit_durably(&self, row: &AuditRecord<'_>) -> Result<AuditDelivery> {
         // Refuse what audit::insert would refuse before it waits in the outbox for ever.
         if crate::audit_chain::RESERVED_ACTIONS.contains(&row.action_type) {
             return Err(Error::invalid(format!("action_type {:?} is reserved", row.action_type)));
         }
-        match write(&self.jobs, |tx| outbox::add(tx, row)) {
+        match self.write_jobs_settling(|tx| outbox::add(tx, row, None)) {
             Ok(_) => Ok(self.deliver_after_queueing()),
             // jobs.db cannot keep it: write it straight to the audit log instead.
             Err(_) => self.insert_audit(row).map(|_| AuditDelivery::Delivered),
@@ -197,6 +249,15 @@ impl Engine for SqliteEngine {
         let mut counts = read_snapshot(&self.jobs, jobs::counts)?;
         read(&self.jobs, |c| jobs::durability(c, "jobs", &mut counts.durability))?;
         read(&self.audit, |c| jobs::durability(c, "audit", &mut counts.durability))?;
+        if counts.audit_waiting > 0 {
+            // Delivered rows stay in the outbox until a later write removes them (`settle`): only
+            // rows without a receipt in audit.db are still waiting for the audit log.
+            let keys = read(&self.jobs, outbox::keys)?;
+            let delivered = read(&self.audit, |c| {
+                keys.iter().try_fold(0, |n, k| Ok::<_, Error>(n + i64::from(outbox::receipted(c, k)?)))
+            })?;
+            counts.audit_waiting -= delivered;
+        }
         let (rows, chained) = read(&self.audit, audit::counts)?;
         counts.audit_rows = rows;
         counts.audit_chained = chained;
@@ -262,13 +323,13 @@ impl Engine for SqliteEngine {
     ) -> Result<AuditDelivery> {
         let now = unix_ms_now();
         // The outcome, the answer for repeats and the audit row in the outbox: jobs.db only.
-        let found = write(&self.jobs, |tx| {
+        let found = self.write_jobs_settling(|tx| {
             let found = jobs::record_outcome(tx, outcome, now)?;
             if let Some((key, status, body)) = answer {
                 set_action::store_answer(tx, key, status, body)?;
             }
             if let Some(audit) = audit {
-                outbox::add(tx, audit)?;
+                outbox::add(tx, audit, Some(outbox::set_action_key(outcome.job_id)))?;
             }
             Ok(found)
         })?;
@@ -278,8 +339,11 @@ impl Engine for SqliteEngine {
         Ok(if audit.is_some() { self.deliver_after_queueing() } else { AuditDelivery::Delivered })
     }
     fn deliver_pending_audit(&self) -> Result<u64> {
-        let result = deliver(self);
+        let result = self.deliver(When::Now);
         self.outbox_waiting.store(result.is_err(), Ordering::Relaxed);
+        if result.is_ok() {
+            self.settle_now();
+        }
         result
     }
     fn recover_interrupted(&self, older_than: std::time::Duration, message: &str, now_text: &str) -> Result<u64> {
@@ -324,46 +388,50 @@ impl Engine for SqliteEngine {
     }
 }
 
-/// Copy every outbox row into audit.db exactly once (see `outbox` for why this order): under
-/// audit.db's write lock, read the outbox from jobs.db, append each row that has no receipt yet
-/// with its receipt, and forget receipts whose rows this process removed earlier; then remove
-/// the rows from jobs.db.
-fn deliver(engine: &SqliteEngine) -> Result<u64> {
-    if read(&engine.jobs, outbox::is_empty)? {
-        return Ok(0);
-    }
-    engine.audit.check_writable()?;
-    let forget: Vec<String> = engine.receipts_to_forget.try_lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
-    let done = write(&engine.audit, |tx| {
-        let entries = read(&engine.jobs, outbox::pending)?;
-        let mut delivered = 0;
-        for e in &entries {
-            let row = e.record.record();
-            let done = outbox::receipted(tx, &e.delivery_key)?
-                || e.audit_id_hint.map(|id| audit::holds(tx, id, &row)).transpose()?.unwrap_or(false);
-            if !done {
-                let id = audit::insert(tx, &row, &engine.chain, &engine.checked_head)?;
-                outbox::receipt(tx, &e.delivery_key, id)?;
-                delivered += 1;
+impl SqliteEngine {
+    /// Copy every outbox row into audit.db exactly once (see `outbox` for why this order): under
+    /// audit.db's write lock, read the outbox from jobs.db, append each row that has no receipt
+    /// yet with its receipt, and forget the receipts `settle` lets go; the delivered rows are
+    /// then removed from jobs.db by a later write (`settle`).
+    fn deliver(&self, when: When) -> Result<u64> {
+        if read(&self.jobs, outbox::is_empty)? {
+            return Ok(0);
+        }
+        self.audit.check_writable()?;
+        let forget = self.settling.take_forgettable(&self.jobs, when);
+        let done = write(&self.audit, |tx| {
+            let entries = read(&self.jobs, outbox::pending)?;
+            let mut delivered = 0;
+            for e in &entries {
+                let row = e.record.record();
+                let done = outbox::receipted(tx, &e.delivery_key)?
+                    || e.audit_id_hint.map(|id| audit::holds(tx, id, &row)).transpose()?.unwrap_or(false);
+                if !done {
+                    let id = audit::insert(tx, &row, &self.chain, &self.checked_head)?;
+                    outbox::receipt(tx, &e.delivery_key, id)?;
+                    delivered += 1;
+                }
+            }
+            outbox::forget_receipts(tx, &forget)?;
+            Ok((delivered, entries.into_iter().map(|e| (e.id, e.delivery_key)).collect::<Vec<_>>()))
+        });
+        match done {
+            Ok((delivered, rows)) => {
+                self.settling.delivered(rows);
+                Ok(delivered)
+            }
+            Err(e) => {
+                self.settling.forgetting_failed(forget);
+                Err(e.context("the audit rows waiting in the outbox could not be written to the audit log yet"))
             }
         }
-        outbox::forget_receipts(tx, &forget)?;
-        Ok((delivered, entries.into_iter().map(|e| (e.id, e.delivery_key)).collect::<Vec<_>>()))
-    });
-    let (delivered, rows) = match done {
-        Ok(d) => d,
-        Err(e) => {
-            if let Ok(mut v) = engine.receipts_to_forget.try_lock() {
-                v.extend(forget);
-            }
-            return Err(e.context("the audit rows waiting in the outbox could not be written to the audit log yet"));
-        }
-    };
-    write(&engine.jobs, |tx| outbox::remove(tx, &rows))?;
-    if let Ok(mut v) = engine.receipts_to_forget.try_lock() {
-        v.extend(rows.into_iter().map(|(_, key)| key));
     }
-    Ok(delivered)
+}
+
+impl Drop for SqliteEngine {
+    fn drop(&mut self) {
+        self.settle_now();
+    }
 }
 
 impl std::fmt::Debug for SqliteEngine {

@@ -4,8 +4,9 @@
 //! A Set Action's outcome commits in jobs.db on its own, with its audit row in the outbox, so a
 //! busy, full or read-only audit.db can never leave an answered job IN_PROGRESS. Delivery then
 //! copies each row into audit.db together with a receipt (its delivery key) in one audit.db
-//! transaction, and removes it from the outbox in a second, jobs.db transaction. A crash between
-//! the two leaves a row whose receipt says it was delivered: the next delivery only removes it.
+//! transaction; a later jobs.db write removes it from the outbox (`settle`: no commit, and so no
+//! sync, of its own). Until then, or after a crash between the two, the row's receipt says it was
+//! delivered: every delivery skips it and only removes it.
 //!
 //! Exactly once, whichever processes deliver at the same time, rests on two rules:
 //! - the outbox is read inside the audit.db write transaction, so no deliverer acts on a stale
@@ -71,9 +72,20 @@ pub struct Entry {
     pub audit_id_hint: Option<i64>,
 }
 
-/// Put a row in the outbox (inside the caller's jobs.db transaction); returns its delivery key.
-pub fn add(conn: &Connection, row: &AuditRecord<'_>) -> Result<String> {
-    let key = crate::uuid::new_v4()?;
+/// A Set Action's audit row has one delivery key, the same in the outbox and in a direct write
+/// (see `SqliteEngine::insert_set_action_audit`), so it reaches the audit log once whichever way
+/// it goes first.
+pub fn set_action_key(job_id: &str) -> String {
+    format!("job:{job_id}")
+}
+
+/// Put a row in the outbox (inside the caller's jobs.db transaction) under `key`, or a fresh
+/// random key; returns the key.
+pub fn add(conn: &Connection, row: &AuditRecord<'_>, key: Option<String>) -> Result<String> {
+    let key = match key {
+        Some(key) => key,
+        None => crate::uuid::new_v4()?,
+    };
     let record = serde_json::to_string(&PendingAudit::from_record(row))?;
     conn.prepare_cached("INSERT INTO audit_outbox (delivery_key, record) VALUES (?1, ?2)")?
         .execute(params![key, record])?;
@@ -105,6 +117,12 @@ pub fn remove(conn: &Connection, rows: &[(i64, String)]) -> Result<()> {
 /// Whether anything waits (jobs.db): the cheap look before taking audit.db's write lock.
 pub fn is_empty(conn: &Connection) -> Result<bool> {
     Ok(!conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM audit_outbox)")?.query_row([], |r| r.get::<_, bool>(0))?)
+}
+
+/// Every waiting row's delivery key (jobs.db).
+pub fn keys(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT delivery_key FROM audit_outbox ORDER BY id")?;
+    Ok(stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Whether audit.db already has this row (audit.db).

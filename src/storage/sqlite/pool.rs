@@ -230,6 +230,11 @@ impl Pool {
         })
     }
 
+    /// The file this pool opens.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
     /// Ok when the file may be written.
     pub fn check_writable(&self) -> Result<()> {
         self.read_only().map_or(Ok(()), Err)
@@ -285,6 +290,21 @@ impl Drop for PooledConnection<'_> {
     }
 }
 
+/// With `create: false`: the file must be there (a mistyped path is an error, not a new store).
+pub fn check_exists(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(Error::new(ErrorKind::CantOpen, format!("{} is not a file", path.display()))),
+        Err(e) => Err(Error::new(
+            ErrorKind::CantOpen,
+            format!(
+                "{}: {e}; the store is not created when it is missing (create: false; `tms init` creates one)",
+                path.display()
+            ),
+        )),
+    }
+}
+
 /// Refuse a file newer than the library before anything is written to either file of a store:
 /// a read of `user_version` (a missing file is new, so fine).
 pub fn check_version(path: &Path, max_version: i64) -> Result<()> {
@@ -303,6 +323,38 @@ pub fn check_version(path: &Path, max_version: i64) -> Result<()> {
     }
 }
 
+/// Sync the file's WAL to disk now, through SQLite's own file object (so any VFS in between sees
+/// it as the sync it is). At NORMAL a commit reaches the disk only at the next checkpoint; this
+/// is how a commit in one file is made durable before a dependent commit in the other (see
+/// `settle`). Every connection of a pool is in WAL mode and has read the file, so its WAL is open.
+pub fn sync_wal(pool: &Pool) -> Result<()> {
+    use rusqlite::ffi;
+    let conn = pool.get()?;
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: `conn` is held for the whole call, so its handle and the pager's WAL file object
+    // stay alive; JOURNAL_POINTER writes one `sqlite3_file*` into `file`; xSync is called on that
+    // object with a documented flag, as SQLite's pager itself does.
+    let rc = unsafe {
+        let rc = ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+            (&raw mut file).cast(),
+        );
+        if rc != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
+            return Err(Error::new(ErrorKind::Database, format!("{}: no WAL file open to sync", pool.path().display())));
+        }
+        match (*(*file).pMethods).xSync {
+            Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL),
+            None => ffi::SQLITE_MISUSE,
+        }
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(Error::new(ErrorKind::Database, format!("{}: syncing the WAL failed (SQLite code {rc})", pool.path().display())));
+    }
+    Ok(())
+}
+
 /// Copy the database behind `conn` to `to` with SQLite's online backup: a few pages at a time,
 /// letting writers go on between steps, restarting when one changes a page already copied, so
 /// the copy is one consistent state of the file. The copy is then checked (integrity_check).
@@ -311,6 +363,11 @@ pub fn backup(conn: &Connection, to: &Path, progress: &mut dyn FnMut(u64, u64)) 
         return Err(Error::invalid(format!("{} exists already: back up into a new directory", to.display())));
     }
     let mut dest = Connection::open(to).map_err(|e| Error::from(e).context(&format!("cannot create {}", to.display())))?;
+    // EXTRA: the commit also syncs the directory after deleting its rollback journal. At FULL a
+    // power cut right after the backup could bring the journal back (its deletion not yet on
+    // disk) and the next open would roll the whole copy back to an empty file; the same sync
+    // makes the new file's own directory entry durable.
+    dest.pragma_update(None, "synchronous", "EXTRA")?;
     {
         let backup = rusqlite::backup::Backup::new(conn, &mut dest)?;
         loop {
@@ -388,10 +445,12 @@ fn open_with(path: &Path, mode: Mode, max_version: i64, options: &StoreOptions) 
     check_path(path)?;
     let base = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let opened = match mode {
-        Mode::ReadWrite => Connection::open_with_flags(
+        Mode::ReadWrite if options.create => Connection::open_with_flags(
             file_uri(path, "mode=rwc")?,
             base | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         ),
+        // Not even a file removed since the check is created.
+        Mode::ReadWrite => Connection::open_with_flags(file_uri(path, "mode=rw")?, base | OpenFlags::SQLITE_OPEN_READ_WRITE),
         Mode::ReadOnly => Connection::open_with_flags(file_uri(path, "mode=ro")?, base | OpenFlags::SQLITE_OPEN_READ_ONLY),
         Mode::Immutable => {
             Connection::open_with_flags(file_uri(path, "mode=ro&immutable=1")?, base | OpenFlags::SQLITE_OPEN_READ_ONLY)
