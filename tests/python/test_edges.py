@@ -705,12 +705,17 @@ def test_1_an_audit_row_written_alone_is_not_written_again_when_its_outcome_comm
     # at the next WAL recovery, outbox row included. The audit row written alone meanwhile carries
     # the receipt that outbox row would get, so its delivery skips it.
     store = open_store(tmp_path, cluster, busy_timeout_ms=200)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_JOBS, str(tmp_path / "jobs.db"), "0.3"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    status, body = store.set_action(request(cluster, "/slow"), "alice")
-    assert holder.stdout.readline().strip() == "holding"
-    assert status == 200 and "its audit row was written" in body["warning"], body
-    holder.communicate("\n", timeout=30)
+    # jobs.db is locked once the call is under way (its job recorded), before the cluster answers.
+    cluster.server.slow_seconds = 60
+    answer = {}
+    call = threading.Thread(target=lambda: answer.setdefault("v", store.set_action(request(cluster, "/slow"), "alice")))
+    call.start()
+    assert cluster.slow_arrived.wait(30)
+    with write_lock_held(str(tmp_path / "jobs.db")):
+        cluster.release()
+        call.join(timeout=60)
+        status, body = answer["v"]
+        assert status == 200 and "its audit row was written" in body["warning"], body
     [(user, action, cids, ts, ip, st, err, ms)] = rows(str(tmp_path / "audit.db"),
         "SELECT user_id, action_type, customer_ids, timestamp, ip_address, status, error_message, duration_ms FROM audit_log")
     record = json.dumps({"user_id": user, "action_type": action, "customer_ids": cids, "timestamp": ts,
