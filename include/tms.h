@@ -380,7 +380,10 @@ enum TmsStatus tms_get_job_customers(const struct TmsStore *store,
 // `text/plain; version=0.0.4`): `tms_jobs{status}` (jobs by stored status), `tms_audit_rows` and
 // `tms_audit_outbox_pending` (gauges read from the database now), `tms_set_actions_total{outcome}`
 // (this process's `tms_set_action` calls by outcome: success, failure, refused, repeat) and
-// `tms_set_action_duration_seconds` (a histogram of their durations). The counters and the
+// `tms_set_action_duration_seconds` (a histogram of their durations), and
+// `tms_store_setting{setting,value}` (the durability settings in effect on a connection of the
+// store's own pool: `jobs.synchronous="FULL"`, `jobs.journal_mode="wal"` and the same for
+// `audit.` on SQLite, `synchronous_commit="on"` on PostgreSQL, by default). The counters and the
 // histogram count this process's calls since it loaded libtms, every store handle's together.
 // `*out_text` receives the text, owned by the caller (free with `tms_string_free`); on failure
 // it is left untouched. Thread-safe.

@@ -60,6 +60,13 @@ exports_the_header() {
     echo "missing: $missing"
     test -z "$missing" && test "$(header_functions | wc -l)" -ge 20
 }
+# defines_no_sqlite LIBRARY: LIBRARY's dynamic symbols (read: a missing or unreadable file fails)
+# include tms_ functions and no sqlite3_ function.
+defines_no_sqlite() {
+    local symbols
+    symbols=$(nm -D --defined-only "$1") || return 1
+    grep -q ' tms_' <<<"$symbols" && ! grep -w 'sqlite3_[a-z0-9_]*' <<<"$symbols"
+}
 # has_no_debug_info FILE: no .debug_* section (readelf -S lists each member of an archive) but
 # .debug_gdb_scripts, which is not debug info: a few loaded bytes naming Rust's gdb pretty-printers
 # in an executable, which strip keeps.
@@ -126,8 +133,7 @@ installed_lib=$("$venv_python" -c 'import os, tms; print(os.path.join(os.path.di
 check "py.typed is installed" test -f "$(dirname "$installed_lib")/py.typed"
 check "the installed libtms.so NEEDs the system libsqlite3.so.0" \
     grep -q 'NEEDED.*\[libsqlite3\.so\.0\]' <(readelf -d "$installed_lib")
-check "the installed libtms.so defines no sqlite3_ function (no SQLite of its own)" \
-    bash -c "! nm -D --defined-only '$installed_lib' | grep -w 'sqlite3_[a-z0-9_]*'"
+check "the installed libtms.so defines no sqlite3_ function (no SQLite of its own)" defines_no_sqlite "$installed_lib"
 check "the installed libtms.so has the SONAME libtms.so.$major" \
     grep -q "SONAME.*\[libtms\.so\.$major\]" <(readelf -d "$installed_lib")
 check "the installed libtms.so has no .debug_* section (stripped)" has_no_debug_info "$installed_lib"

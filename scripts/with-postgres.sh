@@ -55,16 +55,7 @@ trap stop EXIT INT TERM
 }
 
 # TLS: a CA and a server certificate for 127.0.0.1 and localhost, made here.
-(
-  cd "$dir/tls"
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=tms test PG CA" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1
-  openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1" >/dev/null 2>&1
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf
-  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
-    -extfile ext.cnf >/dev/null 2>&1
-  chmod 600 server.key
-)
+"$(dirname "$0")/make-test-ca.sh" "$dir/tls" "tms test PG CA"
 chown -R "$owner" "$dir/tls"
 
 # Who may log in how: the password role must show a password, everyone else is trusted; TLS is

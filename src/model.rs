@@ -431,6 +431,11 @@ pub struct StoreCounts {
     pub audit_waiting: i64,
     /// Appstatus cache entries.
     pub cache_entries: i64,
+    /// The durability settings in effect, read through a connection of the store's own pool:
+    /// on SQLite `jobs.synchronous`, `jobs.journal_mode`, `audit.synchronous` and
+    /// `audit.journal_mode` (`"FULL"` and `"wal"` by default), on PostgreSQL `synchronous_commit`
+    /// (`"on"` by default).
+    pub durability: std::collections::BTreeMap<String, String>,
 }
 
 /// The app-status cache's size (the legacy `get_cache_stats` dict).

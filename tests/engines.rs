@@ -8,10 +8,6 @@ use tms::model::{AuditEntry, AuditFilter, JobStatus, JobUpdate, Json, NewJob};
 use tms::options::Secret;
 use tms::{ErrorKind, StoreOptions};
 
-fn job<'a>(user: &'a str, cids: Vec<&'a str>) -> NewJob<'a> {
-    NewJob { user_id: user, action_name: "Trans-Begin", cids, ..Default::default() }
-}
-
 fn audit(user: &str) -> AuditEntry<'_> {
     AuditEntry { user_id: user, action_type: "PE-Enable", customer_ids: Some(r#"["c1", "c2"]"#), ..Default::default() }
 }
@@ -49,6 +45,8 @@ on_each_engine!(
     a_legacy_append_after_a_rollback_is_adopted_explicitly,
     rows_the_app_wrote_past_are_adopted_where_they_sit,
     adopting_a_keyed_log_needs_its_key,
+    a_late_outcome_replaces_the_recovery_verdict,
+    durability_is_full_by_default_on_the_stores_own_connections,
     a_checkpoint_catches_a_log_cut_changed_or_rewritten_up_to_it,
     a_checkpoint_of_a_keyed_log_catches_a_rewrite_with_or_without_the_key,
     checkpoints_are_signed_only_for_a_log_that_verifies_and_checked_strictly,
@@ -238,8 +236,8 @@ fn audit_rows_are_append_only_for_every_writer(loc: Location) {
     let store = loc.store();
     store.record_audit(&audit("u1")).unwrap();
     for sql in ["UPDATE audit_log SET status = 'failure'", "DELETE FROM audit_log"] {
-        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loc.execute(sql)));
-        assert!(refused.is_err(), "{sql} was allowed");
+        let refused = loc.try_execute(sql).expect_err(sql);
+        assert!(refused.contains("audit_log is append-only"), "{sql} refused otherwise: {refused}");
     }
     assert!(store.verify_audit(None).unwrap().ok);
 }
@@ -394,6 +392,79 @@ fn recovery_leaves_jobs_from_create_job_alone(loc: Location) {
     drop(store);
     let store = loc.open(&options).unwrap(); // nor at open
     assert_eq!(store.get_job(&id).unwrap().status, Some(JobStatus::InProgress));
+}
+
+/// A Set Action judged interrupted (its process looked dead) whose call then answers: the late
+/// outcome replaces every field of the verdict, and its audit row is written once.
+fn a_late_outcome_replaces_the_recovery_verdict(loc: Location) {
+    use tms::storage::{AuditRecord, JobChange, JobRecord};
+    drop(loc.store()); // the schema
+    let engine = loc.engine();
+    let cids = vec!["c1".to_owned()];
+    let record = JobRecord {
+        job_id: "late-1",
+        user_id: "alice",
+        batch_id: None,
+        action_code: 2,
+        action_name: "PE-Enable",
+        cluster_url: Some("http://127.0.0.1:9/tms/v1/set/action"),
+        created_at: "2026-12-01T10:00:00.000000",
+        request_payload: None,
+        response_summary: None,
+        status: "IN_PROGRESS",
+        cids: &cids,
+        set_action: true,
+    };
+    engine.insert_job(&record).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let verdict = "interrupted: no outcome recorded";
+    assert_eq!(engine.recover_interrupted(std::time::Duration::ZERO, verdict, "2026-12-01T10:00:05.000000").unwrap(), 1);
+    let judged = engine.job("late-1").unwrap().unwrap();
+    assert_eq!((judged.status, judged.error_message.as_deref()), (Some(JobStatus::Failed), Some(verdict)));
+    let outcome = JobChange {
+        job_id: "late-1",
+        status: "SUCCESS",
+        http_status: Some(200),
+        error_message: None,
+        response_summary: Some(r#"{"status":"success"}"#),
+        updated_at: "2026-12-01T10:00:09.000000",
+    };
+    let row = AuditRecord {
+        user_id: "alice",
+        action_type: "PE-Enable",
+        customer_ids: Some(r#"["c1"]"#),
+        timestamp: "2026-12-01 10:00:09",
+        ip_address: None,
+        status: "success",
+        error_message: None,
+        duration_ms: Some(9000),
+    };
+    engine.finish_set_action(&outcome, Some(&row), None).unwrap();
+    let late = engine.job("late-1").unwrap().unwrap();
+    assert_eq!((late.status, late.http_status, late.error_message.as_deref()), (Some(JobStatus::Success), Some(200), None));
+    assert_eq!(late.response_summary.as_deref(), Some(r#"{"status":"success"}"#));
+    assert_eq!(late.updated_at.as_deref(), Some("2026-12-01T10:00:09.000000"));
+    // Nothing recovers it again, and its audit row is there once.
+    assert_eq!(engine.recover_interrupted(std::time::Duration::ZERO, verdict, "2026-12-01T10:00:10.000000").unwrap(), 0);
+    drop(engine);
+    let store = loc.store();
+    assert_eq!(store.get_job("late-1").unwrap().status, Some(JobStatus::Success));
+    assert_eq!(store.audit_trail(&AuditFilter { user_id: Some("alice"), ..Default::default() }, 50).unwrap().len(), 1);
+}
+
+/// The durability default as the store's own connections have it: synchronous FULL and WAL on
+/// both SQLite files, synchronous_commit on for PostgreSQL.
+fn durability_is_full_by_default_on_the_stores_own_connections(loc: Location) {
+    let store = loc.store();
+    store.create_job(&job("d", vec!["c"])).unwrap();
+    let d = store.counts().unwrap().durability;
+    let expected: Vec<(&str, &str)> = if loc.is_postgres() {
+        vec![("synchronous_commit", "on")]
+    } else {
+        vec![("audit.journal_mode", "wal"), ("audit.synchronous", "FULL"), ("jobs.journal_mode", "wal"), ("jobs.synchronous", "FULL")]
+    };
+    let got: Vec<(&str, &str)> = d.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(got, expected);
 }
 
 fn a_store_copies_into_the_other_engine_and_back(loc: Location) {

@@ -8,10 +8,6 @@ use common::*;
 use tms::model::{AuditEntry, AuditFilter, AuditStatus, JobStatus, JobUpdate, Json, NewJob, customer_ids_json};
 use tms::{ErrorKind, Store, StoreOptions, Synchronous};
 
-fn job<'a>(user: &'a str, cids: Vec<&'a str>) -> NewJob<'a> {
-    NewJob { user_id: user, action_name: "Trans-Begin", cids, ..Default::default() }
-}
-
 #[test]
 fn a_new_store_creates_both_files_in_wal_with_the_legacy_tables() {
     let dir = TempDir::new("fresh");
@@ -410,17 +406,6 @@ fn the_v0_file_with_the_users_foreign_key_is_rebuilt_and_writable() {
 }
 
 #[test]
-fn a_schema_newer_than_the_library_is_refused_and_left_alone() {
-    let dir = TempDir::new("newer");
-    drop(open_fresh(&dir));
-    inspect(&dir.join("jobs.db")).pragma_update(None, "user_version", 99).unwrap();
-    let err = Store::open(dir.join("jobs.db"), dir.join("audit.db"), &StoreOptions::default()).unwrap_err();
-    assert_eq!(err.kind, ErrorKind::SchemaTooNew, "{}", err.message);
-    assert!(err.message.contains("99"));
-    assert_eq!(count(&inspect(&dir.join("jobs.db")), "PRAGMA user_version"), 99);
-}
-
-#[test]
 fn bad_paths_get_clear_errors() {
     let dir = TempDir::new("paths");
     let err = Store::open(dir.join("missing/jobs.db"), dir.join("audit.db"), &StoreOptions::default()).unwrap_err();
@@ -434,18 +419,26 @@ fn bad_paths_get_clear_errors() {
     assert_eq!(err.kind, ErrorKind::NotADatabase, "{}", err.message);
 }
 
+/// The durability default, read where it matters: through the store's own pooled connections
+/// (`counts().durability`, which `tms stats` and the metrics print), on a store opened with the
+/// default options and again with NORMAL asked for.
 #[test]
 fn synchronous_defaults_to_full_and_normal_is_an_option() {
-    let dir = TempDir::new("sync");
-    for (sync, expected) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
-        let opts = StoreOptions { synchronous: sync, max_idle_connections: 1, ..Default::default() };
+    assert_eq!(StoreOptions::default().synchronous, Synchronous::Full);
+    for (opts, expected) in [
+        (StoreOptions::default(), "FULL"),
+        (StoreOptions { synchronous: Synchronous::Normal, ..Default::default() }, "NORMAL"),
+    ] {
+        let dir = TempDir::new("sync");
         let store = Store::open(dir.join("jobs.db"), dir.join("audit.db"), &opts).unwrap();
         store.create_job(&job("s", vec!["c"])).unwrap();
-        // The pragma is per connection; look at the library's own through the stats it keeps.
-        let conn = tms::storage::sqlite::pool::open_connection(&dir.join("jobs.db"), &opts).unwrap();
-        assert_eq!(count(&conn, "PRAGMA synchronous"), expected);
-        assert_eq!(count(&conn, "PRAGMA foreign_keys"), 1);
-        assert_eq!(count(&conn, "PRAGMA busy_timeout"), 5000);
+        let d = store.counts().unwrap().durability;
+        for file in ["jobs", "audit"] {
+            assert_eq!(d[&format!("{file}.synchronous")], expected, "{d:?}");
+            assert_eq!(d[&format!("{file}.journal_mode")], "wal", "{d:?}");
+        }
+        let metrics = store.metrics().unwrap();
+        assert!(metrics.contains(&format!("tms_store_setting{{setting=\"jobs.synchronous\",value=\"{expected}\"}} 1\n")), "{metrics}");
     }
 }
 
@@ -487,8 +480,19 @@ fn columns_added_by_hand_survive_the_v0_rebuild() {
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM pragma_foreign_key_list('jobs')"), 0);
 }
 
+/// A file newer than the library is refused (SchemaTooNew, naming its version) and left alone;
+/// when only audit.db is newer, jobs.db is not migrated or switched to WAL behind it either.
+/// (Python: test_edges.py test_11 checks the bytes; PostgreSQL: engines.rs.)
 #[test]
-fn a_newer_audit_db_leaves_an_older_jobs_db_untouched() {
+fn a_newer_schema_is_refused_and_leaves_both_files_alone() {
+    let dir = TempDir::new("newer");
+    drop(open_fresh(&dir));
+    inspect(&dir.join("jobs.db")).pragma_update(None, "user_version", 99).unwrap();
+    let err = Store::open(dir.join("jobs.db"), dir.join("audit.db"), &StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::SchemaTooNew, "{}", err.message);
+    assert!(err.message.contains("99"));
+    assert_eq!(count(&inspect(&dir.join("jobs.db")), "PRAGMA user_version"), 99);
+
     let dir = TempDir::new("newer-audit");
     let jobs = copy_fixture(&dir, "jobs_v0_user_fk.db", "jobs.db");
     let audit = dir.join("audit.db");

@@ -127,6 +127,16 @@ pub fn render(counts: &crate::model::StoreCounts, set_actions: &SetActionMetrics
          the audit log commit together).",
     );
     t.sample("tms_audit_outbox_pending", &[], counts.audit_waiting as f64);
+    t.family(
+        "tms_store_setting",
+        "gauge",
+        "The durability settings in effect on a connection of the store's own pool (always 1; the setting and its \
+         value are labels): jobs.synchronous, jobs.journal_mode, audit.synchronous, audit.journal_mode on SQLite, \
+         synchronous_commit on PostgreSQL.",
+    );
+    for (setting, value) in &counts.durability {
+        t.sample("tms_store_setting", &[("setting", setting), ("value", value)], 1.0);
+    }
     t.finish()
 }
 

@@ -172,6 +172,14 @@ static void test_open(const char *tmp) {
     store = NULL;
     CHECK_OK(tms_store_open(jobs2, audit2, "{\"synchronous\":\"NORMAL\"}", &store));
     CHECK(store != NULL);
+    if (store != NULL) {
+        /* NORMAL asked for is what the store's own connections have. */
+        char *text = NULL;
+        CHECK_OK(tms_store_metrics(store, &text));
+        CHECK(text != NULL && contains(text, "tms_store_setting{setting=\"jobs.synchronous\",value=\"NORMAL\"} 1\n"));
+        CHECK(text != NULL && contains(text, "tms_store_setting{setting=\"audit.synchronous\",value=\"NORMAL\"} 1\n"));
+        tms_string_free(text);
+    }
     tms_store_close(store);
 
     store = NULL;
@@ -863,6 +871,12 @@ static void test_metrics(const TmsStore *store) {
     CHECK(contains(text, "# TYPE tms_set_action_duration_seconds histogram\n"));
     CHECK(contains(text, "tms_set_action_duration_seconds_bucket{le=\"+Inf\"} "));
     CHECK(contains(text, "tms_audit_outbox_pending 0\n"));
+    /* The durability default (the store was opened with NULL options), as the store's own
+       connections have it. */
+    CHECK(contains(text, "tms_store_setting{setting=\"jobs.synchronous\",value=\"FULL\"} 1\n"));
+    CHECK(contains(text, "tms_store_setting{setting=\"audit.synchronous\",value=\"FULL\"} 1\n"));
+    CHECK(contains(text, "tms_store_setting{setting=\"jobs.journal_mode\",value=\"wal\"} 1\n"));
+    CHECK(contains(text, "tms_store_setting{setting=\"audit.journal_mode\",value=\"wal\"} 1\n"));
     /* The audit rows as tms_get_audit_stats counts them. */
     char *stats = NULL;
     CHECK_OK(tms_get_audit_stats(store, &stats));

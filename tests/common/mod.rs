@@ -50,6 +50,11 @@ pub fn copy_fixture(dir: &TempDir, name: &str, as_name: &str) -> PathBuf {
     to
 }
 
+/// A job for `create_job`: `user`'s Trans-Begin for `cids`.
+pub fn job<'a>(user: &'a str, cids: Vec<&'a str>) -> tms::model::NewJob<'a> {
+    tms::model::NewJob { user_id: user, action_name: "Trans-Begin", cids, ..Default::default() }
+}
+
 /// A new store on fresh files in `dir`.
 pub fn open_fresh(dir: &TempDir) -> Store {
     Store::open(dir.join("jobs.db"), dir.join("audit.db"), &StoreOptions::default()).unwrap()
@@ -138,6 +143,32 @@ impl Location {
 
     pub fn store(&self) -> Store {
         self.open(&StoreOptions::default()).unwrap()
+    }
+
+    /// The engine under the store, for contract tests below `Store` (a Set Action's steps).
+    pub fn engine(&self) -> Box<dyn tms::storage::Engine> {
+        match self {
+            Location::Sqlite(dir) => Box::new(
+                tms::storage::sqlite::SqliteEngine::open(&dir.join("jobs.db"), &dir.join("audit.db"), &StoreOptions::default()).unwrap(),
+            ),
+            Location::Postgres { url, .. } => {
+                Box::new(tms::storage::postgres::PostgresEngine::open(url, &StoreOptions::default()).unwrap())
+            }
+        }
+    }
+
+    /// Run SQL as another writer of the store would; the database's error message if refused.
+    pub fn try_execute(&self, sql: &str) -> Result<(), String> {
+        match self {
+            Location::Sqlite(dir) => {
+                let target = if sql.contains("audit_log") { "audit.db" } else { "jobs.db" };
+                inspect(&dir.join(target)).execute_batch(sql).map_err(|e| e.to_string())
+            }
+            Location::Postgres { url, .. } => {
+                let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                client.batch_execute(sql).map_err(|e| e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned()))
+            }
+        }
     }
 
     /// Every row of every table of the store, as text, for before/after comparisons.

@@ -2,12 +2,14 @@
 same tests run on a PostgreSQL server (TMS_TEST_PG_URL, a fresh schema per test), and tests that
 look inside SQLite files (marked sqlite_only) are deselected, as the run's summary says."""
 
+import contextlib
 import os
 import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
+import textwrap
 import uuid
 
 import pytest
@@ -16,6 +18,145 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python", "examples"))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "legacy")
+BINDINGS = os.path.join(ROOT, "bindings", "python")
+
+
+def python(code, *args, env=None, **kwargs):
+    """Run Python code (dedented) in a fresh process with the binding importable; `args` are its
+    sys.argv[1:]. stdout and stderr are pipes of text unless given."""
+    full_env = dict(os.environ, PYTHONPATH=BINDINGS)
+    full_env.update(env or {})
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], env=full_env,
+                            text=True, **kwargs)
+
+
+WAIT_UNTIL_LOCKED = """
+import sqlite3, sys, time
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    con = sqlite3.connect(sys.argv[1], timeout=0)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.rollback()
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        sys.exit(0)
+    finally:
+        con.close()
+    time.sleep(0.005)
+sys.exit("the write lock was never taken")
+"""
+
+
+def wait_until_locked(path):
+    """Return once another connection holds `path`'s write lock, as seen from another process."""
+    done = subprocess.run([sys.executable, "-c", WAIT_UNTIL_LOCKED, path], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+HOLD_WRITE_LOCK = """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], timeout=30)
+con.execute("BEGIN IMMEDIATE")
+print("holding", flush=True)
+sys.stdin.readline()          # until the test says so
+con.rollback()
+print("released", flush=True)
+"""
+
+
+@contextlib.contextmanager
+def write_lock_held(path):
+    """Another process holds the SQLite file's write lock for the block (taken on entry, given
+    back on exit; the process says so each time)."""
+    holder = python(HOLD_WRITE_LOCK, path, stdin=subprocess.PIPE, stderr=None)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        yield holder
+    finally:
+        try:
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == "released"
+            holder.wait(timeout=30)
+        finally:
+            holder.kill()
+            holder.wait()
+
+
+# Prepended to a script run by several processes at once: `start_together()` waits until every
+# process of the group has arrived (TMS_TEST_BARRIER=folder:count) and returns the time; `span`
+# prints when it began and when it ended, for `assert_overlapped`.
+START_TOGETHER = """
+import os as _os, sys as _sys, time as _time
+def start_together():
+    folder, n = _os.environ["TMS_TEST_BARRIER"].rsplit(":", 1)
+    open(_os.path.join(folder, f"ready-{_os.getpid()}"), "w").close()
+    deadline = _time.monotonic() + 60
+    while len(_os.listdir(folder)) < int(n):
+        if _time.monotonic() > deadline:
+            _sys.exit("the other processes of the group never started")
+        _time.sleep(0.001)
+    return _time.monotonic()
+def span(start):
+    print("SPAN", start, _time.monotonic(), flush=True)
+"""
+
+
+def together(tmp_path, count):
+    """The environment for `count` processes that run START_TOGETHER's barrier."""
+    folder = tmp_path / f"barrier-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    return {"TMS_TEST_BARRIER": f"{folder}:{count}"}
+
+
+def assert_overlapped(outputs, at_least=None):
+    """The processes' SPAN lines show that (at least `at_least` of) them were at work at once:
+    they began before the first of them ended. CLOCK_MONOTONIC is one clock for every process."""
+    spans = [tuple(float(x) for x in line.split()[1:]) for out in outputs for line in out.splitlines()
+             if line.startswith("SPAN ")]
+    assert len(spans) == len(outputs), outputs
+    first_end = min(end for _, end in spans)
+    overlapping = sum(1 for start, _ in spans if start < first_end)
+    assert overlapping >= (at_least or len(spans)), f"the processes ran one after another: {sorted(spans)}"
+
+
+# A writer to kill -9 at random moments: the store is sys.argv[1:-1] (two files, or a PostgreSQL
+# URL), the customer IDs' tag sys.argv[-1]. It prints "J job_id" and "A audit_id" for each write
+# only once the write returned, so each printed line is one the store acknowledged.
+CRASH_WRITER = """
+import sys, tms
+store = tms.Store(*sys.argv[1:-1])
+i = 0
+while True:
+    cids = [f"{sys.argv[-1]}-{i}-{k}" for k in range(5)]
+    job = store.create_job("crash", 4, "PE-Finalize", cids)
+    print("J", job["job_id"], flush=True)
+    aid = store.record_audit("crash", "PE-Finalize", cids, status="success")
+    print("A", aid, flush=True)
+    i += 1
+"""
+
+
+def store_settings(metrics_text):
+    """The durability settings a store's metrics report, {setting: value}."""
+    found = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("tms_store_setting{"):
+            labels = dict(part.split("=", 1) for part in line[len("tms_store_setting{"):line.index("}")].split(","))
+            found[labels["setting"].strip('"')] = labels["value"].strip('"')
+    return found
+
+
+def durability_default(loc):
+    """The durability settings a store on `loc` must have by default."""
+    if loc.is_postgres:
+        return {"synchronous_commit": "on"}
+    return {"jobs.synchronous": "FULL", "jobs.journal_mode": "wal",
+            "audit.synchronous": "FULL", "audit.journal_mode": "wal"}
 
 
 @pytest.fixture
@@ -43,6 +184,17 @@ def pytest_collection_modifyitems(config, items):
         keep = [i for i in items if i.get_closest_marker("sqlite_only") is None]
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped test fails: every suite here must run whole, on PostgreSQL too (a missing
+    server, Flask or tool is an error, never a quiet skip)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, which this suite does not allow: {report.longrepr}"
 
 
 def pg_url():
@@ -139,13 +291,45 @@ def store(loc):
 
 
 @pytest.fixture
+def dropin_paths(loc, monkeypatch):
+    """The drop-ins (tms.jobs, tms.audit_db) pointed at this test's store: two files, or a
+    PostgreSQL URL in DB_PATH."""
+    from tms import audit_db, jobs
+
+    monkeypatch.setattr(jobs, "DB_PATH", loc.jobs)
+    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", loc.audit or loc.jobs)
+    return loc
+
+
+@pytest.fixture
 def cluster():
-    """A stub cluster on loopback (bindings/python/examples/stub_cluster.py); suites that need
-    another one (slower answers, bigger bodies) define their own."""
+    """A stub cluster on loopback (bindings/python/examples/stub_cluster.py). Its /slow answers
+    after 6 s, past the Set Action tests' request timeouts, or when `cluster.release()` says so."""
     from stub_cluster import StubCluster
 
-    with StubCluster() as c:
+    with StubCluster(slow_seconds=6.0) as c:
         yield c
+
+
+# The Set Action suites' bearer token: never stored, which their fixtures check.
+TOKEN = "sekrit-bearer-token-0123456789"
+
+
+def set_action_request(cluster, path="/tms/v1/set/action", action="Trans-Begin", cids=("c1", "c2"), token=TOKEN,
+                       **extra):
+    """A /proxy_fetch request body for `path` on the stub cluster, JSON postData."""
+    body = {"url": cluster.base + path, "token": token, "isPost": True,
+            "contentType": "application/json", "postData": {"action": action, "cids": list(cids)}}
+    body.update(extra)
+    return body
+
+
+def cluster_options(cluster, **options):
+    """Store options for calling the stub cluster: `options` over the Set Action suites' usual ones."""
+    opts = dict(allowed_clusters=[cluster.base], request_timeout_s=5, connect_timeout_s=2,
+                max_response_bytes=16 * 1024, interrupted_after_s=60)
+    opts.update(options)
+    return opts
 
 
 @pytest.fixture

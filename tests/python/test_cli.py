@@ -107,6 +107,9 @@ def test_jobs_audit_and_stats(filled):
     import sqlite3
     assert stats["sqlite_version"] == sqlite3.sqlite_version  # the system SQLite, as Python's
     assert (stats["job_customers"], stats["audit_rows"], stats["cache_entries"]) == (3, 2, 1)
+    # The durability default, as the tool's own store connections have it.
+    assert stats["durability"] == {"jobs.synchronous": "FULL", "jobs.journal_mode": "wal",
+                                   "audit.synchronous": "FULL", "audit.journal_mode": "wal"}
     # The environment chooses the files too.
     env = {"TMS_JOBS_DB": str(d / "jobs.db"), "TMS_AUDIT_DB": str(d / "audit.db")}
     assert json.loads(run("stats", cwd="/", env=env).stdout)["jobs"] == 2
@@ -180,7 +183,8 @@ def test_copy_to_files_and_to_postgres(filled):
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["jobs"]["copied"] == 2
         assert json.loads(run("--jobs-db", pg.jobs, "verify-audit").stdout)["ok"]
-        assert json.loads(run("--jobs-db", pg.jobs, "stats").stdout)["job_customers"] == 3
+        pg_stats = json.loads(run("--jobs-db", pg.jobs, "stats").stdout)
+        assert pg_stats["job_customers"] == 3 and pg_stats["durability"] == {"synchronous_commit": "on"}
     finally:
         pg.drop()
 

@@ -48,11 +48,8 @@ LEGACY_SIGNATURES = {
 
 
 @pytest.fixture
-def paths(loc, monkeypatch):
-    """The drop-ins pointed at this test's store: two files, or a PostgreSQL URL in DB_PATH."""
-    monkeypatch.setattr(jobs, "DB_PATH", loc.jobs)
-    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", loc.audit or loc.jobs)
-    return loc
+def paths(dropin_paths):
+    return dropin_paths
 
 
 def _without_annotations(fn):

@@ -7,38 +7,21 @@ import os
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
 import pytest
 
 import tms
-from conftest import ROOT, rows, undelivered
+from conftest import ROOT, TOKEN, cluster_options, python, rows, undelivered, write_lock_held
+from conftest import set_action_request as request
 from stub_cluster import StubCluster
 
 BINDINGS = os.path.join(ROOT, "bindings", "python")
-TOKEN = "sekrit-bearer-token-0123456789"
-
-
-@pytest.fixture
-def cluster():
-    with StubCluster(slow_seconds=1.0, big_bytes=64 * 1024) as c:
-        yield c
 
 
 def open_store(tmp_path, cluster, **options):
-    opts = dict(allowed_clusters=[cluster.base], request_timeout_s=5, connect_timeout_s=2,
-                max_response_bytes=16 * 1024, interrupted_after_s=60)
-    opts.update(options)
-    return tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), **opts)
-
-
-def request(cluster, path="/tms/v1/set/action", action="Trans-Begin", cids=("c1", "c2"), token=TOKEN, **extra):
-    body = {"url": cluster.base + path, "token": token, "isPost": True,
-            "contentType": "application/json", "postData": {"action": action, "cids": list(cids)}}
-    body.update(extra)
-    return body
+    return tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), **cluster_options(cluster, **options))
 
 
 def job(tmp_path, job_id):
@@ -54,33 +37,11 @@ def audit_rows(tmp_path):
     return rows(str(tmp_path / "audit.db"), "SELECT user_id, action_type, status, error_message FROM audit_log ORDER BY id")
 
 
-def python(code, env=None, **kwargs):
-    """Run Python code in a fresh process with the binding importable."""
-    full_env = dict(os.environ, PYTHONPATH=BINDINGS)
-    full_env.update(env or {})
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
 # --- 1. an answered Set Action is recorded whatever state audit.db is in -----------------------
-
-HOLD_AUDIT = """
-import sqlite3, sys, time
-con = sqlite3.connect(sys.argv[1], timeout=0)
-con.execute("BEGIN IMMEDIATE")
-print("holding", flush=True)
-sys.stdin.readline()          # until the test says so
-con.rollback()
-print("released", flush=True)
-"""
-
 
 def test_1_an_answer_is_recorded_while_audit_db_is_locked_and_its_audit_row_follows(tmp_path, cluster):
     store = open_store(tmp_path, cluster, busy_timeout_ms=200)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_AUDIT, str(tmp_path / "audit.db")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "holding"
+    with write_lock_held(str(tmp_path / "audit.db")):
         status, body = store.set_action(request(cluster), "alice", "10.0.0.1")
         # The cluster answered, and the job says so, although audit.db could not be written.
         assert status == 200 and body["status"] == "success" and "warning" not in body
@@ -93,11 +54,6 @@ def test_1_an_answer_is_recorded_while_audit_db_is_locked_and_its_audit_row_foll
             store.record_audit("bob", "PE-Enable")
         assert store.recover_interrupted() == 0
         assert rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM audit_outbox") == [(1,)]
-    finally:
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        assert holder.stdout.readline().strip() == "released"
-        holder.wait(timeout=30)
     # The next write delivers it, exactly once.
     store.record_audit("bob", "PE-Enable")
     assert [r[:3] for r in audit_rows(tmp_path)] == [("bob", "PE-Enable", "success"), ("alice", "Trans-Begin", "success")]
@@ -111,14 +67,9 @@ def test_1_an_answer_is_recorded_while_audit_db_is_locked_and_its_audit_row_foll
 
 def test_1_a_row_left_in_the_outbox_is_delivered_at_the_next_open(tmp_path, cluster):
     store = open_store(tmp_path, cluster, busy_timeout_ms=200)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_AUDIT, str(tmp_path / "audit.db")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "holding"
-    status, body = store.set_action(request(cluster, "/fail"), "alice")
-    store.close()
-    holder.stdin.write("\n")
-    holder.stdin.flush()
-    holder.wait(timeout=30)
+    with write_lock_held(str(tmp_path / "audit.db")):
+        status, body = store.set_action(request(cluster, "/fail"), "alice")
+        store.close()
     assert job(tmp_path, body["job_id"])["status"] == "FAILED"
     with open_store(tmp_path, cluster) as again:
         assert [r[:3] for r in audit_rows(tmp_path)] == [("alice", "Trans-Begin", "failure")]
@@ -261,28 +212,36 @@ print(json.dumps(s.set_action({"url": sys.argv[3] + "/slow", "token": "token-012
 
 
 def test_2_a_late_outcome_replaces_a_recovery_verdict_cleanly(tmp_path):
-    with StubCluster(slow_seconds=4.0) as slow:
+    # The cluster answers only when told to: the verdict always comes first, however slow the disk.
+    with StubCluster(slow_seconds=60.0) as slow:
         tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")).close()
-        proc = subprocess.Popen([sys.executable, "-c", SLOW_SET_ACTION, str(tmp_path / "jobs.db"),
-                                 str(tmp_path / "audit.db"), slow.base],
-                                env=dict(os.environ, PYTHONPATH=BINDINGS), stdout=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while rows(str(tmp_path / "jobs.db"), "SELECT COUNT(*) FROM jobs") != [(1,)]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(2.2)
-        # Another process with a short interrupted_after_s decides the job was interrupted...
-        with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), request_timeout_s=1,
-                       interrupted_after_s=2) as s:
-            [(job_id, status, message)] = rows(str(tmp_path / "jobs.db"), "SELECT job_id, status, error_message FROM jobs")
-            assert status == "FAILED" and "interrupted" in message
-            # ...and then the call it judged dead answers.
-            answer = json.loads(proc.stdout.readline())
-            proc.wait(timeout=30)
-            assert answer[0] == 200
-            got = s.get_job(job_id)
-            assert (got["status"], got["error_message"], got["http_status"]) == ("SUCCESS", None, 200)
-            assert "success" in got["response_summary"]
+        proc = python(SLOW_SET_ACTION, str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), slow.base, stderr=None)
+        try:
+            assert slow.slow_arrived.wait(30), "the Set Action never reached the cluster"
+            # Another process with a short interrupted_after_s decides the job was interrupted
+            # once it is older than that, at open or by a later call (polled: the job's age is
+            # the condition)...
+            with tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), request_timeout_s=1,
+                           interrupted_after_s=2) as s:
+                deadline = time.monotonic() + 30
+                while rows(str(tmp_path / "jobs.db"), "SELECT status FROM jobs") != [("FAILED",)]:
+                    assert time.monotonic() < deadline, "recovery never judged the job interrupted"
+                    time.sleep(0.05)
+                    s.recover_interrupted()
+                [(job_id, status, message)] = rows(str(tmp_path / "jobs.db"), "SELECT job_id, status, error_message FROM jobs")
+                assert status == "FAILED" and "interrupted" in message
+                # ...and then the call it judged dead answers.
+                slow.release()
+                answer = json.loads(proc.stdout.readline())
+                proc.wait(timeout=30)
+                assert answer[0] == 200
+                got = s.get_job(job_id)
+                assert (got["status"], got["error_message"], got["http_status"]) == ("SUCCESS", None, 200)
+                assert "success" in got["response_summary"]
+        finally:
+            slow.release()
+            proc.kill()
+            proc.wait()
 
 
 # --- 3. the audit chain through the drop-ins --------------------------------------------------
@@ -328,13 +287,8 @@ def test_3_the_drop_ins_take_the_hmac_key_and_a_keyed_chain_refuses_unkeyed_appe
     assert configured.returncode == 0, out + err
 
 
-def test_3_configure_after_first_use_is_refused_and_every_option_is_accepted(tmp_path, monkeypatch):
+def test_3_configure_after_first_use_is_refused_and_every_option_is_accepted(tmp_path, dropin_paths):
     from tms import _shared, jobs
-
-    monkeypatch.setattr(jobs, "DB_PATH", str(tmp_path / "jobs.db"))
-    from tms import audit_db
-
-    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", str(tmp_path / "audit.db"))
     saved = dict(_shared._configured)
     _shared._reset_for_tests({})  # stores earlier tests opened in this process
     try:
@@ -491,6 +445,7 @@ def test_8_a_key_reused_for_a_different_request_gets_422_and_sends_nothing(tmp_p
 # --- 9. upstream answers read as the legacy read them, numbers exactly -------------------------
 
 def test_9_a_bom_big_numbers_and_no_answer(tmp_path, cluster):
+    cluster.server.slow_seconds = 60  # /slow answers only after the test: the 1 s timeout always fires
     with open_store(tmp_path, cluster, request_timeout_s=1, interrupted_after_s=10) as s:
         status, body = s.set_action(request(cluster, "/bom"), "alice")
         assert status == 200 and body["data"] == {"success": True, "n": 1}
@@ -526,8 +481,10 @@ def test_11_a_newer_file_is_left_byte_for_byte_unchanged(tmp_path):
     before = path.read_bytes()
     with pytest.raises(tms.SchemaTooNewError) as info:
         tms.Store(str(path), str(tmp_path / "audit.db"))
-    assert "not changed" in str(info.value)
+    # Its own error (status 7), naming the version found, and the file as it was.
+    assert info.value.status == 7 and "99" in str(info.value) and "not changed" in str(info.value)
     assert path.read_bytes() == before
+    assert rows(str(path), "PRAGMA user_version") == [(99,)]
     assert rows(str(path), "PRAGMA journal_mode") == [("delete",)]
     assert not (tmp_path / "jobs.db-wal").exists()
 
@@ -538,19 +495,7 @@ def test_11_a_newer_file_is_left_byte_for_byte_unchanged(tmp_path):
 def internal_ca(tmp_path_factory):
     """A CA and a server certificate for 127.0.0.1, made here with openssl."""
     d = tmp_path_factory.mktemp("ca")
-
-    def run(*args):
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=tms test internal CA", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                               "extendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    subprocess.run([os.path.join(ROOT, "scripts", "make-test-ca.sh"), str(d), "tms test internal CA"], check=True)
     return d
 
 
@@ -727,28 +672,23 @@ def test_7_echoes_that_shorten_the_answer_do_not_pull_a_token_under_the_cut(tmp_
     assert b"SECRETTOKEN" not in all_bytes(tmp_path)
 
 
-HOLD_JOBS = """
-import sqlite3, sys, time
-time.sleep(float(sys.argv[2]))
-con = sqlite3.connect(sys.argv[1], timeout=30)
-con.execute("BEGIN IMMEDIATE")
-print("holding", flush=True)
-sys.stdin.readline()
-con.rollback()
-"""
-
-
 def test_1_an_outcome_jobs_db_will_not_take_is_kept_and_recorded_later(tmp_path, cluster):
     store = open_store(tmp_path, cluster, busy_timeout_ms=200)
-    # The lock comes while the call is under way (the job itself was recorded before it).
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_JOBS, str(tmp_path / "jobs.db"), "0.3"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    status, body = store.set_action(request(cluster, "/slow"), "alice", idempotency_key="k-busy")
-    assert holder.stdout.readline().strip() == "holding"
-    assert status == 200 and "recorded" in body["warning"], body
-    # The audit log has the row already; the job waits for jobs.db.
-    assert [r[:3] for r in audit_rows(tmp_path)] == [("alice", "Trans-Begin", "success")]
-    holder.communicate("\n", timeout=30)
+    # The lock comes while the call is under way (the job itself was recorded before it): the
+    # cluster holds the answer until the lock is taken.
+    cluster.server.slow_seconds = 60
+    answer = {}
+    call = threading.Thread(target=lambda: answer.setdefault(
+        "v", store.set_action(request(cluster, "/slow"), "alice", idempotency_key="k-busy")))
+    call.start()
+    assert cluster.slow_arrived.wait(30)
+    with write_lock_held(str(tmp_path / "jobs.db")):
+        cluster.release()
+        call.join(timeout=60)
+        status, body = answer["v"]
+        assert status == 200 and "recorded" in body["warning"], body
+        # The audit log has the row already; the job waits for jobs.db.
+        assert [r[:3] for r in audit_rows(tmp_path)] == [("alice", "Trans-Begin", "success")]
     assert job(tmp_path, body["job_id"])["status"] == "IN_PROGRESS"
     # The repeat is answered from the recorded outcome, without sending again.
     sent = len(cluster.requests)
@@ -765,12 +705,17 @@ def test_1_an_audit_row_written_alone_is_not_written_again_when_its_outcome_comm
     # at the next WAL recovery, outbox row included. The audit row written alone meanwhile carries
     # the receipt that outbox row would get, so its delivery skips it.
     store = open_store(tmp_path, cluster, busy_timeout_ms=200)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_JOBS, str(tmp_path / "jobs.db"), "0.3"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    status, body = store.set_action(request(cluster, "/slow"), "alice")
-    assert holder.stdout.readline().strip() == "holding"
-    assert status == 200 and "its audit row was written" in body["warning"], body
-    holder.communicate("\n", timeout=30)
+    # jobs.db is locked once the call is under way (its job recorded), before the cluster answers.
+    cluster.server.slow_seconds = 60
+    answer = {}
+    call = threading.Thread(target=lambda: answer.setdefault("v", store.set_action(request(cluster, "/slow"), "alice")))
+    call.start()
+    assert cluster.slow_arrived.wait(30)
+    with write_lock_held(str(tmp_path / "jobs.db")):
+        cluster.release()
+        call.join(timeout=60)
+        status, body = answer["v"]
+        assert status == 200 and "its audit row was written" in body["warning"], body
     [(user, action, cids, ts, ip, st, err, ms)] = rows(str(tmp_path / "audit.db"),
         "SELECT user_id, action_type, customer_ids, timestamp, ip_address, status, error_message, duration_ms FROM audit_log")
     record = json.dumps({"user_id": user, "action_type": action, "customer_ids": cids, "timestamp": ts,

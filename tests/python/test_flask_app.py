@@ -5,20 +5,15 @@ import os
 import subprocess
 import sys
 
+import flask  # noqa: F401  (make test installs it: a missing Flask fails these tests, never skips them)
 import pytest
 
 from conftest import ROOT, rows
 from stub_cluster import StubCluster
 
-flask = pytest.importorskip("flask")
-
 
 @pytest.fixture
-def app_and_cluster(tmp_path, monkeypatch):
-    from tms import audit_db, jobs
-
-    monkeypatch.setattr(jobs, "DB_PATH", str(tmp_path / "jobs.db"))
-    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", str(tmp_path / "audit.db"))
+def app_and_cluster(tmp_path, dropin_paths):
     import app as app_module
 
     with StubCluster() as cluster:

@@ -43,6 +43,53 @@ CALLS = {
 }
 
 
+def _latest_audit(s):
+    return s.audit_trail(limit=1)[0]
+
+
+def _created(s, job, v, p):
+    if p == "cids":
+        return s.get_job_customers(job["job_id"]), [v.strip()] if v.strip() else []  # trimmed; blanks dropped
+    return s.get_job(job["job_id"])[p], v
+
+
+def _updated(s, result, v, p):
+    if p == "job_id":
+        return None  # a lookup key, nothing stored
+    return s.get_job(s.seed_job)[p], v
+
+
+def _audited(s, result, v, p):
+    return _latest_audit(s)[p], v
+
+
+def _set_action(s, result, v, p):
+    # The URL is not allowed (403): the refusal's audit row holds the caller's values. A value
+    # refused as invalid (400) is stored nowhere.
+    column = {"user_id": "user_id", "client_ip": "ip_address"}.get(p)
+    return (_latest_audit(s)[column], v) if column and result[0] == 403 else None
+
+
+def _cached(s, result, v, p):
+    if p == "status_data":
+        # A lone surrogate reaches the library as JSON's escape \ud800, which no UTF-8 JSON
+        # parser takes back: that entry is kept, and read back, as the JSON text sent.
+        import json
+        return s.cache_get("c1"), json.dumps(v) if v == NASTY["invalid utf-8"] else v
+    return s.cache_get(**{**dict(cid="c1"), p: v}), {"a": 1}
+
+
+# How each writing call's stored value is read back: (stored, expected), or None when nothing is
+# stored. The other calls only read.
+READ_BACK = {
+    "create_job": _created,
+    "update_job": _updated,
+    "record_audit": _audited,
+    "cache_put": _cached,
+    "set_action": _set_action,
+}
+
+
 @pytest.fixture(scope="module")
 def hostile_store(tmp_path_factory):
     loc = Location(tmp_path_factory.mktemp("hostile"))
@@ -62,9 +109,10 @@ def hostile_store(tmp_path_factory):
 def test_every_method_and_string_parameter(hostile_store, method, value_name):
     call, params = CALLS[method]
     value = NASTY[value_name]
+    stored = 0
     for param in params:
         try:
-            call(hostile_store, value, param)
+            result = call(hostile_store, value, param)
         except tms.TmsError as e:
             assert e.status > 0 and str(e), (method, param)
             if value_name == "invalid utf-8":
@@ -75,6 +123,16 @@ def test_every_method_and_string_parameter(hostile_store, method, value_name):
             # status_data is any JSON-able value: it reaches the library as JSON text, escaped.
             if param != "status_data":
                 assert value_name not in ("invalid utf-8", "nul"), f"{method}({param}) accepted {value_name}"
+            # Accepted means stored verbatim: read it back.
+            check = READ_BACK.get(method, lambda *_: None)(hostile_store, result, value, param)
+            if check is not None:
+                got, want = check
+                assert got == want, (method, param, value_name, got[:200] if isinstance(got, str) else got)
+                stored += 1
+    # Values every writing call accepts somewhere (set_action refuses user values over 256 bytes).
+    must_store = {"sql", "quotes", "unicode"} | ({"10 MB"} if method != "set_action" else set())
+    if method in READ_BACK and value_name in must_store:
+        assert stored > 0, f"{method} stored no {value_name} value to read back"
 
 
 def test_sql_metacharacters_are_stored_verbatim(store):

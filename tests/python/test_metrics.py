@@ -45,7 +45,8 @@ def test_metrics_after_real_set_actions(cluster_store, cluster, loc):
     text = cluster_store.metrics()
     after, types = parse(text)
     assert types == {"tms_jobs": "gauge", "tms_set_actions": "counter", "tms_set_action_duration_seconds": "histogram",
-                     "tms_audit_rows": "gauge", "tms_audit_outbox_pending": "gauge"}, types
+                     "tms_audit_rows": "gauge", "tms_audit_outbox_pending": "gauge",
+                     "tms_store_setting": "gauge"}, types
 
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
@@ -98,12 +99,7 @@ def test_outbox_pending_is_read_from_jobs_db(cluster_store, loc):
 
 
 @pytest.mark.sqlite_only  # the app's own files, whatever the engine
-def test_the_reference_app_serves_metrics(tmp_path, monkeypatch):
-    pytest.importorskip("flask")
-    from tms import audit_db, jobs
-
-    monkeypatch.setattr(jobs, "DB_PATH", str(tmp_path / "jobs.db"))
-    monkeypatch.setattr(audit_db, "AUDIT_DB_PATH", str(tmp_path / "audit.db"))
+def test_the_reference_app_serves_metrics(tmp_path, dropin_paths):
     import app as app_module
 
     with StubCluster() as cluster:

@@ -8,15 +8,14 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
 import tms
-from conftest import FIXTURES, ROOT, Location, pg_tool, psql
+from conftest import BINDINGS, CRASH_WRITER, FIXTURES, ROOT, START_TOGETHER, Location, assert_overlapped, pg_tool, psql, python, together
 
-BINDINGS = os.path.join(ROOT, "bindings", "python")
+
 
 
 @pytest.fixture
@@ -26,17 +25,16 @@ def pg(tmp_path):
     loc.drop()
 
 
-def host(code, *args):
+def host(code, *args, env=None):
     """A process standing in for a dashboard host, with the binding importable."""
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
-                            env=dict(os.environ, PYTHONPATH=BINDINGS),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return python(code, *args, env=env)
 
 
-WRITER = """
+WRITER = START_TOGETHER + """
 import sys, threading, tms
 url, name, per_thread = sys.argv[1], sys.argv[2], int(sys.argv[3])
 s = tms.Store(url)
+start = start_together()
 errors = []
 def work(t):
     try:
@@ -47,17 +45,22 @@ def work(t):
         errors.append(repr(e))
 threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
 [t.start() for t in threads]; [t.join() for t in threads]
+span(start)
 print("\\n".join(errors)); sys.exit(1 if errors else 0)
 """
 
 
-def test_two_hosts_write_at_once_and_the_chain_stays_one(pg):
+def test_two_hosts_write_at_once_and_the_chain_stays_one(pg, tmp_path):
     pg.open().close()
     per_thread = 40
-    hosts = [host(WRITER, pg.jobs, f"h{n}", str(per_thread)) for n in range(2)]
+    env = together(tmp_path, 2)
+    hosts = [host(WRITER, pg.jobs, f"h{n}", str(per_thread), env=env) for n in range(2)]
+    outputs = []
     for h in hosts:
         out, err = h.communicate(timeout=300)
         assert h.returncode == 0, out + err
+        outputs.append(out)
+    assert_overlapped(outputs)
     total = 2 * 4 * per_thread
     assert pg.rows("SELECT COUNT(*) FROM jobs") == [(total,)]
     assert pg.rows("SELECT COUNT(*) FROM job_customers") == [(2 * total,)]
@@ -71,53 +74,54 @@ def test_two_hosts_write_at_once_and_the_chain_stays_one(pg):
         assert v["ok"] and v["checked"] == total, v
 
 
-CHAIN_WRITER = """
+CHAIN_WRITER = START_TOGETHER + """
 import sys, tms
 s = tms.Store(sys.argv[1], audit_hmac_key="pg-chain-key-0123456789")
+start = start_together()
 for i in range(int(sys.argv[3])):
     s.record_audit(sys.argv[2], "Trans-Begin", [f"c{i}"])
+span(start)
 """
 
 
-def test_four_concurrent_writers_keep_one_keyed_chain(pg):
+def test_four_concurrent_writers_keep_one_keyed_chain(pg, tmp_path):
     pg.open(audit_hmac_key="pg-chain-key-0123456789").close()
-    writers = [host(CHAIN_WRITER, pg.jobs, f"w{n}", "60") for n in range(4)]
+    env = together(tmp_path, 4)
+    writers = [host(CHAIN_WRITER, pg.jobs, f"w{n}", "60", env=env) for n in range(4)]
+    outputs = []
     for w in writers:
         out, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
+        outputs.append(out)
+    assert_overlapped(outputs)
     with pg.open(audit_hmac_key="pg-chain-key-0123456789") as s:
         v = s.verify_audit()
         assert v["ok"] and v["checked"] == 240 and v["head"]["seq"] == 240, v
         assert v["head"]["hash"].startswith("hmac-sha256:")
 
 
-MIGRATOR = """
+MIGRATOR = START_TOGETHER + """
 import sys, tms
+start = start_together()
 tms.Store(sys.argv[1]).close()
+span(start)
 print("ok")
 """
 
 
-def test_hosts_starting_together_migrate_once(pg):
-    hosts = [host(MIGRATOR, pg.jobs) for _ in range(6)]
+def test_hosts_starting_together_migrate_once(pg, tmp_path):
+    env = together(tmp_path, 6)
+    hosts = [host(MIGRATOR, pg.jobs, env=env) for _ in range(6)]
+    outputs = []
     for h in hosts:
         out, err = h.communicate(timeout=120)
-        assert h.returncode == 0 and out.strip() == "ok", err
+        assert h.returncode == 0 and out.splitlines()[-1] == "ok", err
+        outputs.append(out)
+    # At least two opens were under way at once (the migration's race); a loaded machine may
+    # start the others late.
+    assert_overlapped(outputs, at_least=2)
     assert pg.rows("SELECT component, version FROM tms_schema") == [("store", 3)]
     assert pg.rows("SELECT COUNT(*) FROM audit_chain_head") == [(1,)]
-
-
-CRASHER = """
-import sys, tms
-s = tms.Store(sys.argv[1])
-i = 0
-while True:
-    cids = [f"{sys.argv[2]}-{i}-{k}" for k in range(5)]
-    job = s.create_job("crash", 4, "PE-Finalize", cids)
-    print("J", job["job_id"], flush=True)
-    print("A", s.record_audit("crash", "PE-Finalize", cids), flush=True)
-    i += 1
-"""
 
 
 def test_kill_9_of_a_writer_loses_nothing_it_acknowledged(pg):
@@ -125,7 +129,7 @@ def test_kill_9_of_a_writer_loses_nothing_it_acknowledged(pg):
     rng = random.Random(20261129)
     jobs_seen, audits_seen = [], []
     for round_no in range(8):
-        proc = host(CRASHER, pg.jobs, str(round_no))
+        proc = host(CRASH_WRITER, pg.jobs, str(round_no))
         first = proc.stdout.readline()
         time.sleep(rng.uniform(0.05, 0.4))
         os.kill(proc.pid, signal.SIGKILL)
@@ -151,8 +155,9 @@ def test_tampering_with_psql(pg):
             s.record_audit(u, "Trans-Begin", ["c1"])
         # The triggers refuse every writer of the database...
         for sql in ("UPDATE audit_log SET status = 'failure'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
-            with pytest.raises(subprocess.CalledProcessError):
+            with pytest.raises(subprocess.CalledProcessError) as refused:
                 psql(pg.jobs, sql)
+            assert "audit_log is append-only" in refused.value.stderr, (sql, refused.value.stderr)
         assert s.verify_audit()["ok"]
         # ...and the chain shows what an owner who lifts them does.
         psql(pg.jobs, "ALTER TABLE audit_log DISABLE TRIGGER USER; UPDATE audit_log SET user_id = 'mallory' "

@@ -12,25 +12,14 @@ import time
 import pytest
 
 import tms
-from conftest import FIXTURES, ROOT, rows, undelivered
+from conftest import FIXTURES, ROOT, TOKEN, cluster_options, rows, undelivered
+from conftest import set_action_request as request
 from stub_cluster import StubCluster
-
-TOKEN = "sekrit-bearer-token-0123456789"
-
-
-@pytest.fixture
-def cluster():
-    with StubCluster(slow_seconds=6.0, big_bytes=64 * 1024) as c:
-        yield c
-
 
 def open_store(loc, cluster, **options):
     # Short enough to keep the timeout tests quick, long enough for a loaded machine's ordinary
     # calls; recovery tests sleep past interrupted_after_s.
-    opts = dict(allowed_clusters=[cluster.base], request_timeout_s=2, connect_timeout_s=2,
-                max_response_bytes=16 * 1024, interrupted_after_s=3)
-    opts.update(options)
-    return loc.open(**opts)
+    return loc.open(**cluster_options(cluster, **dict(dict(request_timeout_s=2, interrupted_after_s=3), **options)))
 
 
 @pytest.fixture
@@ -47,13 +36,6 @@ def store(loc, cluster):
         assert undelivered(loc.jobs, loc.audit) == 0
     # The bearer token is nowhere in what the library stored (WAL and shm included).
     assert TOKEN.encode() not in loc.dump(), "token found in the store"
-
-
-def request(cluster, path="/tms/v1/set/action", action="Trans-Begin", cids=("c1", "c2"), **extra):
-    body = {"url": cluster.base + path, "token": TOKEN, "isPost": True,
-            "contentType": "application/json", "postData": {"action": action, "cids": list(cids)}}
-    body.update(extra)
-    return body
 
 
 JOB_COLUMNS = ("status", "http_status", "error_message", "response_summary", "request_payload", "cluster_url")

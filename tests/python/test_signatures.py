@@ -75,10 +75,10 @@ def read_header():
     return text
 
 
-def header_prototypes():
-    """{name: (return C type, [argument C types])} of every function the header declares."""
+def header_prototypes(text=None):
+    """{name: (return C type, [argument C types])} of every function the header (or `text`) declares."""
     found = {}
-    for match in PROTOTYPE.finditer(read_header()):
+    for match in PROTOTYPE.finditer(read_header() if text is None else text):
         ret, name, params = match.groups()
         found[name] = (normalise(ret), parameter_types(params))
     return found
@@ -102,14 +102,25 @@ def test_the_binding_declares_exactly_the_header_functions():
     assert binding - header == set(), "functions in _native._SIGNATURES that tms.h does not declare"
 
 
+def signature_problems(prototype, declaration):
+    """What is wrong with a ctypes `declaration` (argtypes, restype) of a C `prototype`."""
+    ret, args = prototype
+    unknown = [t for t in args if t not in ARGUMENT_TYPES] + ([ret] if ret not in RETURN_TYPES else [])
+    if unknown:
+        return [f"C types this test cannot map yet: {unknown}"]
+    declared_args, declared_ret = declaration
+    problems = []
+    if list(declared_args) != [ARGUMENT_TYPES[t] for t in args]:
+        problems.append("arguments")
+    if declared_ret is not RETURN_TYPES[ret]:
+        problems.append("return type")
+    return problems
+
+
 @pytest.mark.parametrize("name", sorted(header_prototypes()))
 def test_each_signature_matches_the_header(name):
-    ret, args = header_prototypes()[name]
-    unknown = [t for t in args if t not in ARGUMENT_TYPES] + ([ret] if ret not in RETURN_TYPES else [])
-    assert not unknown, f"{name}: C types this test cannot map yet: {unknown}"
+    assert signature_problems(header_prototypes()[name], _native._SIGNATURES[name]) == [], name
     declared_args, declared_ret = _native._SIGNATURES[name]
-    assert list(declared_args) == [ARGUMENT_TYPES[t] for t in args], f"{name} arguments"
-    assert declared_ret is RETURN_TYPES[ret], f"{name} return type"
     # What ctypes actually uses is what was declared (nothing overwrote it later).
     fn = getattr(_native.lib, name)
     assert list(fn.argtypes) == list(declared_args) and fn.restype is declared_ret
@@ -122,8 +133,40 @@ def test_the_event_callback_type_matches_the_header():
     assert _native.EVENT_CALLBACK._restype_ is None
 
 
-def test_a_wrong_declaration_would_be_caught():
-    """The mapping is strict where it matters: widths and pointer levels differ as ctypes types."""
-    assert ARGUMENT_TYPES["int64_t"] is not ARGUMENT_TYPES["int32_t"]
-    assert ARGUMENT_TYPES["char **"] is not ARGUMENT_TYPES["const char *"]
+WRONG_WIDTH = {c_int32: c_int64, c_int64: c_int32, c_uint32: c_uint64, c_int: c_int64, c_size_t: c_uint32}
+
+
+def test_a_wrong_declaration_of_a_real_function_would_be_caught():
+    """The comparison above, fed the binding's real declarations with one thing wrong each (an
+    integer of another width, a pointer level lost, an argument dropped, another return type),
+    and the real header with one parameter's type changed: each is reported."""
+    prototypes = header_prototypes()
+    checked = 0
+    for name, (args, ret) in _native._SIGNATURES.items():
+        args = list(args)
+        wrong = []
+        for i, t in enumerate(args):
+            if t in WRONG_WIDTH:
+                wrong.append(args[:i] + [WRONG_WIDTH[t]] + args[i + 1:])
+            elif t is c_char_p:
+                wrong.append(args[:i] + [POINTER(c_char_p)] + args[i + 1:])
+        if args:
+            wrong.append(args[:-1])
+        for bad in wrong:
+            assert signature_problems(prototypes[name], (bad, ret)) == ["arguments"], (name, bad)
+            checked += 1
+        other_ret = c_void_p if ret is not c_void_p else c_int
+        assert signature_problems(prototypes[name], (args, other_ret)) == ["return type"], name
+    assert checked >= 60, checked
+    # The header side: tms_cache_get's int64_t ttl_seconds declared int32_t no longer matches.
+    text = read_header()
+    changed = re.sub(r"(tms_cache_get\([^)]*?)int64_t", r"\1int32_t", text, count=1)
+    assert changed != text
+    assert signature_problems(header_prototypes(changed)["tms_cache_get"], _native._SIGNATURES["tms_cache_get"]) == ["arguments"]
+
+
+def test_the_library_exports_every_header_function():
+    """The library ctypes loaded (TMS_LIB) defines each function the header declares."""
+    missing = [name for name in header_prototypes() if not hasattr(_native.lib, name)]
+    assert missing == []
     assert ctypes.sizeof(ARGUMENT_TYPES["size_t"]) == ctypes.sizeof(c_void_p)

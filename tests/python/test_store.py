@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import tms
-from conftest import ROOT, rows
+from conftest import ROOT, durability_default, python, rows, store_settings
 
 
 def test_a_job_round_trips_with_unique_customers(store, loc):
@@ -23,6 +23,35 @@ def test_a_job_round_trips_with_unique_customers(store, loc):
     listed = store.get_user_jobs("alice")
     assert [j["status"] for j in listed] == ["SUCCESS"]
     assert loc.rows("SELECT COUNT(*) FROM job_customers") == [(2,)]
+
+
+def test_durability_defaults_to_full_on_the_stores_own_connections(store, loc):
+    store.create_job("alice", 1, "Trans-Begin", ["c1"])
+    assert store_settings(store.metrics()) == durability_default(loc)
+
+
+@pytest.mark.sqlite_only  # a SQLite option
+def test_synchronous_normal_reaches_the_stores_connections(loc):
+    with loc.open(synchronous="NORMAL") as s:
+        got = store_settings(s.metrics())
+    assert (got["jobs.synchronous"], got["audit.synchronous"]) == ("NORMAL", "NORMAL")
+
+
+def test_the_drop_ins_store_defaults_to_full(loc):
+    """tms.shared_store(), the drop-ins' store, configured from TMS_* alone, in a fresh process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMS_")}
+    env.update(TMS_JOBS_DB=loc.jobs, PYTHONPATH=os.path.join(ROOT, "bindings", "python"))
+    if loc.audit:
+        env["TMS_AUDIT_DB"] = loc.audit
+    proc = python("""
+        import tms
+        from tms import jobs
+        jobs.create_job("alice", 1, "Trans-Begin", ["c1"])
+        print(tms.shared_store().metrics())
+    """, env=env)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert store_settings(out) == durability_default(loc)
 
 
 @pytest.mark.parametrize(
@@ -109,15 +138,6 @@ def test_opening_errors_are_specific(tmp_path):
     (tmp_path / "junk.db").write_bytes(b"x" * 4096)
     with pytest.raises(tms.NotADatabaseError):
         tms.Store(str(tmp_path / "junk.db"), str(tmp_path / "audit.db"))
-    s = tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"))
-    s.close()
-    import sqlite3
-
-    con = sqlite3.connect(str(tmp_path / "jobs.db"))
-    con.execute("PRAGMA user_version = 42")
-    con.close()
-    with pytest.raises(tms.SchemaTooNewError, match="42"):
-        tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"))
 
 
 def test_audit_rows_and_whole_id_matching(store):

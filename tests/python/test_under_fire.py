@@ -10,14 +10,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
 import pytest
 
 import tms
-from conftest import ROOT, rows
+from conftest import CRASH_WRITER, ROOT, WAIT_UNTIL_LOCKED, python, rows, wait_until_locked, write_lock_held
 
 STRESS = os.environ.get("TMS_STRESS") == "1"
 BINDINGS = os.path.join(ROOT, "bindings", "python")
@@ -25,13 +24,6 @@ BINDINGS = os.path.join(ROOT, "bindings", "python")
 
 def integrity(path):
     return rows(path, "PRAGMA integrity_check")
-
-
-def python(code, **kwargs):
-    """Run Python code in a fresh process with the binding importable."""
-    env = dict(os.environ, PYTHONPATH=BINDINGS)
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def test_eight_threads_create_4000_jobs_on_one_store(tmp_path):
@@ -109,7 +101,6 @@ def db_fds(path):
     return found
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs fork and /proc")
 def test_children_forked_after_open_keep_using_the_store(tmp_path):
     jobs_db = str(tmp_path / "jobs.db")
     store = tms.Store(jobs_db, str(tmp_path / "audit.db"))
@@ -157,14 +148,13 @@ def test_children_forked_after_open_keep_using_the_store(tmp_path):
 FORK_WHILE_BUSY = """
 import os, sys, threading, tms
 store = tms.Store(sys.argv[1], sys.argv[2])
-started = threading.Event()
 def hold():
-    started.set()
     store.hold_write_lock("jobs", 4000)  # a connection is checked out during the fork
 t = threading.Thread(target=hold)
 t.start()
-started.wait()
-import time; time.sleep(0.5)
+# Another process sees the lock held: the connection is checked out now.
+import subprocess
+subprocess.run([sys.executable, "-c", sys.argv[3], sys.argv[1]], check=True, timeout=60)
 pid = os.fork()
 if pid == 0:
     try:
@@ -180,7 +170,8 @@ print(os.waitstatus_to_exitcode(status))
 
 
 def test_a_fork_while_a_connection_is_in_use_poisons_the_child_copy(tmp_path):
-    out = subprocess.run([sys.executable, "-c", FORK_WHILE_BUSY, str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")],
+    out = subprocess.run([sys.executable, "-c", FORK_WHILE_BUSY, str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"),
+                          WAIT_UNTIL_LOCKED],
                          env=dict(os.environ, PYTHONPATH=BINDINGS), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "11", "the child should refuse the store with a clear error"
@@ -208,7 +199,7 @@ def test_the_library_and_python_share_one_sqlite(tmp_path):
     store.create_job("u", 1, "Trans-Begin", ["c1"])
     holder = threading.Thread(target=store.hold_write_lock, args=("jobs", 8000))
     holder.start()
-    time.sleep(0.5)
+    wait_until_locked(jobs_db)
     con = sqlite3.connect(jobs_db)
     assert con.execute("SELECT COUNT(*) FROM jobs").fetchone() == (1,)
     con.close()
@@ -216,20 +207,6 @@ def test_the_library_and_python_share_one_sqlite(tmp_path):
     holder.join()
     store.close()
     assert probe.stdout.strip() == "locked", probe.stdout + probe.stderr
-
-
-CRASH_WRITER = """
-import sys, tms
-store = tms.Store(sys.argv[1], sys.argv[2])
-i = 0
-while True:
-    cids = [f"{sys.argv[3]}-{i}-{k}" for k in range(5)]
-    job = store.create_job("crash", 4, "PE-Finalize", cids)
-    print("J", job["job_id"], flush=True)
-    aid = store.record_audit("crash", "PE-Finalize", cids, status="success")
-    print("A", aid, flush=True)
-    i += 1
-"""
 
 
 def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path):
@@ -321,34 +298,13 @@ def test_a_lock_held_past_the_busy_timeout_is_busy(tmp_path):
     store = tms.Store(jobs_db, audit_db, busy_timeout_ms=300)
     store.create_job("u", 1, "Trans-Begin", ["c1"])
     # The holder keeps the lock until told to let go, however slow the machine is.
-    holder = python(f"""
-        import sqlite3, sys
-        con = sqlite3.connect({jobs_db!r})
-        con.execute("BEGIN IMMEDIATE")
-        print("holding", flush=True)
-        sys.stdin.readline()
-        con.rollback()
-    """, stdin=subprocess.PIPE)
-    assert holder.stdout.readline().strip() == "holding"
-    start = time.monotonic()
-    with pytest.raises(tms.BusyError) as info:
-        store.create_job("u", 1, "Trans-Begin", ["c2"])
-    waited = time.monotonic() - start
-    assert info.value.status == 6 and "locked" in str(info.value)
-    assert waited >= 0.25  # it did wait out the busy timeout first
-    holder.communicate("\n", timeout=30)
+    with write_lock_held(jobs_db):
+        start = time.monotonic()
+        with pytest.raises(tms.BusyError) as info:
+            store.create_job("u", 1, "Trans-Begin", ["c2"])
+        waited = time.monotonic() - start
+        assert info.value.status == 6 and "locked" in str(info.value)
+        assert waited >= 0.25  # it did wait out the busy timeout first
     store.create_job("u", 1, "Trans-Begin", ["c3"])  # usable once the lock is gone
     store.close()
     assert rows(jobs_db, "SELECT cid FROM job_customers ORDER BY cid") == [("c1",), ("c3",)]
-
-
-def test_a_schema_newer_than_the_library(tmp_path):
-    jobs_db = str(tmp_path / "jobs.db")
-    tms.Store(jobs_db, str(tmp_path / "audit.db")).close()
-    con = sqlite3.connect(jobs_db)
-    con.execute("PRAGMA user_version = 99")
-    con.close()
-    with pytest.raises(tms.SchemaTooNewError) as info:
-        tms.Store(jobs_db, str(tmp_path / "audit.db"))
-    assert info.value.status == 7
-    assert rows(jobs_db, "PRAGMA user_version") == [(99,)]

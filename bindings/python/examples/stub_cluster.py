@@ -7,7 +7,8 @@ Paths choose the behaviour, so one server covers every row of the outcome table:
   POST /html                200 text/html (not JSON)
   POST /unauthorized        401 JSON that echoes the Authorization header back
   POST /error               500 plain text
-  POST /slow                sleeps `slow_seconds`, then 200
+  POST /slow                waits `slow_seconds` (or until `release()`), then 200; `slow_arrived`
+                            is set when a call to it is waiting
   POST /big                 200 with a JSON body of `big_bytes`
   POST /redirect            302 to another host
   POST /bom                 200 JSON preceded by a UTF-8 byte order mark
@@ -30,7 +31,6 @@ Every request is recorded in `server.requests` (method, path, headers with lower
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -108,7 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/error":
             self._reply(500, "Internal Server Error", "text/plain")
         elif path == "/slow":
-            time.sleep(self.server.slow_seconds)
+            self.server.slow_arrived.set()
+            self.server.slow_release.wait(self.server.slow_seconds)
             self._reply(200, json.dumps({"success": True}))
         elif path == "/big":
             filler = "x" * self.server.big_bytes
@@ -149,6 +150,8 @@ class StubCluster:
         self.server.daemon_threads = True
         self.server.requests = []
         self.server.slow_seconds = slow_seconds
+        self.server.slow_arrived = threading.Event()
+        self.server.slow_release = threading.Event()
         self.server.big_bytes = big_bytes
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -157,11 +160,21 @@ class StubCluster:
     def requests(self):
         return self.server.requests
 
+    @property
+    def slow_arrived(self):
+        """Set once a call to /slow is waiting for its answer: the caller's job is recorded."""
+        return self.server.slow_arrived
+
+    def release(self):
+        """Answer every waiting (and later) call to /slow now."""
+        self.server.slow_release.set()
+
     def start(self):
         self._thread.start()
         return self
 
     def stop(self):
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 

@@ -358,6 +358,8 @@ impl Engine for PostgresEngine {
             counts.cache_entries = one(&mut tx, "SELECT COUNT(*) FROM appstatus_cache")?;
             counts.audit_rows = one(&mut tx, "SELECT COUNT(*) FROM audit_log")?;
             counts.audit_chained = one(&mut tx, "SELECT COUNT(chain_hash) FROM audit_log")?;
+            let sync: String = tx.query_one("SHOW synchronous_commit", &[]).map_err(pg_error)?.get(0);
+            counts.durability.insert("synchronous_commit".into(), sync);
             tx.commit().map_err(pg_error)?;
             Ok(counts)
         })

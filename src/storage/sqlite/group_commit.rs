@@ -9,7 +9,7 @@
 //! the first waiting caller. A lone writer thus commits on its own thread, with no hand-off.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread::Thread;
 
@@ -78,11 +78,31 @@ struct State {
 #[derive(Default)]
 pub struct GroupCommit {
     state: Mutex<State>,
+    /// Batches run so far (one relaxed add per transaction, for `probe`).
+    batches: AtomicU64,
+}
+
+/// What a test can see of a file's group commit (`SqliteEngine::group_commit_probe`).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitProbe {
+    /// Callers queued and not yet taken into a batch.
+    pub queued: usize,
+    /// Whether a caller is leading (running batches) now.
+    pub leading: bool,
+    /// Batches run since the store opened.
+    pub batches: u64,
 }
 
 impl GroupCommit {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The queue, the leader and the batch count now: lets a test form a batch on purpose.
+    pub fn probe(&self) -> GroupCommitProbe {
+        let state = self.lock();
+        GroupCommitProbe { queued: state.queue.len(), leading: state.leading, batches: self.batches.load(Ordering::Relaxed) }
     }
 
     /// Run `work` in a write transaction shared with whoever else is writing now; returns once
@@ -116,6 +136,7 @@ impl GroupCommit {
                 let take = state.queue.len().min(MAX_BATCH);
                 let batch: Vec<Entry> = state.queue.drain(..take).collect();
                 drop(state);
+                self.batches.fetch_add(1, Ordering::Relaxed);
                 // A panic here must not strand the batch's callers (or leave `leading` set for
                 // ever): report it to each of them as an internal error instead.
                 if catch_unwind(AssertUnwindSafe(|| run_batch(pool, &batch))).is_err() {

@@ -175,6 +175,22 @@ pub fn counts(conn: &Connection) -> Result<crate::model::StoreCounts> {
     Ok(counts)
 }
 
+/// `synchronous` and `journal_mode` as this connection has them, under `{file}.`.
+pub fn durability(conn: &Connection, file: &str, into: &mut std::collections::BTreeMap<String, String>) -> Result<()> {
+    let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    let sync = match sync {
+        0 => "OFF".to_owned(),
+        1 => "NORMAL".to_owned(),
+        2 => "FULL".to_owned(),
+        3 => "EXTRA".to_owned(),
+        n => n.to_string(),
+    };
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    into.insert(format!("{file}.synchronous"), sync);
+    into.insert(format!("{file}.journal_mode"), mode);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

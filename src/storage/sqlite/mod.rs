@@ -6,6 +6,7 @@ mod audit;
 mod cache;
 mod copy;
 mod group_commit;
+pub use group_commit::GroupCommitProbe;
 mod jobs;
 mod outbox;
 #[cfg(test)]
@@ -91,6 +92,13 @@ impl SqliteEngine {
             let _ = write(&engine.audit, |tx| audit::commit_legacy_rows(tx, &engine.chain, &engine.checked_head, &now));
         }
         Ok(engine)
+    }
+
+    /// jobs.db's group commit as it is now (a test hook: it lets a test queue writers behind a
+    /// leader and see that they shared one batch). Costs nothing unless called.
+    #[doc(hidden)]
+    pub fn jobs_group_commit_probe(&self) -> GroupCommitProbe {
+        self.jobs.group().probe()
     }
 
     /// A jobs.db write that also removes the outbox rows delivered since the last one (see
@@ -235,6 +243,8 @@ impl Engine for SqliteEngine {
     }
     fn counts(&self) -> Result<crate::model::StoreCounts> {
         let mut counts = read_snapshot(&self.jobs, jobs::counts)?;
+        read(&self.jobs, |c| jobs::durability(c, "jobs", &mut counts.durability))?;
+        read(&self.audit, |c| jobs::durability(c, "audit", &mut counts.durability))?;
         if counts.audit_waiting > 0 {
             // Delivered rows stay in the outbox until a later write removes them (`settle`): only
             // rows without a receipt in audit.db are still waiting for the audit log.
