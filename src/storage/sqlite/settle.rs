@@ -23,7 +23,7 @@ use crate::options::Synchronous;
 
 /// At NORMAL, how many delivered rows wait before a sync lets them go (bounds the outbox's size
 /// and the rows a later delivery reads again).
-pub const NORMAL_BATCH: usize = 32;
+const NORMAL_BATCH: usize = 32;
 
 pub struct Settling {
     synchronous: Synchronous,
