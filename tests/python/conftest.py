@@ -141,6 +141,44 @@ while True:
 """
 
 
+# A worker process of four threads, each creating `per_thread` jobs and an audit row for each:
+# the store is sys.argv[1:-2] (two files, or a PostgreSQL URL), the users' and customer IDs' tag
+# sys.argv[-2], per_thread sys.argv[-1]. Run with `together()`'s environment it starts with its
+# group (START_TOGETHER); either way it prints its SPAN, then its errors, and fails if it had any.
+WORKER = START_TOGETHER + """
+import os, sys, threading, time, tms
+name, per_thread = sys.argv[-2], int(sys.argv[-1])
+store = tms.Store(*sys.argv[1:-2])
+start = start_together() if "TMS_TEST_BARRIER" in os.environ else time.monotonic()
+errors = []
+def work(t):
+    try:
+        for i in range(per_thread):
+            job = store.create_job(f"{name}-{t}", 2, "PE-Enable", [f"{name}-{t}-{i}-a", f"{name}-{t}-{i}-b"])
+            store.record_audit(f"{name}-{t}", "PE-Enable", [job["job_id"]])
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+span(start)
+print("\\n".join(errors))
+sys.exit(1 if errors else 0)
+"""
+
+
+# A Set Action on the stub cluster's /slow, which answers when the cluster says so: the store is
+# sys.argv[1:-1] (two files, or a PostgreSQL URL), the cluster's base URL sys.argv[-1]. Its job
+# stays IN_PROGRESS meanwhile; it prints the answer as one line of JSON.
+SLOW_SET_ACTION = """
+import json, sys, tms
+cluster = sys.argv[-1]
+s = tms.Store(*sys.argv[1:-1], allowed_clusters=[cluster], request_timeout_s=30, interrupted_after_s=600)
+print(json.dumps(s.set_action({"url": cluster + "/slow", "token": "token-0123456789", "isPost": True,
+                               "postData": {"action": "PE-Enable", "cids": ["c1"]}}, "alice")), flush=True)
+"""
+
+
 def store_settings(metrics_text):
     """The durability settings a store's metrics report, {setting: value}."""
     found = {}

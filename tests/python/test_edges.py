@@ -13,7 +13,7 @@ import time
 import pytest
 
 import tms
-from conftest import ROOT, TOKEN, cluster_options, python, rows, undelivered, write_lock_held
+from conftest import ROOT, SLOW_SET_ACTION, TOKEN, cluster_options, python, rows, undelivered, write_lock_held
 from conftest import set_action_request as request
 from stub_cluster import StubCluster
 
@@ -200,15 +200,6 @@ def test_2_a_store_opened_in_another_time_zone_leaves_a_live_job_alone(tmp_path)
         assert opener.returncode == 0, err
         assert out.split() == ["0", "IN_PROGRESS"]
         assert json.loads(sender.communicate(timeout=60)[0])[0] == 200
-
-
-SLOW_SET_ACTION = """
-import json, sys, tms
-s = tms.Store(sys.argv[1], sys.argv[2], allowed_clusters=[sys.argv[3]], request_timeout_s=30,
-              interrupted_after_s=600)
-print(json.dumps(s.set_action({"url": sys.argv[3] + "/slow", "token": "token-0123456789", "isPost": True,
-                               "postData": {"action": "PE-Enable", "cids": ["c1"]}}, "alice")), flush=True)
-"""
 
 
 def test_2_a_late_outcome_replaces_a_recovery_verdict_cleanly(tmp_path):

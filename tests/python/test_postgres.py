@@ -13,7 +13,8 @@ import time
 import pytest
 
 import tms
-from conftest import BINDINGS, CRASH_WRITER, FIXTURES, ROOT, START_TOGETHER, Location, assert_overlapped, pg_tool, psql, python, together
+from conftest import (BINDINGS, CRASH_WRITER, FIXTURES, ROOT, SLOW_SET_ACTION, START_TOGETHER, WORKER, Location,
+                      assert_overlapped, pg_tool, psql, python, together)
 
 
 
@@ -30,31 +31,11 @@ def host(code, *args, env=None):
     return python(code, *args, env=env)
 
 
-WRITER = START_TOGETHER + """
-import sys, threading, tms
-url, name, per_thread = sys.argv[1], sys.argv[2], int(sys.argv[3])
-s = tms.Store(url)
-start = start_together()
-errors = []
-def work(t):
-    try:
-        for i in range(per_thread):
-            job = s.create_job(f"{name}-{t}", 2, "PE-Enable", [f"{name}-{t}-{i}-a", f"{name}-{t}-{i}-b"])
-            s.record_audit(f"{name}-{t}", "PE-Enable", [job["job_id"]])
-    except Exception as e:
-        errors.append(repr(e))
-threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-[t.start() for t in threads]; [t.join() for t in threads]
-span(start)
-print("\\n".join(errors)); sys.exit(1 if errors else 0)
-"""
-
-
 def test_two_hosts_write_at_once_and_the_chain_stays_one(pg, tmp_path):
     pg.open().close()
     per_thread = 40
     env = together(tmp_path, 2)
-    hosts = [host(WRITER, pg.jobs, f"h{n}", str(per_thread), env=env) for n in range(2)]
+    hosts = [host(WORKER, pg.jobs, f"h{n}", str(per_thread), env=env) for n in range(2)]
     outputs = []
     for h in hosts:
         out, err = h.communicate(timeout=300)
@@ -224,20 +205,12 @@ def test_children_forked_after_open_use_connections_of_their_own(pg):
     assert pg.rows("SELECT COUNT(*) FROM audit_log") == [(60,)]
 
 
-SLOW_HOST = """
-import json, sys, tms
-s = tms.Store(sys.argv[1], allowed_clusters=[sys.argv[2]], request_timeout_s=30, interrupted_after_s=600)
-print(json.dumps(s.set_action({"url": sys.argv[2] + "/slow", "token": "token-0123456789", "isPost": True,
-                               "postData": {"action": "PE-Enable", "cids": ["c1"]}}, "alice")), flush=True)
-"""
-
-
 def test_recovery_on_another_host_leaves_a_job_in_flight_alone(pg):
     from stub_cluster import StubCluster
 
     with StubCluster(slow_seconds=2.0) as slow:
         pg.open().close()
-        proc = subprocess.Popen([sys.executable, "-c", SLOW_HOST, pg.jobs, slow.base],
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_SET_ACTION, pg.jobs, slow.base],
                                 env=dict(os.environ, PYTHONPATH=BINDINGS, TZ="UTC"), stdout=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         while pg.rows("SELECT COUNT(*) FROM jobs") != [(1,)]:
@@ -296,7 +269,7 @@ def test_recovery_on_a_host_whose_clock_is_off_leaves_a_job_in_flight_alone(pg, 
     with StubCluster(slow_seconds=2.0) as slow:
         pg.open().close()
         writer_env = dict(skewed, SKEW_S=str(-skew_s))  # the writer is off the other way
-        proc = subprocess.Popen([sys.executable, "-c", SLOW_HOST, pg.jobs, slow.base], env=writer_env,
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_SET_ACTION, pg.jobs, slow.base], env=writer_env,
                                 stdout=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         while pg.rows("SELECT COUNT(*) FROM jobs") != [(1,)]:

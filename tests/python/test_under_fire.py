@@ -16,7 +16,7 @@ import time
 import pytest
 
 import tms
-from conftest import CRASH_WRITER, ROOT, WAIT_UNTIL_LOCKED, python, rows, wait_until_locked, write_lock_held
+from conftest import CRASH_WRITER, ROOT, WAIT_UNTIL_LOCKED, WORKER, python, rows, wait_until_locked, write_lock_held
 
 STRESS = os.environ.get("TMS_STRESS") == "1"
 BINDINGS = os.path.join(ROOT, "bindings", "python")
@@ -50,32 +50,12 @@ def test_eight_threads_create_4000_jobs_on_one_store(tmp_path):
     assert rows(jobs_db, "SELECT COUNT(*) FROM jobs j WHERE (SELECT COUNT(*) FROM job_customers c WHERE c.job_id = j.job_id) != 3") == [(0,)]
 
 
-WORKER = """
-import sys, threading, tms
-jobs_db, audit_db, proc, per_thread = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-store = tms.Store(jobs_db, audit_db)
-errors = []
-def work(t):
-    try:
-        for i in range(per_thread):
-            job = store.create_job(f"p{proc}t{t}", 2, "PE-Enable", [f"{proc}-{t}-{i}-x", f"{proc}-{t}-{i}-y"])
-            store.record_audit(f"p{proc}t{t}", "PE-Enable", [job["job_id"]])
-    except Exception as e:
-        errors.append(repr(e))
-threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-[t.start() for t in threads]
-[t.join() for t in threads]
-print("\\n".join(errors))
-sys.exit(1 if errors else 0)
-"""
-
-
 def test_four_processes_of_four_threads(tmp_path):
     jobs_db, audit_db = str(tmp_path / "jobs.db"), str(tmp_path / "audit.db")
     tms.Store(jobs_db, audit_db).close()
     procs_n, per_thread = (8, 250) if STRESS else (4, 60)
     env = dict(os.environ, PYTHONPATH=BINDINGS)
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, jobs_db, audit_db, str(p), str(per_thread)],
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, jobs_db, audit_db, f"p{p}", str(per_thread)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for p in range(procs_n)]
     outs = [p.communicate(timeout=300) for p in procs]
