@@ -208,19 +208,20 @@ def test_children_forked_after_open_use_connections_of_their_own(pg):
 def test_recovery_on_another_host_leaves_a_job_in_flight_alone(pg):
     from stub_cluster import StubCluster
 
-    with StubCluster(slow_seconds=2.0) as slow:
+    # The cluster answers only when released: the call is surely in flight while the other host
+    # recovers (a call that ended first would pass without testing anything).
+    with StubCluster(slow_seconds=60.0) as slow:
         pg.open().close()
         proc = subprocess.Popen([sys.executable, "-c", SLOW_SET_ACTION, pg.jobs, slow.base],
                                 env=dict(os.environ, PYTHONPATH=BINDINGS, TZ="UTC"), stdout=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while pg.rows("SELECT COUNT(*) FROM jobs") != [(1,)]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        assert slow.slow_arrived.wait(30), "the Set Action never reached the cluster"
         # Another host in another time zone opens and recovers: the server's clock decides.
         other = subprocess.run([sys.executable, "-c", "import sys, tms; print(tms.Store(sys.argv[1]).recover_interrupted())",
                                 pg.jobs], env=dict(os.environ, PYTHONPATH=BINDINGS, TZ="Asia/Kolkata"),
                                capture_output=True, text=True, timeout=60)
         assert other.stdout.strip() == "0", other.stderr
+        assert pg.rows("SELECT status FROM jobs") == [("IN_PROGRESS",)]
+        slow.release()
         answer = json.loads(proc.stdout.readline())
         proc.wait(timeout=30)
         assert answer[0] == 200 and answer[1]["status"] == "success", answer
@@ -266,18 +267,17 @@ def test_recovery_on_a_host_whose_clock_is_off_leaves_a_job_in_flight_alone(pg, 
     seen = subprocess.run([sys.executable, "-c", "import time; print(int(time.time()))"], env=skewed,
                           capture_output=True, text=True, timeout=30)
     assert abs(int(seen.stdout) - time.time() - skew_s) < 60, seen
-    with StubCluster(slow_seconds=2.0) as slow:
+    with StubCluster(slow_seconds=60.0) as slow:  # answers when released: the call is in flight
         pg.open().close()
         writer_env = dict(skewed, SKEW_S=str(-skew_s))  # the writer is off the other way
         proc = subprocess.Popen([sys.executable, "-c", SLOW_SET_ACTION, pg.jobs, slow.base], env=writer_env,
                                 stdout=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while pg.rows("SELECT COUNT(*) FROM jobs") != [(1,)]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        assert slow.slow_arrived.wait(30), "the Set Action never reached the cluster"
         other = subprocess.run([sys.executable, "-c", "import sys, tms; print(tms.Store(sys.argv[1]).recover_interrupted())",
                                 pg.jobs], env=skewed, capture_output=True, text=True, timeout=60)
         assert other.stdout.strip() == "0", other.stderr
+        assert pg.rows("SELECT status FROM jobs") == [("IN_PROGRESS",)]
+        slow.release()
         answer = json.loads(proc.stdout.readline())
         proc.wait(timeout=30)
         assert answer[0] == 200 and answer[1]["status"] == "success", answer
