@@ -663,23 +663,31 @@ def test_7_echoes_that_shorten_the_answer_do_not_pull_a_token_under_the_cut(tmp_
     assert b"SECRETTOKEN" not in all_bytes(tmp_path)
 
 
-def test_1_an_outcome_jobs_db_will_not_take_is_kept_and_recorded_later(tmp_path, cluster):
+def answered_while_jobs_db_is_locked(tmp_path, cluster, **keys):
+    """A Set Action whose outcome meets jobs.db locked past the busy timeout: the lock comes while
+    the call is under way (the job itself was recorded before it), the cluster holding its answer
+    until then. Returns the store and the answer, given while the lock was still held."""
     store = open_store(tmp_path, cluster, busy_timeout_ms=200)
-    # The lock comes while the call is under way (the job itself was recorded before it): the
-    # cluster holds the answer until the lock is taken.
     cluster.server.slow_seconds = 60
     answer = {}
     call = threading.Thread(target=lambda: answer.setdefault(
-        "v", store.set_action(request(cluster, "/slow"), "alice", idempotency_key="k-busy")))
+        "v", store.set_action(request(cluster, "/slow"), "alice", **keys)))
     call.start()
     assert cluster.slow_arrived.wait(30)
     with write_lock_held(str(tmp_path / "jobs.db")):
         cluster.release()
         call.join(timeout=60)
         status, body = answer["v"]
-        assert status == 200 and "recorded" in body["warning"], body
-        # The audit log has the row already; the job waits for jobs.db.
-        assert [r[:3] for r in audit_rows(tmp_path)] == [("alice", "Trans-Begin", "success")]
+        assert status == 200 and "warning" in body, body
+        audited = audit_rows(tmp_path)
+    return store, body, audited
+
+
+def test_1_an_outcome_jobs_db_will_not_take_is_kept_and_recorded_later(tmp_path, cluster):
+    store, body, audited = answered_while_jobs_db_is_locked(tmp_path, cluster, idempotency_key="k-busy")
+    assert "recorded" in body["warning"], body
+    # The audit log had the row already at the answer; the job waits for jobs.db.
+    assert [r[:3] for r in audited] == [("alice", "Trans-Begin", "success")]
     assert job(tmp_path, body["job_id"])["status"] == "IN_PROGRESS"
     # The repeat is answered from the recorded outcome, without sending again.
     sent = len(cluster.requests)
@@ -695,18 +703,8 @@ def test_1_an_audit_row_written_alone_is_not_written_again_when_its_outcome_comm
     # An outcome commit that fails with an I/O error after its WAL frames were written comes back
     # at the next WAL recovery, outbox row included. The audit row written alone meanwhile carries
     # the receipt that outbox row would get, so its delivery skips it.
-    store = open_store(tmp_path, cluster, busy_timeout_ms=200)
-    # jobs.db is locked once the call is under way (its job recorded), before the cluster answers.
-    cluster.server.slow_seconds = 60
-    answer = {}
-    call = threading.Thread(target=lambda: answer.setdefault("v", store.set_action(request(cluster, "/slow"), "alice")))
-    call.start()
-    assert cluster.slow_arrived.wait(30)
-    with write_lock_held(str(tmp_path / "jobs.db")):
-        cluster.release()
-        call.join(timeout=60)
-        status, body = answer["v"]
-        assert status == 200 and "its audit row was written" in body["warning"], body
+    store, body, _ = answered_while_jobs_db_is_locked(tmp_path, cluster)
+    assert "its audit row was written" in body["warning"], body
     [(user, action, cids, ts, ip, st, err, ms)] = rows(str(tmp_path / "audit.db"),
         "SELECT user_id, action_type, customer_ids, timestamp, ip_address, status, error_message, duration_ms FROM audit_log")
     record = json.dumps({"user_id": user, "action_type": action, "customer_ids": cids, "timestamp": ts,

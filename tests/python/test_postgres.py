@@ -206,19 +206,25 @@ def test_children_forked_after_open_use_connections_of_their_own(pg):
 
 
 def test_recovery_on_another_host_leaves_a_job_in_flight_alone(pg):
+    # Another host in another time zone opens and recovers: the server's clock decides.
+    recovering_with_a_call_in_flight(pg, dict(os.environ, PYTHONPATH=BINDINGS, TZ="UTC"),
+                                     dict(os.environ, PYTHONPATH=BINDINGS, TZ="Asia/Kolkata"))
+
+
+def recovering_with_a_call_in_flight(pg, writer_env, recovering_env):
+    """A Set Action (in a process with `writer_env`) is held at the cluster while another host
+    (with `recovering_env`) opens the store and recovers: it must leave the call alone, which then
+    records its outcome. The cluster answers only when released, so the call is surely in flight
+    (one that ended first would pass without testing anything)."""
     from stub_cluster import StubCluster
 
-    # The cluster answers only when released: the call is surely in flight while the other host
-    # recovers (a call that ended first would pass without testing anything).
     with StubCluster(slow_seconds=60.0) as slow:
         pg.open().close()
-        proc = subprocess.Popen([sys.executable, "-c", SLOW_SET_ACTION, pg.jobs, slow.base],
-                                env=dict(os.environ, PYTHONPATH=BINDINGS, TZ="UTC"), stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_SET_ACTION, pg.jobs, slow.base], env=writer_env,
+                                stdout=subprocess.PIPE, text=True)
         assert slow.slow_arrived.wait(30), "the Set Action never reached the cluster"
-        # Another host in another time zone opens and recovers: the server's clock decides.
         other = subprocess.run([sys.executable, "-c", "import sys, tms; print(tms.Store(sys.argv[1]).recover_interrupted())",
-                                pg.jobs], env=dict(os.environ, PYTHONPATH=BINDINGS, TZ="Asia/Kolkata"),
-                               capture_output=True, text=True, timeout=60)
+                                pg.jobs], env=recovering_env, capture_output=True, text=True, timeout=60)
         assert other.stdout.strip() == "0", other.stderr
         assert pg.rows("SELECT status FROM jobs") == [("IN_PROGRESS",)]
         slow.release()
@@ -257,8 +263,6 @@ def test_recovery_on_a_host_whose_clock_is_off_leaves_a_job_in_flight_alone(pg, 
     """Hosts' clocks disagree: the writer's and the recovering host's are two hours apart either
     way. Recovery judges a job's age by the server's clock only (touched_at = now() in SQL), so a
     live call is not marked interrupted, and a dead one still is."""
-    from stub_cluster import StubCluster
-
     shim = tmp_path / "skew.so"
     (tmp_path / "skew.c").write_text(SKEW_SHIM)
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim), str(tmp_path / "skew.c"), "-ldl"], check=True)
@@ -267,21 +271,7 @@ def test_recovery_on_a_host_whose_clock_is_off_leaves_a_job_in_flight_alone(pg, 
     seen = subprocess.run([sys.executable, "-c", "import time; print(int(time.time()))"], env=skewed,
                           capture_output=True, text=True, timeout=30)
     assert abs(int(seen.stdout) - time.time() - skew_s) < 60, seen
-    with StubCluster(slow_seconds=60.0) as slow:  # answers when released: the call is in flight
-        pg.open().close()
-        writer_env = dict(skewed, SKEW_S=str(-skew_s))  # the writer is off the other way
-        proc = subprocess.Popen([sys.executable, "-c", SLOW_SET_ACTION, pg.jobs, slow.base], env=writer_env,
-                                stdout=subprocess.PIPE, text=True)
-        assert slow.slow_arrived.wait(30), "the Set Action never reached the cluster"
-        other = subprocess.run([sys.executable, "-c", "import sys, tms; print(tms.Store(sys.argv[1]).recover_interrupted())",
-                                pg.jobs], env=skewed, capture_output=True, text=True, timeout=60)
-        assert other.stdout.strip() == "0", other.stderr
-        assert pg.rows("SELECT status FROM jobs") == [("IN_PROGRESS",)]
-        slow.release()
-        answer = json.loads(proc.stdout.readline())
-        proc.wait(timeout=30)
-        assert answer[0] == 200 and answer[1]["status"] == "success", answer
-        assert pg.rows("SELECT status FROM jobs") == [("SUCCESS",)]
+    recovering_with_a_call_in_flight(pg, dict(skewed, SKEW_S=str(-skew_s)), skewed)  # the writer off the other way
     # A job that really was left behind (touched 20 minutes ago by the server's clock) is
     # still recovered by the skewed host.
     pg.rows("UPDATE jobs SET status = 'IN_PROGRESS', touched_at = now() - interval '20 minutes'")
