@@ -176,6 +176,17 @@ class Rounds:
         return d, run, cut
 
 
+def checked_files(d):
+    """jobs.db and audit.db in `d` after a cut: each that exists passes integrity_check, and
+    reopening the store (which delivers what waits) finds a chain that verifies."""
+    jobs, audit = str(d / "jobs.db"), str(d / "audit.db")
+    for f in (jobs, audit):
+        if os.path.exists(f):
+            assert integrity(f) == "ok", f
+    reopen_and_verify(jobs, audit).close()
+    return jobs, audit
+
+
 def assert_suffix(survived, what):
     """Only the last commits may be lost: once an acknowledged write is missing, so is every
     later one (one writer, one file)."""
@@ -280,11 +291,7 @@ def single_writer_rounds(rounds, sync, argv, prepare, full_rounds, normal_rounds
     lost = 0
     for _ in range((full_rounds if sync == "FULL" else normal_rounds) * STRESS):
         d, run, _ = rounds.one(argv, prepare)
-        jobs, audit = str(d / "jobs.db"), str(d / "audit.db")
-        for f in (jobs, audit):
-            if os.path.exists(f):
-                assert integrity(f) == "ok", f
-        reopen_and_verify(jobs, audit).close()
+        jobs, audit = checked_files(d)
         lost += lost_in(d, jobs, audit, run)
     rounds.figures["lost"] += lost
     if sync == "FULL":
@@ -371,11 +378,7 @@ def test_set_action(shim, tmp_path, stub, sync):
     for i in range((45 if sync == "FULL" else 24) * STRESS):
         # Half the rounds cut each file on its own: one file's commit durable, the other's not.
         d, run, _ = rounds.one(argv, lambda d: None, mode=["all", "files", "torn", "files"][i % 4])
-        jobs, audit = str(d / "jobs.db"), str(d / "audit.db")
-        for f in (jobs, audit):
-            if os.path.exists(f):
-                assert integrity(f) == "ok", f
-        reopen_and_verify(jobs, audit).close()
+        jobs, audit = checked_files(d)
         status = dict(raw_rows(jobs, "SELECT job_id, status FROM jobs"))
         cid_of = dict(raw_rows(jobs, "SELECT job_id, cid FROM job_customers"))
         audited = audited_cids(audit)
@@ -697,11 +700,7 @@ def test_set_action_io_errors_then_power_loss(shim, tmp_path, stub):
         powerloss.cut(str(d / "device"), mode, rng)
         figures["cuts"] += 1
         figures["acked"] += len(run.acks)
-        jobs, audit = str(d / "jobs.db"), str(d / "audit.db")
-        for f in (jobs, audit):
-            if os.path.exists(f):
-                assert integrity(f) == "ok", f
-        reopen_and_verify(jobs, audit).close()
+        jobs, audit = checked_files(d)
         status = dict(raw_rows(jobs, "SELECT job_id, status FROM jobs"))
         audited = audited_cids(audit)
         for a in run.acks:
