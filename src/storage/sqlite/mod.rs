@@ -40,7 +40,7 @@ pub struct SqliteEngine {
     chain: ChainKey,
     /// The chain head this process last checked against its key.
     checked_head: crate::audit_chain::CheckedHead,
-    /// Delivered rows still to be removed from the outbox, and receipts still to be forgotten.
+    /// Delivered rows still to be removed from the outbox (see `settle`).
     settling: Settling,
     /// Set when a delivery failed in this process: later audit writes retry it.
     outbox_waiting: AtomicBool,
