@@ -13,10 +13,12 @@
 //! lose the audit row: an outcome without its audit row). A row this process delivered in a
 //! commit at FULL is on disk already. Any other row (delivered at NORMAL, or by another process,
 //! which may run at NORMAL) waits for a sync of audit.db's WAL first: at NORMAL once per
-//! `NORMAL_BATCH` delivered rows, at FULL only when such a row is found.
+//! `NORMAL_BATCH` delivered rows; at FULL another process's rows are left to it, and only an
+//! explicit delivery (at open: what a dead process left) syncs to remove them.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use super::pool::{self, Pool};
 use crate::options::Synchronous;
@@ -27,6 +29,9 @@ const NORMAL_BATCH: usize = 32;
 
 pub struct Settling {
     synchronous: Synchronous,
+    /// The process whose thread last took `state`: a child forked while a thread of its parent
+    /// held the lock finds it held for ever, and must not wait for it.
+    holder: AtomicU32,
     state: Mutex<State>,
 }
 
@@ -35,72 +40,108 @@ struct State {
     /// The process these rows belong to: a forked child starts with none (its parent settles
     /// them; the child repeating it would be harmless but is not its job).
     pid: u32,
-    /// Delivered rows still in jobs.db's outbox: delivery key -> (outbox id, whether audit.db's
-    /// WAL must be synced before the row may be removed).
-    to_remove: BTreeMap<String, (i64, bool)>,
+    /// Delivered rows still in jobs.db's outbox, by (outbox id, delivery key): whether audit.db's
+    /// WAL must be synced before the row may be removed. Rows another process delivered are
+    /// left to it while the store runs (removing them would cost this process a sync per call
+    /// while both write) and taken only by an explicit delivery, which finds what a dead process
+    /// left.
+    to_remove: BTreeMap<(i64, String), bool>,
 }
 
 /// When the rows are taken.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum When {
-    /// Riding along with a write: at NORMAL only once a batch has gathered.
+    /// Riding along with a write: at FULL the rows this process delivered; at NORMAL every row,
+    /// once a batch has gathered.
     Along,
-    /// Now, whatever the count (an explicit delivery).
+    /// Now, every row (an explicit delivery).
     Now,
 }
 
 impl Settling {
     pub fn new(synchronous: Synchronous) -> Settling {
-        Settling { synchronous, state: Mutex::new(State { pid: crate::process::id(), ..State::default() }) }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let me = crate::process::id();
-        if state.pid != me {
-            *state = State { pid: me, ..State::default() };
-        }
-        state
+        Settling { synchronous, holder: AtomicU32::new(me), state: Mutex::new(State { pid: me, ..State::default() }) }
     }
 
-    /// These rows are in audit.db now: remove them from the outbox. `own` says this process's
-    /// delivery just committed them; the others were receipted before it looked (by another
-    /// process, or by this one earlier).
+    /// The state, or None in a forked child whose parent's thread held it at the fork (settling
+    /// is best effort: the rows stay receipted and a later delivery finds them). The lock is
+    /// only ever held for a few map operations, never across I/O.
+    fn lock(&self) -> Option<MutexGuard<'_, State>> {
+        let me = crate::process::id();
+        loop {
+            let mut state = match self.state.try_lock() {
+                Ok(state) => state,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) if self.holder.load(Ordering::Acquire) != me => return None,
+                Err(TryLockError::WouldBlock) => {
+                    std::thread::yield_now();
+                    continue;
+                }
+            };
+            self.holder.store(me, Ordering::Release);
+            if state.pid != me {
+                *state = State { pid: me, ..State::default() };
+            }
+            return Some(state);
+        }
+    }
+
+    /// What a delivery saw: every row in the outbox (read inside audit.db's write transaction),
+    /// with whether this delivery committed it (`own`). Rows no longer there were removed by
+    /// someone: they are forgotten here, which bounds the list by the outbox.
     pub fn delivered(&self, rows: impl IntoIterator<Item = (i64, String, bool)>) {
         let on_disk_already = self.synchronous == Synchronous::Full;
-        let mut state = self.lock();
+        let Some(mut state) = self.lock() else { return };
+        let mut seen = BTreeMap::new();
         for (id, key, own) in rows {
-            state.to_remove.entry(key).or_insert((id, !(own && on_disk_already)));
+            let needs_sync = state.to_remove.get(&(id, key.clone())).copied().unwrap_or(!(own && on_disk_already));
+            seen.insert((id, key), needs_sync);
         }
+        state.to_remove = seen;
     }
 
     /// The rows to remove with the next jobs.db write, each known to have its audit row on disk:
     /// rows that need it wait for a sync of audit.db's WAL, done here (if it fails they wait).
     pub fn take_removals(&self, audit: &Pool, when: When) -> Vec<(i64, String)> {
-        let taken = {
-            let mut state = self.lock();
-            let batch_due = self.synchronous == Synchronous::Full || when == When::Now || state.to_remove.len() >= NORMAL_BATCH;
-            if state.to_remove.is_empty() || !batch_due {
-                return Vec::new();
+        let taken: Vec<((i64, String), bool)> = {
+            let Some(mut state) = self.lock() else { return Vec::new() };
+            let take_all = match (self.synchronous, when) {
+                (_, When::Now) => true,
+                (Synchronous::Normal, When::Along) => state.to_remove.len() >= NORMAL_BATCH,
+                (Synchronous::Full, When::Along) => false,
+            };
+            if take_all {
+                std::mem::take(&mut state.to_remove).into_iter().collect()
+            } else if self.synchronous == Synchronous::Full {
+                // This process's own rows, on disk since their commit returned: no sync.
+                let own: Vec<(i64, String)> = state.to_remove.iter().filter(|(_, needs)| !**needs).map(|(k, _)| k.clone()).collect();
+                for key in &own {
+                    state.to_remove.remove(key);
+                }
+                own.into_iter().map(|key| (key, false)).collect()
+            } else {
+                Vec::new()
             }
-            std::mem::take(&mut state.to_remove)
         };
+        if taken.is_empty() {
+            return Vec::new();
+        }
         // Every row taken was delivered (its audit.db commit returned) before this sync starts,
         // so the sync covers them all. It runs outside the lock: other threads go on delivering.
-        if taken.values().any(|&(_, needs_sync)| needs_sync) && pool::sync_wal(audit).is_err() {
-            let (ready, waiting): (Vec<_>, Vec<_>) = taken.into_iter().partition(|(_, (_, needs_sync))| !needs_sync);
-            self.lock().to_remove.extend(waiting);
-            return ready.into_iter().map(|(key, (id, _))| (id, key)).collect();
-        }
-        taken.into_iter().map(|(key, (id, _))| (id, key)).collect()
+        // If it fails, the rows that needed it stay in the outbox (receipted: harmless) for a
+        // later delivery to find; a later sync that succeeds is not trusted for them (Linux may
+        // have dropped pages whose writeback failed).
+        let synced = !taken.iter().any(|(_, needs_sync)| *needs_sync) || pool::sync_wal(audit).is_ok();
+        taken.into_iter().filter(|(_, needs_sync)| synced || !needs_sync).map(|(key, _)| key).collect()
     }
 
     /// The write carrying `rows`' removal did not commit: they wait again (their audit rows are
     /// on disk now, so no sync is owed for them any more).
     pub fn removals_failed(&self, rows: Vec<(i64, String)>) {
-        let mut state = self.lock();
-        for (id, key) in rows {
-            state.to_remove.entry(key).or_insert((id, false));
+        let Some(mut state) = self.lock() else { return };
+        for key in rows {
+            state.to_remove.entry(key).or_insert(false);
         }
     }
 }
