@@ -129,9 +129,10 @@ impl Settling {
         }
         // Every row taken was delivered (its audit.db commit returned) before this sync starts,
         // so the sync covers them all. It runs outside the lock: other threads go on delivering.
-        // If it fails, the rows that needed it stay in the outbox (receipted: harmless) for a
-        // later delivery to find; a later sync that succeeds is not trusted for them (Linux may
-        // have dropped pages whose writeback failed).
+        // If it fails, the rows that needed it stay in the outbox (receipted: harmless) until a
+        // later delivery finds them and a later sync succeeds. After a failed fsync Linux may
+        // have dropped the pages whose writeback failed, which a later sync does not bring back:
+        // SQLite's own commits share that limit.
         let synced = !taken.iter().any(|(_, needs_sync)| *needs_sync) || pool::sync_wal(audit).is_ok();
         taken.into_iter().filter(|(_, needs_sync)| synced || !needs_sync).map(|(key, _)| key).collect()
     }
