@@ -4,23 +4,16 @@ explicit delivery (recover_interrupted, run at open) settles the rest. What thes
 is when each step happens, and that a row left behind is delivered once and only removed. (That
 the order holds across a power cut is test_power_loss.py's job.)"""
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import time
 
 import tms
-from conftest import ROOT, rows
-
-TOKEN = "settling-token-0123456789"
+from conftest import TOKEN, cluster_options, python, rows, set_action_request
 
 
 def request(cluster, n):
-    return {"url": cluster.base + "/tms/v1/set/action", "token": TOKEN, "isPost": True,
-            "contentType": "application/json", "postData": {"action": "Trans-Begin", "cids": [f"c{n}"]}}
+    return set_action_request(cluster, cids=[f"c{n}"])
 
 
 def outbox(tmp_path):
@@ -42,8 +35,7 @@ def pending_metric(store):
 
 def open_store(tmp_path, cluster, **options):
     # SQLite only: on PostgreSQL an outcome and its audit row commit together, with no outbox.
-    return tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), allowed_clusters=[cluster.base],
-                     request_timeout_s=5, connect_timeout_s=5, **options)
+    return tms.Store(str(tmp_path / "jobs.db"), str(tmp_path / "audit.db"), **cluster_options(cluster, **options))
 
 
 def test_a_delivered_row_leaves_with_the_next_outcome_and_the_rest_at_the_next_open(cluster, tmp_path):
@@ -106,9 +98,8 @@ def test_closing_with_jobs_db_locked_does_not_wait(cluster, tmp_path):
     assert waited < 2.5, f"close waited {waited:.1f} s for jobs.db's lock"
 
 
-KILLED_AFTER_DELIVERY = textwrap.dedent("""
+KILLED_AFTER_DELIVERY = """
     import os, signal, sys
-    sys.path.insert(0, sys.argv[4])
     import tms
     s = tms.Store(sys.argv[1], sys.argv[2], allowed_clusters=[sys.argv[3]])
     body = {"url": sys.argv[3] + "/tms/v1/set/action", "token": "settling-token-0123456789", "isPost": True,
@@ -116,15 +107,14 @@ KILLED_AFTER_DELIVERY = textwrap.dedent("""
     status, _ = s.set_action(body, "carol")
     print(status, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
-""")
+"""
 
 
 def test_a_row_left_by_a_killed_process_is_not_delivered_twice(cluster, tmp_path):
-    env = dict(os.environ)
-    proc = subprocess.run([sys.executable, "-c", KILLED_AFTER_DELIVERY, str(tmp_path / "jobs.db"),
-                           str(tmp_path / "audit.db"), cluster.base, os.path.join(ROOT, "bindings", "python")], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert proc.stdout.strip() == "200"
+    proc = python(KILLED_AFTER_DELIVERY, tmp_path / "jobs.db", tmp_path / "audit.db", cluster.base)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert out.strip() == "200"
     # Killed before anything settled: the row is still in the outbox, with its receipt.
     assert len(outbox(tmp_path)) == 1 and receipts(tmp_path) == outbox(tmp_path)
     assert audit_count(tmp_path) == 1

@@ -31,6 +31,7 @@ import pytest
 
 import tms
 from conftest import FIXTURES, ROOT
+from conftest import rows as raw_rows
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "power_loss"))
 import powerloss  # noqa: E402
@@ -100,14 +101,6 @@ def integrity(path):
     con = sqlite3.connect(path)
     try:
         return con.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        con.close()
-
-
-def raw_rows(path, sql):
-    con = sqlite3.connect(path)
-    try:
-        return con.execute(sql).fetchall()
     finally:
         con.close()
 

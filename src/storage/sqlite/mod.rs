@@ -130,15 +130,20 @@ impl SqliteEngine {
     /// Run the outbox's delivery if an earlier one in this process failed.
     fn retry_waiting_delivery(&self) {
         if self.outbox_waiting.load(Ordering::Relaxed) {
-            let _ = self.deliver_pending_audit();
+            let _ = self.deliver_noting_failure();
         }
+    }
+
+    /// `deliver`, remembering whether it failed (later audit writes then retry it).
+    fn deliver_noting_failure(&self) -> Result<u64> {
+        let result = self.deliver();
+        self.outbox_waiting.store(result.is_err(), Ordering::Relaxed);
+        result
     }
 
     /// Deliver what was just put in the outbox: the common tail of both outbox writers.
     fn deliver_after_queueing(&self) -> AuditDelivery {
-        let result = self.deliver();
-        self.outbox_waiting.store(result.is_err(), Ordering::Relaxed);
-        match result {
+        match self.deliver_noting_failure() {
             Ok(_) => AuditDelivery::Delivered,
             Err(e) => AuditDelivery::Deferred(e),
         }
@@ -336,12 +341,9 @@ impl Engine for SqliteEngine {
         Ok(if audit.is_some() { self.deliver_after_queueing() } else { AuditDelivery::Delivered })
     }
     fn deliver_pending_audit(&self) -> Result<u64> {
-        let result = self.deliver();
-        self.outbox_waiting.store(result.is_err(), Ordering::Relaxed);
-        if result.is_ok() {
-            self.settle_now();
-        }
-        result
+        let delivered = self.deliver_noting_failure()?;
+        self.settle_now();
+        Ok(delivered)
     }
     fn recover_interrupted(&self, older_than: std::time::Duration, message: &str, now_text: &str) -> Result<u64> {
         let now = unix_ms_now();
