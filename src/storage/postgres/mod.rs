@@ -255,6 +255,17 @@ impl PostgresEngine {
         }
         lost
     }
+
+    /// A sent Set Action's audit row, appended only by the transaction that claims the job's
+    /// receipt: a rerun after a lost commit, or a later delivery of a waiting outcome, never
+    /// appends it twice.
+    fn append_set_action_audit(&self, tx: &mut postgres::Transaction<'_>, cache: &mut Cache, job_id: &str, row: &AuditRecord<'_>) -> Result<()> {
+        if requests::claim_audit_receipt(tx, cache, job_id)? {
+            let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
+            requests::set_audit_receipt(tx, cache, job_id, id)?;
+        }
+        Ok(())
+    }
 }
 
 /// Options that configure SQLite files mean nothing here: a value other than the default is
@@ -324,13 +335,7 @@ impl Engine for PostgresEngine {
     fn insert_set_action_audit(&self, job_id: &str, row: &AuditRecord<'_>) -> Result<()> {
         // Not reached by Set Actions here (their audit row only ever commits with the outcome),
         // but it keeps the same promise: once per job, behind the job's receipt.
-        self.write(Replay::Safe, |tx, cache| {
-            if requests::claim_audit_receipt(tx, cache, job_id)? {
-                let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
-                requests::set_audit_receipt(tx, cache, job_id, id)?;
-            }
-            Ok(())
-        })
+        self.write(Replay::Safe, |tx, cache| self.append_set_action_audit(tx, cache, job_id, row))
     }
     fn audit_trail(&self, filter: &AuditFilter<'_>, limit: u32) -> Result<Vec<AuditRow>> {
         self.read(|c, cache| audit::trail(c, cache, filter, limit))
@@ -438,10 +443,7 @@ impl Engine for PostgresEngine {
             // The audit row of an action that was sent is written even when its job is gone
             // (the caller then hears NotFound about the job, not about the row).
             if let Some(row) = audit_row {
-                if requests::claim_audit_receipt(tx, cache, outcome.job_id)? {
-                    let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
-                    requests::set_audit_receipt(tx, cache, outcome.job_id, id)?;
-                }
+                self.append_set_action_audit(tx, cache, outcome.job_id, row)?;
             }
             Ok(found)
         })?;
