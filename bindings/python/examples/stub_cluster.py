@@ -19,7 +19,7 @@ Paths choose the behaviour, so one server covers every row of the outcome table:
   POST /echo-thrice?at=N    500: N bytes of filler, the token twice, 7 bytes, the token again
   GET  /tms/v1/status       200 {"apps": [...]}
   GET  /tms/v1/get/appstatus?app=ALL&cid=C   200 [{"cid": C, "app": ..., "status": ...}] (the UI's app status)
-  GET  /tms/v1/transition/state   200 {"<cid>": {...}} (the UI's transition data)
+  GET  /tms/v1/transition/state   200 {"<cid>": {...}} (transition data in the shape the UI reads; the page itself asks v1/get/action?cid=ALL, not stubbed)
   POST /as/token.oauth2     an SSO token endpoint: a form with grant_type=client_credentials,
                             client_id and client_secret "stub-client-secret-42" gets 200
                             {"access_token": ..., "token_type": "Bearer", "expires_in": 7199};
