@@ -41,7 +41,8 @@ header:
 	TMS_BLESS=1 cargo test -p tms-header-check
 
 # The benchmark (see BENCHMARKS.md): the side-by-side calls with their instruction counts, the
-# whole Set Action route through gunicorn, and PostgreSQL beside SQLite; the charts go to
+# whole Set Action route through gunicorn, PostgreSQL beside SQLite, and (with PUBLIC_APP set to a
+# checkout of it) the public legacy app against its README migration; the charts go to
 # bench/charts/ (committed with BENCHMARKS.md), the tables to target/. The PostgreSQL step runs
 # under scripts/with-postgres.sh (TMS_TEST_PG_URL's server, else a throwaway one), started only
 # for that step so that no idle server runs beside the others. bench-smoke is the small run
@@ -53,7 +54,10 @@ bench: build
 	  "$$python" bench/route.py --markdown target/route-table.md --charts bench/charts && \
 	  scripts/with-postgres.sh "$$python" bench/postgres.py --markdown target/bench-pg-table.md && \
 	  scripts/with-postgres.sh "$$python" bench/failover.py && \
-	  "$$python" bench/syncs.py && "$$python" bench/syncs.py --sync NORMAL
+	  "$$python" bench/syncs.py && "$$python" bench/syncs.py --sync NORMAL && \
+	  if [ -n "$(PUBLIC_APP)" ]; then \
+	    "$$python" bench/public_app.py --app "$(PUBLIC_APP)" --markdown target/public-app-table.md; \
+	  else echo "bench/public_app.py not run: PUBLIC_APP=<a checkout of the public legacy app> runs it"; fi
 
 bench-smoke: build
 	cargo build --release --example bench
