@@ -1,8 +1,16 @@
 """The same operations done well in plain Python: one persistent connection per file,
-BEGIN IMMEDIATE, executemany, and the stored customer count for listings."""
+BEGIN IMMEDIATE, executemany, and the stored customer count for listings.
+
+create_job is the speed issue's careful implementation, writing exactly the rows libtms's
+create_job writes: the same columns (customer_count and touched_unix_ms included, the others
+NULL), IDs trimmed with empty ones dropped and repeats collapsed keeping the first
+(dict.fromkeys), the request payload as JSON text. It does less than libtms: no validation of
+IDs or names, and no foreign-key check on job_customers (libtms runs with foreign_keys=ON), so
+the comparison leans its way."""
 
 import json
 import sqlite3
+import time
 import uuid
 from datetime import datetime
 
@@ -17,25 +25,29 @@ class StrongStore:
         conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={sync}")
-        conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    def create_job(self, user_id, action_code, action_name, cids):
-        cids = list(dict.fromkeys(c.strip() for c in cids if c.strip()))
+    def create_job(self, user_id, action_code, action_name, cids, request_payload=None):
+        cids = list(dict.fromkeys(x for x in (c.strip() for c in cids) if x))
         job_id = str(uuid.uuid4())
-        created_at = datetime.now().isoformat()
+        now = time.time()
+        created_at = datetime.fromtimestamp(now).isoformat()
+        payload = None if request_payload is None else json.dumps(request_payload)
         c = self.jobs
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.execute("INSERT INTO jobs (job_id, user_id, action_code, action_name, created_at, status, "
-                      "updated_at, customer_count) VALUES (?,?,?,?,?,'IN_PROGRESS',?,?)",
-                      (job_id, user_id, action_code, action_name, created_at, created_at, len(cids)))
-            c.executemany("INSERT INTO job_customers (job_id, cid) VALUES (?, ?)", ((job_id, x) for x in cids))
+            c.execute("INSERT INTO jobs (job_id, user_id, action_code, action_name, created_at, request_payload, "
+                      "status, updated_at, customer_count, touched_unix_ms) "
+                      "VALUES (?,?,?,?,?,?,'IN_PROGRESS',?,?,?)",
+                      (job_id, user_id, action_code, action_name, created_at, payload, created_at, len(cids),
+                       int(now * 1000)))
+            c.executemany("INSERT INTO job_customers (job_id, cid) VALUES (?, ?)", [(job_id, x) for x in cids])
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        return {"job_id": job_id, "customer_count": len(cids), "created_at": created_at}
+        return {"job_id": job_id, "user_id": user_id, "action_code": action_code, "action_name": action_name,
+                "customer_count": len(cids), "created_at": created_at}
 
     def update_job(self, job_id, status, http_status=None):
         self.jobs.execute("BEGIN IMMEDIATE")

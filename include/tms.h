@@ -335,6 +335,36 @@ enum TmsStatus tms_create_job(const struct TmsStore *store,
                               char **out_job_id,
                               char **out_job_json);
 
+// `tms_create_job` for a caller that packs the IDs and builds the answer itself (the Python
+// binding's hot path): the same checks and transaction, without an array of pointers to build,
+// strings to free or JSON to parse. The rest of the answer is the caller's own arguments.
+//
+// `cids` points to `cids_len` bytes: the IDs separated by NUL bytes (NULL only when
+// `cids_len` is 0, which means no IDs). IDs are trimmed, empty ones dropped and repeats
+// collapsed as in `tms_create_job`. The other arguments are `tms_create_job`'s.
+//
+// On success `out_job_id` (at least 37 bytes) receives the new job's UUID and `out_created_at`
+// (at least 32 bytes) its `created_at` (`YYYY-MM-DDTHH:MM:SS.ffffff`, local time), both
+// NUL-terminated, and `*out_customer_count` the number of distinct IDs stored. On failure
+// nothing is written to the database or to the outputs.
+//
+// # Safety
+// Pointers are NULL or valid as described; `store` is an open handle.
+enum TmsStatus tms_create_job_packed(const struct TmsStore *store,
+                                     const char *user_id,
+                                     int32_t action_code,
+                                     const char *action_name,
+                                     const char *cids,
+                                     size_t cids_len,
+                                     const char *cluster_url,
+                                     const char *batch_id,
+                                     const char *request_payload_json,
+                                     const char *response_summary,
+                                     const char *status,
+                                     char *out_job_id,
+                                     char *out_created_at,
+                                     uint64_t *out_customer_count);
+
 // Set a job's `status` (IN_PROGRESS, SUCCESS or FAILED) and, where not NULL, its
 // `http_status`, `error_message` and `response_summary`; other fields keep their values and
 // `updated_at` always changes. An unknown job gives TMS_STATUS_NOT_FOUND.

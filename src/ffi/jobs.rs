@@ -2,7 +2,8 @@
 
 use std::ffi::c_char;
 
-use super::args::{c_json, c_string, optional, optional_value, out, required, string_array};
+use super::args::{FfiResult, c_json, c_string, optional, optional_value, out, required, string_array};
+use super::boundary::FfiError;
 use super::status::TmsStatus;
 use super::store::TmsStore;
 use crate::action::ActionCode;
@@ -41,17 +42,10 @@ pub unsafe extern "C" fn tms_create_job(
 ) -> TmsStatus {
     ffi_boundary!({
         let store = unsafe { super::args::store(store) }?;
-        let job = NewJob {
-            user_id: unsafe { required(user_id, "user_id") }?,
-            action_code: ActionCode::try_from(action_code)?,
-            action_name: unsafe { required(action_name, "action_name") }?,
-            cids: unsafe { string_array(cids, cid_count, "cids") }?,
-            cluster_url: unsafe { optional(cluster_url, "cluster_url") }?,
-            batch_id: unsafe { optional(batch_id, "batch_id") }?,
-            request_payload: unsafe { optional(request_payload_json, "request_payload_json") }?.map(Json::Text),
-            response_summary: unsafe { optional(response_summary, "response_summary") }?,
-            status: unsafe { optional(status, "status") }?.map(str::parse).transpose()?,
-        };
+        let cids = || unsafe { string_array(cids, cid_count, "cids") };
+        let job = unsafe {
+            new_job(user_id, action_code, action_name, cids, cluster_url, batch_id, request_payload_json, response_summary, status)
+        }?;
         let out_job_id = out(out_job_id, "out_job_id")?;
         let created = store.create_job(&job)?;
         let json = if out_job_json.is_null() { None } else { Some(c_json(&created)?) };
@@ -60,6 +54,136 @@ pub unsafe extern "C" fn tms_create_job(
             unsafe { *out_job_json = json };
         }
         Ok(())
+    })
+}
+
+/// `tms_create_job` for a caller that packs the IDs and builds the answer itself (the Python
+/// binding's hot path): the same checks and transaction, without an array of pointers to build,
+/// strings to free or JSON to parse. The rest of the answer is the caller's own arguments.
+///
+/// `cids` points to `cids_len` bytes: the IDs separated by NUL bytes (NULL only when
+/// `cids_len` is 0, which means no IDs). IDs are trimmed, empty ones dropped and repeats
+/// collapsed as in `tms_create_job`. The other arguments are `tms_create_job`'s.
+///
+/// On success `out_job_id` (at least 37 bytes) receives the new job's UUID and `out_created_at`
+/// (at least 32 bytes) its `created_at` (`YYYY-MM-DDTHH:MM:SS.ffffff`, local time), both
+/// NUL-terminated, and `*out_customer_count` the number of distinct IDs stored. On failure
+/// nothing is written to the database or to the outputs.
+///
+/// # Safety
+/// Pointers are NULL or valid as described; `store` is an open handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tms_create_job_packed(
+    store: *const TmsStore,
+    user_id: *const c_char,
+    action_code: i32,
+    action_name: *const c_char,
+    cids: *const c_char,
+    cids_len: usize,
+    cluster_url: *const c_char,
+    batch_id: *const c_char,
+    request_payload_json: *const c_char,
+    response_summary: *const c_char,
+    status: *const c_char,
+    out_job_id: *mut c_char,
+    out_created_at: *mut c_char,
+    out_customer_count: *mut u64,
+) -> TmsStatus {
+    ffi_boundary!({
+        let store = unsafe { super::args::store(store) }?;
+        let cids = || unsafe { packed_ids(cids, cids_len, "cids") };
+        let job = unsafe {
+            new_job(user_id, action_code, action_name, cids, cluster_url, batch_id, request_payload_json, response_summary, status)
+        }?;
+        let out_job_id = out(out_job_id, "out_job_id")?;
+        let out_created_at = out(out_created_at, "out_created_at")?;
+        let out_customer_count = out(out_customer_count, "out_customer_count")?;
+        let created = store.create_job(&job)?;
+        // Both texts have a fixed length (36 and 26): a longer one is a bug here, refused before
+        // anything is written.
+        if created.job_id.len() >= JOB_ID_BYTES || created.created_at.len() >= CREATED_AT_BYTES {
+            return Err(FfiError::new(TmsStatus::Panic, "internal error: job_id or created_at longer than its buffer"));
+        }
+        unsafe {
+            put_text(out_job_id, &created.job_id);
+            put_text(out_created_at, &created.created_at);
+        }
+        *out_customer_count = created.customer_count as u64;
+        Ok(())
+    })
+}
+
+/// `tms_create_job_packed`'s IDs: `len` bytes at `p`, separated by NULs, each checked for UTF-8
+/// (named `{name}[i]` as `string_array` names them).
+///
+/// # Safety
+/// `p` is NULL or points to `len` readable bytes.
+unsafe fn packed_ids<'a>(p: *const c_char, len: usize, name: &str) -> FfiResult<Vec<&'a str>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(FfiError::new(TmsStatus::NullArgument, format!("argument `{name}` is NULL")));
+    }
+    if len > isize::MAX as usize {
+        return Err(FfiError::new(TmsStatus::TooLarge, format!("`{name}` length {len} is impossible")));
+    }
+    // SAFETY: non-NULL, and the caller promises `len` readable bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) };
+    bytes
+        .split(|&b| b == 0)
+        .enumerate()
+        .map(|(i, id)| {
+            std::str::from_utf8(id).map_err(|e| {
+                FfiError::new(
+                    TmsStatus::InvalidUtf8,
+                    format!("argument `{name}[{i}]` is not valid UTF-8 (at byte {})", e.valid_up_to()),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The buffer sizes `tms_create_job_packed` documents (kept private: a `pub const` would leak
+/// into the header).
+const JOB_ID_BYTES: usize = 37;
+const CREATED_AT_BYTES: usize = 32;
+
+/// `text` and a NUL into `out`, which the caller sized for it (checked above).
+unsafe fn put_text(out: &mut c_char, text: &str) {
+    let out = out as *mut c_char as *mut u8;
+    // SAFETY: the caller's buffer holds at least text.len() + 1 bytes (the API's contract and
+    // the length check before the call); `text` cannot overlap a buffer it did not come from.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), out, text.len());
+        *out.add(text.len()) = 0;
+    }
+}
+
+/// The arguments `tms_create_job` and `tms_create_job_packed` share, checked in the order they
+/// come (`cids` reads the IDs in the function's own layout).
+#[allow(clippy::too_many_arguments)]
+unsafe fn new_job<'a>(
+    user_id: *const c_char,
+    action_code: i32,
+    action_name: *const c_char,
+    cids: impl FnOnce() -> FfiResult<Vec<&'a str>>,
+    cluster_url: *const c_char,
+    batch_id: *const c_char,
+    request_payload_json: *const c_char,
+    response_summary: *const c_char,
+    status: *const c_char,
+) -> FfiResult<NewJob<'a>> {
+    Ok(NewJob {
+        user_id: unsafe { required(user_id, "user_id") }?,
+        action_code: ActionCode::try_from(action_code)?,
+        action_name: unsafe { required(action_name, "action_name") }?,
+        cids: cids()?,
+        cluster_url: unsafe { optional(cluster_url, "cluster_url") }?,
+        batch_id: unsafe { optional(batch_id, "batch_id") }?,
+        request_payload: unsafe { optional(request_payload_json, "request_payload_json") }?.map(Json::Text),
+        response_summary: unsafe { optional(response_summary, "response_summary") }?,
+        status: unsafe { optional(status, "status") }?.map(str::parse).transpose()?,
     })
 }
 

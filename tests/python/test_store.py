@@ -25,6 +25,25 @@ def test_a_job_round_trips_with_unique_customers(store, loc):
     assert loc.rows("SELECT COUNT(*) FROM job_customers") == [(2,)]
 
 
+def test_create_job_answers_what_the_library_stored_in_one_foreign_call(store, monkeypatch):
+    """The answer is built from the library's buffers and the arguments as it saw them (no JSON,
+    no string to free): one call into libtms per create_job, and the same fields get_job reads."""
+    from tms import _native
+    calls = []
+    for name in ("tms_create_job_packed", "tms_create_job", "tms_string_free"):
+        real = getattr(_native.lib, name)
+        monkeypatch.setattr(_native.lib, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    job = store.create_job(b"bob", True, "PE-Enable", (" x2", 7, "x2", ""), status="SUCCESS")
+    assert calls == ["tms_create_job_packed"]
+    monkeypatch.undo()
+    stored = store.get_job(job["job_id"])
+    assert job == {k: stored[k] for k in job}
+    assert job == {"job_id": job["job_id"], "user_id": "bob", "action_code": 1, "action_name": "PE-Enable",
+                   "customer_count": 2, "created_at": stored["created_at"]}
+    assert stored["status"] == "SUCCESS"
+    assert store.get_job_customers(job["job_id"]) == ["7", "x2"]
+
+
 def test_durability_defaults_to_full_on_the_stores_own_connections(store, loc):
     store.create_job("alice", 1, "Trans-Begin", ["c1"])
     assert store_settings(store.metrics()) == durability_default(loc)

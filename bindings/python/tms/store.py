@@ -11,7 +11,7 @@ from ctypes import c_int32, c_int64, c_uint64, c_void_p
 from typing import Any, Iterable, Mapping, cast
 
 from . import _native
-from ._native import call_json, check, encode, lib, string_array
+from ._native import call_json, check, encode, id_blob, lib, string_array
 from .errors import InvalidInputError, NotFoundError, TmsError
 
 
@@ -224,34 +224,44 @@ class Store:
         """Create a job and its customers atomically; returns the legacy dict
         {job_id, user_id, action_code, action_name, customer_count, created_at}.
         request_payload is any JSON-able value (a dict, normally)."""
-        array, count = string_array(cids, "cids")
-        job_id, job_json = c_void_p(), c_void_p()
+        ids = id_blob(cids, "cids")
         # The optional fields are usually None: no encode() call for them (this is the hot path).
         payload = None if request_payload is None else encode(_json_text(request_payload), "request_payload")
         summary = None if response_summary is None else encode(_summary_text(response_summary), "response_summary")
+        # tms_create_job_packed writes into these instead of handing back strings to free and
+        # JSON to parse; the rest of the answer is the arguments, as the library saw them.
+        job_id, created_at, customer_count = _JobIdText(), _CreatedAtText(), c_uint64()
         handle = self._enter()
         try:
-            status_code = lib.tms_create_job(
+            user = encode(user_id, "user_id")  # checked after _enter, as before: a closed store
+            code = _action_code(action_code)  # is reported first
+            name = encode(action_name, "action_name")
+            check(lib.tms_create_job_packed(
                 handle,
-                encode(user_id, "user_id"),
-                _action_code(action_code),
-                encode(action_name, "action_name"),
-                array,
-                count,
+                user,
+                code,
+                name,
+                ids,
+                len(ids),
                 None if cluster_url is None else encode(cluster_url, "cluster_url"),
                 None if batch_id is None else encode(batch_id, "batch_id"),
                 payload,
                 summary,
-                encode(status, "status"),
-                ctypes.byref(job_id),
-                ctypes.byref(job_json),
-            )
+                None if status == "IN_PROGRESS" else encode(status, "status"),  # NULL: the default
+                job_id,
+                created_at,
+                ctypes.byref(customer_count),
+            ))
         finally:
             self._leave()
-        if job_id.value:
-            lib.tms_string_free(job_id.value)  # the same id is in the JSON: no need to decode it
-        check(status_code)
-        return _from_json(cast(str, _native.take_string(job_json.value)))  # set: the call succeeded
+        return {
+            "job_id": job_id.value.decode("ascii"),
+            "user_id": user_id if type(user_id) is str else cast(bytes, user).decode("utf-8"),
+            "action_code": code,
+            "action_name": action_name if type(action_name) is str else cast(bytes, name).decode("utf-8"),
+            "customer_count": customer_count.value,
+            "created_at": created_at.value.decode("ascii"),
+        }
 
     def update_job(self, job_id: str, status: str, http_status: int | None = None,
                    error_message: str | None = None, response_summary: Any = None) -> None:
@@ -489,5 +499,12 @@ def _limit(limit: Any) -> int:
     return _int(limit, "limit")
 
 
+#: The output buffers of tms_create_job_packed, at the sizes its header comment gives.
+_JobIdText = ctypes.c_char * 37
+_CreatedAtText = ctypes.c_char * 32
+
+
 def _action_code(code: Any) -> int:
+    if type(code) is int and -(2**31) <= code <= 2**31 - 1:  # the usual case, without _int's calls
+        return code
     return _int(code, "action_code", -(2**31), 2**31 - 1)
