@@ -95,6 +95,17 @@ typedef enum TmsStatus {
 // new pid and opens fresh connections instead of reusing the parent's.
 typedef struct TmsStore TmsStore;
 
+// What `tms_create_job_packed` writes on success: fixed-size, NUL-terminated texts in a struct
+// of the caller's (on its stack, or a ctypes Structure), so nothing is allocated or freed.
+typedef struct TmsCreatedJob {
+  // The new job's UUID (36 characters and a NUL).
+  char job_id[37];
+  // Its `created_at`, `YYYY-MM-DDTHH:MM:SS.ffffff` in local time (26 characters and a NUL).
+  char created_at[32];
+  // How many distinct IDs were stored.
+  uint64_t customer_count;
+} TmsCreatedJob;
+
 // Receives Set Action events: `level` as Python's logging numbers it (20 INFO, 30 WARNING),
 // `event` its name (`set_action_start`, `set_action_done`, ...), `line` the legacy log line
 // `YYYY-MM-DD HH:MM:SS | LEVEL    | event | key=value | ...`. Both strings are valid only during
@@ -336,20 +347,21 @@ enum TmsStatus tms_create_job(const struct TmsStore *store,
                               char **out_job_json);
 
 // `tms_create_job` for a caller that packs the IDs and builds the answer itself (the Python
-// binding's hot path): the same checks and transaction, without an array of pointers to build,
-// strings to free or JSON to parse. The rest of the answer is the caller's own arguments.
+// binding's hot path): the same checks, in the same order, and the same transaction, without
+// an array of pointers to build, strings to free or JSON to parse. The rest of the answer is
+// the caller's own arguments.
 //
 // `cids` points to `cids_len` bytes: the IDs separated by NUL bytes (NULL only when
 // `cids_len` is 0, which means no IDs). IDs are trimmed, empty ones dropped and repeats
 // collapsed as in `tms_create_job`. The other arguments are `tms_create_job`'s.
 //
-// On success `out_job_id` (at least 37 bytes) receives the new job's UUID and `out_created_at`
-// (at least 32 bytes) its `created_at` (`YYYY-MM-DDTHH:MM:SS.ffffff`, local time), both
-// NUL-terminated, and `*out_customer_count` the number of distinct IDs stored. On failure
-// nothing is written to the database or to the outputs.
+// On success `*out` receives the job's id, `created_at` and customer count. On failure nothing
+// is written to the database or to `*out`. Thread-safe on a shared store handle; nothing
+// returned needs freeing.
 //
 // # Safety
-// Pointers are NULL or valid as described; `store` is an open handle.
+// Pointers are NULL or valid as described; `store` is an open handle; `out` points to a
+// writable `TmsCreatedJob`.
 enum TmsStatus tms_create_job_packed(const struct TmsStore *store,
                                      const char *user_id,
                                      int32_t action_code,
@@ -361,9 +373,7 @@ enum TmsStatus tms_create_job_packed(const struct TmsStore *store,
                                      const char *request_payload_json,
                                      const char *response_summary,
                                      const char *status,
-                                     char *out_job_id,
-                                     char *out_created_at,
-                                     uint64_t *out_customer_count);
+                                     struct TmsCreatedJob *out);
 
 // Set a job's `status` (IN_PROGRESS, SUCCESS or FAILED) and, where not NULL, its
 // `http_status`, `error_message` and `response_summary`; other fields keep their values and

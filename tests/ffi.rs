@@ -131,10 +131,8 @@ fn null_in_every_required_pointer_of_every_function_is_refused() {
     let mut out_code = -7i32;
     let o = &mut out_s as *mut *mut c_char;
     let oc = &mut out_code as *mut i32; // written by no call below: each fails on a NULL first
-    let mut out_buf = [0 as c_char; 64];
-    let ob = out_buf.as_mut_ptr();
-    let mut out_count = 7u64;
-    let oc64 = &mut out_count as *mut u64;
+    let mut out_job = TmsCreatedJob { job_id: [0; 37], created_at: [0; 32], customer_count: 7 };
+    let ocj = &mut out_job as *mut TmsCreatedJob;
     type Case<'a> = (&'a str, Box<dyn Fn() -> TmsStatus>);
     let cases: Vec<Case> = unsafe {
         vec![
@@ -150,13 +148,11 @@ fn null_in_every_required_pointer_of_every_function_is_refused() {
             ("tms_create_job name", Box::new(move || tms_create_job(s, a, 1, null(), null(), 0, null(), null(), null(), null(), null(), o, null_mut()))),
             ("tms_create_job cids", Box::new(move || tms_create_job(s, a, 1, a, null(), 1, null(), null(), null(), null(), null(), o, null_mut()))),
             ("tms_create_job out", Box::new(move || tms_create_job(s, a, 1, a, null(), 0, null(), null(), null(), null(), null(), null_mut(), null_mut()))),
-            ("tms_create_job_packed store", Box::new(move || tms_create_job_packed(null(), a, 1, a, null(), 0, null(), null(), null(), null(), null(), ob, ob, oc64))),
-            ("tms_create_job_packed user", Box::new(move || tms_create_job_packed(s, null(), 1, a, null(), 0, null(), null(), null(), null(), null(), ob, ob, oc64))),
-            ("tms_create_job_packed name", Box::new(move || tms_create_job_packed(s, a, 1, null(), null(), 0, null(), null(), null(), null(), null(), ob, ob, oc64))),
-            ("tms_create_job_packed cids", Box::new(move || tms_create_job_packed(s, a, 1, a, null(), 1, null(), null(), null(), null(), null(), ob, ob, oc64))),
-            ("tms_create_job_packed job_id out", Box::new(move || tms_create_job_packed(s, a, 1, a, null(), 0, null(), null(), null(), null(), null(), null_mut(), ob, oc64))),
-            ("tms_create_job_packed created_at out", Box::new(move || tms_create_job_packed(s, a, 1, a, null(), 0, null(), null(), null(), null(), null(), ob, null_mut(), oc64))),
-            ("tms_create_job_packed count out", Box::new(move || tms_create_job_packed(s, a, 1, a, null(), 0, null(), null(), null(), null(), null(), ob, ob, null_mut()))),
+            ("tms_create_job_packed store", Box::new(move || tms_create_job_packed(null(), a, 1, a, null(), 0, null(), null(), null(), null(), null(), ocj))),
+            ("tms_create_job_packed user", Box::new(move || tms_create_job_packed(s, null(), 1, a, null(), 0, null(), null(), null(), null(), null(), ocj))),
+            ("tms_create_job_packed name", Box::new(move || tms_create_job_packed(s, a, 1, null(), null(), 0, null(), null(), null(), null(), null(), ocj))),
+            ("tms_create_job_packed cids", Box::new(move || tms_create_job_packed(s, a, 1, a, null(), 1, null(), null(), null(), null(), null(), ocj))),
+                                    ("tms_create_job_packed out", Box::new(move || tms_create_job_packed(s, a, 1, a, null(), 0, null(), null(), null(), null(), null(), null_mut()))),
             ("tms_update_job store", Box::new(move || tms_update_job(null(), a, a, null(), null(), null()))),
             ("tms_update_job id", Box::new(move || tms_update_job(s, null(), a, null(), null(), null()))),
             ("tms_update_job status", Box::new(move || tms_update_job(s, a, null(), null(), null(), null()))),
@@ -218,7 +214,7 @@ fn null_in_every_required_pointer_of_every_function_is_refused() {
     }
     assert!(out_s.is_null());
     assert_eq!(out_code, -7, "an output was written by a call that failed");
-    assert!(out_buf.iter().all(|&b| b == 0) && out_count == 7, "an output was written by a call that failed");
+    assert!(out_job.job_id == [0; 37] && out_job.customer_count == 7, "an output was written by a call that failed");
     assert_eq!(f.snapshot(), before);
 
     // The walk covers every exported function that takes a pointer. Those that take none, or
@@ -248,50 +244,46 @@ fn null_in_every_required_pointer_of_every_function_is_refused() {
 }
 
 /// tms_create_job_packed: the IDs in one NUL-separated buffer (trimmed, empty ones dropped,
-/// repeats collapsed as tms_create_job does), the answer in the caller's buffers; a refused call
-/// writes neither the buffers nor the files.
+/// repeats collapsed as tms_create_job does), the answer in the caller's struct; a refused call
+/// writes neither the struct nor the files.
 #[test]
-fn packed_ids_and_caller_buffers() {
+fn packed_ids_and_caller_struct() {
     let f = Fixture::new("ffi-packed");
     let (user, name) = (c("bob"), c("PE-Enable"));
-    let mut job_id = [b'#' as c_char; 37];
-    let mut created_at = [b'#' as c_char; 32];
-    let mut count = 99u64;
-    let create = |ids: &[u8], job_id: &mut [c_char; 37], created_at: &mut [c_char; 32], count: &mut u64| unsafe {
+    let untouched = || TmsCreatedJob { job_id: [b'#' as c_char; 37], created_at: [b'#' as c_char; 32], customer_count: 99 };
+    let mut out = untouched();
+    let create = |ids: &[u8], out: &mut TmsCreatedJob| unsafe {
         tms_create_job_packed(
-            f.store, user.as_ptr(), 2, name.as_ptr(), ids.as_ptr().cast(), ids.len(), null(), null(), null(), null(), null(),
-            job_id.as_mut_ptr(), created_at.as_mut_ptr(), count,
+            f.store, user.as_ptr(), 2, name.as_ptr(), ids.as_ptr().cast(), ids.len(), null(), null(), null(), null(), null(), out,
         )
     };
+    let same = |a: &TmsCreatedJob, b: &TmsCreatedJob| a.job_id == b.job_id && a.created_at == b.created_at && a.customer_count == b.customer_count;
 
     let bad_utf8 = b"x1\0x\xff2";
-    assert_eq!(create(bad_utf8, &mut job_id, &mut created_at, &mut count), TmsStatus::InvalidUtf8);
+    assert_eq!(create(bad_utf8, &mut out), TmsStatus::InvalidUtf8);
     assert!(last_error().unwrap().contains("`cids[1]`"));
-    assert!(job_id.iter().all(|&b| b == b'#' as c_char) && created_at.iter().all(|&b| b == b'#' as c_char) && count == 99);
+    assert!(same(&out, &untouched()));
     assert_eq!(f.snapshot().0.len(), 0);
 
-    assert_eq!(create(b" x2\0x1\0\0x2 ", &mut job_id, &mut created_at, &mut count), TmsStatus::Ok);
-    let id = unsafe { CStr::from_ptr(job_id.as_ptr()) }.to_str().unwrap().to_owned();
-    let at = unsafe { CStr::from_ptr(created_at.as_ptr()) }.to_str().unwrap().to_owned();
-    assert_eq!((id.len(), at.len(), count), (36, 26, 2));
+    assert_eq!(create(b" x2\0x1\0\0x2 ", &mut out), TmsStatus::Ok);
+    let id = unsafe { CStr::from_ptr(out.job_id.as_ptr()) }.to_str().unwrap().to_owned();
+    let at = unsafe { CStr::from_ptr(out.created_at.as_ptr()) }.to_str().unwrap().to_owned();
+    assert_eq!((id.len(), at.len(), out.customer_count), (36, 26, 2));
     let cid = c(&id);
-    let mut out = null_mut();
-    assert_eq!(unsafe { tms_get_job(f.store, cid.as_ptr(), &mut out) }, TmsStatus::Ok);
-    let job: serde_json::Value = serde_json::from_str(&take(out)).unwrap();
+    let mut json = null_mut();
+    assert_eq!(unsafe { tms_get_job(f.store, cid.as_ptr(), &mut json) }, TmsStatus::Ok);
+    let job: serde_json::Value = serde_json::from_str(&take(json)).unwrap();
     assert_eq!((job["user_id"].as_str(), job["action_code"].as_i64()), (Some("bob"), Some(2)));
     assert_eq!((job["created_at"].as_str(), job["customer_count"].as_i64()), (Some(at.as_str()), Some(2)));
-    let mut out = null_mut();
-    assert_eq!(unsafe { tms_get_job_customers(f.store, cid.as_ptr(), &mut out) }, TmsStatus::Ok);
-    assert_eq!(take(out), r#"["x1","x2"]"#);
+    let mut json = null_mut();
+    assert_eq!(unsafe { tms_get_job_customers(f.store, cid.as_ptr(), &mut json) }, TmsStatus::Ok);
+    assert_eq!(take(json), r#"["x1","x2"]"#);
 
     // No IDs at all: cids may be NULL when its length is 0.
     let st = unsafe {
-        tms_create_job_packed(
-            f.store, user.as_ptr(), 2, name.as_ptr(), null(), 0, null(), null(), null(), null(), null(),
-            job_id.as_mut_ptr(), created_at.as_mut_ptr(), &mut count,
-        )
+        tms_create_job_packed(f.store, user.as_ptr(), 2, name.as_ptr(), null(), 0, null(), null(), null(), null(), null(), &mut out)
     };
-    assert_eq!((st, count), (TmsStatus::Ok, 0));
+    assert_eq!((st, out.customer_count), (TmsStatus::Ok, 0));
 }
 
 #[test]

@@ -57,21 +57,34 @@ pub unsafe extern "C" fn tms_create_job(
     })
 }
 
+/// What `tms_create_job_packed` writes on success: fixed-size, NUL-terminated texts in a struct
+/// of the caller's (on its stack, or a ctypes Structure), so nothing is allocated or freed.
+#[repr(C)]
+pub struct TmsCreatedJob {
+    /// The new job's UUID (36 characters and a NUL).
+    pub job_id: [c_char; 37],
+    /// Its `created_at`, `YYYY-MM-DDTHH:MM:SS.ffffff` in local time (26 characters and a NUL).
+    pub created_at: [c_char; 32],
+    /// How many distinct IDs were stored.
+    pub customer_count: u64,
+}
+
 /// `tms_create_job` for a caller that packs the IDs and builds the answer itself (the Python
-/// binding's hot path): the same checks and transaction, without an array of pointers to build,
-/// strings to free or JSON to parse. The rest of the answer is the caller's own arguments.
+/// binding's hot path): the same checks, in the same order, and the same transaction, without
+/// an array of pointers to build, strings to free or JSON to parse. The rest of the answer is
+/// the caller's own arguments.
 ///
 /// `cids` points to `cids_len` bytes: the IDs separated by NUL bytes (NULL only when
 /// `cids_len` is 0, which means no IDs). IDs are trimmed, empty ones dropped and repeats
 /// collapsed as in `tms_create_job`. The other arguments are `tms_create_job`'s.
 ///
-/// On success `out_job_id` (at least 37 bytes) receives the new job's UUID and `out_created_at`
-/// (at least 32 bytes) its `created_at` (`YYYY-MM-DDTHH:MM:SS.ffffff`, local time), both
-/// NUL-terminated, and `*out_customer_count` the number of distinct IDs stored. On failure
-/// nothing is written to the database or to the outputs.
+/// On success `*out` receives the job's id, `created_at` and customer count. On failure nothing
+/// is written to the database or to `*out`. Thread-safe on a shared store handle; nothing
+/// returned needs freeing.
 ///
 /// # Safety
-/// Pointers are NULL or valid as described; `store` is an open handle.
+/// Pointers are NULL or valid as described; `store` is an open handle; `out` points to a
+/// writable `TmsCreatedJob`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tms_create_job_packed(
     store: *const TmsStore,
@@ -85,9 +98,7 @@ pub unsafe extern "C" fn tms_create_job_packed(
     request_payload_json: *const c_char,
     response_summary: *const c_char,
     status: *const c_char,
-    out_job_id: *mut c_char,
-    out_created_at: *mut c_char,
-    out_customer_count: *mut u64,
+    out: *mut TmsCreatedJob,
 ) -> TmsStatus {
     ffi_boundary!({
         let store = unsafe { super::args::store(store) }?;
@@ -95,22 +106,26 @@ pub unsafe extern "C" fn tms_create_job_packed(
         let job = unsafe {
             new_job(user_id, action_code, action_name, cids, cluster_url, batch_id, request_payload_json, response_summary, status)
         }?;
-        let out_job_id = out(out_job_id, "out_job_id")?;
-        let out_created_at = out(out_created_at, "out_created_at")?;
-        let out_customer_count = out(out_customer_count, "out_customer_count")?;
+        let out = super::args::out(out, "out")?;
         let created = store.create_job(&job)?;
-        // Both texts have a fixed length (36 and 26): a longer one is a bug here, refused before
-        // anything is written.
-        if created.job_id.len() >= JOB_ID_BYTES || created.created_at.len() >= CREATED_AT_BYTES {
-            return Err(FfiError::new(TmsStatus::Panic, "internal error: job_id or created_at longer than its buffer"));
-        }
-        unsafe {
-            put_text(out_job_id, &created.job_id);
-            put_text(out_created_at, &created.created_at);
-        }
-        *out_customer_count = created.customer_count as u64;
+        // Both texts have a fixed length (36 and 26): a longer one would be a bug here.
+        let job_id = fixed_text::<37>(&created.job_id)?;
+        let created_at = fixed_text::<32>(&created.created_at)?;
+        *out = TmsCreatedJob { job_id, created_at, customer_count: created.customer_count as u64 };
         Ok(())
     })
+}
+
+/// `text` and a NUL in an array of N, or an internal error when it does not fit.
+fn fixed_text<const N: usize>(text: &str) -> FfiResult<[c_char; N]> {
+    if text.len() >= N {
+        return Err(FfiError::new(TmsStatus::Panic, format!("internal error: {text:?} does not fit {N} bytes")));
+    }
+    let mut buf = [0 as c_char; N];
+    for (dst, &src) in buf.iter_mut().zip(text.as_bytes()) {
+        *dst = src as c_char;
+    }
+    Ok(buf)
 }
 
 /// `tms_create_job_packed`'s IDs: `len` bytes at `p`, separated by NULs, each checked for UTF-8
@@ -142,22 +157,6 @@ unsafe fn packed_ids<'a>(p: *const c_char, len: usize, name: &str) -> FfiResult<
             })
         })
         .collect()
-}
-
-/// The buffer sizes `tms_create_job_packed` documents (kept private: a `pub const` would leak
-/// into the header).
-const JOB_ID_BYTES: usize = 37;
-const CREATED_AT_BYTES: usize = 32;
-
-/// `text` and a NUL into `out`, which the caller sized for it (checked above).
-unsafe fn put_text(out: &mut c_char, text: &str) {
-    let out = out as *mut c_char as *mut u8;
-    // SAFETY: the caller's buffer holds at least text.len() + 1 bytes (the API's contract and
-    // the length check before the call); `text` cannot overlap a buffer it did not come from.
-    unsafe {
-        std::ptr::copy_nonoverlapping(text.as_ptr(), out, text.len());
-        *out.add(text.len()) = 0;
-    }
 }
 
 /// The arguments `tms_create_job` and `tms_create_job_packed` share, checked in the order they

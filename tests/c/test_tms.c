@@ -332,31 +332,30 @@ static void test_jobs(const TmsStore *store) {
     tms_string_free(job_id);
 }
 
-/* tms_create_job_packed: IDs in one NUL-separated buffer, the answer in the caller's buffers;
- * a refused call leaves the buffers as they were. */
+/* tms_create_job_packed: IDs in one NUL-separated buffer, the answer in the caller's struct;
+ * a refused call leaves the struct as it was. */
 static void test_create_job_packed(const TmsStore *store) {
     static const char ids[] = "p1\0p2\0p1"; /* sizeof - 1: the literal's own NUL is not sent */
-    char job_id[37] = "", created_at[32] = "";
-    uint64_t count = 0;
+    TmsCreatedJob out = {0};
 
     CHECK_OK(tms_create_job_packed(store, "c_packed", 1, "Trans-Begin", ids, sizeof ids - 1, NULL,
-                                   NULL, NULL, NULL, NULL, job_id, created_at, &count));
+                                   NULL, NULL, NULL, NULL, &out));
     CHECK(last_error_is_clear());
-    CHECK(strlen(job_id) == 36);
-    CHECK(strlen(created_at) == 26);
-    CHECK(count == 2);
+    CHECK(strlen(out.job_id) == 36);
+    CHECK(strlen(out.created_at) == 26);
+    CHECK(out.customer_count == 2);
 
     char *json = NULL;
-    CHECK_OK(tms_get_job_customers(store, job_id, &json));
+    CHECK_OK(tms_get_job_customers(store, out.job_id, &json));
     CHECK_STREQ(json, "[\"p1\",\"p2\"]");
     tms_string_free(json);
 
-    char untouched[37] = "untouched";
+    TmsCreatedJob untouched = {.job_id = "untouched", .customer_count = 42};
     CHECK_STATUS(tms_create_job_packed(store, "", 1, "Trans-Begin", ids, sizeof ids - 1, NULL, NULL,
-                                       NULL, NULL, NULL, untouched, created_at, &count),
+                                       NULL, NULL, NULL, &untouched),
                  TMS_STATUS_INVALID_INPUT);
-    CHECK_STREQ(untouched, "untouched");
-    CHECK(count == 2);
+    CHECK_STREQ(untouched.job_id, "untouched");
+    CHECK(untouched.customer_count == 42);
 }
 
 /* Every refused tms_create_job leaves the outputs NULL and the job count unchanged. */

@@ -36,7 +36,13 @@ ARGUMENT_TYPES = {
     "uint64_t *": POINTER(c_uint64),
     "void *": c_void_p,
     "TmsEventCallback": _native.EVENT_CALLBACK,
+    "struct TmsCreatedJob *": POINTER(_native.CreatedJob),
 }
+
+# C field type -> ctypes type, for the structs the caller owns.
+FIELD_TYPES = {"char": ctypes.c_char, "uint64_t": c_uint64}
+STRUCT = re.compile(r"typedef struct (\w+) \{(.*?)\} \1;", re.S)
+FIELD = re.compile(r"^\s*(\w+) (\w+)(?:\[(\d+)\])?;", re.M)
 
 # C return type -> the ctypes restype. A `char *` is owned by the caller and must be freed, so it
 # is kept as a pointer; a `const char *` is static and may be read as bytes directly.
@@ -124,6 +130,18 @@ def test_each_signature_matches_the_header(name):
     # What ctypes actually uses is what was declared (nothing overwrote it later).
     fn = getattr(_native.lib, name)
     assert list(fn.argtypes) == list(declared_args) and fn.restype is declared_ret
+
+
+def test_each_struct_matches_the_header():
+    """A Structure whose fields differ from the header's in name, order, type or array length
+    would make the library write past or beside it."""
+    structs = {name: body for name, body in STRUCT.findall(read_header())}
+    assert set(structs) == {"TmsCreatedJob"}, "a new struct in the header needs its Structure here"
+    for name, structure in {"TmsCreatedJob": _native.CreatedJob}.items():
+        expected = [(field, FIELD_TYPES[c_type] * int(n) if n else FIELD_TYPES[c_type])
+                    for c_type, field, n in FIELD.findall(structs[name])]
+        assert [(f, t._type_, t._length_) if hasattr(t, "_length_") else (f, t) for f, t in structure._fields_] == \
+            [(f, t._type_, t._length_) if hasattr(t, "_length_") else (f, t) for f, t in expected], name
 
 
 def test_the_event_callback_type_matches_the_header():

@@ -82,7 +82,13 @@ _P = c_void_p  # opaque TmsStore*
 _S = c_char_p  # const char* in
 _OUT_S = POINTER(c_void_p)  # char** out
 _STRS = POINTER(c_char_p)  # const char* const*
-_BUF = c_void_p  # char* out, a buffer of the caller's (a ctypes c_char array)
+
+
+class CreatedJob(ctypes.Structure):
+    """TmsCreatedJob: what tms_create_job_packed writes into a struct of the caller's."""
+
+    _fields_ = [("job_id", ctypes.c_char * 37), ("created_at", ctypes.c_char * 32), ("customer_count", c_uint64)]
+
 
 # void (*)(void *user_data, int32_t level, const char *event, const char *line)
 EVENT_CALLBACK = CFUNCTYPE(None, c_void_p, c_int32, c_char_p, c_char_p)
@@ -101,7 +107,7 @@ _SIGNATURES = {
         c_int,
     ),
     "tms_create_job_packed": (
-        [_P, _S, c_int32, _S, _S, c_size_t, _S, _S, _S, _S, _S, _BUF, _BUF, POINTER(c_uint64)],
+        [_P, _S, c_int32, _S, _S, c_size_t, _S, _S, _S, _S, _S, POINTER(CreatedJob)],
         c_int,
     ),
     "tms_update_job": ([_P, _S, _S, POINTER(c_int64), _S, _S], c_int),

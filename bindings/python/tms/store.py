@@ -228,9 +228,9 @@ class Store:
         # The optional fields are usually None: no encode() call for them (this is the hot path).
         payload = None if request_payload is None else encode(_json_text(request_payload), "request_payload")
         summary = None if response_summary is None else encode(_summary_text(response_summary), "response_summary")
-        # tms_create_job_packed writes into these instead of handing back strings to free and
+        # tms_create_job_packed writes into this instead of handing back strings to free and
         # JSON to parse; the rest of the answer is the arguments, as the library saw them.
-        job_id, created_at, customer_count = _JobIdText(), _CreatedAtText(), c_uint64()
+        created = _native.CreatedJob()
         handle = self._enter()
         try:
             user = encode(user_id, "user_id")  # checked after _enter, as before: a closed store
@@ -248,19 +248,17 @@ class Store:
                 payload,
                 summary,
                 None if status == "IN_PROGRESS" else encode(status, "status"),  # NULL: the default
-                job_id,
-                created_at,
-                ctypes.byref(customer_count),
+                ctypes.byref(created),
             ))
         finally:
             self._leave()
         return {
-            "job_id": job_id.value.decode("ascii"),
+            "job_id": created.job_id.decode("ascii"),
             "user_id": user_id if type(user_id) is str else cast(bytes, user).decode("utf-8"),
             "action_code": code,
             "action_name": action_name if type(action_name) is str else cast(bytes, name).decode("utf-8"),
-            "customer_count": customer_count.value,
-            "created_at": created_at.value.decode("ascii"),
+            "customer_count": created.customer_count,
+            "created_at": created.created_at.decode("ascii"),
         }
 
     def update_job(self, job_id: str, status: str, http_status: int | None = None,
@@ -497,11 +495,6 @@ def _int(value: Any, field: str, lo: int = -(2**63), hi: int = 2**63 - 1) -> int
 
 def _limit(limit: Any) -> int:
     return _int(limit, "limit")
-
-
-#: The output buffers of tms_create_job_packed, at the sizes its header comment gives.
-_JobIdText = ctypes.c_char * 37
-_CreatedAtText = ctypes.c_char * 32
 
 
 def _action_code(code: Any) -> int:
