@@ -15,14 +15,39 @@ macro_rules! count {
     };
 }
 
-const INSERT: &str = "INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
-                                       request_payload, response_summary, status, updated_at, customer_count, set_action_job)
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11, $12)";
-/// Every customer in one round trip, however many.
-const INSERT_CUSTOMERS: &str = "INSERT INTO job_customers (job_id, cid) SELECT $1, unnest($2::text[])";
+/// The job and every customer in one statement, however many (one round trip; outside a
+/// transaction it commits on its own, all or nothing). The customers' foreign key is checked at
+/// the statement's end, when the job's row is there.
+const INSERT: &str = "WITH job AS (
+                          INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
+                                            request_payload, response_summary, status, updated_at, customer_count,
+                                            set_action_job)
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11, $12)
+                          RETURNING job_id)
+                      INSERT INTO job_customers (job_id, cid) SELECT job.job_id, unnest($13::text[]) FROM job";
+
+/// INSERT for a rerun after a lost connection: a job already there (the first run's) is left as
+/// it is, with its customers.
+const INSERT_UNLESS_THERE: &str = "WITH job AS (
+                          INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
+                                            request_payload, response_summary, status, updated_at, customer_count,
+                                            set_action_job)
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11, $12)
+                          ON CONFLICT (job_id) DO NOTHING
+                          RETURNING job_id)
+                      INSERT INTO job_customers (job_id, cid) SELECT job.job_id, unnest($13::text[]) FROM job";
 
 pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>) -> Result<()> {
-    let st = cache.prepare(c, INSERT)?;
+    insert_with(c, cache, INSERT, job)
+}
+
+/// The job unless one with its id is there (a rerun's insert, whose first run may have committed).
+pub fn insert_unless_there(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>) -> Result<()> {
+    insert_with(c, cache, INSERT_UNLESS_THERE, job)
+}
+
+fn insert_with(c: &mut impl GenericClient, cache: &mut Cache, sql: &'static str, job: &JobRecord<'_>) -> Result<()> {
+    let st = cache.prepare(c, sql)?;
     c.execute(
         &st,
         &[
@@ -38,13 +63,10 @@ pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>
             &job.status,
             &(job.cids.len() as i64),
             &job.set_action,
+            &job.cids,
         ],
     )
     .map_err(pg_error)?;
-    if !job.cids.is_empty() {
-        let st = cache.prepare(c, INSERT_CUSTOMERS)?;
-        c.execute(&st, &[&job.job_id, &job.cids]).map_err(pg_error)?;
-    }
     Ok(())
 }
 
@@ -139,15 +161,12 @@ pub fn for_user(c: &mut impl GenericClient, cache: &mut Cache, user_id: &str, li
         .collect())
 }
 
-const EXISTS: &str = "SELECT EXISTS(SELECT 1 FROM jobs WHERE job_id = $1)";
-const CUSTOMERS: &str = "SELECT cid FROM job_customers WHERE job_id = $1 ORDER BY cid";
+/// Whether the job exists and its customers, in one statement (one snapshot, one round trip).
+const CUSTOMERS: &str = "SELECT EXISTS(SELECT 1 FROM jobs WHERE job_id = $1),
+                                ARRAY(SELECT cid FROM job_customers WHERE job_id = $1 ORDER BY cid)";
 
 pub fn customers(c: &mut impl GenericClient, cache: &mut Cache, job_id: &str) -> Result<Option<Vec<String>>> {
-    let st = cache.prepare(c, EXISTS)?;
-    let exists: bool = c.query_one(&st, &[&job_id]).map_err(pg_error)?.get(0);
-    if !exists {
-        return Ok(None);
-    }
     let st = cache.prepare(c, CUSTOMERS)?;
-    Ok(Some(c.query(&st, &[&job_id]).map_err(pg_error)?.iter().map(|r| r.get(0)).collect()))
+    let row = c.query_one(&st, &[&job_id]).map_err(pg_error)?;
+    Ok(if row.get(0) { Some(row.get(1)) } else { None })
 }

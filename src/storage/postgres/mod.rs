@@ -184,9 +184,14 @@ impl PostgresEngine {
     /// failover, a terminated backend, a dead network), the transaction runs again on a fresh
     /// connection: always when it failed before COMMIT was sent (nothing was written), and after
     /// that only when `replay` says running it twice writes it once.
-    fn write<T>(&self, replay: Replay, mut f: impl FnMut(&mut postgres::Transaction<'_>, &mut Cache) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, replay: Replay, f: impl FnMut(&mut postgres::Transaction<'_>, &mut Cache) -> Result<T>) -> Result<T> {
         self.check_writable()?;
-        let mut attempt = 1;
+        self.write_from(1, replay, f)
+    }
+
+    /// `write`, counting `attempt` as the first attempt of the transaction (a call whose single
+    /// statement was lost in flight has had its first).
+    fn write_from<T>(&self, mut attempt: u32, replay: Replay, mut f: impl FnMut(&mut postgres::Transaction<'_>, &mut Cache) -> Result<T>) -> Result<T> {
         loop {
             let mut conn = self.pool.get()?;
             let (result, committing) = {
@@ -219,6 +224,25 @@ impl PostgresEngine {
             } else {
                 error.context("the connection to the server was lost")
             });
+        }
+    }
+
+    /// A write's first attempt as one statement that commits on its own (autocommit): one round
+    /// trip, no BEGIN or COMMIT. Ok(None): the connection was lost with the statement in flight,
+    /// so whether it committed is unknown: the caller reruns it as the second attempt of a
+    /// transaction (`write_from(2, ...)`) that first looks for what it wrote. Any other error is
+    /// the call's, as a transaction's would be.
+    fn single<T>(&self, f: impl FnOnce(&mut postgres::Client, &mut Cache) -> Result<T>) -> Result<Option<T>> {
+        self.check_writable()?;
+        let mut conn = self.pool.get()?;
+        let result = {
+            let pool::Conn { client, cache } = &mut *conn;
+            f(client, cache)
+        };
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if self.gone(&mut conn, &e) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -294,14 +318,12 @@ impl Engine for PostgresEngine {
     }
 
     fn insert_job(&self, job: &JobRecord<'_>) -> Result<()> {
-        let mut retried = false;
-        self.write(Replay::Safe, |tx, cache| {
-            // A rerun after a commit whose answer was lost finds the job there: done.
-            if std::mem::replace(&mut retried, true) && jobs::exists(tx, cache, job.job_id)? {
-                return Ok(());
-            }
-            jobs::insert(tx, cache, job)
-        })
+        if let Some(()) = self.single(|c, cache| jobs::insert(c, cache, job))? {
+            return Ok(());
+        }
+        // Lost in flight: a rerun finds the job there if the statement committed: done. (It
+        // inserts only if absent, as a statement the server still runs may commit meanwhile.)
+        self.write_from(2, Replay::Safe, |tx, cache| jobs::insert_unless_there(tx, cache, job))
     }
     fn update_job(&self, change: &JobChange<'_>) -> Result<bool> {
         self.write(Replay::Safe, |tx, cache| jobs::update(tx, cache, change))
@@ -313,17 +335,25 @@ impl Engine for PostgresEngine {
         self.read(|c, cache| jobs::for_user(c, cache, user_id, limit))
     }
     fn job_customers(&self, job_id: &str) -> Result<Option<Vec<String>>> {
-        // One snapshot for the existence check and the list.
-        self.read(|c, cache| {
-            let mut tx = c.build_transaction().read_only(true).start().map_err(pg_error)?;
-            let found = jobs::customers(&mut tx, cache, job_id)?;
-            tx.commit().map_err(pg_error)?;
-            Ok(found)
-        })
+        // One statement: one snapshot for the existence check and the list.
+        self.read(|c, cache| jobs::customers(c, cache, job_id))
     }
 
     fn insert_audit(&self, row: &AuditRecord<'_>) -> Result<i64> {
-        self.write(Replay::BeforeCommitOnly, |tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head))
+        // Commonly one statement: the row linked to the head this store last saw, appended by
+        // the server only if that is still the head.
+        let mut sent = None;
+        match self.single(|c, cache| audit::append_at_head(c, cache, row, &self.chain, &self.checked_head, &mut sent))? {
+            Some(Some(id)) => return Ok(id),
+            // The locked path (a busy or unbegun chain, a head to judge under the lock).
+            Some(None) => return self.write(Replay::BeforeCommitOnly, |tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head)),
+            None => {}
+        }
+        // Lost in flight: the rerun first looks for the row sent, which the link (seq and hash)
+        // names exactly: a committed one is answered, never written twice.
+        self.write_from(2, Replay::BeforeCommitOnly, |tx, cache| {
+            audit::insert_after_lost(tx, cache, row, &self.chain, &self.checked_head, sent.as_ref())
+        })
     }
     fn insert_audit_durably(&self, row: &AuditRecord<'_>) -> Result<AuditDelivery> {
         // One database: a committed row is as durable as the outbox would make it.

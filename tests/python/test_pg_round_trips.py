@@ -1,0 +1,114 @@
+"""Round trips per call on PostgreSQL, counted by a loopback proxy between the library and the
+server (the server's ReadyForQuery messages): create_job, record_audit, get_job and
+get_job_customers each take ONE once the connection has prepared its statements. A regression to
+a transaction of several statements (BEGIN, ..., COMMIT) fails here. Also: the one-statement
+calls keep their promises when the answer of a committed statement is lost, and a v3 schema
+upgrades to v4 keeping every row. Not timed: bench/postgres.py prints the times."""
+
+import pytest
+
+import tms
+from conftest import Location, psql, with_param
+from pg_proxy import RoundTripProxy
+
+KEY = "k" * 32
+CALLS = 5
+
+
+@pytest.fixture
+def pg(tmp_path):
+    loc = Location(tmp_path, engine="postgres")
+    yield loc
+    loc.drop()
+
+
+@pytest.fixture
+def proxied(pg):
+    base, schema_option = pg.jobs.rsplit("options=", 1)
+    with RoundTripProxy(base.rstrip("?&")) as proxy:
+        proxy.store_url = with_param(proxy.url, "options=" + schema_option)
+        yield proxy
+
+
+def per_call(proxy, call):
+    """Round trips per call, after two calls that prepare the connection's statements."""
+    call(0)
+    call(1)
+    before = proxy.round_trips
+    for i in range(CALLS):
+        call(2 + i)
+    return (proxy.round_trips - before) / CALLS
+
+
+def not_found(call, job_id):
+    with pytest.raises(tms.NotFoundError):
+        call(job_id)
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain chain", "keyed chain"])
+@pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
+def test_each_call_is_one_round_trip(pg, proxied, key, sync):
+    with tms.Store(proxied.store_url, audit_hmac_key=key, synchronous=sync) as s:
+        job = s.create_job("alice", 1, "Trans-Begin", ["c1", "c2", "c3"])["job_id"]
+        counts = {
+            "create_job 3 IDs": per_call(proxied, lambda i: s.create_job("alice", 1, "Trans-Begin", [f"a{i}", f"b{i}", f"c{i}"])),
+            "create_job no IDs": per_call(proxied, lambda i: s.create_job("alice", 1, "Trans-Begin", [])),
+            "create_job 500 IDs": per_call(proxied, lambda i: s.create_job("alice", 1, "Trans-Begin", [f"{i}-{n}" for n in range(500)])),
+            "record_audit": per_call(proxied, lambda i: s.record_audit("alice", "Trans-Begin", ["c1"])),
+            "get_job": per_call(proxied, lambda i: s.get_job(job)),
+            "get_job_customers": per_call(proxied, lambda i: s.get_job_customers(job)),
+            "get_job_customers of no job": per_call(proxied, lambda i: not_found(s.get_job_customers, "no-such-job")),
+        }
+        assert counts == {name: 1 for name in counts}
+        assert s.get_job_customers(job) == ["c1", "c2", "c3"]
+        assert s.verify_audit()["ok"] and s.verify_audit()["checked"] == 2 + CALLS
+
+
+def test_an_append_after_another_writer_moved_the_head_reads_the_head_once(pg, proxied):
+    with tms.Store(proxied.store_url, audit_hmac_key=KEY) as mine, tms.Store(pg.jobs, audit_hmac_key=KEY) as other:
+        mine.record_audit("alice", "Trans-Begin", ["c1"])
+        for _ in range(2):  # the first time also prepares the head's read on the connection
+            mine.record_audit("alice", "Trans-Begin", ["c1"])
+            other.record_audit("bob", "Trans-Begin", ["c2"])
+            before = proxied.round_trips
+            mine.record_audit("alice", "Trans-Begin", ["c3"])
+        # The append onto the head it knew, which appends nothing; the new head's row; the append.
+        assert proxied.round_trips - before == 3
+        assert mine.verify_audit()["ok"] and mine.verify_audit()["checked"] == 7
+
+
+def test_a_lost_answer_of_a_committed_append_or_job_writes_it_once(pg, proxied):
+    with tms.Store(proxied.store_url, audit_hmac_key=KEY) as s:
+        s.record_audit("alice", "Trans-Begin", ["c0"])
+        s.record_audit("alice", "Trans-Begin", ["c0"])
+        proxied.cut_next_answer()  # the append commits; its answer never arrives
+        s.record_audit("alice", "Trans-Begin", ["c1"])
+        assert pg.rows("SELECT COUNT(*) FROM audit_log WHERE customer_ids = '[\"c1\"]'") == [(1,)]
+        s.record_audit("alice", "Trans-Begin", ["c2"])
+        assert s.verify_audit()["ok"] and s.verify_audit()["checked"] == 4
+
+        proxied.cut_next_answer()  # the job commits; its answer never arrives
+        job = s.create_job("alice", 1, "Trans-Begin", ["c1", "c2"])["job_id"]
+        assert pg.rows(f"SELECT COUNT(*) FROM jobs WHERE job_id = '{job}'") == [(1,)]
+        assert s.get_job_customers(job) == ["c1", "c2"]
+
+
+V4_FUNCTION = "tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT)"
+
+
+def test_a_v3_store_upgrades_to_v4_keeping_every_row(pg):
+    with pg.open(audit_hmac_key=KEY) as s:
+        jobs = [s.create_job("alice", 1, "Trans-Begin", [f"c{i}", "shared"])["job_id"] for i in range(5)]
+        for i in range(5):
+            s.record_audit("alice", "Trans-Begin", [f"c{i}"])
+    # Back to exactly what schema v3 had: v4 only added the function.
+    psql(pg.jobs, f"DROP FUNCTION {V4_FUNCTION}; UPDATE tms_schema SET version = 3 WHERE component = 'store'")
+    before = {t: pg.rows(f"SELECT * FROM {t} ORDER BY 1") for t in ("jobs", "job_customers", "audit_log", "audit_chain_head")}
+    with pg.open(audit_hmac_key=KEY) as s:
+        assert pg.rows("SELECT version FROM tms_schema WHERE component = 'store'") == [(4,)]
+        after = {t: pg.rows(f"SELECT * FROM {t} ORDER BY 1") for t in before}
+        assert after == before
+        assert [s.get_job_customers(j) for j in jobs] == [[f"c{i}", "shared"] for i in range(5)]
+        s.record_audit("alice", "Trans-Begin", ["c9"])
+        report = s.verify_audit()
+        assert report["ok"] and report["checked"] == 6
