@@ -291,7 +291,9 @@ impl CheckedHead {
     fn has_head(&self) -> bool {
         self.head.try_lock().ok().is_some_and(|g| g.is_some())
     }
-    fn unkeyed_up_to(&self) -> i64 {
+    /// For a store without a key: the seq up to which the chain is known to hold no keyed row
+    /// (`check_append` looks for keyed rows after it; an engine may look in the head's read).
+    pub fn unkeyed_up_to(&self) -> i64 {
         self.unkeyed_up_to.try_lock().map_or(0, |g| *g)
     }
     fn set_unkeyed_up_to(&self, seq: i64) {

@@ -10,6 +10,7 @@ import pytest
 import tms
 from conftest import Location, psql, with_param
 from pg_proxy import RoundTripProxy
+from stub_cluster import StubCluster
 
 KEY = "k" * 32
 CALLS = 5
@@ -61,6 +62,22 @@ def test_each_call_is_one_round_trip(pg, proxied, key, sync):
         }
         assert counts == {name: 1 for name in counts}
         assert s.get_job_customers(job) == ["c1", "c2", "c3"]
+        assert s.verify_audit()["ok"] and s.verify_audit()["checked"] == 2 + CALLS
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["no idempotency key", "idempotency key"])
+def test_a_set_action_takes_seven_round_trips(pg, proxied, with_key):
+    # The key check before sending (1); the job with its key's claim (1); then one transaction:
+    # BEGIN, the outcome with its answer and the audit receipt's claim, the audit row, the
+    # receipt's row id, COMMIT (5). It was 11 (13 with a key).
+    with StubCluster() as cluster, tms.Store(proxied.store_url, allowed_clusters=[cluster.base], audit_hmac_key=KEY) as s:
+        def call(i):
+            request = {"url": cluster.base + "/tms/v1/set/action", "token": "operator-token-0123", "isPost": True,
+                       "postData": {"action": "PE-Enable", "cids": [f"c{i}"]}}
+            status, body = s.set_action(request, "alice", idempotency_key=f"key-{i}" if with_key else None)
+            assert status == 200 and "warning" not in body, body
+
+        assert per_call(proxied, call) == 7
         assert s.verify_audit()["ok"] and s.verify_audit()["checked"] == 2 + CALLS
 
 

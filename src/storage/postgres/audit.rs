@@ -55,8 +55,14 @@ const LEGACY: &str = concat!("SELECT ", columns!(), " FROM audit_log WHERE chain
 const APPEND: &str = "SELECT tms_audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 /// Schema v4: the append made only while the head is still the one linked to (else NULL).
 const APPEND_AT: &str = "SELECT tms_audit_append_at($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-/// The head's row, read without a lock (none when the chain has not begun).
-const HEAD_ROW: &str = concat!("SELECT ", columns!(), " FROM audit_chain_head h JOIN audit_log ON chain_seq = h.seq");
+/// The head's row, read without a lock (none when the chain has not begun), and when $1 is set
+/// whether a keyed row follows seq $1 (what `check_append` asks a store without a key): one
+/// round trip.
+const HEAD_ROW: &str = concat!(
+    "SELECT ", columns!(), ",
+            $1::bigint IS NOT NULL AND EXISTS(SELECT 1 FROM audit_log k WHERE k.chain_seq > $1 AND k.chain_hash LIKE 'hmac-sha256:%')
+     FROM audit_chain_head h JOIN audit_log ON chain_seq = h.seq"
+);
 /// A row this store sent, by the link it computed (a rerun after a lost connection finds it).
 const OWN_ROW: &str = "SELECT id FROM audit_log WHERE chain_seq = $1 AND chain_hash = $2";
 /// Appends onto a head read unlocked before a busy chain sends its writer to the locked path.
@@ -133,12 +139,8 @@ pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'
 /// not begun, or its head is one that only the locked path may judge (a keyed store on a plain
 /// head).
 fn read_head(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead) -> Result<Option<ExpectedHead>> {
-    let st = cache.prepare(c, HEAD_ROW)?;
-    let Some(row) = c.query_opt(&st, &[]).map_err(pg_error)? else { return Ok(None) };
-    let row = chain_row(&row);
-    let (Some(seq), Some(hash)) = (row.seq, row.hash.clone()) else { return Ok(None) };
-    let st = cache.prepare(c, KEYED_SINCE)?;
-    check_append(&row, key, checked, |since| Ok(c.query_one(&st, &[&since]).map_err(pg_error)?.get(0)))?;
+    let Some(row) = read_and_check_head(c, cache, key, checked)? else { return Ok(None) };
+    let (Some(seq), Some(hash)) = (row.seq, row.hash) else { return Ok(None) };
     Ok(if is_keyed(&hash) {
         Some(ExpectedHead { seq, hash, keyed_after: None })
     } else if !key.has_key() {
@@ -220,16 +222,27 @@ pub fn insert_after_lost(
 
 /// Ok when this store's key can continue the chain (a read; nothing stays locked).
 pub fn check_head_key(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead) -> Result<()> {
-    let st = cache.prepare(c, "SELECT seq FROM audit_chain_head")?;
-    let seq: i64 = c.query_one(&st, &[]).map_err(pg_error)?.get(0);
-    if seq == 0 {
-        return Ok(());
-    }
-    let st = cache.prepare(c, ROW_AT)?;
-    let Some(row) = c.query_opt(&st, &[&seq]).map_err(pg_error)? else { return Ok(()) };
-    let row = chain_row(&row);
-    let st = cache.prepare(c, KEYED_SINCE)?;
-    check_append(&row, key, checked, |since| Ok(c.query_one(&st, &[&since]).map_err(pg_error)?.get(0)))
+    read_and_check_head(c, cache, key, checked).map(|_| ())
+}
+
+/// The head's row, read unlocked, once `check_append` passed it (None: the chain has not
+/// begun, or the head's row is missing). One round trip: a store without a key learns in the same
+/// read whether a keyed row follows the seq it checked up to; any other question of
+/// `check_append` (rare: a keyed store on a plain head) is a query of its own.
+fn read_and_check_head(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead) -> Result<Option<ChainRow>> {
+    let since = (!key.has_key()).then(|| checked.unkeyed_up_to());
+    let st = cache.prepare(c, HEAD_ROW)?;
+    let Some(found) = c.query_opt(&st, &[&since]).map_err(pg_error)? else { return Ok(None) };
+    let keyed_after_since: bool = found.get(12);
+    let row = chain_row(&found);
+    check_append(&row, key, checked, |asked| match since {
+        Some(s) if s == asked => Ok(keyed_after_since),
+        _ => {
+            let st = cache.prepare(c, KEYED_SINCE)?;
+            Ok(c.query_one(&st, &[&asked]).map_err(pg_error)?.get(0))
+        }
+    })?;
+    Ok(Some(row))
 }
 
 /// Clear the log as a recorded reset (see the SQLite engine); the transaction may delete.

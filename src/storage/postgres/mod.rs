@@ -436,20 +436,31 @@ impl Engine for PostgresEngine {
     }
 
     fn insert_set_action_job(&self, job: &JobRecord<'_>, key: Option<(IdempotencyKey<'_>, &str)>) -> Result<Option<PriorRequest>> {
-        let mut retried = false;
-        self.write(Replay::Safe, |tx, cache| {
-            // A rerun after a commit whose answer was lost finds its own job: recorded.
-            if std::mem::replace(&mut retried, true) && jobs::exists(tx, cache, job.job_id)? {
+        // One statement: the key's claim, then the job and its customers if it was claimed.
+        let claim = key.map(|(k, fingerprint)| (k.user_id, k.key, fingerprint));
+        match self.single(|c, cache| jobs::insert_claiming(c, cache, job, claim))? {
+            Some(true) => return Ok(None),
+            // Taken by a request that has committed by now (the claim waited for it, and READ
+            // COMMITTED shows its rows to the next statement): answer from it.
+            Some(false) => return self.prior_request(key.map(|(k, _)| k).ok_or_else(|| Error::new(ErrorKind::Database, "a job without a key was not inserted"))?),
+            None => {}
+        }
+        // Lost in flight: a rerun after a commit whose answer was lost finds its own job (or its
+        // own key, if the statement committed while the rerun waited on it): recorded.
+        self.write_from(2, Replay::Safe, |tx, cache| {
+            if jobs::exists(tx, cache, job.job_id)? {
                 return Ok(None);
             }
             if let Some((key, fingerprint)) = key {
                 if !requests::claim_key(tx, cache, key, fingerprint, job.job_id, job.created_at)? {
-                    // Taken by a request that has committed by now (the claim waited for it, and
-                    // READ COMMITTED shows its rows to the next statement): answer from it.
-                    return requests::prior(tx, cache, key);
+                    let prior = requests::prior(tx, cache, key)?;
+                    if prior.as_ref().is_some_and(|p| p.job_id == job.job_id) {
+                        return Ok(None);
+                    }
+                    return Ok(prior);
                 }
             }
-            jobs::insert(tx, cache, job)?;
+            jobs::insert_unless_there(tx, cache, job)?;
             Ok(None)
         })
     }
@@ -466,14 +477,13 @@ impl Engine for PostgresEngine {
         // only by the transaction that claims the job's receipt, so a rerun after a lost commit
         // (or a later delivery of a waiting outcome) never appends it twice.
         let found = self.write(Replay::Safe, |tx, cache| {
-            let found = jobs::record_outcome(tx, cache, outcome)?;
-            if let Some((key, status, body)) = answer {
-                requests::store_answer(tx, cache, key, status, body)?;
-            }
-            // The audit row of an action that was sent is written even when its job is gone
-            // (the caller then hears NotFound about the job, not about the row).
-            if let Some(row) = audit_row {
-                self.append_set_action_audit(tx, cache, outcome.job_id, row)?;
+            // The outcome, the answer and the receipt's claim in one statement. The audit row of
+            // an action that was sent is written even when its job is gone (the caller then hears
+            // NotFound about the job, not about the row).
+            let (found, claimed) = requests::finish(tx, cache, outcome, answer, audit_row.is_some())?;
+            if let (true, Some(row)) = (claimed, audit_row) {
+                let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
+                requests::set_audit_receipt(tx, cache, outcome.job_id, id)?;
             }
             Ok(found)
         })?;
