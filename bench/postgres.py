@@ -196,6 +196,7 @@ def round_trips(url, stores, iters):
             "get_job_customers": lambda i: store.get_job_customers(job),
             "get_user_jobs(50)": lambda i: store.get_user_jobs("u", 50),
             "update_job": lambda i: store.update_job(job, "SUCCESS", http_status=200),
+            "cache_put": lambda i: store.cache_put(f"c{i}", {"ready": True}),
         }
         for name, call in cases.items():
             call(0)

@@ -1,6 +1,7 @@
 """Round trips per call on PostgreSQL, counted by a loopback proxy between the library and the
-server (the server's ReadyForQuery messages): create_job, record_audit, get_job and
-get_job_customers each take ONE once the connection has prepared its statements. A regression to
+server (the server's ReadyForQuery messages): create_job, record_audit, get_job,
+get_job_customers, update_job and the cache's writes each take ONE once the connection has
+prepared its statements; a Set Action seven. A regression to
 a transaction of several statements (BEGIN, ..., COMMIT) fails here. Also: the one-statement
 calls keep their promises when the answer of a committed statement is lost, and a v3 schema
 upgrades to v4 keeping every row. Not timed: bench/postgres.py prints the times."""
@@ -59,6 +60,9 @@ def test_each_call_is_one_round_trip(pg, proxied, key, sync):
             "get_job": per_call(proxied, lambda i: s.get_job(job)),
             "get_job_customers": per_call(proxied, lambda i: s.get_job_customers(job)),
             "get_job_customers of no job": per_call(proxied, lambda i: not_found(s.get_job_customers, "no-such-job")),
+            "update_job": per_call(proxied, lambda i: s.update_job(job, "SUCCESS", http_status=200)),
+            "cache_put": per_call(proxied, lambda i: s.cache_put(f"c{i}", {"ready": True})),
+            "cache_invalidate": per_call(proxied, lambda i: s.cache_invalidate(f"c{i}")),
         }
         assert counts == {name: 1 for name in counts}
         assert s.get_job_customers(job) == ["c1", "c2", "c3"]

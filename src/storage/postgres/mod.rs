@@ -292,6 +292,18 @@ impl PostgresEngine {
     }
 }
 
+/// A write of one statement that may run twice (`Replay::Safe`: fixed values, an upsert, a
+/// delete by condition): committed on its own in one round trip; if the connection is lost with
+/// it in flight, run again as the second attempt of a transaction (`write_from`), as before.
+macro_rules! one_statement {
+    ($engine:expr, |$c:ident, $cache:ident| $body:expr) => {{
+        match $engine.single(|$c, $cache| $body)? {
+            Some(value) => Ok(value),
+            None => $engine.write_from(2, Replay::Safe, |$c, $cache| $body),
+        }
+    }};
+}
+
 /// Options that configure SQLite files mean nothing here: a value other than the default is
 /// refused, so nobody believes it took effect.
 fn refuse_sqlite_only_options(options: &StoreOptions) -> Result<()> {
@@ -326,7 +338,7 @@ impl Engine for PostgresEngine {
         self.write_from(2, Replay::Safe, |tx, cache| jobs::insert_unless_there(tx, cache, job))
     }
     fn update_job(&self, change: &JobChange<'_>) -> Result<bool> {
-        self.write(Replay::Safe, |tx, cache| jobs::update(tx, cache, change))
+        one_statement!(self, |c, cache| jobs::update(c, cache, change))
     }
     fn job(&self, job_id: &str) -> Result<Option<JobDetails>> {
         self.read(|c, cache| jobs::details(c, cache, job_id))
@@ -423,13 +435,13 @@ impl Engine for PostgresEngine {
         self.read(|c, cache| cache::get_many(c, cache, cids, app_name, fresh_since))
     }
     fn cache_put(&self, entry: &CacheRecord<'_>) -> Result<()> {
-        self.write(Replay::Safe, |tx, cache| cache::put(tx, cache, entry))
+        one_statement!(self, |c, cache| cache::put(c, cache, entry))
     }
     fn cache_delete_older(&self, cutoff: &str) -> Result<u64> {
-        self.write(Replay::Safe, |tx, cache| cache::delete_older(tx, cache, cutoff))
+        one_statement!(self, |c, cache| cache::delete_older(c, cache, cutoff))
     }
     fn cache_invalidate(&self, cid: Option<&str>, app_name: Option<&str>) -> Result<u64> {
-        self.write(Replay::Safe, |tx, cache| cache::invalidate(tx, cache, cid, app_name))
+        one_statement!(self, |c, cache| cache::invalidate(c, cache, cid, app_name))
     }
     fn cache_stats(&self) -> Result<CacheStats> {
         self.read(cache::stats)
