@@ -26,8 +26,9 @@ class RoundTripProxy:
         self._listener.listen(64)
         self._lock = threading.Lock()
         self._count = 0
+        self.connections = 0  # accepted so far (a cut connection is replaced by a new one)
         self._sockets = []
-        self._cut = False
+        self._cut = 0  # cut the connection at this ReadyForQuery from now (0: never)
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -35,11 +36,12 @@ class RoundTripProxy:
         """The URL through the proxy."""
         return f"{self._prefix}127.0.0.1:{self._listener.getsockname()[1]}{self._rest}"
 
-    def cut_next_answer(self):
-        """Drop the connection that next gets a ReadyForQuery, in place of that answer: the server
-        has done the statement (committed it, outside a transaction) and the client never hears."""
+    def cut_next_answer(self, skip=0):
+        """Drop the connection that gets the ReadyForQuery after the next `skip` ones, in place of
+        that answer: the server has done the statement (committed it, outside a transaction) and
+        the client never hears."""
         with self._lock:
-            self._cut = True
+            self._cut = skip + 1
 
     @property
     def round_trips(self):
@@ -57,6 +59,7 @@ class RoundTripProxy:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets += [client, server]
+                self.connections += 1
             threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
 
@@ -79,7 +82,8 @@ class RoundTripProxy:
                         pending = pending[1 + length:]
                     if ready:
                         with self._lock:
-                            cut, self._cut = self._cut, False
+                            cut = 0 < self._cut <= ready
+                            self._cut = 0 if cut else max(0, self._cut - ready) if self._cut else 0
                             self._count += ready
                         if cut:
                             break

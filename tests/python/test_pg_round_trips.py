@@ -102,16 +102,48 @@ def test_a_lost_answer_of_a_committed_append_or_job_writes_it_once(pg, proxied):
     with tms.Store(proxied.store_url, audit_hmac_key=KEY) as s:
         s.record_audit("alice", "Trans-Begin", ["c0"])
         s.record_audit("alice", "Trans-Begin", ["c0"])
+        connections = proxied.connections
         proxied.cut_next_answer()  # the append commits; its answer never arrives
         s.record_audit("alice", "Trans-Begin", ["c1"])
+        assert proxied.connections == connections + 1
         assert pg.rows("SELECT COUNT(*) FROM audit_log WHERE customer_ids = '[\"c1\"]'") == [(1,)]
         s.record_audit("alice", "Trans-Begin", ["c2"])
         assert s.verify_audit()["ok"] and s.verify_audit()["checked"] == 4
 
         proxied.cut_next_answer()  # the job commits; its answer never arrives
         job = s.create_job("alice", 1, "Trans-Begin", ["c1", "c2"])["job_id"]
+        assert proxied.connections == connections + 2
         assert pg.rows(f"SELECT COUNT(*) FROM jobs WHERE job_id = '{job}'") == [(1,)]
         assert s.get_job_customers(job) == ["c1", "c2"]
+
+
+@pytest.mark.parametrize("answer", range(1, 8))
+def test_a_set_action_whose_answer_is_lost_at_any_round_trip_is_recorded_once(pg, proxied, answer):
+    # The seven answers of a Set Action (see above); the connection is cut in place of one of them.
+    with StubCluster() as cluster, tms.Store(proxied.store_url, allowed_clusters=[cluster.base], audit_hmac_key=KEY) as s:
+        def call(i, key):
+            request = {"url": cluster.base + "/tms/v1/set/action", "token": "operator-token-0123", "isPost": True,
+                       "postData": {"action": "PE-Enable", "cids": [f"c{i}"]}}
+            return s.set_action(request, "alice", idempotency_key=key)
+
+        call(0, "warm")
+        call(1, "warm-2")
+        connections = proxied.connections
+        proxied.cut_next_answer(skip=answer - 1)
+        status, body = call(2, "cut")
+        assert proxied.connections == connections + 1  # the cut happened, and the call went on
+
+        assert status == 200 and body["status"] == "success", body
+        # The same key again is answered from the first request, never sent twice.
+        again, body_again = call(2, "cut")
+        assert (again, body_again["job_id"]) == (200, body["job_id"])
+        # Sent once per request: the answer cut off never makes the library send again.
+        assert len([r for r in cluster.requests if r["path"] == "/tms/v1/set/action"]) == 3
+    assert pg.rows("SELECT COUNT(*) FROM jobs") == [(3,)]
+    assert pg.rows(f"SELECT status FROM jobs WHERE job_id = '{body['job_id']}'") == [("SUCCESS",)]
+    assert pg.rows("SELECT COUNT(*) FROM audit_log") == [(3,)]
+    assert pg.rows("SELECT COUNT(*) FROM set_action_audit_receipts WHERE audit_id IS NOT NULL") == [(3,)]
+    assert pg.rows("SELECT COUNT(*) FROM set_action_requests WHERE answer_http_status = 200") == [(3,)]
 
 
 V4_FUNCTION = "tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT)"
