@@ -1,7 +1,11 @@
-"""PostgreSQL beside SQLite: create_job (3, 150 and 27,682 IDs), record_audit, get_user_jobs(50)
-and get_job_customers through libtms natively and via ctypes on both engines, at FULL and NORMAL
-(on PostgreSQL: synchronous_commit on and off), and the throughput of 1 writer and of 8 writers
-in 2 processes sharing one store. `--quick` is the smoke run; `--markdown FILE` writes the tables.
+"""PostgreSQL beside SQLite: create_job (3, 150 and 27,682 IDs), record_audit, get_user_jobs(50),
+get_job and get_job_customers through libtms natively and via ctypes on both engines, at FULL and
+NORMAL (on PostgreSQL: synchronous_commit on and off), and the throughput of 1 writer and of 8
+writers in 2 processes sharing one store. Also the round trips each call takes on PostgreSQL
+(counted by a loopback proxy, tests/python/pg_proxy.py) beside the floor, one prepared
+statement's round trip on one connection, and (in the full run, or with --copy) the time of
+`tms copy` of 100,000 jobs from SQLite files onto PostgreSQL. `--quick` is the smoke run;
+`--markdown FILE` writes the tables.
 
 It needs a server: `--url`, else TMS_TEST_PG_URL (a role that may create schemas). `make bench`
 runs it under scripts/with-postgres.sh, which starts a throwaway one. Each PostgreSQL store of a
@@ -24,14 +28,19 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "bindings", "python"))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "python"))
 
 import tms  # noqa: E402
+from pg_proxy import RoundTripProxy  # noqa: E402
 from run import NATIVE, fmt_us, ids, native, timed_samples  # noqa: E402
 
+TOOL = os.path.join(os.path.dirname(HERE), "target", "release", "tms")
+
+ROUNDS_WRITERS = 3  # the full run's; the smoke run (make test) takes one, to stay short
 FULL = {"iters": {3: 300, 150: 99, 27682: 9}, "small_iters": 300, "read_iters": 200,
-        "big_jobs": 20_000, "big_per_job": 50, "writer_ms": 8000}
+        "big_jobs": 20_000, "big_per_job": 50, "writer_ms": 8000, "writer_rounds": ROUNDS_WRITERS}
 QUICK = {"iters": {3: 21, 150: 9, 27682: 3}, "small_iters": 20, "read_iters": 20,
-         "big_jobs": 2_000, "big_per_job": 10, "writer_ms": 500}
+         "big_jobs": 2_000, "big_per_job": 10, "writer_ms": 500, "writer_rounds": 1}
 ROUNDS = 3
 ENGINES = ("SQLite", "PostgreSQL")
 KINDS = [(e, "native") for e in ENGINES] + [(e, "ctypes") for e in ENGINES]
@@ -110,15 +119,23 @@ def interleaved(where, sync, iters, make_call, mode, n_ids=3):
     opened = {e: open_store(where[(e, "ctypes")], sync) for e in ENGINES}
     calls = {e: make_call(opened[e]) for e in ENGINES}
     samples = {kind: [] for kind in KINDS}
+    rounds = {kind: [] for kind in KINDS}  # each round's median, for the spread
     per_round = max(1, iters // ROUNDS)
     for r in range(ROUNDS):
         for e in ENGINES:
-            samples[(e, "ctypes")] += timed_samples(per_round, calls[e], r * per_round)
+            got = timed_samples(per_round, calls[e], r * per_round)
+            samples[(e, "ctypes")] += got
+            rounds[(e, "ctypes")].append(statistics.median(got))
         for e in ENGINES:
-            samples[(e, "native")] += native(mode, where[(e, "native")], sync, per_round, n_ids, tag=f"r{r}")["samples_us"]
+            got = native(mode, where[(e, "native")], sync, per_round, n_ids, tag=f"r{r}")["samples_us"]
+            samples[(e, "native")] += got
+            rounds[(e, "native")].append(statistics.median(got))
     for store in opened.values():
         store.close()
-    return {kind: statistics.median(v) for kind, v in samples.items()}
+    result = {kind: statistics.median(v) for kind, v in samples.items()}
+    # PostgreSQL/SQLite via ctypes, round by round (both measured in the same round).
+    result["ratios"] = [p / q for p, q in zip(rounds[("PostgreSQL", "ctypes")], rounds[("SQLite", "ctypes")]) if q]
+    return result
 
 
 def fresh(stores, name):
@@ -149,12 +166,68 @@ def bench_reads(big, sync, iters):
     def listing(store):
         return lambda i: store.get_user_jobs("user7", 50)
 
+    def job(store):
+        job_id = store.get_user_jobs("user7", 1)[0]["job_id"]
+        return lambda i: store.get_job(job_id)
+
     def customers(store):
-        job = store.get_user_jobs("user7", 1)[0]["job_id"]
-        return lambda i: store.get_job_customers(job)
+        job_id = store.get_user_jobs("user7", 1)[0]["job_id"]
+        return lambda i: store.get_job_customers(job_id)
 
     return (interleaved(where, sync, iters, listing, "native-list"),
+            interleaved(where, sync, iters, job, "native-job"),
             interleaved(where, sync, iters, customers, "native-customers"))
+
+
+def round_trips(url, stores, iters):
+    """Round trips per call on PostgreSQL (after the connection prepared its statements), counted
+    by a proxy; and the floor: one prepared statement's round trip, natively, on one connection."""
+    location = stores.new("PostgreSQL", "round_trips")
+    base, schema = location.split("options=", 1)
+    counts = {}
+    with RoundTripProxy(base.rstrip("?&")) as proxy:
+        store = tms.Store(with_param(proxy.url, "options=" + schema), synchronous="NORMAL")
+        job = store.create_job("u", 1, "Trans-Begin", ["c1", "c2", "c3"])["job_id"]
+        big = ids("rt-", 150)
+        cases = {
+            "create_job 3 IDs": lambda i: store.create_job("u", 1, "Trans-Begin", ids(f"rt{i}-", 3)),
+            "create_job 150 IDs": lambda i: store.create_job("u", 1, "Trans-Begin", [f"{i}-{c}" for c in big]),
+            "record_audit": lambda i: store.record_audit("u", "Trans-Begin", ["c1"]),
+            "get_job": lambda i: store.get_job(job),
+            "get_job_customers": lambda i: store.get_job_customers(job),
+            "get_user_jobs(50)": lambda i: store.get_user_jobs("u", 50),
+            "update_job": lambda i: store.update_job(job, "SUCCESS", http_status=200),
+            "cache_put": lambda i: store.cache_put(f"c{i}", {"ready": True}),
+        }
+        for name, call in cases.items():
+            call(0)
+            call(1)  # the connection has prepared the call's statements
+            before = proxy.round_trips
+            for i in range(10):
+                call(2 + i)
+            counts[name] = (proxy.round_trips - before) / 10
+        store.close()
+    floor = native("floor-pg", location, "NORMAL", iters)
+    return counts, floor["median_us"], statistics.quantiles(floor["samples_us"], n=10)
+
+
+def bench_copy(url, stores, jobs, audit_rows):
+    """`tms copy` of a SQLite store (jobs x 3 customers, audit rows) onto a fresh PostgreSQL
+    schema, on loopback; seconds."""
+    src = stores.new("SQLite", "copy_src")
+    native("populate", src, "NORMAL", jobs, 3)
+    with tms.Store(os.path.join(src, "jobs.db"), os.path.join(src, "audit.db"), synchronous="NORMAL") as s:
+        for i in range(audit_rows):
+            s.record_audit("u", "Trans-Begin", [f"c{i}"])
+    dst = stores.new("PostgreSQL", "copy_dst")
+    t = time.monotonic()
+    out = subprocess.run([TOOL, "--jobs-db", os.path.join(src, "jobs.db"), "--audit-db", os.path.join(src, "audit.db"),
+                          "copy", "--to", dst], capture_output=True, text=True)
+    seconds = time.monotonic() - t
+    if out.returncode != 0:
+        raise RuntimeError(f"tms copy: {out.stderr}")
+    copied = psql(url, f"SELECT (SELECT COUNT(*) FROM {dst.rsplit('%3D', 1)[1]}.jobs)")
+    return seconds, int(copied)
 
 
 def writers(location, sync, processes, threads, millis):
@@ -175,7 +248,7 @@ def writers(location, sync, processes, threads, millis):
     return jobs / max(r["seconds"] for r in results), late
 
 
-def run(quick, url):
+def run(quick, url, copy=False):
     """Both engines, every case; returns (Markdown table lines, notes)."""
     if not url:
         raise RuntimeError("no PostgreSQL server: pass a URL (bench/postgres.py --url, or TMS_TEST_PG_URL)")
@@ -194,8 +267,9 @@ def run(quick, url):
         big = {e: stores.new(e, "reads") for e in ENGINES}
         fill = {e: native("populate", big[e], "NORMAL", cfg["big_jobs"], cfg["big_per_job"]) for e in ENGINES}
         for sync in SYNCS:
-            lst, cust = bench_reads(big, sync, cfg["read_iters"])
+            lst, job, cust = bench_reads(big, sync, cfg["read_iters"])
             results[("get_user_jobs(50)", sync)] = lst
+            results[("get_job", sync)] = job
             results[("get_job_customers", sync)] = cust
         sqlite_mib = sum(os.path.getsize(os.path.join(big["SQLite"], f)) for f in os.listdir(big["SQLite"])) / 2**20
         pg_mib = stores.schema_bytes(big["PostgreSQL"]) / 2**20
@@ -211,13 +285,29 @@ def run(quick, url):
                 where[e] = stores.new(e, f"writers_{sync}")
                 open_store(where[e], sync).close()  # the schema exists before the window opens
             for label, processes, threads in (("1 writer", 1, 1), ("8 writers (2 processes x 4 threads)", 2, 4)):
+                per_round = {e: [] for e in ENGINES}
+                for _ in range(cfg["writer_rounds"]):  # the engines alternate, round by round
+                    for e in ENGINES:
+                        rate, late = writers(where[e], sync, processes, threads, cfg["writer_ms"])
+                        per_round[e].append(rate)
+                        if late:
+                            notes.append(f"{label}, {e}, {sync}: a writer was ready after the common start ({late})")
                 for e in ENGINES:
-                    rate, late = writers(where[e], sync, processes, threads, cfg["writer_ms"])
-                    rates[(label, sync, e)] = rate
-                    if late:
-                        notes.append(f"{label}, {e}, {sync}: a writer was ready after the common start ({late})")
+                    rates[(label, sync, e)] = statistics.median(per_round[e])
+                rates[(label, sync, "ratios")] = [p / q for p, q in zip(per_round["PostgreSQL"], per_round["SQLite"])]
             stores.free()
-        notes.append(f"writers: 3-ID create_job calls for {cfg['writer_ms'] / 1000:g} s, native; "
+        counts, floor_us, floor_deciles = round_trips(url, stores, cfg["read_iters"] * 5)
+        stores.free()
+        notes.append("round trips per call on PostgreSQL (counted by a loopback proxy, after the connection prepared "
+                     "its statements): " + ", ".join(f"{name} {n:g}" for name, n in counts.items()))
+        notes.append(f"floor: one prepared statement's round trip on one connection (natively, no library) "
+                     f"{fmt_us(floor_us)} (deciles 1-9: {fmt_us(floor_deciles[0])}-{fmt_us(floor_deciles[-1])})")
+        if copy or not quick:
+            seconds, copied = bench_copy(url, stores, 100_000, 10_000)
+            stores.free()
+            notes.append(f"copy: `tms copy` of {copied:,} jobs x 3 customers and 10,000 audit rows from SQLite files "
+                         f"onto PostgreSQL over loopback: {seconds:.1f} s (one run)")
+        notes.append(f"writers: 3-ID create_job calls for {cfg['writer_ms'] / 1000:g} s per round, native; "
                      "the processes share one store (SQLite: one jobs.db/audit.db; PostgreSQL: one schema)")
         server = psql(url, "SELECT current_setting('server_version') || ', fsync ' || current_setting('fsync') || ', wal_sync_method ' "
                            "|| current_setting('wal_sync_method') || ', commit_delay ' || current_setting('commit_delay')")
@@ -236,15 +326,19 @@ def ratio(a, b):
 
 def render(results, rates):
     cols = [f"{e} {k}" for e, k in KINDS]
-    lines = ["| case | sync | " + " | ".join(cols) + " | PostgreSQL/SQLite (ctypes) |", "|" + "---|" * (len(cols) + 3)]
+    lines = ["| case | sync | " + " | ".join(cols) + " | PostgreSQL/SQLite (ctypes) | per round |",
+             "|" + "---|" * (len(cols) + 4)]
     for (case, sync), r in results.items():
-        cells = [fmt_us(r[kind]) for kind in KINDS] + [ratio(r[("PostgreSQL", "ctypes")], r[("SQLite", "ctypes")])]
+        spread = f"{min(r['ratios']):.2f}-{max(r['ratios']):.2f}x" if r["ratios"] else "-"
+        cells = [fmt_us(r[kind]) for kind in KINDS] + [ratio(r[("PostgreSQL", "ctypes")], r[("SQLite", "ctypes")]), spread]
         lines.append(f"| {case} | {SYNCS[sync]} | " + " | ".join(cells) + " |")
-    lines += ["", "| writers, jobs/s | sync | SQLite | PostgreSQL | PostgreSQL/SQLite |", "|---|---|---|---|---|"]
+    lines += ["", "| writers, jobs/s (median of the rounds) | sync | SQLite | PostgreSQL | PostgreSQL/SQLite | per round |",
+              "|---|---|---|---|---|---|"]
     for label in ("1 writer", "8 writers (2 processes x 4 threads)"):
         for sync in SYNCS:
             s, p = rates[(label, sync, "SQLite")], rates[(label, sync, "PostgreSQL")]
-            lines.append(f"| {label} | {SYNCS[sync]} | {s:,.0f} | {p:,.0f} | {ratio(p, s)} |")
+            r = rates[(label, sync, "ratios")]
+            lines.append(f"| {label} | {SYNCS[sync]} | {s:,.0f} | {p:,.0f} | {ratio(p, s)} | {min(r):.2f}-{max(r):.2f}x |")
     return lines
 
 
@@ -253,11 +347,12 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--markdown")
     ap.add_argument("--url", default=os.environ.get("TMS_TEST_PG_URL"))
+    ap.add_argument("--copy", action="store_true", help="also time the copy of 100,000 jobs (the full run always does)")
     args = ap.parse_args()
     if not args.url:
         sys.exit("bench/postgres.py: no PostgreSQL server: pass --url or set TMS_TEST_PG_URL "
                  "(make bench runs this under scripts/with-postgres.sh, which starts one)")
-    lines, notes = run(args.quick, args.url)
+    lines, notes = run(args.quick, args.url, args.copy)
     print("\nmedians per call; PostgreSQL beside SQLite\n")
     print("\n".join(lines))
     print("\n" + "\n".join(f"- {n}" for n in notes))

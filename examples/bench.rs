@@ -4,10 +4,12 @@
 //!
 //! bench <what> <store> <NORMAL|FULL> <iterations> [ids] [tag]
 //!   <store> is a directory (jobs.db and audit.db in it) or a PostgreSQL URL (postgresql://...);
-//!   the floor is SQLite-only.
+//!   floor-create is SQLite-only; floor-pg is PostgreSQL's: one prepared statement per call.
 //!   native-create | floor-create   create_job with `ids` customer IDs, per call
 //!   native-update | native-log     update_job / record_audit, per call
 //!   native-list | native-customers get_user_jobs(50) / get_job_customers on an existing store
+//!   native-job                     get_job on an existing store
+//!   floor-pg                       one prepared `SELECT $1::text` on one connection, per call
 //!   populate                       fill <store> with <iterations> jobs of [ids] customers each
 //!   group-commit                   commits/s with 1 and with 8 threads (3-ID jobs)
 //!   memory                         resident memory before and after <iterations> create_job calls
@@ -184,6 +186,24 @@ fn main() {
             let id = store.get_user_jobs("user7", 1).unwrap().remove(0).job_id;
             time_each(iterations, |_| {
                 assert!(!store.get_job_customers(&id).unwrap().is_empty());
+            })
+        }
+        "native-job" => {
+            let store = open(store_at, sync);
+            let id = store.get_user_jobs("user7", 1).unwrap().remove(0).job_id;
+            time_each(iterations, |_| {
+                assert_eq!(store.get_job(&id).unwrap().job_id, id);
+            })
+        }
+        "floor-pg" => {
+            // The floor of any call on PostgreSQL: one prepared statement's round trip (Bind,
+            // Execute, Sync; a one-row answer) on one open connection, with no library around it.
+            let location = tms::storage::postgres::location::Location::parse(store_at).unwrap();
+            let mut client = location.config.connect(postgres::NoTls).expect("connect for the floor");
+            let st = client.prepare("SELECT $1::text").unwrap();
+            client.query_one(&st, &[&"warm"]).unwrap();
+            time_each(iterations, |_| {
+                client.query_one(&st, &[&"x"]).unwrap();
             })
         }
         "populate" => {

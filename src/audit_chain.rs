@@ -291,7 +291,9 @@ impl CheckedHead {
     fn has_head(&self) -> bool {
         self.head.try_lock().ok().is_some_and(|g| g.is_some())
     }
-    fn unkeyed_up_to(&self) -> i64 {
+    /// For a store without a key: the seq up to which the chain is known to hold no keyed row
+    /// (`check_append` looks for keyed rows after it; an engine may look in the head's read).
+    pub fn unkeyed_up_to(&self) -> i64 {
         self.unkeyed_up_to.try_lock().map_or(0, |g| *g)
     }
     fn set_unkeyed_up_to(&self, seq: i64) {
@@ -299,6 +301,36 @@ impl CheckedHead {
             *g = seq;
         }
     }
+    /// The head this store last wrote or checked, for an append that the server makes only
+    /// while that is still the head (one round trip): `check_append` would pass it without
+    /// reading anything, but for a store without a key on a plain chain, which must also find
+    /// no keyed row after `keyed_after`. None when `check_append` must see the head row itself.
+    pub fn expected(&self, key: &ChainKey) -> Option<ExpectedHead> {
+        let (seq, hash) = self.head.try_lock().ok()?.clone()?;
+        if is_keyed(&hash) {
+            Some(ExpectedHead { seq, hash, keyed_after: None })
+        } else if !key.has_key() {
+            Some(ExpectedHead { seq, hash, keyed_after: Some(self.unkeyed_up_to()) })
+        } else {
+            None
+        }
+    }
+    /// After a row was appended onto `head` (the server found no keyed row after
+    /// `head.keyed_after`): what `check_append` would have noted for it.
+    pub fn appended_onto(&self, head: &ExpectedHead) {
+        if head.keyed_after.is_some() {
+            self.set_unkeyed_up_to(head.seq);
+        }
+    }
+}
+
+/// A head that needs no more checking while it stays the head (see [`CheckedHead::expected`]).
+#[derive(Debug, Clone)]
+pub struct ExpectedHead {
+    pub seq: i64,
+    pub hash: String,
+    /// Set for a store without a key on a plain chain: no keyed row may follow this seq.
+    pub keyed_after: Option<i64>,
 }
 
 /// Refuse to append to a chain this store cannot continue honestly: an HMAC-keyed chain needs the

@@ -123,3 +123,29 @@ def test_an_old_schema_opened_with_the_app_role_says_to_migrate_as_owner(roles):
     assert out.returncode == 2 and "tms migrate" in out.stderr
     assert migrate(roles["owner"]).returncode == 0
     tms.Store(roles["app"]).close()
+
+
+def test_an_app_role_granted_for_schema_v3_appends_after_the_owner_upgrades_to_v4(roles):
+    out = migrate(roles["owner"], "init")
+    assert out.returncode == 0, out.stderr
+    v4_function = "tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT)"
+    # Back to schema v3 (v4 only added the function), granted as the README of v3 said.
+    ok, err = as_role(roles["owner"], f"DROP FUNCTION {v4_function}; UPDATE tms_schema SET version = 3")
+    assert ok, err
+    v3_grants = readme_grants(roles["schema"], roles["app_role"]).replace(f",\n    {v4_function}", "")
+    assert "tms_audit_append_at" not in v3_grants
+    ok, err = as_role(roles["owner"], v3_grants)
+    assert ok, err
+    with pytest.raises(tms.TmsError, match="tms migrate"):
+        tms.Store(roles["app"])  # the app's role may not upgrade the schema
+    out = migrate(roles["owner"])
+    assert out.returncode == 0 and json.loads(out.stdout) == {"migrated": True}, out.stderr
+    with tms.Store(roles["app"], audit_hmac_key="k" * 32) as s:
+        for i in range(3):
+            s.record_audit("alice", "Trans-Begin", [f"c{i}"])
+        assert s.verify_audit()["ok"] and s.verify_audit()["checked"] == 3
+    # The upgrade granted the new function to the app's role only, never to PUBLIC.
+    ok, err = as_role(roles["app"], "SELECT tms_audit_append_at('m', 'Trans-Begin', NULL, NULL, NULL, 'success', "
+                                     "NULL, NULL, 1, '', 'x', NULL)")
+    assert ok, err  # it may call it (the head does not match: nothing appended)
+    assert psql(pg_url(), f"SELECT has_function_privilege('public', '{roles['schema']}.{v4_function}', 'EXECUTE')") == [("f",)]

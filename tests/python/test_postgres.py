@@ -101,7 +101,7 @@ def test_hosts_starting_together_migrate_once(pg, tmp_path):
     # At least two opens were under way at once (the migration's race); a loaded machine may
     # start the others late.
     assert_overlapped(outputs, at_least=2)
-    assert pg.rows("SELECT component, version FROM tms_schema") == [("store", 3)]
+    assert pg.rows("SELECT component, version FROM tms_schema") == [("store", 4)]
     assert pg.rows("SELECT COUNT(*) FROM audit_chain_head") == [(1,)]
 
 

@@ -8,8 +8,8 @@ use super::pg_error;
 use super::pool::Cache;
 use crate::audit_adopt;
 use crate::audit_chain::{
-    Cell, ChainKey, ChainRow, CheckedHead, Commitment, LegacyDigest, RESERVED_ACTIONS, Verifier,
-    check_append, link,
+    Cell, ChainKey, ChainRow, CheckedHead, Commitment, ExpectedHead, LegacyDigest, RESERVED_ACTIONS, Verifier,
+    check_append, is_keyed, link,
 };
 use crate::error::{Error, Result};
 use crate::model::{Adoption, AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text};
@@ -53,6 +53,20 @@ const KEYED_SINCE: &str =
     "SELECT EXISTS(SELECT 1 FROM audit_log WHERE chain_seq > $1 AND chain_hash LIKE 'hmac-sha256:%')";
 const LEGACY: &str = concat!("SELECT ", columns!(), " FROM audit_log WHERE chain_hash IS NULL ORDER BY id");
 const APPEND: &str = "SELECT tms_audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+/// Schema v4: the append made only while the head is still the one linked to (else NULL).
+const APPEND_AT: &str = "SELECT tms_audit_append_at($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// The head's row, read without a lock (none when the chain has not begun), and when $1 is set
+/// whether a keyed row follows seq $1 (what `check_append` asks a store without a key): one
+/// round trip.
+const HEAD_ROW: &str = concat!(
+    "SELECT ", columns!(), ",
+            $1::bigint IS NOT NULL AND EXISTS(SELECT 1 FROM audit_log k WHERE k.chain_seq > $1 AND k.chain_hash LIKE 'hmac-sha256:%')
+     FROM audit_chain_head h JOIN audit_log ON chain_seq = h.seq"
+);
+/// A row this store sent, by the link it computed (a rerun after a lost connection finds it).
+const OWN_ROW: &str = "SELECT id FROM audit_log WHERE chain_seq = $1 AND chain_hash = $2";
+/// Appends onto a head read unlocked before a busy chain sends its writer to the locked path.
+const TRIES_AT_HEAD: usize = 3;
 /// The owner's own writes (the reset): straight into the tables.
 const INSERT: &str = "INSERT INTO audit_log (user_id, action_type, customer_ids, \"timestamp\", ip_address, status,
                                             error_message, duration_ms, chain_seq, chain_prev, chain_hash)
@@ -104,27 +118,131 @@ fn append(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, 
     Ok(id)
 }
 
-/// Append one caller's row (inside the caller's transaction); returns its id.
-pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead) -> Result<i64> {
+fn refuse_reserved(row: &AuditRecord<'_>) -> Result<()> {
     if RESERVED_ACTIONS.contains(&row.action_type) {
         return Err(Error::invalid(format!("action_type {:?} is reserved for the rows the library itself writes", row.action_type)));
+    }
+    Ok(())
+}
+
+/// Append one caller's row (inside the caller's transaction); returns its id. Onto the head
+/// this store last saw when it is still the head (one statement), else under the locked head.
+pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead) -> Result<i64> {
+    if let Some(id) = append_at_head(c, cache, row, key, checked, &mut None)? {
+        return Ok(id);
     }
     let head = lock_head(c, cache, key, checked)?;
     append(c, cache, row, key, checked, head)
 }
 
+/// The head's row, read unlocked and checked as `lock_head` checks it; None when the chain has
+/// not begun, or its head is one that only the locked path may judge (a keyed store on a plain
+/// head).
+fn read_head(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead) -> Result<Option<ExpectedHead>> {
+    let Some(row) = read_and_check_head(c, cache, key, checked)? else { return Ok(None) };
+    let (Some(seq), Some(hash)) = (row.seq, row.hash) else { return Ok(None) };
+    Ok(if is_keyed(&hash) {
+        Some(ExpectedHead { seq, hash, keyed_after: None })
+    } else if !key.has_key() {
+        Some(ExpectedHead { seq, hash, keyed_after: Some(seq) }) // check_append found no keyed row up to it
+    } else {
+        None
+    })
+}
+
+/// Append `row` in one statement onto the head this store last wrote or checked, or onto the
+/// head read and checked now; a head another writer moved meanwhile costs a read and another
+/// try. The HMAC link is computed here, never on the server, which only compares the head.
+/// Outside a transaction the statement commits on its own: one round trip in all. None: this
+/// row needs the locked path (`insert`): the chain has not begun, its head needs a check only
+/// that path makes, or other writers kept moving the head. `sent` gets the link of each append
+/// sent, so that a rerun after a lost connection can find the row if it committed.
+pub fn append_at_head(
+    c: &mut impl GenericClient,
+    cache: &mut Cache,
+    row: &AuditRecord<'_>,
+    key: &ChainKey,
+    checked: &CheckedHead,
+    sent: &mut Option<(i64, String)>,
+) -> Result<Option<i64>> {
+    refuse_reserved(row)?;
+    let mut expected = checked.expected(key);
+    for _ in 0..TRIES_AT_HEAD {
+        let head = match expected.take() {
+            Some(head) => head,
+            None => match read_head(c, cache, key, checked)? {
+                Some(head) => head,
+                None => return Ok(None),
+            },
+        };
+        let (seq, prev, hash) = link(key, Some((head.seq, head.hash.clone())), || Ok(Commitment::empty()), row)?;
+        *sent = Some((seq, hash.clone()));
+        let st = cache.prepare(c, APPEND_AT)?;
+        let id: Option<i64> = c
+            .query_one(
+                &st,
+                &[&row.user_id, &row.action_type, &row.customer_ids, &row.timestamp, &row.ip_address, &row.status,
+                  &row.error_message, &row.duration_ms, &seq, &prev, &hash, &head.keyed_after],
+            )
+            .map_err(pg_error)?
+            .get(0);
+        if let Some(id) = id {
+            checked.appended_onto(&head);
+            checked.set(seq, hash);
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+/// The rerun of an append whose statement (linked as `sent`) was lost in flight, inside the
+/// caller's transaction: the head is locked first, which waits for that statement if the server
+/// still runs it; then the row sent is answered if it committed, else the row is appended under
+/// the lock. A lost statement reaching the server later finds the head moved and appends
+/// nothing, so the row is never written twice.
+pub fn insert_after_lost(
+    c: &mut impl GenericClient,
+    cache: &mut Cache,
+    row: &AuditRecord<'_>,
+    key: &ChainKey,
+    checked: &CheckedHead,
+    sent: Option<&(i64, String)>,
+) -> Result<i64> {
+    refuse_reserved(row)?;
+    let head = lock_head(c, cache, key, checked)?;
+    if let Some((seq, hash)) = sent {
+        let st = cache.prepare(c, OWN_ROW)?;
+        if let Some(found) = c.query_opt(&st, &[seq, hash]).map_err(pg_error)? {
+            checked.set(*seq, hash.clone());
+            return Ok(found.get(0));
+        }
+    }
+    append(c, cache, row, key, checked, head)
+}
+
 /// Ok when this store's key can continue the chain (a read; nothing stays locked).
 pub fn check_head_key(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead) -> Result<()> {
-    let st = cache.prepare(c, "SELECT seq FROM audit_chain_head")?;
-    let seq: i64 = c.query_one(&st, &[]).map_err(pg_error)?.get(0);
-    if seq == 0 {
-        return Ok(());
-    }
-    let st = cache.prepare(c, ROW_AT)?;
-    let Some(row) = c.query_opt(&st, &[&seq]).map_err(pg_error)? else { return Ok(()) };
-    let row = chain_row(&row);
-    let st = cache.prepare(c, KEYED_SINCE)?;
-    check_append(&row, key, checked, |since| Ok(c.query_one(&st, &[&since]).map_err(pg_error)?.get(0)))
+    read_and_check_head(c, cache, key, checked).map(|_| ())
+}
+
+/// The head's row, read unlocked, once `check_append` passed it (None: the chain has not
+/// begun, or the head's row is missing). One round trip: a store without a key learns in the same
+/// read whether a keyed row follows the seq it checked up to; any other question of
+/// `check_append` (rare: a keyed store on a plain head) is a query of its own.
+fn read_and_check_head(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead) -> Result<Option<ChainRow>> {
+    let since = (!key.has_key()).then(|| checked.unkeyed_up_to());
+    let st = cache.prepare(c, HEAD_ROW)?;
+    let Some(found) = c.query_opt(&st, &[&since]).map_err(pg_error)? else { return Ok(None) };
+    let keyed_after_since: bool = found.get(12);
+    let row = chain_row(&found);
+    check_append(&row, key, checked, |asked| match since {
+        Some(s) if s == asked => Ok(keyed_after_since),
+        _ => {
+            let st = cache.prepare(c, KEYED_SINCE)?;
+            Ok(c.query_one(&st, &[&asked]).map_err(pg_error)?.get(0))
+        }
+    })?;
+    Ok(Some(row))
 }
 
 /// Clear the log as a recorded reset (see the SQLite engine); the transaction may delete.

@@ -15,14 +15,91 @@ macro_rules! count {
     };
 }
 
-const INSERT: &str = "INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
-                                       request_payload, response_summary, status, updated_at, customer_count, set_action_job)
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11, $12)";
-/// Every customer in one round trip, however many.
-const INSERT_CUSTOMERS: &str = "INSERT INTO job_customers (job_id, cid) SELECT $1, unnest($2::text[])";
+/// The job and every customer in one statement, however many (one round trip; outside a
+/// transaction it commits on its own, all or nothing). The customers' foreign key is checked at
+/// the statement's end, when the job's row is there.
+const INSERT: &str = "WITH job AS (
+                          INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
+                                            request_payload, response_summary, status, updated_at, customer_count,
+                                            set_action_job)
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11, $12)
+                          RETURNING job_id)
+                      INSERT INTO job_customers (job_id, cid) SELECT job.job_id, unnest($13::text[]) FROM job";
+
+/// INSERT for a rerun after a lost connection: a job already there (the first run's) is left as
+/// it is, with its customers.
+const INSERT_UNLESS_THERE: &str = "WITH job AS (
+                          INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
+                                            request_payload, response_summary, status, updated_at, customer_count,
+                                            set_action_job)
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11, $12)
+                          ON CONFLICT (job_id) DO NOTHING
+                          RETURNING job_id)
+                      INSERT INTO job_customers (job_id, cid) SELECT job.job_id, unnest($13::text[]) FROM job";
+
+/// A Set Action's job with its idempotency key's claim, in one statement: the key is claimed
+/// first (a racing request with the same key waits on it until this one commits), and the job
+/// and its customers are inserted only if it was (or there is no key). The request's foreign key
+/// to the job is checked at commit.
+const INSERT_CLAIMING: &str = "WITH claim AS (
+                          INSERT INTO set_action_requests (user_id, idempotency_key, job_id, created_at, request_fingerprint)
+                          SELECT $14::text, $15::text, $1, $7, $16::text WHERE $14::text IS NOT NULL
+                          ON CONFLICT DO NOTHING
+                          RETURNING 1),
+                      job AS (
+                          INSERT INTO jobs (job_id, user_id, batch_id, action_code, action_name, cluster_url, created_at,
+                                            request_payload, response_summary, status, updated_at, customer_count,
+                                            set_action_job)
+                          SELECT $1::text, $2::text, $3::text, $4::bigint, $5::text, $6::text, $7::text, $8::text, $9::text,
+                                 $10::text, $7::text, $11::bigint, $12::boolean
+                          WHERE $14::text IS NULL OR EXISTS (SELECT 1 FROM claim)
+                          RETURNING job_id),
+                      customers AS (
+                          INSERT INTO job_customers (job_id, cid) SELECT job.job_id, unnest($13::text[]) FROM job)
+                      SELECT EXISTS (SELECT 1 FROM job)";
+
+/// Insert a Set Action's job, claiming its idempotency key (user, key, fingerprint) first when
+/// given; false when the key was taken (nothing inserted).
+pub fn insert_claiming(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>, key: Option<(&str, &str, &str)>) -> Result<bool> {
+    let st = cache.prepare(c, INSERT_CLAIMING)?;
+    let (user, idempotency_key, fingerprint) = (key.map(|k| k.0), key.map(|k| k.1), key.map(|k| k.2));
+    let row = c
+        .query_one(
+            &st,
+            &[
+                &job.job_id,
+                &job.user_id,
+                &job.batch_id,
+                &i64::from(job.action_code),
+                &job.action_name,
+                &job.cluster_url,
+                &job.created_at,
+                &job.request_payload,
+                &job.response_summary,
+                &job.status,
+                &(job.cids.len() as i64),
+                &job.set_action,
+                &job.cids,
+                &user,
+                &idempotency_key,
+                &fingerprint,
+            ],
+        )
+        .map_err(pg_error)?;
+    Ok(row.get(0))
+}
 
 pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>) -> Result<()> {
-    let st = cache.prepare(c, INSERT)?;
+    insert_with(c, cache, INSERT, job)
+}
+
+/// The job unless one with its id is there (a rerun's insert, whose first run may have committed).
+pub fn insert_unless_there(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>) -> Result<()> {
+    insert_with(c, cache, INSERT_UNLESS_THERE, job)
+}
+
+fn insert_with(c: &mut impl GenericClient, cache: &mut Cache, sql: &'static str, job: &JobRecord<'_>) -> Result<()> {
+    let st = cache.prepare(c, sql)?;
     c.execute(
         &st,
         &[
@@ -38,13 +115,10 @@ pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>
             &job.status,
             &(job.cids.len() as i64),
             &job.set_action,
+            &job.cids,
         ],
     )
     .map_err(pg_error)?;
-    if !job.cids.is_empty() {
-        let st = cache.prepare(c, INSERT_CUSTOMERS)?;
-        c.execute(&st, &[&job.job_id, &job.cids]).map_err(pg_error)?;
-    }
     Ok(())
 }
 
@@ -63,16 +137,7 @@ pub fn update(c: &mut impl GenericClient, cache: &mut Cache, ch: &JobChange<'_>)
     set_fields(c, cache, UPDATE, ch)
 }
 
-const OUTCOME: &str = "UPDATE jobs SET status = $2, http_status = $3, error_message = $4, response_summary = $5,
-                           updated_at = $6, touched_at = now()
-                       WHERE job_id = $1";
-
-/// A Set Action's outcome: every outcome column is set, replacing any recovery verdict.
-pub fn record_outcome(c: &mut impl GenericClient, cache: &mut Cache, o: &JobChange<'_>) -> Result<bool> {
-    set_fields(c, cache, OUTCOME, o)
-}
-
-/// Run UPDATE or OUTCOME with the change's fields bound; whether the job exists.
+/// Run UPDATE with the change's fields bound; whether the job exists.
 fn set_fields(c: &mut impl GenericClient, cache: &mut Cache, sql: &'static str, ch: &JobChange<'_>) -> Result<bool> {
     let st = cache.prepare(c, sql)?;
     let n = c
@@ -139,15 +204,12 @@ pub fn for_user(c: &mut impl GenericClient, cache: &mut Cache, user_id: &str, li
         .collect())
 }
 
-const EXISTS: &str = "SELECT EXISTS(SELECT 1 FROM jobs WHERE job_id = $1)";
-const CUSTOMERS: &str = "SELECT cid FROM job_customers WHERE job_id = $1 ORDER BY cid";
+/// Whether the job exists and its customers, in one statement (one snapshot, one round trip).
+const CUSTOMERS: &str = "SELECT EXISTS(SELECT 1 FROM jobs WHERE job_id = $1),
+                                ARRAY(SELECT cid FROM job_customers WHERE job_id = $1 ORDER BY cid)";
 
 pub fn customers(c: &mut impl GenericClient, cache: &mut Cache, job_id: &str) -> Result<Option<Vec<String>>> {
-    let st = cache.prepare(c, EXISTS)?;
-    let exists: bool = c.query_one(&st, &[&job_id]).map_err(pg_error)?.get(0);
-    if !exists {
-        return Ok(None);
-    }
     let st = cache.prepare(c, CUSTOMERS)?;
-    Ok(Some(c.query(&st, &[&job_id]).map_err(pg_error)?.iter().map(|r| r.get(0)).collect()))
+    let row = c.query_one(&st, &[&job_id]).map_err(pg_error)?;
+    Ok(if row.get(0) { Some(row.get(1)) } else { None })
 }

@@ -184,9 +184,14 @@ impl PostgresEngine {
     /// failover, a terminated backend, a dead network), the transaction runs again on a fresh
     /// connection: always when it failed before COMMIT was sent (nothing was written), and after
     /// that only when `replay` says running it twice writes it once.
-    fn write<T>(&self, replay: Replay, mut f: impl FnMut(&mut postgres::Transaction<'_>, &mut Cache) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, replay: Replay, f: impl FnMut(&mut postgres::Transaction<'_>, &mut Cache) -> Result<T>) -> Result<T> {
         self.check_writable()?;
-        let mut attempt = 1;
+        self.write_from(1, replay, f)
+    }
+
+    /// `write`, counting `attempt` as the first attempt of the transaction (a call whose single
+    /// statement was lost in flight has had its first).
+    fn write_from<T>(&self, mut attempt: u32, replay: Replay, mut f: impl FnMut(&mut postgres::Transaction<'_>, &mut Cache) -> Result<T>) -> Result<T> {
         loop {
             let mut conn = self.pool.get()?;
             let (result, committing) = {
@@ -219,6 +224,25 @@ impl PostgresEngine {
             } else {
                 error.context("the connection to the server was lost")
             });
+        }
+    }
+
+    /// A write's first attempt as one statement that commits on its own (autocommit): one round
+    /// trip, no BEGIN or COMMIT. Ok(None): the connection was lost with the statement in flight,
+    /// so whether it committed is unknown: the caller reruns it as the second attempt of a
+    /// transaction (`write_from(2, ...)`) that first looks for what it wrote. Any other error is
+    /// the call's, as a transaction's would be.
+    fn single<T>(&self, f: impl FnOnce(&mut postgres::Client, &mut Cache) -> Result<T>) -> Result<Option<T>> {
+        self.check_writable()?;
+        let mut conn = self.pool.get()?;
+        let result = {
+            let pool::Conn { client, cache } = &mut *conn;
+            f(client, cache)
+        };
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if self.gone(&mut conn, &e) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -268,6 +292,18 @@ impl PostgresEngine {
     }
 }
 
+/// A write of one statement that may run twice (`Replay::Safe`: fixed values, an upsert, a
+/// delete by condition): committed on its own in one round trip; if the connection is lost with
+/// it in flight, run again as the second attempt of a transaction (`write_from`), as before.
+macro_rules! one_statement {
+    ($engine:expr, |$c:ident, $cache:ident| $body:expr) => {{
+        match $engine.single(|$c, $cache| $body)? {
+            Some(value) => Ok(value),
+            None => $engine.write_from(2, Replay::Safe, |$c, $cache| $body),
+        }
+    }};
+}
+
 /// Options that configure SQLite files mean nothing here: a value other than the default is
 /// refused, so nobody believes it took effect.
 fn refuse_sqlite_only_options(options: &StoreOptions) -> Result<()> {
@@ -294,17 +330,15 @@ impl Engine for PostgresEngine {
     }
 
     fn insert_job(&self, job: &JobRecord<'_>) -> Result<()> {
-        let mut retried = false;
-        self.write(Replay::Safe, |tx, cache| {
-            // A rerun after a commit whose answer was lost finds the job there: done.
-            if std::mem::replace(&mut retried, true) && jobs::exists(tx, cache, job.job_id)? {
-                return Ok(());
-            }
-            jobs::insert(tx, cache, job)
-        })
+        if let Some(()) = self.single(|c, cache| jobs::insert(c, cache, job))? {
+            return Ok(());
+        }
+        // Lost in flight: a rerun finds the job there if the statement committed: done. (It
+        // inserts only if absent, as a statement the server still runs may commit meanwhile.)
+        self.write_from(2, Replay::Safe, |tx, cache| jobs::insert_unless_there(tx, cache, job))
     }
     fn update_job(&self, change: &JobChange<'_>) -> Result<bool> {
-        self.write(Replay::Safe, |tx, cache| jobs::update(tx, cache, change))
+        one_statement!(self, |c, cache| jobs::update(c, cache, change))
     }
     fn job(&self, job_id: &str) -> Result<Option<JobDetails>> {
         self.read(|c, cache| jobs::details(c, cache, job_id))
@@ -313,17 +347,25 @@ impl Engine for PostgresEngine {
         self.read(|c, cache| jobs::for_user(c, cache, user_id, limit))
     }
     fn job_customers(&self, job_id: &str) -> Result<Option<Vec<String>>> {
-        // One snapshot for the existence check and the list.
-        self.read(|c, cache| {
-            let mut tx = c.build_transaction().read_only(true).start().map_err(pg_error)?;
-            let found = jobs::customers(&mut tx, cache, job_id)?;
-            tx.commit().map_err(pg_error)?;
-            Ok(found)
-        })
+        // One statement: one snapshot for the existence check and the list.
+        self.read(|c, cache| jobs::customers(c, cache, job_id))
     }
 
     fn insert_audit(&self, row: &AuditRecord<'_>) -> Result<i64> {
-        self.write(Replay::BeforeCommitOnly, |tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head))
+        // Commonly one statement: the row linked to the head this store last saw, appended by
+        // the server only if that is still the head.
+        let mut sent = None;
+        match self.single(|c, cache| audit::append_at_head(c, cache, row, &self.chain, &self.checked_head, &mut sent))? {
+            Some(Some(id)) => return Ok(id),
+            // The locked path (a busy or unbegun chain, a head to judge under the lock).
+            Some(None) => return self.write(Replay::BeforeCommitOnly, |tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head)),
+            None => {}
+        }
+        // Lost in flight: the rerun first looks for the row sent, which the link (seq and hash)
+        // names exactly: a committed one is answered, never written twice.
+        self.write_from(2, Replay::BeforeCommitOnly, |tx, cache| {
+            audit::insert_after_lost(tx, cache, row, &self.chain, &self.checked_head, sent.as_ref())
+        })
     }
     fn insert_audit_durably(&self, row: &AuditRecord<'_>) -> Result<AuditDelivery> {
         // One database: a committed row is as durable as the outbox would make it.
@@ -393,33 +435,44 @@ impl Engine for PostgresEngine {
         self.read(|c, cache| cache::get_many(c, cache, cids, app_name, fresh_since))
     }
     fn cache_put(&self, entry: &CacheRecord<'_>) -> Result<()> {
-        self.write(Replay::Safe, |tx, cache| cache::put(tx, cache, entry))
+        one_statement!(self, |c, cache| cache::put(c, cache, entry))
     }
     fn cache_delete_older(&self, cutoff: &str) -> Result<u64> {
-        self.write(Replay::Safe, |tx, cache| cache::delete_older(tx, cache, cutoff))
+        one_statement!(self, |c, cache| cache::delete_older(c, cache, cutoff))
     }
     fn cache_invalidate(&self, cid: Option<&str>, app_name: Option<&str>) -> Result<u64> {
-        self.write(Replay::Safe, |tx, cache| cache::invalidate(tx, cache, cid, app_name))
+        one_statement!(self, |c, cache| cache::invalidate(c, cache, cid, app_name))
     }
     fn cache_stats(&self) -> Result<CacheStats> {
         self.read(cache::stats)
     }
 
     fn insert_set_action_job(&self, job: &JobRecord<'_>, key: Option<(IdempotencyKey<'_>, &str)>) -> Result<Option<PriorRequest>> {
-        let mut retried = false;
-        self.write(Replay::Safe, |tx, cache| {
-            // A rerun after a commit whose answer was lost finds its own job: recorded.
-            if std::mem::replace(&mut retried, true) && jobs::exists(tx, cache, job.job_id)? {
+        // One statement: the key's claim, then the job and its customers if it was claimed.
+        let claim = key.map(|(k, fingerprint)| (k.user_id, k.key, fingerprint));
+        match self.single(|c, cache| jobs::insert_claiming(c, cache, job, claim))? {
+            Some(true) => return Ok(None),
+            // Taken by a request that has committed by now (the claim waited for it, and READ
+            // COMMITTED shows its rows to the next statement): answer from it.
+            Some(false) => return self.prior_request(key.map(|(k, _)| k).ok_or_else(|| Error::new(ErrorKind::Database, "a job without a key was not inserted"))?),
+            None => {}
+        }
+        // Lost in flight: a rerun after a commit whose answer was lost finds its own job (or its
+        // own key, if the statement committed while the rerun waited on it): recorded.
+        self.write_from(2, Replay::Safe, |tx, cache| {
+            if jobs::exists(tx, cache, job.job_id)? {
                 return Ok(None);
             }
             if let Some((key, fingerprint)) = key {
                 if !requests::claim_key(tx, cache, key, fingerprint, job.job_id, job.created_at)? {
-                    // Taken by a request that has committed by now (the claim waited for it, and
-                    // READ COMMITTED shows its rows to the next statement): answer from it.
-                    return requests::prior(tx, cache, key);
+                    let prior = requests::prior(tx, cache, key)?;
+                    if prior.as_ref().is_some_and(|p| p.job_id == job.job_id) {
+                        return Ok(None);
+                    }
+                    return Ok(prior);
                 }
             }
-            jobs::insert(tx, cache, job)?;
+            jobs::insert_unless_there(tx, cache, job)?;
             Ok(None)
         })
     }
@@ -436,14 +489,13 @@ impl Engine for PostgresEngine {
         // only by the transaction that claims the job's receipt, so a rerun after a lost commit
         // (or a later delivery of a waiting outcome) never appends it twice.
         let found = self.write(Replay::Safe, |tx, cache| {
-            let found = jobs::record_outcome(tx, cache, outcome)?;
-            if let Some((key, status, body)) = answer {
-                requests::store_answer(tx, cache, key, status, body)?;
-            }
-            // The audit row of an action that was sent is written even when its job is gone
-            // (the caller then hears NotFound about the job, not about the row).
-            if let Some(row) = audit_row {
-                self.append_set_action_audit(tx, cache, outcome.job_id, row)?;
+            // The outcome, the answer and the receipt's claim in one statement. The audit row of
+            // an action that was sent is written even when its job is gone (the caller then hears
+            // NotFound about the job, not about the row).
+            let (found, claimed) = requests::finish(tx, cache, outcome, answer, audit_row.is_some())?;
+            if let (true, Some(row)) = (claimed, audit_row) {
+                let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
+                requests::set_audit_receipt(tx, cache, outcome.job_id, id)?;
             }
             Ok(found)
         })?;

@@ -5,7 +5,7 @@ use postgres::GenericClient;
 use super::pg_error;
 use super::pool::Cache;
 use crate::error::Result;
-use crate::storage::{IdempotencyKey, PriorRequest};
+use crate::storage::{IdempotencyKey, JobChange, PriorRequest};
 
 const PRIOR: &str = "SELECT r.job_id, r.answer_http_status, r.answer_body, j.status, j.error_message, r.request_fingerprint
                      FROM set_action_requests r LEFT JOIN jobs j ON j.job_id = r.job_id
@@ -32,13 +32,42 @@ pub fn claim_key(c: &mut impl GenericClient, cache: &mut Cache, key: Idempotency
     Ok(c.query_opt(&st, &[&key.user_id, &key.key, &job_id, &now, &fingerprint]).map_err(pg_error)?.is_some())
 }
 
-pub fn store_answer(c: &mut impl GenericClient, cache: &mut Cache, key: IdempotencyKey<'_>, status: i64, body: &str) -> Result<()> {
-    let st = cache.prepare(
-        c,
-        "UPDATE set_action_requests SET answer_http_status = $3, answer_body = $4 WHERE user_id = $1 AND idempotency_key = $2",
-    )?;
-    c.execute(&st, &[&key.user_id, &key.key, &status, &body]).map_err(pg_error)?;
-    Ok(())
+/// A Set Action's outcome (every outcome column set, replacing any recovery verdict), its key's
+/// answer, and the claim of its audit row's receipt (see `claim_audit_receipt`), in one
+/// statement, in that order. Returns whether the job exists and whether the receipt was claimed.
+const FINISH: &str = "WITH outcome AS (
+                          UPDATE jobs SET status = $2, http_status = $3, error_message = $4, response_summary = $5,
+                                          updated_at = $6, touched_at = now()
+                          WHERE job_id = $1
+                          RETURNING 1),
+                      answer AS (
+                          UPDATE set_action_requests SET answer_http_status = $9::bigint, answer_body = $10::text
+                          WHERE user_id = $7::text AND idempotency_key = $8::text
+                          RETURNING 1),
+                      receipt AS (
+                          INSERT INTO set_action_audit_receipts (job_id, audit_id) SELECT $1, NULL WHERE $11::boolean
+                          ON CONFLICT DO NOTHING
+                          RETURNING 1)
+                      SELECT EXISTS (SELECT 1 FROM outcome), EXISTS (SELECT 1 FROM receipt), (SELECT COUNT(*) FROM answer)";
+
+pub fn finish(
+    c: &mut impl GenericClient,
+    cache: &mut Cache,
+    o: &JobChange<'_>,
+    answer: Option<(IdempotencyKey<'_>, i64, &str)>,
+    claim_receipt: bool,
+) -> Result<(bool, bool)> {
+    let st = cache.prepare(c, FINISH)?;
+    let (user, key) = (answer.map(|a| a.0.user_id), answer.map(|a| a.0.key));
+    let (status, body) = (answer.map(|a| a.1), answer.map(|a| a.2));
+    let row = c
+        .query_one(
+            &st,
+            &[&o.job_id, &o.status, &o.http_status, &o.error_message, &o.response_summary, &o.updated_at,
+              &user, &key, &status, &body, &claim_receipt],
+        )
+        .map_err(pg_error)?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// Claim the right to write job `job_id`'s Set Action audit row: true for the one transaction

@@ -14,7 +14,7 @@ use super::pg_error;
 use crate::error::{Error, ErrorKind, Result};
 
 /// One migration step's SQL; step `i` brings the store from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -96,6 +96,66 @@ BEGIN
 END $do$;
 REVOKE ALL ON FUNCTION tms_audit_lock_head() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tms_audit_append(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT) FROM PUBLIC;
+"#;
+
+/// One round trip per audit row: `tms_audit_append_at` appends only if the chain's head is still
+/// the one the client linked the row to (`p_seq - 1`, `p_prev`), else appends nothing and returns
+/// NULL (no error, so a transaction around it goes on: the caller reads the new head, checks it
+/// and links again). The HMAC key stays on the client: the server only compares. With
+/// `p_keyed_after` set (a store without a key continuing a plain chain), it also appends nothing
+/// if a keyed row follows that seq, as the client's check of the head would refuse it.
+/// Every role that may EXECUTE `tms_audit_append` gets this function too, so an app role granted
+/// by the README of schema v3 keeps working after the owner's upgrade.
+const V4: &str = r#"
+DO $do$
+DECLARE
+    r RECORD;
+BEGIN
+    EXECUTE format($f$
+        CREATE OR REPLACE FUNCTION tms_audit_append_at(p_user_id TEXT, p_action_type TEXT, p_customer_ids TEXT,
+            p_timestamp TEXT, p_ip_address TEXT, p_status TEXT, p_error_message TEXT, p_duration_ms BIGINT,
+            p_seq BIGINT, p_prev TEXT, p_hash TEXT, p_keyed_after BIGINT) RETURNS BIGINT
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
+        DECLARE
+            head_seq BIGINT;
+            head_hash TEXT;
+            new_id BIGINT;
+        BEGIN
+            IF p_action_type IN ('audit_reset', 'audit_legacy_digest', 'audit_adopt_unchained')
+               AND NOT pg_catalog.pg_has_role(session_user,
+                       (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'audit_log'::regclass), 'MEMBER') THEN
+                RAISE EXCEPTION 'action type %% is written only by the schema owner''s own operations', p_action_type
+                    USING ERRCODE = '42501';
+            END IF;
+            SELECT seq, hash INTO head_seq, head_hash FROM audit_chain_head FOR UPDATE;
+            -- Only onto a begun chain's head: the first row's link needs the legacy rows' digest,
+            -- which the client takes under the locked head.
+            IF head_seq = 0 OR p_seq IS DISTINCT FROM head_seq + 1 OR p_prev IS DISTINCT FROM head_hash THEN
+                RETURN NULL;
+            END IF;
+            IF p_keyed_after IS NOT NULL AND EXISTS (SELECT 1 FROM audit_log
+                    WHERE chain_seq > p_keyed_after AND chain_hash LIKE 'hmac-sha256:%%') THEN
+                RETURN NULL;
+            END IF;
+            INSERT INTO audit_log (user_id, action_type, customer_ids, "timestamp", ip_address, status,
+                                   error_message, duration_ms, chain_seq, chain_prev, chain_hash)
+            VALUES (p_user_id, p_action_type, p_customer_ids, p_timestamp, p_ip_address, p_status,
+                    p_error_message, p_duration_ms, p_seq, p_prev, p_hash)
+            RETURNING id INTO new_id;
+            UPDATE audit_chain_head SET seq = p_seq, hash = p_hash;
+            RETURN new_id;
+        END $body$
+    $f$, current_schema());
+    REVOKE ALL ON FUNCTION tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT)
+        FROM PUBLIC;
+    FOR r IN SELECT g.rolname FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+                 JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
+             WHERE p.oid = 'tms_audit_append(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT)'::regprocedure
+               AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, '
+                       'BIGINT, TEXT, TEXT, BIGINT) TO %I', r.rolname);
+    END LOOP;
+END $do$;
 "#;
 
 const V1: &str = r#"
