@@ -398,6 +398,7 @@ impl SqliteEngine {
         }
         self.audit.check_writable()?;
         let done = write(&self.audit, |tx| {
+            let ticket = self.settling.ticket();
             let entries = read(&self.jobs, outbox::pending)?;
             let mut delivered = 0;
             let mut rows = Vec::with_capacity(entries.len());
@@ -412,11 +413,11 @@ impl SqliteEngine {
                 }
                 rows.push((e.id, e.delivery_key, !done));
             }
-            Ok((delivered, rows))
+            Ok((delivered, rows, ticket))
         });
         match done {
-            Ok((delivered, rows)) => {
-                self.settling.delivered(rows);
+            Ok((delivered, rows, ticket)) => {
+                self.settling.delivered(ticket, rows);
                 Ok(delivered)
             }
             Err(e) => Err(e.context("the audit rows waiting in the outbox could not be written to the audit log yet")),
