@@ -8,6 +8,7 @@ pub mod http;
 pub mod outcome;
 pub mod redact;
 pub mod request;
+pub mod resolve;
 pub mod wire;
 
 // Where they live now (below `options`, which checks configured values with them); kept here
