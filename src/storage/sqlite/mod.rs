@@ -3,6 +3,7 @@
 //! audit.db through the outbox (see `outbox`), so one file's trouble never blocks the other's.
 
 mod audit;
+mod busy;
 mod cache;
 mod copy;
 mod group_commit;
