@@ -404,14 +404,18 @@ impl SqliteEngine {
             let mut delivered = 0;
             let mut rows = Vec::with_capacity(entries.len());
             for e in entries {
-                let row = e.record.record();
-                let done = outbox::receipted(tx, &e.delivery_key)?
-                    || e.audit_id_hint.map(|id| audit::holds(tx, id, &row)).transpose()?.unwrap_or(false);
+                let mut done = outbox::receipted(tx, &e.delivery_key)?;
                 if !done {
-                    let id = audit::insert(tx, &row, &self.chain, &self.checked_head)?;
-                    outbox::receipt(tx, &e.delivery_key, id)?;
-                    delivered += 1;
+                    let pending = e.record()?;
+                    let row = pending.record();
+                    done = e.audit_id_hint.map(|id| audit::holds(tx, id, &row)).transpose()?.unwrap_or(false);
+                    if !done {
+                        let id = audit::insert(tx, &row, &self.chain, &self.checked_head)?;
+                        outbox::receipt(tx, &e.delivery_key, id)?;
+                        delivered += 1;
+                    }
                 }
+                // Whether this delivery wrote it (see `settle`).
                 rows.push((e.id, e.delivery_key, !done));
             }
             Ok((delivered, rows, ticket))
