@@ -8,6 +8,7 @@ pub mod http;
 pub mod outcome;
 pub mod redact;
 pub mod request;
+pub mod resolve;
 pub mod wire;
 
 // Where they live now (below `options`, which checks configured values with them); kept here
@@ -419,11 +420,12 @@ impl Store {
             cids,
             set_action: true,
         };
-        let fingerprint = req.fingerprint();
-        match self.engine.insert_set_action_job(&record, caller.key.map(|k| (k, fingerprint.as_str()))) {
+        // Only a key binds the request to what it sends (canonical JSON and SHA-256 of the body).
+        let fingerprint = caller.key.map(|k| (k, req.fingerprint()));
+        match self.engine.insert_set_action_job(&record, fingerprint.as_ref().map(|(k, f)| (*k, f.as_str()))) {
             Ok(None) => {}
             Ok(Some(prior)) => {
-                if prior.fingerprint.as_deref().is_some_and(|f| f != fingerprint) {
+                if prior.fingerprint.as_deref().is_some_and(|f| fingerprint.as_ref().is_none_or(|(_, mine)| f != mine)) {
                     let e = Error::new(
                         ErrorKind::IdempotencyKeyReused,
                         format!(

@@ -2,6 +2,8 @@
 //! any escaping (raw, JSON, percent- or HTML-encoded), and an answer may be cut mid-token: every
 //! form is replaced before anything is quoted, cut, stored or logged.
 
+use memchr::memmem;
+
 use super::http::Upstream;
 
 /// Shortest token accepted: below it, replacing the token's text in an answer would also hit
@@ -131,11 +133,15 @@ impl Redactor {
         self.forms.first().map_or(0, Vec::len)
     }
 
-    /// `hay` with every form replaced.
+    /// `hay` with every form replaced, one form after another, longest first (a shorter form
+    /// never splits a longer one's match).
     pub fn bytes(&self, hay: &[u8]) -> Vec<u8> {
         let mut out = hay.to_vec();
         for form in &self.forms {
-            out = replace(&out, form);
+            // Most texts hold no form at all: a vectorised search, and a copy only on a hit.
+            if let Some(at) = memmem::find(&out, form) {
+                out = replace_from(&out, form, at);
+            }
         }
         out
     }
@@ -153,19 +159,37 @@ impl Redactor {
     /// unread bytes under the limit, and no cut splits a token.
     pub fn cut(&self, hay: &[u8], limit: usize) -> Vec<u8> {
         let end = hay.len().min(limit);
-        let mut out = Vec::with_capacity(end);
-        let mut i = 0;
-        while i < end {
-            match self.forms.iter().find(|f| hay[i..].starts_with(f)) {
-                Some(form) => {
-                    out.extend_from_slice(MARK);
-                    i += form.len();
-                }
-                None => {
-                    out.push(hay[i]);
-                    i += 1;
+        // Where each form starts (overlapping starts too), then one walk from the left that, at
+        // each position, replaces the longest form starting there: the same as trying every form
+        // at every byte, without doing so.
+        let mut starts: Vec<(usize, usize)> = Vec::new();
+        for (n, form) in self.forms.iter().enumerate() {
+            let finder = memmem::Finder::new(form);
+            let mut from = 0;
+            while from < end {
+                match finder.find(&hay[from..]) {
+                    Some(at) if from + at < end => {
+                        starts.push((from + at, n));
+                        from += at + 1;
+                    }
+                    _ => break,
                 }
             }
+        }
+        // By position, then longest form first (`forms` is sorted longest first).
+        starts.sort_unstable();
+        let mut out = Vec::with_capacity(end);
+        let mut i = 0;
+        for (at, n) in starts {
+            if at < i {
+                continue; // inside a form already replaced, or a shorter form at the same start
+            }
+            out.extend_from_slice(&hay[i..at]);
+            out.extend_from_slice(MARK);
+            i = at + self.forms[n].len();
+        }
+        if i < end {
+            out.extend_from_slice(&hay[i..end]);
         }
         out
     }
@@ -223,21 +247,20 @@ fn add_forms(forms: &mut Vec<Vec<u8>>, token: &str) {
     }
 }
 
-fn replace(hay: &[u8], needle: &[u8]) -> Vec<u8> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return hay.to_vec();
-    }
+/// `hay` with every occurrence of `needle` (non-empty), scanning from the left without overlap,
+/// replaced; `first` is where the first one starts.
+fn replace_from(hay: &[u8], needle: &[u8], first: usize) -> Vec<u8> {
+    debug_assert!(!needle.is_empty(), "add_forms keeps no empty form");
     let mut out = Vec::with_capacity(hay.len());
     let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(needle) {
-            out.extend_from_slice(MARK);
-            i += needle.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
+    let mut next = Some(first);
+    while let Some(at) = next {
+        out.extend_from_slice(&hay[i..at]);
+        out.extend_from_slice(MARK);
+        i = at + needle.len();
+        next = memmem::find(&hay[i..], needle).map(|k| i + k);
     }
+    out.extend_from_slice(&hay[i..]);
     out
 }
 
@@ -317,6 +340,61 @@ mod tests {
         }
         // Ordinary text is left alone.
         assert_eq!(r.text("an ordinary answer, ok=1"), "an ordinary answer, ok=1");
+    }
+
+    /// The searches give what trying every form at every byte gave (the first way this was
+    /// written), on texts dense with overlapping and repeated forms.
+    #[test]
+    fn the_searches_agree_with_trying_every_form_at_every_byte() {
+        fn naive_replace(hay: &[u8], needle: &[u8]) -> Vec<u8> {
+            let (mut out, mut i) = (Vec::new(), 0);
+            while i < hay.len() {
+                if hay[i..].starts_with(needle) {
+                    out.extend_from_slice(MARK);
+                    i += needle.len();
+                } else {
+                    out.push(hay[i]);
+                    i += 1;
+                }
+            }
+            out
+        }
+        fn naive_cut(r: &Redactor, hay: &[u8], limit: usize) -> Vec<u8> {
+            let (end, mut out, mut i) = (hay.len().min(limit), Vec::new(), 0);
+            while i < end {
+                match r.forms.iter().find(|f| hay[i..].starts_with(f)) {
+                    Some(form) => {
+                        out.extend_from_slice(MARK);
+                        i += form.len();
+                    }
+                    None => {
+                        out.push(hay[i]);
+                        i += 1;
+                    }
+                }
+            }
+            out
+        }
+        let r = Redactor::with_secrets(Some("abab/abab\\"), &["baba".to_owned(), "ab%2".to_owned()]);
+        let pieces: [&[u8]; 8] = [b"a", b"b", b"ab", b"abab/abab\\\\", b"%2F", b"abab\\/abab", b"baba", b"x"];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let mut hay = Vec::new();
+            for _ in 0..(seed % 24) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                hay.extend_from_slice(pieces[(seed % 8) as usize]);
+            }
+            let mut expected = hay.clone();
+            for form in &r.forms {
+                expected = naive_replace(&expected, form);
+            }
+            assert_eq!(r.bytes(&hay), expected, "{}", String::from_utf8_lossy(&hay));
+            for limit in [0, 1, 5, 17, hay.len() / 2, hay.len(), hay.len() + 3] {
+                assert_eq!(r.cut(&hay, limit), naive_cut(&r, &hay, limit), "{} at {limit}", String::from_utf8_lossy(&hay));
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ is when each step happens, and that a row left behind is delivered once and only
 the order holds across a power cut is test_power_loss.py's job.)"""
 
 import signal
+import threading
 import sqlite3
 import time
 
@@ -163,3 +164,31 @@ def test_a_backup_taken_while_rows_are_delivered_never_restores_an_audit_row_twi
     tms.Store(str(copy / "jobs.db"), str(copy / "audit.db")).close()  # restoring opens the copy
     restored = rows(str(copy / "audit.db"), "SELECT customer_ids FROM audit_log ORDER BY id")
     assert restored == [('["r1"]',), ('["r2"]',), ('["r3"]',)], restored
+
+
+def test_at_full_concurrent_set_actions_keep_the_outbox_small(cluster, tmp_path):
+    # Threads delivering together (group commit runs their deliveries in one batch) each report
+    # what they saw; a row one of them committed must still leave with a later outcome whatever
+    # order the reports come in, or every delivery reads an outbox that grows with every call.
+    s = open_store(tmp_path, cluster)
+    threads, calls = 16, 8
+    statuses = []
+
+    def worker(t):
+        for n in range(calls):
+            statuses.append(s.set_action(request(cluster, t * calls + n), "erin")[0])
+
+    try:
+        pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        assert statuses == [200] * threads * calls
+        assert audit_count(tmp_path) == threads * calls
+        # What stays is at most the rows delivered after the last outcomes: one per thread.
+        left = outbox(tmp_path)
+        assert len(left) <= threads, f"{len(left)} delivered rows never left the outbox"
+        assert all(k in receipts(tmp_path) for k in left)
+    finally:
+        s.close()

@@ -33,9 +33,28 @@ pub fn insert(conn: &Connection, job: &JobRecord<'_>, now_ms: i64) -> Result<()>
         now_ms,
         job.set_action.then_some(1),
     ])?;
-    let mut add = conn.prepare_cached("INSERT INTO job_customers (job_id, cid) VALUES (?1, ?2)")?;
-    for cid in job.cids {
-        add.execute(params![job.job_id, cid])?;
+    insert_customers(conn, job.job_id, job.cids)
+}
+
+/// Rows per multi-row INSERT of a job's customers, largest first: a Set Action of 150 IDs runs
+/// 12 statements instead of 150 (each execution binds, steps and resets once; the job id is
+/// bound once per statement). 32 rows bind 33 values, well under SQLite's limit of 999.
+const CUSTOMER_CHUNKS: [usize; 3] = [32, 8, 1];
+
+/// The job's customers, in the order given (their rowids keep it).
+fn insert_customers(conn: &Connection, job_id: &str, cids: &[String]) -> Result<()> {
+    let mut rest = cids;
+    for size in CUSTOMER_CHUNKS {
+        if rest.len() < size {
+            continue;
+        }
+        let rows: Vec<String> = (0..size).map(|i| format!("(?1, ?{})", i + 2)).collect();
+        let mut add = conn.prepare_cached(&format!("INSERT INTO job_customers (job_id, cid) VALUES {}", rows.join(", ")))?;
+        while rest.len() >= size {
+            let (chunk, tail) = rest.split_at(size);
+            add.execute(rusqlite::params_from_iter(std::iter::once(job_id).chain(chunk.iter().map(String::as_str))))?;
+            rest = tail;
+        }
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! audit.db through the outbox (see `outbox`), so one file's trouble never blocks the other's.
 
 mod audit;
+mod busy;
 mod cache;
 mod copy;
 mod group_commit;
@@ -398,25 +399,30 @@ impl SqliteEngine {
         }
         self.audit.check_writable()?;
         let done = write(&self.audit, |tx| {
+            let ticket = self.settling.ticket();
             let entries = read(&self.jobs, outbox::pending)?;
             let mut delivered = 0;
             let mut rows = Vec::with_capacity(entries.len());
             for e in entries {
-                let row = e.record.record();
-                let done = outbox::receipted(tx, &e.delivery_key)?
-                    || e.audit_id_hint.map(|id| audit::holds(tx, id, &row)).transpose()?.unwrap_or(false);
+                let mut done = outbox::receipted(tx, &e.delivery_key)?;
                 if !done {
-                    let id = audit::insert(tx, &row, &self.chain, &self.checked_head)?;
-                    outbox::receipt(tx, &e.delivery_key, id)?;
-                    delivered += 1;
+                    let pending = e.record()?;
+                    let row = pending.record();
+                    done = e.audit_id_hint.map(|id| audit::holds(tx, id, &row)).transpose()?.unwrap_or(false);
+                    if !done {
+                        let id = audit::insert(tx, &row, &self.chain, &self.checked_head)?;
+                        outbox::receipt(tx, &e.delivery_key, id)?;
+                        delivered += 1;
+                    }
                 }
+                // Whether this delivery wrote it (see `settle`).
                 rows.push((e.id, e.delivery_key, !done));
             }
-            Ok((delivered, rows))
+            Ok((delivered, rows, ticket))
         });
         match done {
-            Ok((delivered, rows)) => {
-                self.settling.delivered(rows);
+            Ok((delivered, rows, ticket)) => {
+                self.settling.delivered(ticket, rows);
                 Ok(delivered)
             }
             Err(e) => Err(e.context("the audit rows waiting in the outbox could not be written to the audit log yet")),

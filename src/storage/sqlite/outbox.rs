@@ -67,10 +67,20 @@ impl PendingAudit {
 pub struct Entry {
     pub id: i64,
     pub delivery_key: String,
-    pub record: PendingAudit,
+    /// The audit row as JSON text (see [`Entry::record`]).
+    record: String,
     /// Rows carried over from schema v4's outbox already have an audit row id: if that row
     /// holds the record, it was delivered.
     pub audit_id_hint: Option<i64>,
+}
+
+impl Entry {
+    /// The audit row. Parsed only when it is needed: most rows a delivery reads were delivered
+    /// already and wait to be removed (at NORMAL up to a batch of them, each of a 150-ID Set
+    /// Action some 5 KB of JSON), and only their receipt is looked at.
+    pub fn record(&self) -> Result<PendingAudit> {
+        Ok(serde_json::from_str(&self.record)?)
+    }
 }
 
 /// A Set Action's audit row has one delivery key, the same in the outbox and in a direct write
@@ -99,11 +109,7 @@ pub fn pending(conn: &Connection) -> Result<Vec<Entry>> {
         conn.prepare_cached("SELECT id, delivery_key, record, audit_id_hint FROM audit_outbox ORDER BY id")?;
     let raw: Vec<(i64, String, String, Option<i64>)> =
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?;
-    raw.into_iter()
-        .map(|(id, delivery_key, record, audit_id_hint)| {
-            Ok(Entry { id, delivery_key, record: serde_json::from_str(&record)?, audit_id_hint })
-        })
-        .collect()
+    Ok(raw.into_iter().map(|(id, delivery_key, record, audit_id_hint)| Entry { id, delivery_key, record, audit_id_hint }).collect())
 }
 
 /// Remove delivered rows (jobs.db), each by its id and key.

@@ -516,7 +516,7 @@ fn explain_read_only(path: &Path, err: Error) -> Error {
 }
 
 fn configure(conn: &Connection, path: &Path, mode: Mode, max_version: i64, options: &StoreOptions) -> Result<()> {
-    conn.busy_timeout(options.busy_timeout())?;
+    super::busy::set_timeout(conn, options.busy_timeout())?;
     // Fail fast on a file that is not a database, before any pragma writes to it.
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

@@ -17,7 +17,7 @@
 //! explicit delivery (at open: what a dead process left) syncs to remove them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use super::pool::{self, Pool};
@@ -33,6 +33,8 @@ pub struct Settling {
     /// held the lock finds it held for ever, and must not wait for it.
     holder: AtomicU32,
     state: Mutex<State>,
+    /// Numbers this process's deliveries in the order they read the outbox (see `ticket`).
+    tickets: AtomicU64,
 }
 
 #[derive(Default)]
@@ -46,6 +48,9 @@ struct State {
     /// while both write) and taken only by an explicit delivery, which finds what a dead process
     /// left.
     to_remove: BTreeMap<(i64, String), bool>,
+    /// The ticket of the newest delivery whose view `to_remove` was pruned to: a delivery that
+    /// read the outbox earlier but reports later must not prune rows a newer one added.
+    view: u64,
 }
 
 /// When the rows are taken.
@@ -61,7 +66,12 @@ pub enum When {
 impl Settling {
     pub fn new(synchronous: Synchronous) -> Settling {
         let me = crate::process::id();
-        Settling { synchronous, holder: AtomicU32::new(me), state: Mutex::new(State { pid: me, ..State::default() }) }
+        Settling {
+            synchronous,
+            holder: AtomicU32::new(me),
+            state: Mutex::new(State { pid: me, ..State::default() }),
+            tickets: AtomicU64::new(0),
+        }
     }
 
     /// The state, or None in a forked child whose parent's thread held it at the fork (settling
@@ -87,16 +97,41 @@ impl Settling {
         }
     }
 
-    /// What a delivery saw: every row in the outbox (read inside audit.db's write transaction),
-    /// with whether this delivery committed it (`own`). Rows no longer there were removed by
-    /// someone: they are forgotten here, which bounds the list by the outbox.
-    pub fn delivered(&self, rows: impl IntoIterator<Item = (i64, String, bool)>) {
+    /// A delivery's place in line, taken inside audit.db's write transaction just before it reads
+    /// the outbox. This process's audit.db writes run one after another (group commit runs a
+    /// batch's writes in turn, and batches hold the write lock in turn), so tickets number the
+    /// reads in the order they saw the outbox; their `delivered` reports may come in any order.
+    pub fn ticket(&self) -> u64 {
+        self.tickets.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// What a delivery saw: every row in the outbox (read inside audit.db's write transaction,
+    /// after taking `ticket`), with whether this delivery committed it (`own`).
+    ///
+    /// A row this delivery committed at FULL is on disk: that holds whatever another delivery
+    /// reported of it first. (A later delivery in the same group-commit batch sees it receipted,
+    /// not its own, and may report first: trusting its word left the row waiting for a sync that
+    /// FULL never takes along, and the outbox, read by every delivery, grew by about half the
+    /// Set Actions of a busy process.) Rows no longer in the newest view were removed by someone:
+    /// they are forgotten, which bounds the list by the outbox; an older view only adds.
+    pub fn delivered(&self, ticket: u64, rows: impl IntoIterator<Item = (i64, String, bool)>) {
         let on_disk_already = self.synchronous == Synchronous::Full;
         let Some(mut state) = self.lock() else { return };
-        let mut seen = BTreeMap::new();
+        let newest = ticket > state.view;
+        // The newest view starts afresh (what it did not see is gone); an older one adds to all.
+        let known = std::mem::take(&mut state.to_remove);
+        let (mut seen, known) = if newest { (BTreeMap::new(), known) } else { (known, BTreeMap::new()) };
         for (id, key, own) in rows {
-            let needs_sync = state.to_remove.get(&(id, key.clone())).copied().unwrap_or(!(own && on_disk_already));
-            seen.insert((id, key), needs_sync);
+            let key = (id, key);
+            let needs_sync = if own && on_disk_already {
+                false
+            } else {
+                known.get(&key).or(seen.get(&key)).copied().unwrap_or(true)
+            };
+            seen.insert(key, needs_sync);
+        }
+        if newest {
+            state.view = ticket;
         }
         state.to_remove = seen;
     }
