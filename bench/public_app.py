@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -101,27 +100,10 @@ def migrate(app_dir):
 
 
 def start_app(name, app_dir, python, env_extra):
+    """The app under route.py's gunicorn config, from its own directory, with no TMS_ setting but
+    env_extra's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TMS_")}
-    env.update(env_extra)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        argv = [python, "-m", "gunicorn", *route.GUNICORN, "--bind", f"fd://{sock.fileno()}", "app:app"]
-        server = route.Server(name, argv, app_dir, env, pass_fds=(sock.fileno(),))
-        server.port = sock.getsockname()[1]
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return server
-        except OSError:
-            pass
-        if server.proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise route.Failure(f"{name} did not start:\n{server.log_tail()}")
-        time.sleep(0.2)
+    return route.start_gunicorn(name, "app:app", None, app_dir, env_extra, python=python, env=env)
 
 
 def login(conn):

@@ -125,15 +125,17 @@ def start_stub(workdir):
     return stub
 
 
-def start_gunicorn(name, app_spec, pythonpath, workdir, env_extra=None):
+def start_gunicorn(name, app_spec, pythonpath, workdir, env_extra=None, python=sys.executable, env=None):
     """gunicorn on a socket bound here to a free port and handed over by its descriptor, so no
-    other process can take the port between choosing and binding it."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TMS_JOBS_DB", "TMS_AUDIT_DB", "TMS_SYNCHRONOUS")}
-    env.update(env_extra or {})
+    other process can take the port between choosing and binding it. `pythonpath` None: the app
+    is found in `workdir`; `env` None: this environment without the store's TMS_ paths."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k not in ("TMS_JOBS_DB", "TMS_AUDIT_DB", "TMS_SYNCHRONOUS")}
+    env = {**env, **(env_extra or {})}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        argv = [sys.executable, "-m", "gunicorn", *GUNICORN, "--bind", f"fd://{sock.fileno()}",
-                "--pythonpath", pythonpath, app_spec]
+        argv = [python, "-m", "gunicorn", *GUNICORN, "--bind", f"fd://{sock.fileno()}",
+                *(["--pythonpath", pythonpath] if pythonpath else []), app_spec]
         server = Server(name, argv, workdir, env, pass_fds=(sock.fileno(),))
         server.port = sock.getsockname()[1]
     deadline = time.monotonic() + 60
