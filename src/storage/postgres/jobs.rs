@@ -1,5 +1,6 @@
 //! SQL for jobs and job_customers (PostgreSQL).
 
+use postgres::types::ToSql;
 use postgres::{GenericClient, Row};
 
 use super::pg_error;
@@ -63,28 +64,7 @@ const INSERT_CLAIMING: &str = "WITH claim AS (
 pub fn insert_claiming(c: &mut impl GenericClient, cache: &mut Cache, job: &JobRecord<'_>, key: Option<(&str, &str, &str)>) -> Result<bool> {
     let st = cache.prepare(c, INSERT_CLAIMING)?;
     let (user, idempotency_key, fingerprint) = (key.map(|k| k.0), key.map(|k| k.1), key.map(|k| k.2));
-    let row = c
-        .query_one(
-            &st,
-            &[
-                &job.job_id,
-                &job.user_id,
-                &job.batch_id,
-                &i64::from(job.action_code),
-                &job.action_name,
-                &job.cluster_url,
-                &job.created_at,
-                &job.request_payload,
-                &job.response_summary,
-                &job.status,
-                &(job.cids.len() as i64),
-                &job.set_action,
-                &job.cids,
-                &user,
-                &idempotency_key,
-                &fingerprint,
-            ],
-        )
+    let row = with_job_params(job, &[&user, &idempotency_key, &fingerprint], |params| c.query_one(&st, params))
         .map_err(pg_error)?;
     Ok(row.get(0))
 }
@@ -100,26 +80,30 @@ pub fn insert_unless_there(c: &mut impl GenericClient, cache: &mut Cache, job: &
 
 fn insert_with(c: &mut impl GenericClient, cache: &mut Cache, sql: &'static str, job: &JobRecord<'_>) -> Result<()> {
     let st = cache.prepare(c, sql)?;
-    c.execute(
-        &st,
-        &[
-            &job.job_id,
-            &job.user_id,
-            &job.batch_id,
-            &i64::from(job.action_code),
-            &job.action_name,
-            &job.cluster_url,
-            &job.created_at,
-            &job.request_payload,
-            &job.response_summary,
-            &job.status,
-            &(job.cids.len() as i64),
-            &job.set_action,
-            &job.cids,
-        ],
-    )
-    .map_err(pg_error)?;
+    with_job_params(job, &[], |params| c.execute(&st, params)).map_err(pg_error)?;
     Ok(())
+}
+
+/// Run `f` with the job's parameters as every job insert binds them ($1 to $13), then `extra`.
+fn with_job_params<R>(job: &JobRecord<'_>, extra: &[&(dyn ToSql + Sync)], f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R {
+    let (action_code, customer_count) = (i64::from(job.action_code), job.cids.len() as i64);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &job.job_id,
+        &job.user_id,
+        &job.batch_id,
+        &action_code,
+        &job.action_name,
+        &job.cluster_url,
+        &job.created_at,
+        &job.request_payload,
+        &job.response_summary,
+        &job.status,
+        &customer_count,
+        &job.set_action,
+        &job.cids,
+    ];
+    params.extend_from_slice(extra);
+    f(&params)
 }
 
 /// Whether job `job_id` exists (a rerun's check for its own insert).
