@@ -18,10 +18,9 @@ use std::time::Duration;
 
 use ureq::Agent;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
-use ureq::unversioned::transport::DefaultConnector;
 
 use super::request::ProxyRequest;
-use super::resolve::ClusterResolver;
+use super::resolve;
 use super::wire;
 use crate::options::StoreOptions;
 
@@ -124,7 +123,8 @@ impl HttpClient {
             .max_idle_connections(IDLE_CONNECTIONS)
             .max_idle_connections_per_host(IDLE_CONNECTIONS_PER_HOST)
             .build();
-        Ok(Agent::with_parts(config, DefaultConnector::default(), ClusterResolver::default()))
+        let (resolver, connector) = resolve::resolver_and_connector();
+        Ok(Agent::with_parts(config, connector, resolver))
     }
 
     /// Send the request (already checked against the allowlist) and read its answer: up to
