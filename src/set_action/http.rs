@@ -1,20 +1,26 @@
-//! The remote call: one shared ureq agent (rustls) per store, bounded in time and in bytes read,
-//! with kept-alive connections and a resolver that spawns no thread per request (see `resolve`).
+//! The remote call: one shared ureq agent (rustls) per store and process, bounded in time and in
+//! bytes read, with kept-alive connections and a resolver that spawns no thread per request (see
+//! `resolve`).
+//!
+//! Per process, because a forked child inherits the agent's idle connections: parent and child
+//! would then write requests on one socket (and with https share, and break, one TLS session). A
+//! child builds an agent of its own and leaks the inherited one untouched: dropping it could send
+//! a TLS close_notify on the parent's connections. The leaked descriptors stay open in the child
+//! (the parent's connection is not closed for the server until both have closed it).
 //!
 //! Trust for https clusters: the system's trust store (where an operator installs an internal
 //! CA; `SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured as by OpenSSL), plus the certificates of the
 //! `ca_bundle` option. A host with no system store falls back to the compiled-in Mozilla roots.
 
 use std::io::Read;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 
 use ureq::Agent;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
-use ureq::unversioned::transport::DefaultConnector;
 
 use super::request::ProxyRequest;
-use super::resolve::ClusterResolver;
+use super::resolve;
 use super::wire;
 use crate::options::StoreOptions;
 
@@ -36,9 +42,20 @@ const IDLE_CONNECTIONS: usize = 64;
 
 pub struct HttpClient {
     options: StoreOptions,
-    /// Built on first use: loading the system trust store costs milliseconds, and many stores
-    /// never call a cluster.
-    agent: OnceLock<std::result::Result<Agent, String>>,
+    /// This process's agent, built on first use: loading the system trust store costs
+    /// milliseconds, and many stores never call a cluster. Null until then. Not behind a mutex:
+    /// a fork while another thread held it would leave the child's copy locked for ever.
+    /// A published `Built` is freed only when the client drops in the process that built it, and
+    /// is replaced only when it is a parent's (then leaked): a reader never sees it freed.
+    agent: AtomicPtr<Built>,
+}
+
+/// An agent, or why it could not be built (a bad `ca_bundle`: every call fails alike), and the
+/// process it belongs to.
+struct Built {
+    /// `process::fork_count()` when it was built: another count means another process.
+    forks: u64,
+    agent: std::result::Result<Agent, String>,
 }
 
 fn root_certs(options: &StoreOptions) -> std::result::Result<RootCerts, String> {
@@ -56,35 +73,58 @@ fn root_certs(options: &StoreOptions) -> std::result::Result<RootCerts, String> 
 
 impl HttpClient {
     pub fn new(options: &StoreOptions) -> HttpClient {
-        HttpClient { options: options.clone(), agent: OnceLock::new() }
+        HttpClient { options: options.clone(), agent: AtomicPtr::new(std::ptr::null_mut()) }
     }
 
-    fn agent(&self) -> std::result::Result<&Agent, String> {
-        self.agent
-            .get_or_init(|| {
-                let options = &self.options;
-                let tls = TlsConfig::builder().root_certs(root_certs(options)?).build();
-                let config = Agent::config_builder()
-                    .timeout_global(Some(Duration::from_secs(options.request_timeout_s)))
-                    .timeout_connect(Some(Duration::from_secs(options.connect_timeout_s)))
-                    .tls_config(tls)
-                    // Every status is an answer to classify, not an error.
-                    .http_status_as_error(false)
-                    // A redirect could lead outside the allowlist: hand the 3xx back instead.
-                    .max_redirects(0)
-                    .max_redirects_will_error(false)
-                    .user_agent(concat!("tms-core/", env!("CARGO_PKG_VERSION")))
-                    // ureq keeps 3 idle connections per host by default: a server calling from
-                    // more threads than that (gunicorn's 8 in bench/route.py) opened a new
-                    // connection for most calls, and with a timeout set ureq resolves each new
-                    // connection's host on a thread of its own. Keep one per calling thread.
-                    .max_idle_connections(IDLE_CONNECTIONS)
-                    .max_idle_connections_per_host(IDLE_CONNECTIONS_PER_HOST)
-                    .build();
-                Ok(Agent::with_parts(config, DefaultConnector::default(), ClusterResolver::default()))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+    /// This process's agent (a cheap clone: ureq's agent is shared state behind an `Arc`).
+    fn agent(&self) -> std::result::Result<Agent, String> {
+        let forks = crate::process::fork_count();
+        let mut current = self.agent.load(Ordering::Acquire);
+        loop {
+            // SAFETY: non-null pointers here came from Box::into_raw below and are freed only in
+            // Drop (which has the client to itself); a parent's is leaked, never freed.
+            if let Some(built) = unsafe { current.as_ref() } {
+                if built.forks == forks {
+                    return built.agent.clone();
+                }
+            }
+            // None yet, or the parent's: build this process's own.
+            let fresh = Box::into_raw(Box::new(Built { forks, agent: self.build() }));
+            match self.agent.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+                // The parent's `Built` (if any) is leaked: see the module's comment.
+                Ok(_) => current = fresh,
+                Err(theirs) => {
+                    // Another thread of this process published first: use its agent.
+                    // SAFETY: `fresh` was never published.
+                    drop(unsafe { Box::from_raw(fresh) });
+                    current = theirs;
+                }
+            }
+        }
+    }
+
+    fn build(&self) -> std::result::Result<Agent, String> {
+        let options = &self.options;
+        let tls = TlsConfig::builder().root_certs(root_certs(options)?).build();
+        let config = Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(options.request_timeout_s)))
+            .timeout_connect(Some(Duration::from_secs(options.connect_timeout_s)))
+            .tls_config(tls)
+            // Every status is an answer to classify, not an error.
+            .http_status_as_error(false)
+            // A redirect could lead outside the allowlist: hand the 3xx back instead.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(concat!("tms-core/", env!("CARGO_PKG_VERSION")))
+            // ureq keeps 3 idle connections per host by default: a server calling from
+            // more threads than that (gunicorn's 8 in bench/route.py) opened a new
+            // connection for most calls, and with a timeout set ureq resolves each new
+            // connection's host on a thread of its own. Keep one per calling thread.
+            .max_idle_connections(IDLE_CONNECTIONS)
+            .max_idle_connections_per_host(IDLE_CONNECTIONS_PER_HOST)
+            .build();
+        let (resolver, connector) = resolve::resolver_and_connector();
+        Ok(Agent::with_parts(config, connector, resolver))
     }
 
     /// Send the request (already checked against the allowlist) and read its answer: up to
@@ -130,6 +170,18 @@ impl HttpClient {
             };
         }
         Upstream::Answer { status, body, cut: false }
+    }
+}
+
+impl Drop for HttpClient {
+    fn drop(&mut self) {
+        let current = *self.agent.get_mut();
+        // SAFETY: as in `agent`; dropping has the client to itself.
+        if let Some(built) = unsafe { current.as_ref() } {
+            if built.forks == crate::process::fork_count() {
+                drop(unsafe { Box::from_raw(current) });
+            } // else the parent's: leaked, as its connections are not this process's to close
+        }
     }
 }
 

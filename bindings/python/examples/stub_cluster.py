@@ -26,7 +26,8 @@ Paths choose the behaviour, so one server covers every row of the outcome table:
                             any other form 401 {"error": "invalid_client", "error_description": ...}
                             quoting the client_secret it was sent (as careless servers do)
 
-Every request is recorded in `server.requests` (method, path, headers with lowercase names, body).
+Every request is recorded in `server.requests` (method, path, headers with lowercase names, body,
+and `client`: the client's (address, port), which tells the connection it came on).
 """
 
 import json
@@ -61,7 +62,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         self.server.requests.append(
-            {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+            {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
+             "client": self.client_address}
         )
         return body
 
