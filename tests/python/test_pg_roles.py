@@ -26,6 +26,9 @@ def readme_grants(schema, app_role):
         .replace("ON SCHEMA tms ", f"ON SCHEMA {schema} ").replace("IN SCHEMA tms ", f"IN SCHEMA {schema} ")
 
 
+V4_FUNCTION = "tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT, TEXT)"
+
+
 @pytest.fixture
 def roles():
     tag = uuid.uuid4().hex[:10]
@@ -113,8 +116,9 @@ def test_the_app_role_appends_but_never_changes_the_audit_log(roles):
 def test_an_old_schema_opened_with_the_app_role_says_to_migrate_as_owner(roles):
     assert migrate(roles["owner"], "init").returncode == 0
     assert as_role(roles["owner"], readme_grants(roles["schema"], roles["app_role"]))[0]
-    # As if the schema were one version behind this library.
-    psql(roles["owner"], "UPDATE tms_schema SET version = version - 1")
+    # As if the schema were one version behind this library (v4's additions go).
+    psql(roles["owner"], f"DROP FUNCTION {V4_FUNCTION}; ALTER TABLE audit_log DROP COLUMN append_nonce; "
+                         "UPDATE tms_schema SET version = 3")
     with pytest.raises(tms.TmsError) as refused:
         tms.Store(roles["app"])
     assert "run `tms migrate --jobs-db URL` with the schema owner's URL" in str(refused.value)
@@ -128,9 +132,11 @@ def test_an_old_schema_opened_with_the_app_role_says_to_migrate_as_owner(roles):
 def test_an_app_role_granted_for_schema_v3_appends_after_the_owner_upgrades_to_v4(roles):
     out = migrate(roles["owner"], "init")
     assert out.returncode == 0, out.stderr
-    v4_function = "tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT)"
-    # Back to schema v3 (v4 only added the function), granted as the README of v3 said.
-    ok, err = as_role(roles["owner"], f"DROP FUNCTION {v4_function}; UPDATE tms_schema SET version = 3")
+    v4_function = V4_FUNCTION
+    # Back to schema v3 (v4 only added the function and audit_log.append_nonce), granted as the
+    # README of v3 said.
+    ok, err = as_role(roles["owner"], f"DROP FUNCTION {v4_function}; ALTER TABLE audit_log DROP COLUMN append_nonce; "
+                                      "UPDATE tms_schema SET version = 3")
     assert ok, err
     v3_grants = readme_grants(roles["schema"], roles["app_role"]).replace(f",\n    {v4_function}", "")
     assert "tms_audit_append_at" not in v3_grants
@@ -146,6 +152,6 @@ def test_an_app_role_granted_for_schema_v3_appends_after_the_owner_upgrades_to_v
         assert s.verify_audit()["ok"] and s.verify_audit()["checked"] == 3
     # The upgrade granted the new function to the app's role only, never to PUBLIC.
     ok, err = as_role(roles["app"], "SELECT tms_audit_append_at('m', 'Trans-Begin', NULL, NULL, NULL, 'success', "
-                                     "NULL, NULL, 1, '', 'x', NULL)")
+                                     "NULL, NULL, 1, '', 'x', NULL, 'n')")
     assert ok, err  # it may call it (the head does not match: nothing appended)
     assert psql(pg_url(), f"SELECT has_function_privilege('public', '{roles['schema']}.{v4_function}', 'EXECUTE')") == [("f",)]

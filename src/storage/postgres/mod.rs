@@ -361,8 +361,9 @@ impl Engine for PostgresEngine {
             Some(None) => return self.write(Replay::BeforeCommitOnly, |tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head)),
             None => {}
         }
-        // Lost in flight: the rerun first looks for the row sent, which the link (seq and hash)
-        // names exactly: a committed one is answered, never written twice.
+        // Lost in flight: the rerun first looks for the row sent, by its seq and the nonce only
+        // this call sent (never another writer's row of the same content and link): a committed
+        // one is answered, never written twice.
         self.write_from(2, Replay::BeforeCommitOnly, |tx, cache| {
             audit::insert_after_lost(tx, cache, row, &self.chain, &self.checked_head, sent.as_ref())
         })

@@ -106,7 +106,14 @@ REVOKE ALL ON FUNCTION tms_audit_append(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT
 /// if a keyed row follows that seq, as the client's check of the head would refuse it.
 /// Every role that may EXECUTE `tms_audit_append` gets this function too, so an app role granted
 /// by the README of schema v3 keeps working after the owner's upgrade.
+///
+/// `append_nonce`: a random value the client makes for each call, kept with the row this
+/// function appends (only here; NULL on every other row, outside the chain's hash, never
+/// copied). A client that lost the connection with the statement in flight asks for its row by
+/// it: a row of the same content another writer appended at that seq in the same second has
+/// the same link, never the same nonce.
 const V4: &str = r#"
+ALTER TABLE audit_log ADD COLUMN append_nonce TEXT;
 DO $do$
 DECLARE
     r RECORD;
@@ -114,7 +121,7 @@ BEGIN
     EXECUTE format($f$
         CREATE OR REPLACE FUNCTION tms_audit_append_at(p_user_id TEXT, p_action_type TEXT, p_customer_ids TEXT,
             p_timestamp TEXT, p_ip_address TEXT, p_status TEXT, p_error_message TEXT, p_duration_ms BIGINT,
-            p_seq BIGINT, p_prev TEXT, p_hash TEXT, p_keyed_after BIGINT) RETURNS BIGINT
+            p_seq BIGINT, p_prev TEXT, p_hash TEXT, p_keyed_after BIGINT, p_nonce TEXT) RETURNS BIGINT
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
         DECLARE
             head_seq BIGINT;
@@ -138,22 +145,22 @@ BEGIN
                 RETURN NULL;
             END IF;
             INSERT INTO audit_log (user_id, action_type, customer_ids, "timestamp", ip_address, status,
-                                   error_message, duration_ms, chain_seq, chain_prev, chain_hash)
+                                   error_message, duration_ms, chain_seq, chain_prev, chain_hash, append_nonce)
             VALUES (p_user_id, p_action_type, p_customer_ids, p_timestamp, p_ip_address, p_status,
-                    p_error_message, p_duration_ms, p_seq, p_prev, p_hash)
+                    p_error_message, p_duration_ms, p_seq, p_prev, p_hash, p_nonce)
             RETURNING id INTO new_id;
             UPDATE audit_chain_head SET seq = p_seq, hash = p_hash;
             RETURN new_id;
         END $body$
     $f$, current_schema());
-    REVOKE ALL ON FUNCTION tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT)
-        FROM PUBLIC;
+    REVOKE ALL ON FUNCTION tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT,
+        TEXT) FROM PUBLIC;
     FOR r IN SELECT g.rolname FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
                  JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
              WHERE p.oid = 'tms_audit_append(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT)'::regprocedure
                AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, '
-                       'BIGINT, TEXT, TEXT, BIGINT) TO %I', r.rolname);
+                       'BIGINT, TEXT, TEXT, BIGINT, TEXT) TO %I', r.rolname);
     END LOOP;
 END $do$;
 "#;
