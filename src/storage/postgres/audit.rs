@@ -129,10 +129,15 @@ fn refuse_reserved(row: &AuditRecord<'_>) -> Result<()> {
 }
 
 /// Append one caller's row (inside the caller's transaction); returns its id. Onto the head
-/// this store last saw when it is still the head (one statement), else under the locked head.
-pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead) -> Result<i64> {
-    if let Some(id) = append_at_head(c, cache, row, key, checked, &mut None)? {
-        return Ok(id);
+/// this store last saw when it is still the head (one statement; `append_at`: the schema has
+/// that function), else under the locked head.
+pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead, append_at: bool) -> Result<i64> {
+    if append_at {
+        if let Some(id) = append_at_head(c, cache, row, key, checked, &mut None)? {
+            return Ok(id);
+        }
+    } else {
+        refuse_reserved(row)?;
     }
     let head = lock_head(c, cache, key, checked)?;
     append(c, cache, row, key, checked, head)

@@ -298,15 +298,22 @@ fn current(client: &mut Client) -> Result<i64> {
     }
 }
 
-/// Bring the database up to date (in the connection's current schema). `writable` false: a
-/// read-only server (a standby) must already be current.
-pub fn migrate(client: &mut Client, writable: bool) -> Result<()> {
+/// The oldest schema this library works on when the role opening it may not upgrade it: v3 has
+/// every table, column and function the app's role uses except the one-statement append of v4
+/// (`tms_audit_append_at`), in whose place the library takes the locked path of v3. So a fleet
+/// upgrades without downtime: every host's library first, then the owner's `tms migrate`.
+const OLDEST_WORKABLE: i64 = 3;
+
+/// Bring the database up to date (in the connection's current schema) and answer the schema
+/// version the store now has. `writable` false: a read-only server (a standby) must already be
+/// current. A v3 schema the role may not upgrade is answered as it is (see `OLDEST_WORKABLE`).
+pub fn migrate(client: &mut Client, writable: bool) -> Result<i64> {
     let found = current(client)?;
     if found > SCHEMA_VERSION {
         return Err(too_new(found));
     }
     if found == SCHEMA_VERSION {
-        return Ok(());
+        return Ok(found);
     }
     if !writable {
         return Err(Error::new(
@@ -314,7 +321,13 @@ pub fn migrate(client: &mut Client, writable: bool) -> Result<()> {
             format!("the database is read-only and has store schema version {found}; this library needs {SCHEMA_VERSION}"),
         ));
     }
-    let migrated = upgrade(client, found).map_err(|e| {
+    let migrated = match upgrade(client, found) {
+        Err(e) if found >= OLDEST_WORKABLE && e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            return Ok(found);
+        }
+        other => other,
+    };
+    let migrated = migrated.map_err(|e| {
         if e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
             Error::new(
                 ErrorKind::CantOpen,
@@ -331,7 +344,12 @@ pub fn migrate(client: &mut Client, writable: bool) -> Result<()> {
     if migrated > SCHEMA_VERSION {
         return Err(too_new(migrated));
     }
-    Ok(())
+    Ok(migrated)
+}
+
+/// Whether a store of schema `version` has `tms_audit_append_at` (and `audit_log.append_nonce`).
+pub fn has_append_at(version: i64) -> bool {
+    version >= 4
 }
 
 /// The migration steps from `found` on, in one transaction; the version found under the lock
