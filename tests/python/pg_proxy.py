@@ -4,7 +4,8 @@ which a client waits for before it goes on. Statements prepared on a connection 
 (several statements before one Sync) and statements run in a server-side function all count as
 what the client waits for, which is what a call costs on a real network.
 
-Used by tests/python/test_pg_round_trips.py (asserts the counts) and bench/postgres.py (prints
+It can also cut a connection in place of an answer (`cut_next_answer`) or swallow a request
+(`swallow_next_request`). Used by tests/python/test_pg_round_trips.py (asserts the counts) and bench/postgres.py (prints
 them). The URL must not ask for TLS (sslmode=disable, as scripts/with-postgres.sh's does): the
 proxy reads the stream."""
 
@@ -29,6 +30,9 @@ class RoundTripProxy:
         self.connections = 0  # accepted so far (a cut connection is replaced by a new one)
         self._sockets = []
         self._cut = 0  # cut the connection at this ReadyForQuery from now (0: never)
+        self._swallow = False  # drop the client's next message (see swallow_next_request)
+        self.swallowed = threading.Event()
+        self._release = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -42,6 +46,19 @@ class RoundTripProxy:
         the client never hears."""
         with self._lock:
             self._cut = skip + 1
+
+    def swallow_next_request(self):
+        """Drop the client's next message in place of passing it on, and hold that connection
+        open until `release()`, then close it: the server never sees the statement (a request
+        lost on the way, not an answer), and the client hears the connection lost only then.
+        `swallowed` is set once the message was dropped."""
+        with self._lock:
+            self._swallow = True
+            self.swallowed.clear()
+            self._release.clear()
+
+    def release(self):
+        self._release.set()
 
     @property
     def round_trips(self):
@@ -70,6 +87,13 @@ class RoundTripProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if not from_server:
+                    with self._lock:
+                        swallow, self._swallow = self._swallow, False
+                    if swallow:
+                        self.swallowed.set()
+                        self._release.wait(30)
+                        break
                 if from_server:
                     # Count the messages of type 'Z' (type byte, then a length that includes itself).
                     pending += data

@@ -26,6 +26,9 @@ def readme_grants(schema, app_role):
         .replace("ON SCHEMA tms ", f"ON SCHEMA {schema} ").replace("IN SCHEMA tms ", f"IN SCHEMA {schema} ")
 
 
+V4_FUNCTION = "tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT, TEXT)"
+
+
 @pytest.fixture
 def roles():
     tag = uuid.uuid4().hex[:10]
@@ -113,8 +116,10 @@ def test_the_app_role_appends_but_never_changes_the_audit_log(roles):
 def test_an_old_schema_opened_with_the_app_role_says_to_migrate_as_owner(roles):
     assert migrate(roles["owner"], "init").returncode == 0
     assert as_role(roles["owner"], readme_grants(roles["schema"], roles["app_role"]))[0]
-    # As if the schema were one version behind this library.
-    psql(roles["owner"], "UPDATE tms_schema SET version = version - 1")
+    # As if the schema were older than v3, the oldest this library works on without migrating it
+    # (v3's functions are made again by `CREATE OR REPLACE`; v4's additions go).
+    psql(roles["owner"], f"DROP FUNCTION {V4_FUNCTION}; ALTER TABLE audit_log DROP COLUMN append_nonce; "
+                         "UPDATE tms_schema SET version = 2")
     with pytest.raises(tms.TmsError) as refused:
         tms.Store(roles["app"])
     assert "run `tms migrate --jobs-db URL` with the schema owner's URL" in str(refused.value)
@@ -125,27 +130,43 @@ def test_an_old_schema_opened_with_the_app_role_says_to_migrate_as_owner(roles):
     tms.Store(roles["app"]).close()
 
 
-def test_an_app_role_granted_for_schema_v3_appends_after_the_owner_upgrades_to_v4(roles):
+def test_a_fleet_upgrades_a_v3_schema_without_downtime_library_first_then_the_owners_migrate(roles):
     out = migrate(roles["owner"], "init")
     assert out.returncode == 0, out.stderr
-    v4_function = "tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT)"
-    # Back to schema v3 (v4 only added the function), granted as the README of v3 said.
-    ok, err = as_role(roles["owner"], f"DROP FUNCTION {v4_function}; UPDATE tms_schema SET version = 3")
+    v4_function = V4_FUNCTION
+    # Back to schema v3 (v4 only added the function and audit_log.append_nonce), granted as the
+    # README of v3 said.
+    ok, err = as_role(roles["owner"], f"DROP FUNCTION {v4_function}; ALTER TABLE audit_log DROP COLUMN append_nonce; "
+                                      "UPDATE tms_schema SET version = 3")
     assert ok, err
     v3_grants = readme_grants(roles["schema"], roles["app_role"]).replace(f",\n    {v4_function}", "")
     assert "tms_audit_append_at" not in v3_grants
     ok, err = as_role(roles["owner"], v3_grants)
     assert ok, err
-    with pytest.raises(tms.TmsError, match="tms migrate"):
-        tms.Store(roles["app"])  # the app's role may not upgrade the schema
-    out = migrate(roles["owner"])
-    assert out.returncode == 0 and json.loads(out.stdout) == {"migrated": True}, out.stderr
-    with tms.Store(roles["app"], audit_hmac_key="k" * 32) as s:
-        for i in range(3):
-            s.record_audit("alice", "Trans-Begin", [f"c{i}"])
-        assert s.verify_audit()["ok"] and s.verify_audit()["checked"] == 3
+    key = "k" * 32
+    # Step 1: every host's library is upgraded; the app's role may not upgrade the schema, and the
+    # library works on v3 as it is (v3's locked append).
+    with tms.Store(roles["app"], audit_hmac_key=key) as running:
+        assert psql(roles["owner"], "SELECT version FROM tms_schema WHERE component = 'store'") == [(3,)]
+        for i in range(2):
+            running.record_audit("alice", "Trans-Begin", [f"c{i}"])
+        job = running.create_job("alice", 1, "Trans-Begin", ["c1"])["job_id"]
+        assert running.get_job(job)["job_id"] == job
+        # Step 2: the owner migrates while the host runs; the host keeps appending.
+        out = migrate(roles["owner"])
+        assert out.returncode == 0 and json.loads(out.stdout) == {"migrated": True}, out.stderr
+        running.record_audit("alice", "Trans-Begin", ["c2"])
+        # A host that opens the store now takes v4's one-statement append (its rows keep a nonce).
+        with tms.Store(roles["app"], audit_hmac_key=key) as reopened:
+            for i in range(3, 6):
+                reopened.record_audit("alice", "Trans-Begin", [f"c{i}"])
+        running.record_audit("alice", "Trans-Begin", ["c6"])
+        check = running.verify_audit()
+        assert check["ok"] and check["checked"] == 7, check
+    nonces = psql(roles["owner"], "SELECT customer_ids, append_nonce IS NOT NULL FROM audit_log ORDER BY id")
+    assert [n == "t" for _, n in nonces] == [False, False, False, True, True, True, False], nonces
     # The upgrade granted the new function to the app's role only, never to PUBLIC.
     ok, err = as_role(roles["app"], "SELECT tms_audit_append_at('m', 'Trans-Begin', NULL, NULL, NULL, 'success', "
-                                     "NULL, NULL, 1, '', 'x', NULL)")
+                                     "NULL, NULL, 1, '', 'x', NULL, 'n')")
     assert ok, err  # it may call it (the head does not match: nothing appended)
     assert psql(pg_url(), f"SELECT has_function_privilege('public', '{roles['schema']}.{v4_function}', 'EXECUTE')") == [("f",)]

@@ -3,8 +3,12 @@ server (the server's ReadyForQuery messages): create_job, record_audit, get_job,
 get_job_customers, update_job and the cache's writes each take ONE once the connection has
 prepared its statements; a Set Action seven. A regression to
 a transaction of several statements (BEGIN, ..., COMMIT) fails here. Also: the one-statement
-calls keep their promises when the answer of a committed statement is lost, and a v3 schema
-upgrades to v4 keeping every row. Not timed: bench/postgres.py prints the times."""
+calls keep their promises when the answer of a committed statement is lost, an append whose
+connection is lost never answers with another writer's row, and a v3 schema upgrades to v4
+keeping every row. Not timed: bench/postgres.py prints the times."""
+
+import threading
+import time
 
 import pytest
 
@@ -146,7 +150,56 @@ def test_a_set_action_whose_answer_is_lost_at_any_round_trip_is_recorded_once(pg
     assert pg.rows("SELECT COUNT(*) FROM set_action_requests WHERE answer_http_status = 200") == [(3,)]
 
 
-V4_FUNCTION = "tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT)"
+def start_of_a_second():
+    """Sleep to just after a second begins: rows recorded now carry the same (second-resolution)
+    timestamp, so two writers' rows of the same content onto the same head have the same link."""
+    time.sleep(1.05 - time.time() % 1)
+
+
+def test_a_lost_head_read_after_a_refused_append_does_not_answer_with_another_writers_row(pg, proxied):
+    with tms.Store(proxied.store_url, audit_hmac_key=KEY) as mine, tms.Store(pg.jobs, audit_hmac_key=KEY) as other:
+        mine.record_audit("alice", "Trans-Begin", ["c0"])
+        mine.record_audit("alice", "Trans-Begin", ["c0"])
+        start_of_a_second()
+        other_id = other.record_audit("alice", "Trans-Begin", ["same"])  # mine's head is now stale
+        # Mine's append onto its stale head is answered NULL (nothing appended); the answer of the
+        # head read that follows is cut.
+        proxied.cut_next_answer(skip=1)
+        mine_id = mine.record_audit("alice", "Trans-Begin", ["same"])
+        rows = pg.rows("SELECT id, \"timestamp\" FROM audit_log WHERE customer_ids = '[\"same\"]' ORDER BY id")
+        assert rows[0][1] == rows[-1][1], "not in the same second: the test proves nothing, run it again"
+        # Two calls answered as written: two rows, each call its own id.
+        assert mine_id != other_id
+        assert [r[0] for r in rows] == [other_id, mine_id]
+        assert mine.verify_audit()["ok"]
+
+
+def test_an_append_that_never_reached_the_server_does_not_answer_with_another_writers_row(pg, proxied):
+    with tms.Store(proxied.store_url, audit_hmac_key=KEY) as mine, tms.Store(pg.jobs, audit_hmac_key=KEY) as other:
+        for _ in range(2):
+            mine.record_audit("alice", "Trans-Begin", ["c0"])  # mine knows the head
+        start_of_a_second()
+        got = {}
+        proxied.swallow_next_request()  # mine's append onto the head it knows never arrives
+        mine_call = threading.Thread(target=lambda: got.setdefault("id", mine.record_audit("alice", "Trans-Begin", ["same"])))
+        mine_call.start()
+        assert proxied.swallowed.wait(10)
+        # Meanwhile the other writer appends the same row onto the same head: same seq, same hash.
+        other_id = other.record_audit("alice", "Trans-Begin", ["same"])
+        proxied.release()  # mine hears its connection lost and reruns
+        mine_call.join(30)
+        assert not mine_call.is_alive()
+        rows = pg.rows("SELECT id, \"timestamp\" FROM audit_log WHERE customer_ids = '[\"same\"]' ORDER BY id")
+        assert rows[0][1] == rows[-1][1], "not in the same second: the test proves nothing, run it again"
+        assert got["id"] != other_id
+        assert [r[0] for r in rows] == [other_id, got["id"]]
+        assert mine.verify_audit()["ok"]
+
+
+V4_FUNCTION = ("tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT, "
+               "TEXT)")
+V3_AUDIT_COLUMNS = ("id, user_id, action_type, customer_ids, \"timestamp\", ip_address, status, error_message, "
+                    "duration_ms, chain_seq, chain_prev, chain_hash")
 
 
 def test_a_v3_store_upgrades_to_v4_keeping_every_row(pg):
@@ -154,13 +207,16 @@ def test_a_v3_store_upgrades_to_v4_keeping_every_row(pg):
         jobs = [s.create_job("alice", 1, "Trans-Begin", [f"c{i}", "shared"])["job_id"] for i in range(5)]
         for i in range(5):
             s.record_audit("alice", "Trans-Begin", [f"c{i}"])
-    # Back to exactly what schema v3 had: v4 only added the function.
-    psql(pg.jobs, f"DROP FUNCTION {V4_FUNCTION}; UPDATE tms_schema SET version = 3 WHERE component = 'store'")
-    before = {t: pg.rows(f"SELECT * FROM {t} ORDER BY 1") for t in ("jobs", "job_customers", "audit_log", "audit_chain_head")}
+    # Back to exactly what schema v3 had: v4 only added the function and audit_log.append_nonce.
+    psql(pg.jobs, f"DROP FUNCTION {V4_FUNCTION}; ALTER TABLE audit_log DROP COLUMN append_nonce; "
+                  "UPDATE tms_schema SET version = 3 WHERE component = 'store'")
+    tables = {"jobs": "*", "job_customers": "*", "audit_log": V3_AUDIT_COLUMNS, "audit_chain_head": "*"}
+    before = {t: pg.rows(f"SELECT {cols} FROM {t} ORDER BY 1") for t, cols in tables.items()}
     with pg.open(audit_hmac_key=KEY) as s:
         assert pg.rows("SELECT version FROM tms_schema WHERE component = 'store'") == [(4,)]
-        after = {t: pg.rows(f"SELECT * FROM {t} ORDER BY 1") for t in before}
+        after = {t: pg.rows(f"SELECT {cols} FROM {t} ORDER BY 1") for t, cols in tables.items()}
         assert after == before
+        assert pg.rows("SELECT COUNT(*) FROM audit_log WHERE append_nonce IS NOT NULL") == [(0,)]
         assert [s.get_job_customers(j) for j in jobs] == [[f"c{i}", "shared"] for i in range(5)]
         s.record_audit("alice", "Trans-Begin", ["c9"])
         report = s.verify_audit()

@@ -53,8 +53,9 @@ const KEYED_SINCE: &str =
     "SELECT EXISTS(SELECT 1 FROM audit_log WHERE chain_seq > $1 AND chain_hash LIKE 'hmac-sha256:%')";
 const LEGACY: &str = concat!("SELECT ", columns!(), " FROM audit_log WHERE chain_hash IS NULL ORDER BY id");
 const APPEND: &str = "SELECT tms_audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-/// Schema v4: the append made only while the head is still the one linked to (else NULL).
-const APPEND_AT: &str = "SELECT tms_audit_append_at($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// Schema v4: the append made only while the head is still the one linked to (else NULL), with
+/// the call's nonce kept on the row.
+const APPEND_AT: &str = "SELECT tms_audit_append_at($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 /// The head's row, read without a lock (none when the chain has not begun), and when $1 is set
 /// whether a keyed row follows seq $1 (what `check_append` asks a store without a key): one
 /// round trip.
@@ -63,8 +64,10 @@ const HEAD_ROW: &str = concat!(
             $1::bigint IS NOT NULL AND EXISTS(SELECT 1 FROM audit_log k WHERE k.chain_seq > $1 AND k.chain_hash LIKE 'hmac-sha256:%')
      FROM audit_chain_head h JOIN audit_log ON chain_seq = h.seq"
 );
-/// A row this store sent, by the link it computed (a rerun after a lost connection finds it).
-const OWN_ROW: &str = "SELECT id FROM audit_log WHERE chain_seq = $1 AND chain_hash = $2";
+/// The row this call sent, by its seq and the call's nonce (a rerun after a lost connection finds
+/// it). The link alone is not enough: another writer's row of the same content, linked onto the
+/// same head in the same second, has the same seq and hash.
+const OWN_ROW: &str = "SELECT id, chain_hash FROM audit_log WHERE chain_seq = $1 AND append_nonce = $2";
 /// Appends onto a head read unlocked before a busy chain sends its writer to the locked path.
 const TRIES_AT_HEAD: usize = 3;
 /// The owner's own writes (the reset): straight into the tables.
@@ -126,10 +129,15 @@ fn refuse_reserved(row: &AuditRecord<'_>) -> Result<()> {
 }
 
 /// Append one caller's row (inside the caller's transaction); returns its id. Onto the head
-/// this store last saw when it is still the head (one statement), else under the locked head.
-pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead) -> Result<i64> {
-    if let Some(id) = append_at_head(c, cache, row, key, checked, &mut None)? {
-        return Ok(id);
+/// this store last saw when it is still the head (one statement; `append_at`: the schema has
+/// that function), else under the locked head.
+pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'_>, key: &ChainKey, checked: &CheckedHead, append_at: bool) -> Result<i64> {
+    if append_at {
+        if let Some(id) = append_at_head(c, cache, row, key, checked, &mut None)? {
+            return Ok(id);
+        }
+    } else {
+        refuse_reserved(row)?;
     }
     let head = lock_head(c, cache, key, checked)?;
     append(c, cache, row, key, checked, head)
@@ -155,8 +163,9 @@ fn read_head(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, chec
 /// try. The HMAC link is computed here, never on the server, which only compares the head.
 /// Outside a transaction the statement commits on its own: one round trip in all. None: this
 /// row needs the locked path (`insert`): the chain has not begun, its head needs a check only
-/// that path makes, or other writers kept moving the head. `sent` gets the link of each append
-/// sent, so that a rerun after a lost connection can find the row if it committed.
+/// that path makes, or other writers kept moving the head. `sent` holds the seq and the call's
+/// nonce of the append in flight (None once the server answered that it appended nothing), so
+/// that a rerun after a lost connection can find the row if it committed.
 pub fn append_at_head(
     c: &mut impl GenericClient,
     cache: &mut Cache,
@@ -166,6 +175,8 @@ pub fn append_at_head(
     sent: &mut Option<(i64, String)>,
 ) -> Result<Option<i64>> {
     refuse_reserved(row)?;
+    // Random, so that no other call's row carries it; not a secret (it is stored with the row).
+    let nonce = crate::uuid::new_v4()?;
     let mut expected = checked.expected(key);
     for _ in 0..TRIES_AT_HEAD {
         let head = match expected.take() {
@@ -176,13 +187,13 @@ pub fn append_at_head(
             },
         };
         let (seq, prev, hash) = link(key, Some((head.seq, head.hash.clone())), || Ok(Commitment::empty()), row)?;
-        *sent = Some((seq, hash.clone()));
+        *sent = Some((seq, nonce.clone()));
         let st = cache.prepare(c, APPEND_AT)?;
         let id: Option<i64> = c
             .query_one(
                 &st,
                 &[&row.user_id, &row.action_type, &row.customer_ids, &row.timestamp, &row.ip_address, &row.status,
-                  &row.error_message, &row.duration_ms, &seq, &prev, &hash, &head.keyed_after],
+                  &row.error_message, &row.duration_ms, &seq, &prev, &hash, &head.keyed_after, &nonce],
             )
             .map_err(pg_error)?
             .get(0);
@@ -191,11 +202,12 @@ pub fn append_at_head(
             checked.set(seq, hash);
             return Ok(Some(id));
         }
+        *sent = None; // the server appended nothing for this link
     }
     Ok(None)
 }
 
-/// The rerun of an append whose statement (linked as `sent`) was lost in flight, inside the
+/// The rerun of an append whose statement (`sent`: its seq and nonce) was lost in flight, inside the
 /// caller's transaction: the head is locked first, which waits for that statement if the server
 /// still runs it; then the row sent is answered if it committed, else the row is appended under
 /// the lock. A lost statement reaching the server later finds the head moved and appends
@@ -210,10 +222,10 @@ pub fn insert_after_lost(
 ) -> Result<i64> {
     refuse_reserved(row)?;
     let head = lock_head(c, cache, key, checked)?;
-    if let Some((seq, hash)) = sent {
+    if let Some((seq, nonce)) = sent {
         let st = cache.prepare(c, OWN_ROW)?;
-        if let Some(found) = c.query_opt(&st, &[seq, hash]).map_err(pg_error)? {
-            checked.set(*seq, hash.clone());
+        if let Some(found) = c.query_opt(&st, &[seq, nonce]).map_err(pg_error)? {
+            checked.set(*seq, found.get(1));
             return Ok(found.get(0));
         }
     }

@@ -83,6 +83,10 @@ pub struct PostgresEngine {
     checked_head: CheckedHead,
     /// Set when the server only reads (a standby): every write is refused up front.
     read_only: bool,
+    /// Whether the schema found at open has `tms_audit_append_at` (v4): a v3 schema that this
+    /// role may not upgrade is written through v3's locked path until the store is opened again
+    /// (v3's functions stay in v4, so that path still works after the owner's `tms migrate`).
+    append_at: bool,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -163,11 +167,12 @@ impl PostgresEngine {
                 ));
             }
         }
-        schema::migrate(&mut first.client, !read_only)
+        let version = schema::migrate(&mut first.client, !read_only)
             .map_err(|e| e.context(&format!("cannot open {}", pool.location().shown())))?;
+        let append_at = schema::has_append_at(version);
         pool.put(first);
         let chain = ChainKey::new(options.audit_hmac_key.as_ref().map(|k| k.0.as_str()));
-        Ok(PostgresEngine { pool, chain, checked_head: CheckedHead::default(), read_only })
+        Ok(PostgresEngine { pool, chain, checked_head: CheckedHead::default(), read_only, append_at })
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -285,7 +290,7 @@ impl PostgresEngine {
     /// appends it twice.
     fn append_set_action_audit(&self, tx: &mut postgres::Transaction<'_>, cache: &mut Cache, job_id: &str, row: &AuditRecord<'_>) -> Result<()> {
         if requests::claim_audit_receipt(tx, cache, job_id)? {
-            let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
+            let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head, self.append_at)?;
             requests::set_audit_receipt(tx, cache, job_id, id)?;
         }
         Ok(())
@@ -352,17 +357,22 @@ impl Engine for PostgresEngine {
     }
 
     fn insert_audit(&self, row: &AuditRecord<'_>) -> Result<i64> {
+        if !self.append_at {
+            // A v3 schema this role may not upgrade: v3's locked path, as the library before v4.
+            return self.write(Replay::BeforeCommitOnly, |tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head, false));
+        }
         // Commonly one statement: the row linked to the head this store last saw, appended by
         // the server only if that is still the head.
         let mut sent = None;
         match self.single(|c, cache| audit::append_at_head(c, cache, row, &self.chain, &self.checked_head, &mut sent))? {
             Some(Some(id)) => return Ok(id),
             // The locked path (a busy or unbegun chain, a head to judge under the lock).
-            Some(None) => return self.write(Replay::BeforeCommitOnly, |tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head)),
+            Some(None) => return self.write(Replay::BeforeCommitOnly, |tx, cache| audit::insert(tx, cache, row, &self.chain, &self.checked_head, self.append_at)),
             None => {}
         }
-        // Lost in flight: the rerun first looks for the row sent, which the link (seq and hash)
-        // names exactly: a committed one is answered, never written twice.
+        // Lost in flight: the rerun first looks for the row sent, by its seq and the nonce only
+        // this call sent (never another writer's row of the same content and link): a committed
+        // one is answered, never written twice.
         self.write_from(2, Replay::BeforeCommitOnly, |tx, cache| {
             audit::insert_after_lost(tx, cache, row, &self.chain, &self.checked_head, sent.as_ref())
         })
@@ -494,7 +504,7 @@ impl Engine for PostgresEngine {
             // NotFound about the job, not about the row).
             let (found, claimed) = requests::finish(tx, cache, outcome, answer, audit_row.is_some())?;
             if let (true, Some(row)) = (claimed, audit_row) {
-                let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head)?;
+                let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head, self.append_at)?;
                 requests::set_audit_receipt(tx, cache, outcome.job_id, id)?;
             }
             Ok(found)

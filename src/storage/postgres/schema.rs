@@ -106,7 +106,14 @@ REVOKE ALL ON FUNCTION tms_audit_append(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT
 /// if a keyed row follows that seq, as the client's check of the head would refuse it.
 /// Every role that may EXECUTE `tms_audit_append` gets this function too, so an app role granted
 /// by the README of schema v3 keeps working after the owner's upgrade.
+///
+/// `append_nonce`: a random value the client makes for each call, kept with the row this
+/// function appends (only here; NULL on every other row, outside the chain's hash, never
+/// copied). A client that lost the connection with the statement in flight asks for its row by
+/// it: a row of the same content another writer appended at that seq in the same second has
+/// the same link, never the same nonce.
 const V4: &str = r#"
+ALTER TABLE audit_log ADD COLUMN append_nonce TEXT;
 DO $do$
 DECLARE
     r RECORD;
@@ -114,7 +121,7 @@ BEGIN
     EXECUTE format($f$
         CREATE OR REPLACE FUNCTION tms_audit_append_at(p_user_id TEXT, p_action_type TEXT, p_customer_ids TEXT,
             p_timestamp TEXT, p_ip_address TEXT, p_status TEXT, p_error_message TEXT, p_duration_ms BIGINT,
-            p_seq BIGINT, p_prev TEXT, p_hash TEXT, p_keyed_after BIGINT) RETURNS BIGINT
+            p_seq BIGINT, p_prev TEXT, p_hash TEXT, p_keyed_after BIGINT, p_nonce TEXT) RETURNS BIGINT
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
         DECLARE
             head_seq BIGINT;
@@ -138,22 +145,22 @@ BEGIN
                 RETURN NULL;
             END IF;
             INSERT INTO audit_log (user_id, action_type, customer_ids, "timestamp", ip_address, status,
-                                   error_message, duration_ms, chain_seq, chain_prev, chain_hash)
+                                   error_message, duration_ms, chain_seq, chain_prev, chain_hash, append_nonce)
             VALUES (p_user_id, p_action_type, p_customer_ids, p_timestamp, p_ip_address, p_status,
-                    p_error_message, p_duration_ms, p_seq, p_prev, p_hash)
+                    p_error_message, p_duration_ms, p_seq, p_prev, p_hash, p_nonce)
             RETURNING id INTO new_id;
             UPDATE audit_chain_head SET seq = p_seq, hash = p_hash;
             RETURN new_id;
         END $body$
     $f$, current_schema());
-    REVOKE ALL ON FUNCTION tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT)
-        FROM PUBLIC;
+    REVOKE ALL ON FUNCTION tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT, BIGINT,
+        TEXT) FROM PUBLIC;
     FOR r IN SELECT g.rolname FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
                  JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
              WHERE p.oid = 'tms_audit_append(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, TEXT, TEXT)'::regprocedure
                AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION tms_audit_append_at(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, '
-                       'BIGINT, TEXT, TEXT, BIGINT) TO %I', r.rolname);
+                       'BIGINT, TEXT, TEXT, BIGINT, TEXT) TO %I', r.rolname);
     END LOOP;
 END $do$;
 "#;
@@ -291,15 +298,22 @@ fn current(client: &mut Client) -> Result<i64> {
     }
 }
 
-/// Bring the database up to date (in the connection's current schema). `writable` false: a
-/// read-only server (a standby) must already be current.
-pub fn migrate(client: &mut Client, writable: bool) -> Result<()> {
+/// The oldest schema this library works on when the role opening it may not upgrade it: v3 has
+/// every table, column and function the app's role uses except the one-statement append of v4
+/// (`tms_audit_append_at`), in whose place the library takes the locked path of v3. So a fleet
+/// upgrades without downtime: every host's library first, then the owner's `tms migrate`.
+const OLDEST_WORKABLE: i64 = 3;
+
+/// Bring the database up to date (in the connection's current schema) and answer the schema
+/// version the store now has. `writable` false: a read-only server (a standby) must already be
+/// current. A v3 schema the role may not upgrade is answered as it is (see `OLDEST_WORKABLE`).
+pub fn migrate(client: &mut Client, writable: bool) -> Result<i64> {
     let found = current(client)?;
     if found > SCHEMA_VERSION {
         return Err(too_new(found));
     }
     if found == SCHEMA_VERSION {
-        return Ok(());
+        return Ok(found);
     }
     if !writable {
         return Err(Error::new(
@@ -307,7 +321,13 @@ pub fn migrate(client: &mut Client, writable: bool) -> Result<()> {
             format!("the database is read-only and has store schema version {found}; this library needs {SCHEMA_VERSION}"),
         ));
     }
-    let migrated = upgrade(client, found).map_err(|e| {
+    let migrated = match upgrade(client, found) {
+        Err(e) if found >= OLDEST_WORKABLE && e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            return Ok(found);
+        }
+        other => other,
+    };
+    let migrated = migrated.map_err(|e| {
         if e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
             Error::new(
                 ErrorKind::CantOpen,
@@ -324,7 +344,12 @@ pub fn migrate(client: &mut Client, writable: bool) -> Result<()> {
     if migrated > SCHEMA_VERSION {
         return Err(too_new(migrated));
     }
-    Ok(())
+    Ok(migrated)
+}
+
+/// Whether a store of schema `version` has `tms_audit_append_at` (and `audit_log.append_nonce`).
+pub fn has_append_at(version: i64) -> bool {
+    version >= 4
 }
 
 /// The migration steps from `found` on, in one transaction; the version found under the lock
