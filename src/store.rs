@@ -492,6 +492,14 @@ impl Store {
         Ok(crate::audit_checkpoint::CheckpointVerification { verification, checkpoint })
     }
 
+    /// `(found, needed)` when the store was opened on an older schema version that it left as
+    /// it was: a PostgreSQL v3 schema opened by a role that may not upgrade it (the app's role of
+    /// the README's two roles) or on a read-only server. The store works on it (audit rows take
+    /// v3's locked path); `tms migrate` reports it as not migrated. None on SQLite, which upgrades.
+    pub fn schema_kept(&self) -> Option<(i64, i64)> {
+        self.engine.schema_kept()
+    }
+
     /// How much the store holds: jobs (by status), customers, audit rows (chained, waiting in the
     /// outbox) and cache entries, read in one snapshot per file.
     ///

@@ -154,6 +154,11 @@ pub trait Engine: Send + Sync {
     fn read_only(&self) -> Option<Error>;
     /// Ok when this store may append to the audit chain (an HMAC-keyed chain needs its key).
     fn check_audit_key(&self) -> Result<()>;
+    /// (found, this library's) when the store was opened on an older schema it left as it was
+    /// (a PostgreSQL role that may not upgrade it, or a read-only server); SQLite always upgrades.
+    fn schema_kept(&self) -> Option<(i64, i64)> {
+        None
+    }
 
     /// Insert the job and all its customers atomically and durably.
     fn insert_job(&self, job: &JobRecord<'_>) -> Result<()>;

@@ -152,6 +152,18 @@ def test_a_fleet_upgrades_a_v3_schema_without_downtime_library_first_then_the_ow
             running.record_audit("alice", "Trans-Begin", [f"c{i}"])
         job = running.create_job("alice", 1, "Trans-Begin", ["c1"])["job_id"]
         assert running.get_job(job)["job_id"] == job
+        # `tms migrate` (or init) with the app's role upgrades nothing and says so: exit 2, never
+        # "migrated" (the fleet would stay on v3's slower path unnoticed).
+        for command in ("migrate", "init"):
+            out = migrate(roles["app"], command)
+            assert out.returncode == 2 and "schema owner" in out.stderr and not out.stdout, (command, out)
+        assert psql(roles["owner"], "SELECT version FROM tms_schema WHERE component = 'store'") == [(3,)]
+        # A read-only server (a standby) on v3 still serves reads.
+        schema_option = f"options=-csearch_path%3D{roles['schema']}"
+        standby_url = roles["app"].replace(schema_option, schema_option + "%20-cdefault_transaction_read_only%3Don")
+        assert standby_url != roles["app"]
+        with tms.Store(standby_url) as standby:
+            assert standby.get_job(job)["job_id"] == job
         # Step 2: the owner migrates while the host runs; the host keeps appending.
         out = migrate(roles["owner"])
         assert out.returncode == 0 and json.loads(out.stdout) == {"migrated": True}, out.stderr

@@ -135,7 +135,9 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Backup { dest_dir } => backup(&store, dest_dir, &options),
         Command::Copy { to, to_audit_db } => copy(&store, to, to_audit_db.as_deref(), &options),
         Command::Migrate => {
-            // Opening migrated it, or refused with the reason (exit 2).
+            // Opening migrated it, or refused with the reason (exit 2), or kept an older schema
+            // the library can still work on: that is not a migration.
+            schema_current(&store)?;
             print_json(&serde_json::json!({ "migrated": true }))?;
             Ok(Outcome::Ok)
         }
@@ -156,9 +158,26 @@ fn init(args: &StoreArgs, options: &StoreOptions) -> Result<Outcome> {
     let files: Vec<&str> = if is_url(&args.jobs_db) { Vec::new() } else { vec![&args.jobs_db, &args.audit_db] };
     let missing: Vec<&str> = files.iter().copied().filter(|f| !Path::new(f).exists()).collect();
     let options = StoreOptions { create: true, ..options.clone() };
-    open(&args.jobs_db, Some(&args.audit_db), &options)?;
+    let store = open(&args.jobs_db, Some(&args.audit_db), &options)?;
+    schema_current(&store)?;
     print_json(&serde_json::json!({ "initialized": true, "created": missing }))?;
     Ok(Outcome::Ok)
+}
+
+/// Exit 2 when the store was opened on an older schema it left as it was (a role that may not
+/// upgrade it): `migrate` and `init` must not report success for a schema they did not upgrade.
+fn schema_current(store: &Store) -> Result<()> {
+    match store.schema_kept() {
+        None => Ok(()),
+        Some((found, needed)) => Err(Failure::Store(tms::Error::new(
+            tms::ErrorKind::CantOpen,
+            format!(
+                "the store has schema version {found} and this library's is {needed}; this role (or a read-only \
+                 server) may not change the schema: run `tms migrate` with the schema owner's URL on the primary \
+                 (nothing was changed)"
+            ),
+        ))),
+    }
 }
 
 fn parse_anchor(text: &str) -> Result<(i64, String)> {

@@ -87,6 +87,9 @@ pub struct PostgresEngine {
     /// role may not upgrade is written through v3's locked path until the store is opened again
     /// (v3's functions stay in v4, so that path still works after the owner's `tms migrate`).
     append_at: bool,
+    /// The schema version found at open, when it is older than this library's and was kept
+    /// (the role may not upgrade it, or the server is read-only): `tms migrate` must say so.
+    schema_kept: Option<i64>,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -170,9 +173,10 @@ impl PostgresEngine {
         let version = schema::migrate(&mut first.client, !read_only)
             .map_err(|e| e.context(&format!("cannot open {}", pool.location().shown())))?;
         let append_at = schema::has_append_at(version);
+        let schema_kept = (version < schema::SCHEMA_VERSION).then_some(version);
         pool.put(first);
         let chain = ChainKey::new(options.audit_hmac_key.as_ref().map(|k| k.0.as_str()));
-        Ok(PostgresEngine { pool, chain, checked_head: CheckedHead::default(), read_only, append_at })
+        Ok(PostgresEngine { pool, chain, checked_head: CheckedHead::default(), read_only, append_at, schema_kept })
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -329,6 +333,9 @@ fn refuse_sqlite_only_options(options: &StoreOptions) -> Result<()> {
 impl Engine for PostgresEngine {
     fn read_only(&self) -> Option<Error> {
         self.check_writable().err()
+    }
+    fn schema_kept(&self) -> Option<(i64, i64)> {
+        self.schema_kept.map(|found| (found, schema::SCHEMA_VERSION))
     }
     fn check_audit_key(&self) -> Result<()> {
         self.read(|c, cache| audit::check_head_key(c, cache, &self.chain, &self.checked_head))

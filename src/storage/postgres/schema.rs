@@ -305,14 +305,18 @@ fn current(client: &mut Client) -> Result<i64> {
 const OLDEST_WORKABLE: i64 = 3;
 
 /// Bring the database up to date (in the connection's current schema) and answer the schema
-/// version the store now has. `writable` false: a read-only server (a standby) must already be
-/// current. A v3 schema the role may not upgrade is answered as it is (see `OLDEST_WORKABLE`).
+/// version the store now has. A v3 schema that the role may not upgrade, or on a read-only
+/// server (a standby), is answered as it is (see `OLDEST_WORKABLE`); older ones are refused.
 pub fn migrate(client: &mut Client, writable: bool) -> Result<i64> {
     let found = current(client)?;
     if found > SCHEMA_VERSION {
         return Err(too_new(found));
     }
     if found == SCHEMA_VERSION {
+        return Ok(found);
+    }
+    // Reads need nothing newer than v3: a standby of a fleet that has not migrated yet still serves.
+    if !writable && found >= OLDEST_WORKABLE {
         return Ok(found);
     }
     if !writable {
@@ -365,8 +369,9 @@ fn upgrade(client: &mut Client, found: i64) -> std::result::Result<i64, postgres
     let mut version: i64 = tx
         .query_opt("SELECT version FROM tms_schema WHERE component = 'store'", &[])?
         .map_or(0, |r| r.get(0));
-    // Another host may have migrated meanwhile, even past this library.
-    if version > SCHEMA_VERSION {
+    // Another host may have migrated meanwhile, even past this library: nothing to write (a
+    // role that may not write tms_schema must not fail here and fall back to v3's path).
+    if version >= SCHEMA_VERSION {
         return Ok(version);
     }
     while version < SCHEMA_VERSION {
