@@ -315,6 +315,14 @@ class Location:
 
 
 @pytest.fixture
+def pg(tmp_path):
+    """A PostgreSQL schema of the test's own, whichever engine the run tests, dropped after it."""
+    loc = Location(tmp_path, engine="postgres")
+    yield loc
+    loc.drop()
+
+
+@pytest.fixture
 def loc(tmp_path):
     location = Location(tmp_path)
     yield location

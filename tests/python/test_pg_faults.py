@@ -11,17 +11,10 @@ import time
 
 import pytest
 
-from conftest import Location, pg_tool, pg_url, psql
+from conftest import pg_tool, pg_url, psql
 from stub_cluster import StubCluster
 
 TOKEN = "operator-bearer-token-0123456789"
-
-
-@pytest.fixture
-def pg(tmp_path):
-    loc = Location(tmp_path, engine="postgres")
-    yield loc
-    loc.drop()
 
 
 @pytest.fixture

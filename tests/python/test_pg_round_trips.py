@@ -13,19 +13,12 @@ import time
 import pytest
 
 import tms
-from conftest import Location, psql, with_param
+from conftest import psql, with_param
 from pg_proxy import RoundTripProxy
 from stub_cluster import StubCluster
 
 KEY = "k" * 32
 CALLS = 5
-
-
-@pytest.fixture
-def pg(tmp_path):
-    loc = Location(tmp_path, engine="postgres")
-    yield loc
-    loc.drop()
 
 
 @pytest.fixture

@@ -13,17 +13,10 @@ import time
 import pytest
 
 import tms
-from conftest import (BINDINGS, CRASH_WRITER, FIXTURES, ROOT, SLOW_SET_ACTION, START_TOGETHER, WORKER, Location,
+from conftest import (BINDINGS, CRASH_WRITER, FIXTURES, ROOT, SLOW_SET_ACTION, START_TOGETHER, WORKER,
                       assert_overlapped, pg_tool, psql, python, together)
 
 
-
-
-@pytest.fixture
-def pg(tmp_path):
-    loc = Location(tmp_path, engine="postgres")
-    yield loc
-    loc.drop()
 
 
 def host(code, *args, env=None):
