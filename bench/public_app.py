@@ -35,8 +35,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from contextlib import closing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -127,72 +125,31 @@ def counts(app_dir):
 def phase(server, app_dir, stub, ids, n_ids, per_client, clients):
     """(latencies ms, server CPU s per request, problems): each client logs in (untimed, before
     the counts), sends one untimed Set Action, then per_client timed ones."""
-    barrier = threading.Barrier(clients + 1)
-    samples, problems, lock = [], [], threading.Lock()
     sent = clients * (per_client + 1)
-
-    def client(conn, cookie):
-        mine = []
-        try:
-            headers = {"Content-Type": "application/json", "Cookie": cookie}
-            for i in range(per_client + 1):
-                body = route.request_body(stub, ids.take(n_ids))
-                if i == 1:
-                    barrier.wait()
-                t = time.perf_counter()
-                conn.request("POST", "/proxy_fetch", body, headers)
-                response = conn.getresponse()
-                raw = response.read()
-                if i:
-                    mine.append((time.perf_counter() - t) * 1000)
-                try:
-                    ok = response.status == 200 and json.loads(raw).get("status") == "success"
-                except ValueError:
-                    ok = False
-                if not ok:
-                    with lock:
-                        problems.append(f"HTTP {response.status}")
-        except Exception as e:  # counted below; the phase is reported, not stopped
-            with lock:
-                problems.append(f"{type(e).__name__}")
-            barrier.abort()
-        finally:
-            conn.close()
-        with lock:
-            samples.extend(mine)
-
+    bodies = [[route.request_body(stub, ids.take(n_ids)) for _ in range(per_client + 1)] for _ in range(clients)]
     # Logging in writes an audit row of the app's own: every client is logged in before counting.
     conns = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=120) for _ in range(clients)]
-    cookies = [login(conn) for conn in conns]
+    try:
+        headers = [{"Content-Type": "application/json", "Cookie": login(conn)} for conn in conns]
+    finally:
+        for conn in conns:
+            conn.close()
     before = counts(app_dir)
     cpu = route.group_cpu_s(server.proc.pid)
-    threads = [threading.Thread(target=client, args=(conn, cookie), daemon=True) for conn, cookie in zip(conns, cookies)]
-    for t in threads:
-        t.start()
-    try:
-        barrier.wait()
-    except threading.BrokenBarrierError:
-        pass
-    for t in threads:
-        t.join()
+    samples, _, answers, problems = route.send_all(server.port, bodies, headers)
     cpu = (route.group_cpu_s(server.proc.pid) - cpu) / sent
+    for status, raw in answers:
+        try:
+            ok = status == 200 and json.loads(raw).get("status") == "success"
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append(f"HTTP {status}")
     after = counts(app_dir)
     gained = (after[0] - before[0], after[1] - before[1])
     if gained != (sent, sent):
         problems.append(f"{sent} requests left {gained[0]} jobs and {gained[1]} audit rows")
     return samples, cpu, problems
-
-
-class Ids(route.Ids):
-    """route.Ids, safe for the client threads here (each takes its own IDs)."""
-
-    def __init__(self):
-        super().__init__()
-        self.lock = threading.Lock()
-
-    def take(self, n):
-        with self.lock:
-            return super().take(n)
 
 
 def run(app, cfg):
@@ -215,7 +172,7 @@ def run(app, cfg):
         apps = {"own": start_app("own", dirs["own"], python, {}),
                 "migrated": start_app("migrated", dirs["migrated"], python, lib_env)}
         servers.extend(apps.values())
-        ids = Ids()
+        ids = route.Ids()
         results = {}
         for r in range(cfg["rounds"]):
             for n_ids in cfg["sizes"]:

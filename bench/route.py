@@ -197,16 +197,18 @@ def request_body(stub, cids):
 HEADERS = {"Content-Type": "application/json", "X-User": "bench-operator"}
 
 
-def drive(port, bodies_per_client, has_job):
-    """One phase: a thread per client, each sending its bodies one after another on its own
-    kept-alive connection; the first body of each is untimed (it opens the connection). Returns
-    the timed latencies (ms), the wall time of the timed part (s), and the job ids answered."""
+def send_all(port, bodies_per_client, headers_per_client=None):
+    """A thread per client, each sending its bodies one after another on its own kept-alive
+    connection (with its headers); the first body of each is untimed (it opens the connection).
+    Returns the timed latencies (ms), the wall time of the timed part (s), the (status, body)
+    answers and the errors of clients that stopped."""
     n = len(bodies_per_client)
+    headers_per_client = headers_per_client or [HEADERS] * n
     barrier = threading.Barrier(n + 1)
     samples, answers, errors = [], [], []
     lock = threading.Lock()
 
-    def client(bodies):
+    def client(bodies, headers):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         mine, got = [], []
         try:
@@ -214,14 +216,15 @@ def drive(port, bodies_per_client, has_job):
                 if i == 1:
                     barrier.wait()
                 t = time.perf_counter()
-                conn.request("POST", "/proxy_fetch", body, HEADERS)
+                conn.request("POST", "/proxy_fetch", body, headers)
                 response = conn.getresponse()
                 raw = response.read()
                 if i:
                     mine.append((time.perf_counter() - t) * 1000)
                 got.append((response.status, raw))
-        except Exception as e:  # reported below; a missing answer fails the phase
-            errors.append(f"{type(e).__name__}: {e}")
+        except Exception as e:  # reported by the caller; a missing answer fails the phase
+            with lock:
+                errors.append(f"{type(e).__name__}: {e}")
             barrier.abort()
         finally:
             conn.close()
@@ -229,7 +232,8 @@ def drive(port, bodies_per_client, has_job):
             samples.extend(mine)
             answers.extend(got)
 
-    threads = [threading.Thread(target=client, args=(b,), daemon=True) for b in bodies_per_client]
+    threads = [threading.Thread(target=client, args=(b, h), daemon=True)
+               for b, h in zip(bodies_per_client, headers_per_client)]
     for t in threads:
         t.start()
     try:
@@ -239,7 +243,13 @@ def drive(port, bodies_per_client, has_job):
     start = time.perf_counter()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - start
+    return samples, time.perf_counter() - start, answers, errors
+
+
+def drive(port, bodies_per_client, has_job):
+    """One phase (send_all), every answer checked: returns the timed latencies (ms), the wall time
+    of the timed part (s), and the job ids answered."""
+    samples, wall, answers, errors = send_all(port, bodies_per_client)
     job_ids = []
     for status, raw in answers:
         try:
