@@ -310,13 +310,8 @@ fn customer_rows_keep_their_ids_when_autoincrement_goes() {
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'job_customers'"), 0);
     let after = dump(&jobs, "job_customers");
     assert_eq!(&after[..before.len()], &before[..], "rows or ids changed");
-    let new_ids: Vec<i64> = conn
-        .prepare(&format!("SELECT id FROM job_customers WHERE job_id = '{}' ORDER BY id", created.job_id))
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let new_ids: Vec<i64> =
+        column(&conn, &format!("SELECT id FROM job_customers WHERE job_id = '{}' ORDER BY id", created.job_id));
     assert_eq!(new_ids, [max_id + 1, max_id + 2]);
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('by_cid', 'remember')"), 2);
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM seen"), 2, "the hand-made trigger still fires");
@@ -388,13 +383,7 @@ fn the_v0_file_with_the_users_foreign_key_is_rebuilt_and_writable() {
         assert!(new.starts_with(old.as_str()), "{old} vs {new}");
     }
     assert_eq!(dump(&jobs, "job_customers")[..18], customers_before[..]);
-    let fks: Vec<String> = conn
-        .prepare("SELECT \"table\" FROM pragma_foreign_key_list('jobs')")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let fks: Vec<String> = column(&conn, "SELECT \"table\" FROM pragma_foreign_key_list('jobs')");
     assert!(fks.is_empty(), "jobs still references {fks:?}");
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM pragma_foreign_key_list('job_customers') WHERE \"table\" = 'jobs'"), 1);
     for col in ["http_status", "error_message", "updated_at"] {

@@ -127,6 +127,20 @@ static void join_path(char *out, size_t size, const char *dir, const char *name)
     }
 }
 
+/* A store of the test's own in tmp, <name>_jobs.db and <name>_audit.db, whose paths go to jobs
+ * and audit (PATH_BYTES each); NULL when it did not open (a failure already counted). */
+enum { PATH_BYTES = 4096 };
+static TmsStore *open_own_store(const char *tmp, const char *name, char *jobs, char *audit) {
+    char file[256];
+    snprintf(file, sizeof file, "%s_jobs.db", name);
+    join_path(jobs, PATH_BYTES, tmp, file);
+    snprintf(file, sizeof file, "%s_audit.db", name);
+    join_path(audit, PATH_BYTES, tmp, file);
+    TmsStore *store = NULL;
+    CHECK_OK(tms_store_open(jobs, audit, NULL, &store));
+    return store;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Tests                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
@@ -714,11 +728,8 @@ static void test_threads(const TmsStore *store) {
 /* Rolling back to the legacy code and forward: the legacy app's plain INSERT after the chain's
  * head fails verification until tms_adopt_unchained adopts it. */
 static void test_adopt_unchained(const char *tmp) {
-    char jobs[4096], audit[4096];
-    join_path(jobs, sizeof jobs, tmp, "adopt_jobs.db");
-    join_path(audit, sizeof audit, tmp, "adopt_audit.db");
-    TmsStore *store = NULL;
-    CHECK_OK(tms_store_open(jobs, audit, NULL, &store));
+    char jobs[PATH_BYTES], audit[PATH_BYTES];
+    TmsStore *store = open_own_store(tmp, "adopt", jobs, audit);
     if (store == NULL) {
         return;
     }
@@ -783,11 +794,8 @@ static char *verify_checkpoint(const TmsStore *store, const char *checkpoint, co
 }
 
 static void test_checkpoints(const char *tmp) {
-    char jobs[4096], audit[4096];
-    join_path(jobs, sizeof jobs, tmp, "cp_jobs.db");
-    join_path(audit, sizeof audit, tmp, "cp_audit.db");
-    TmsStore *store = NULL;
-    CHECK_OK(tms_store_open(jobs, audit, NULL, &store));
+    char jobs[PATH_BYTES], audit[PATH_BYTES];
+    TmsStore *store = open_own_store(tmp, "cp", jobs, audit);
     if (store == NULL) {
         return;
     }

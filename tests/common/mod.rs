@@ -69,6 +69,11 @@ pub fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// The first column of every row the query gives.
+pub fn column<T: rusqlite::types::FromSql>(conn: &rusqlite::Connection, sql: &str) -> Vec<T> {
+    conn.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
 /// Every row of a table as text, for before/after comparisons.
 pub fn dump(path: &Path, table: &str) -> Vec<String> {
     let conn = inspect(path);
@@ -181,13 +186,8 @@ impl Location {
                         continue; // opening it would create it
                     }
                     let conn = inspect(&dir.join(file));
-                    let tables: Vec<String> = conn
-                        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-                        .unwrap()
-                        .query_map([], |r| r.get(0))
-                        .unwrap()
-                        .map(Result::unwrap)
-                        .collect();
+                    let tables: Vec<String> =
+                        column(&conn, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
                     for t in tables {
                         let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
                         let n = stmt.column_count();
