@@ -114,8 +114,8 @@ class Server:
                 self.proc.stdout.close()
 
 
-def start_stub(workdir):
-    stub = Server("stub", [sys.executable, os.path.join(HERE, "route_stub.py"), "--latency-ms", str(STUB_LATENCY_MS)],
+def start_stub(workdir, latency_ms=STUB_LATENCY_MS, name="stub"):
+    stub = Server(name, [sys.executable, os.path.join(HERE, "route_stub.py"), "--latency-ms", str(latency_ms)],
                   workdir, stdout=subprocess.PIPE)
     line = stub.proc.stdout.readline()
     if not line.strip().isdigit():
@@ -545,16 +545,76 @@ def draw_chart(s, path):
     charts.save(fig, os.path.dirname(path), os.path.basename(path))
 
 
+def cpu_after_a_wait(workdir, calls):
+    """CPU per Set Action in this process, on one thread, with no gunicorn or Flask around it:
+    the library's `Store.set_action` against the baseline route's HTTP call (baseline_app's
+    post_json and JSON), 3 IDs, NORMAL, with the stub answering at once and after its
+    STUB_LATENCY_MS. The difference between the two says how much of a route's CPU comes from
+    running after a wait: on a VM, work after the thread slept runs with its caches and the
+    core's state lost, and the library does more of its work after the cluster answered (the
+    outcome, the audit row) than the baseline does (a JSON parse). Returns {(latency_ms, impl):
+    µs per call}, medians over interleaved rounds."""
+    sys.path.insert(0, HERE)
+    from baseline_app import post_json  # the baseline route's own call
+
+    out, ids = {}, Ids()
+    for latency in (0.0, STUB_LATENCY_MS):
+        stub = start_stub(workdir, latency, f"stub-{latency:g}ms")
+        try:
+            d = tempfile.mkdtemp(prefix="wait-", dir=workdir)
+            store = tms.Store(os.path.join(d, "jobs.db"), os.path.join(d, "audit.db"), synchronous="NORMAL",
+                              allowed_clusters=[f"http://127.0.0.1:{stub.port}"])
+
+            def library(body):
+                status, answer = store.set_action(body.decode(), "bench-operator", "127.0.0.1", None)
+                if status != 200 or not answer.get("job_id"):
+                    raise Failure(f"set_action in process: HTTP {status}: {answer}")
+
+            def baseline(body):
+                data = json.loads(body)
+                headers = {"Content-Type": "application/json", "Authorization": f"Bearer {data['token']}"}
+                status, raw = post_json(data["url"], headers, json.dumps(data["postData"]).encode())
+                if status != 200:
+                    raise Failure(f"baseline call in process: HTTP {status}")
+                json.dumps({"status": "success", "data": json.loads(raw), "httpStatus": status})
+
+            rounds = {"library": [], "baseline": []}
+            with store:
+                for r in range(3):
+                    for name, call in (("library", library), ("baseline", baseline))[::1 if r % 2 else -1]:
+                        bodies = [request_body(stub, ids.take(3)) for _ in range(calls + 3)]
+                        for body in bodies[:3]:  # warm: connections open, statements prepared
+                            call(body)
+                        t = time.process_time()
+                        for body in bodies[3:]:
+                            call(body)
+                        rounds[name].append((time.process_time() - t) / calls * 1e6)
+            for name, v in rounds.items():
+                out[(latency, name)] = sorted(v)[1]
+        finally:
+            stub.stop()
+    return out
+
+
 def run(quick=False, charts_dir=None):
     """Measure; returns (table_lines, target_lines), the table as Markdown."""
     cfg = QUICK if quick else FULL
     workdir = tempfile.mkdtemp(prefix="tms-route-")
     try:
         results, failures = measure(cfg, workdir)
+        waited = cpu_after_a_wait(workdir, 30 if quick else 300)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     s = summarize(results)
     table, targets, setup = render(s, failures, cfg, quick)
+    cells = []
+    for latency in (0.0, STUB_LATENCY_MS):
+        lib, base = waited[(latency, "library")], waited[(latency, "baseline")]
+        cells.append(f"stub answering after {latency:g} ms: library {lib:.0f} µs, baseline {base:.0f} µs, "
+                     f"{lib - base:+.0f} µs")
+    targets.append("- CPU per Set Action in one process and thread, without gunicorn and Flask (3 IDs, NORMAL; "
+                   "median of 3 interleaved rounds): " + "; ".join(cells) + ". The same work costs more after the "
+                   "thread waited for the cluster, and the library does more of its work after that wait")
     if charts_dir:
         os.makedirs(charts_dir, exist_ok=True)
         path = os.path.join(charts_dir, "route-latency.svg")
