@@ -3,8 +3,8 @@ get_job and get_job_customers through libtms natively and via ctypes on both eng
 NORMAL (on PostgreSQL: synchronous_commit on and off), and the throughput of 1 writer and of 8
 writers in 2 processes sharing one store. Also the round trips each call takes on PostgreSQL
 (counted by a loopback proxy, tests/python/pg_proxy.py) beside the floor, one prepared
-statement's round trip on one connection, the two reads again with a sleep before each call on
-both engines (a PostgreSQL call sleeps inside, waiting for the server, and on this VM work after
+statement's round trip on one connection, the four calls with targets again with a sleep
+before each call on both engines (a PostgreSQL call sleeps inside, waiting for the server, and on this VM work after
 a sleep runs slower), and (in the full run, or with --copy) the time of
 `tms copy` of 100,000 jobs from SQLite files onto PostgreSQL. `--quick` is the smoke run;
 `--markdown FILE` writes the tables.
@@ -181,14 +181,15 @@ def bench_reads(big, sync, iters):
             interleaved(where, sync, iters, customers, "native-customers"))
 
 
-# Pauses before each read in `reads_after_a_wait`: about one loopback round trip, and a short
+# Pauses before each call in `calls_after_a_wait`: about one loopback round trip, and a short
 # gap between a web app's requests.
 WAITS_S = (100e-6, 1e-3)
 
 
-def reads_after_a_wait(big, iters):
-    """get_job and get_job_customers via ctypes on both engines with the thread asleep for each of
-    WAITS_S before every call (untimed), as a web app's reads come after a wait; NORMAL/off.
+def calls_after_a_wait(big, iters):
+    """The four calls with targets (create_job of 3 IDs, record_audit, get_job, get_job_customers)
+    via ctypes on both engines with the thread asleep for each of WAITS_S before every call
+    (untimed), as a web app's calls come after a wait; NORMAL/off, on the populated stores.
 
     A PostgreSQL call sleeps inside itself, waiting for the server; what runs after a sleep runs
     slower on this VM (caches and the core's state lost: the same SQLite get_job costs about twice
@@ -198,16 +199,22 @@ def reads_after_a_wait(big, iters):
     out = {}
     try:
         job_id = {e: opened[e].get_user_jobs("user7", 1)[0]["job_id"] for e in ENGINES}
-        calls = {"get_job": lambda s, j: s.get_job(j), "get_job_customers": lambda s, j: s.get_job_customers(j)}
+        calls = {
+            "create_job 3 IDs": lambda s, j, i: s.create_job("bench", 1, "Trans-Begin", ids(f"w{i}-", 3)),
+            "record_audit": lambda s, j, i: s.record_audit("bench", "Trans-Begin", ["c1", "c2", "c3"]),
+            "get_job": lambda s, j, i: s.get_job(j),
+            "get_job_customers": lambda s, j, i: s.get_job_customers(j),
+        }
         per_round = max(1, iters // ROUNDS)
         for name, call in calls.items():
-            for wait in WAITS_S:
+            for w, wait in enumerate(WAITS_S):
                 samples = {e: [] for e in ENGINES}
                 ratios = []
                 for r in range(ROUNDS):
                     medians = {}
+                    start = (w * ROUNDS + r) * per_round  # fresh IDs for every create_job
                     for e in ENGINES:
-                        got = timed_samples(per_round, lambda i, e=e: call(opened[e], job_id[e]), r * per_round, pause_s=wait)
+                        got = timed_samples(per_round, lambda i, e=e: call(opened[e], job_id[e], i), start, pause_s=wait)
                         samples[e] += got
                         medians[e] = statistics.median(got)
                     ratios.append(medians["PostgreSQL"] / medians["SQLite"])
@@ -310,7 +317,7 @@ def run(quick, url, copy=False):
             results[("get_user_jobs(50)", sync)] = lst
             results[("get_job", sync)] = job
             results[("get_job_customers", sync)] = cust
-        waited = reads_after_a_wait(big, cfg["read_iters"])
+        waited = calls_after_a_wait(big, cfg["read_iters"])
         sqlite_mib = sum(os.path.getsize(os.path.join(big["SQLite"], f)) for f in os.listdir(big["SQLite"])) / 2**20
         pg_mib = stores.schema_bytes(big["PostgreSQL"]) / 2**20
         notes.append(f"reads on {cfg['big_jobs']:,} jobs x {cfg['big_per_job']} IDs = "
