@@ -213,7 +213,7 @@ def calls_after_a_wait(big, iters):
                 for r in range(ROUNDS):
                     medians = {}
                     start = (w * ROUNDS + r) * per_round  # fresh IDs for every create_job
-                    for e in ENGINES:
+                    for e in ENGINES[::1 if r % 2 == 0 else -1]:  # each engine first in turn
                         got = timed_samples(per_round, lambda i, e=e: call(opened[e], job_id[e], i), start, pause_s=wait)
                         samples[e] += got
                         medians[e] = statistics.median(got)
@@ -317,13 +317,14 @@ def run(quick, url, copy=False):
             results[("get_user_jobs(50)", sync)] = lst
             results[("get_job", sync)] = job
             results[("get_job_customers", sync)] = cust
-        waited = calls_after_a_wait(big, cfg["read_iters"])
         sqlite_mib = sum(os.path.getsize(os.path.join(big["SQLite"], f)) for f in os.listdir(big["SQLite"])) / 2**20
         pg_mib = stores.schema_bytes(big["PostgreSQL"]) / 2**20
         notes.append(f"reads on {cfg['big_jobs']:,} jobs x {cfg['big_per_job']} IDs = "
                      f"{cfg['big_jobs'] * cfg['big_per_job']:,} customer rows over 100 users: SQLite files {sqlite_mib:.0f} MiB, "
                      f"PostgreSQL tables and indexes {pg_mib:.0f} MiB (filled in {fill['SQLite']['seconds']:.0f} s and "
                      f"{fill['PostgreSQL']['seconds']:.0f} s, then VACUUM ANALYZE)")
+        # After the sizes: its create_job and record_audit calls add rows to these stores.
+        waited = calls_after_a_wait(big, cfg["read_iters"])
         stores.free()
         for (name, wait), (sq, pg, r) in waited.items():
             notes.append(f"{name} after a {fmt_us(wait * 1e6)} sleep before each call (both engines; NORMAL/off, via ctypes): "
