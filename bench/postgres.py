@@ -3,10 +3,10 @@ get_job and get_job_customers through libtms natively and via ctypes on both eng
 NORMAL (on PostgreSQL: synchronous_commit on and off), and the throughput of 1 writer and of 8
 writers in 2 processes sharing one store. Also the round trips each call takes on PostgreSQL
 (counted by a loopback proxy, tests/python/pg_proxy.py) beside the floor, one prepared
-statement's round trip on one connection, the four calls with targets again with a sleep
-before each call on both engines (a PostgreSQL call sleeps inside, waiting for the server, and on this VM work after
-a sleep runs slower), and (in the full run, or with --copy) the time of
-`tms copy` of 100,000 jobs from SQLite files onto PostgreSQL. `--quick` is the smoke run;
+statement's round trip on one connection; the four calls with targets again with a sleep before
+each call on both engines (a PostgreSQL call sleeps inside, waiting for the server, and on this
+VM work after a sleep runs slower); and (in the full run, or with --copy) the time of `tms copy`
+of 100,000 jobs from SQLite files onto PostgreSQL. `--quick` is the smoke run;
 `--markdown FILE` writes the tables.
 
 It needs a server: `--url`, else TMS_TEST_PG_URL (a role that may create schemas). `make bench`

@@ -554,7 +554,8 @@ def cpu_after_a_wait(workdir, calls):
     core's state lost, and the library does more of its work after the cluster answered (the
     outcome, the audit row) than the baseline does (a JSON parse). Returns {(latency_ms, impl):
     µs per call}, medians over interleaved rounds."""
-    sys.path.insert(0, HERE)
+    if HERE not in sys.path:  # route.py imported from elsewhere (bench/run.py runs from bench/)
+        sys.path.insert(0, HERE)
     from baseline_app import post_json  # the baseline route's own call
 
     out, ids = {}, Ids()
