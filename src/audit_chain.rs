@@ -307,13 +307,7 @@ impl CheckedHead {
     /// no keyed row after `keyed_after`. None when `check_append` must see the head row itself.
     pub fn expected(&self, key: &ChainKey) -> Option<ExpectedHead> {
         let (seq, hash) = self.head.try_lock().ok()?.clone()?;
-        if is_keyed(&hash) {
-            Some(ExpectedHead { seq, hash, keyed_after: None })
-        } else if !key.has_key() {
-            Some(ExpectedHead { seq, hash, keyed_after: Some(self.unkeyed_up_to()) })
-        } else {
-            None
-        }
+        ExpectedHead::new(key, seq, hash, self.unkeyed_up_to())
     }
     /// After a row was appended onto `head` (the server found no keyed row after
     /// `head.keyed_after`): what `check_append` would have noted for it.
@@ -331,6 +325,22 @@ pub struct ExpectedHead {
     pub hash: String,
     /// Set for a store without a key on a plain chain: no keyed row may follow this seq.
     pub keyed_after: Option<i64>,
+}
+
+impl ExpectedHead {
+    /// The head (seq, hash) to append onto: on a keyed head as it is; on a plain head, for a
+    /// store without a key, with no keyed row allowed after `plain_up_to` (the seq up to which
+    /// the chain is known to hold none). None for a keyed store on a plain head: only the locked
+    /// path may judge that one.
+    pub fn new(key: &ChainKey, seq: i64, hash: String, plain_up_to: i64) -> Option<ExpectedHead> {
+        if is_keyed(&hash) {
+            Some(ExpectedHead { seq, hash, keyed_after: None })
+        } else if !key.has_key() {
+            Some(ExpectedHead { seq, hash, keyed_after: Some(plain_up_to) })
+        } else {
+            None
+        }
+    }
 }
 
 /// Refuse to append to a chain this store cannot continue honestly: an HMAC-keyed chain needs the

@@ -9,7 +9,7 @@ use super::pool::Cache;
 use crate::audit_adopt;
 use crate::audit_chain::{
     Cell, ChainKey, ChainRow, CheckedHead, Commitment, ExpectedHead, LegacyDigest, RESERVED_ACTIONS, Verifier,
-    check_append, is_keyed, link,
+    check_append, link,
 };
 use crate::error::{Error, Result};
 use crate::model::{Adoption, AuditFilter, AuditRow, AuditStats, AuditStatus, AuditVerification, parse_json_or_text};
@@ -149,13 +149,8 @@ pub fn insert(c: &mut impl GenericClient, cache: &mut Cache, row: &AuditRecord<'
 fn read_head(c: &mut impl GenericClient, cache: &mut Cache, key: &ChainKey, checked: &CheckedHead) -> Result<Option<ExpectedHead>> {
     let Some(row) = read_and_check_head(c, cache, key, checked)? else { return Ok(None) };
     let (Some(seq), Some(hash)) = (row.seq, row.hash) else { return Ok(None) };
-    Ok(if is_keyed(&hash) {
-        Some(ExpectedHead { seq, hash, keyed_after: None })
-    } else if !key.has_key() {
-        Some(ExpectedHead { seq, hash, keyed_after: Some(seq) }) // check_append found no keyed row up to it
-    } else {
-        None
-    })
+    // check_append found no keyed row up to the head it read.
+    Ok(ExpectedHead::new(key, seq, hash, seq))
 }
 
 /// Append `row` in one statement onto the head this store last wrote or checked, or onto the

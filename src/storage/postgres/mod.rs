@@ -294,10 +294,16 @@ impl PostgresEngine {
     /// appends it twice.
     fn append_set_action_audit(&self, tx: &mut postgres::Transaction<'_>, cache: &mut Cache, job_id: &str, row: &AuditRecord<'_>) -> Result<()> {
         if requests::claim_audit_receipt(tx, cache, job_id)? {
-            let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head, self.append_at)?;
-            requests::set_audit_receipt(tx, cache, job_id, id)?;
+            self.append_claimed_audit(tx, cache, job_id, row)?;
         }
         Ok(())
+    }
+
+    /// The audit row of job `job_id`, whose receipt this transaction has just claimed, and the
+    /// receipt pointing at it.
+    fn append_claimed_audit(&self, tx: &mut postgres::Transaction<'_>, cache: &mut Cache, job_id: &str, row: &AuditRecord<'_>) -> Result<()> {
+        let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head, self.append_at)?;
+        requests::set_audit_receipt(tx, cache, job_id, id)
     }
 }
 
@@ -511,8 +517,7 @@ impl Engine for PostgresEngine {
             // NotFound about the job, not about the row).
             let (found, claimed) = requests::finish(tx, cache, outcome, answer, audit_row.is_some())?;
             if let (true, Some(row)) = (claimed, audit_row) {
-                let id = audit::insert(tx, cache, row, &self.chain, &self.checked_head, self.append_at)?;
-                requests::set_audit_receipt(tx, cache, outcome.job_id, id)?;
+                self.append_claimed_audit(tx, cache, outcome.job_id, row)?;
             }
             Ok(found)
         })?;

@@ -34,7 +34,8 @@ pub fn claim_key(c: &mut impl GenericClient, cache: &mut Cache, key: Idempotency
 
 /// A Set Action's outcome (every outcome column set, replacing any recovery verdict), its key's
 /// answer, and the claim of its audit row's receipt (see `claim_audit_receipt`), in one
-/// statement, in that order. Returns whether the job exists and whether the receipt was claimed.
+/// statement, in that order (PostgreSQL runs every data-modifying WITH once, read or not).
+/// Returns whether the job exists and whether the receipt was claimed.
 const FINISH: &str = "WITH outcome AS (
                           UPDATE jobs SET status = $2, http_status = $3, error_message = $4, response_summary = $5,
                                           updated_at = $6, touched_at = now()
@@ -42,13 +43,12 @@ const FINISH: &str = "WITH outcome AS (
                           RETURNING 1),
                       answer AS (
                           UPDATE set_action_requests SET answer_http_status = $9::bigint, answer_body = $10::text
-                          WHERE user_id = $7::text AND idempotency_key = $8::text
-                          RETURNING 1),
+                          WHERE user_id = $7::text AND idempotency_key = $8::text),
                       receipt AS (
                           INSERT INTO set_action_audit_receipts (job_id, audit_id) SELECT $1, NULL WHERE $11::boolean
                           ON CONFLICT DO NOTHING
                           RETURNING 1)
-                      SELECT EXISTS (SELECT 1 FROM outcome), EXISTS (SELECT 1 FROM receipt), (SELECT COUNT(*) FROM answer)";
+                      SELECT EXISTS (SELECT 1 FROM outcome), EXISTS (SELECT 1 FROM receipt)";
 
 pub fn finish(
     c: &mut impl GenericClient,
