@@ -1,5 +1,7 @@
 //! SQL for the jobs and job_customers tables.
 
+use std::sync::LazyLock;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::Result;
@@ -41,15 +43,23 @@ pub fn insert(conn: &Connection, job: &JobRecord<'_>, now_ms: i64) -> Result<()>
 /// bound once per statement). 32 rows bind 33 values, well under SQLite's limit of 999.
 const CUSTOMER_CHUNKS: [usize; 3] = [32, 8, 1];
 
+/// Each chunk size's INSERT, written once per process (the statement cache looks them up by text).
+static CUSTOMER_INSERTS: LazyLock<[(usize, String); 3]> = LazyLock::new(|| {
+    CUSTOMER_CHUNKS.map(|size| {
+        let rows: Vec<String> = (0..size).map(|i| format!("(?1, ?{})", i + 2)).collect();
+        (size, format!("INSERT INTO job_customers (job_id, cid) VALUES {}", rows.join(", ")))
+    })
+});
+
 /// The job's customers, in the order given (their rowids keep it).
 fn insert_customers(conn: &Connection, job_id: &str, cids: &[String]) -> Result<()> {
     let mut rest = cids;
-    for size in CUSTOMER_CHUNKS {
+    for (size, sql) in CUSTOMER_INSERTS.iter() {
+        let size = *size;
         if rest.len() < size {
             continue;
         }
-        let rows: Vec<String> = (0..size).map(|i| format!("(?1, ?{})", i + 2)).collect();
-        let mut add = conn.prepare_cached(&format!("INSERT INTO job_customers (job_id, cid) VALUES {}", rows.join(", ")))?;
+        let mut add = conn.prepare_cached(sql)?;
         while rest.len() >= size {
             let (chunk, tail) = rest.split_at(size);
             add.execute(rusqlite::params_from_iter(std::iter::once(job_id).chain(chunk.iter().map(String::as_str))))?;

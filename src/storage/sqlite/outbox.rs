@@ -107,9 +107,8 @@ pub fn add(conn: &Connection, row: &AuditRecord<'_>, key: Option<String>) -> Res
 pub fn pending(conn: &Connection) -> Result<Vec<Entry>> {
     let mut stmt =
         conn.prepare_cached("SELECT id, delivery_key, record, audit_id_hint FROM audit_outbox ORDER BY id")?;
-    let raw: Vec<(i64, String, String, Option<i64>)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?;
-    Ok(raw.into_iter().map(|(id, delivery_key, record, audit_id_hint)| Entry { id, delivery_key, record, audit_id_hint }).collect())
+    let rows = stmt.query_map([], |r| Ok(Entry { id: r.get(0)?, delivery_key: r.get(1)?, record: r.get(2)?, audit_id_hint: r.get(3)? }))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Remove delivered rows (jobs.db), each by its id and key.
